@@ -1,0 +1,258 @@
+"""The ``hatch-pyc`` command: parse arguments, call the library, map errors to exit codes.
+
+Exit codes: 0 success, 1 a failed check (a source that does not compile, a threshold),
+2 bad usage or input. Errors are printed at one boundary, :func:`main`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import signal
+import sys
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from typing import TextIO
+
+from hatch_pyc import __version__
+from hatch_pyc._compile import CompileResult, compile_plan
+from hatch_pyc._errors import CompileFailed, HatchPycError
+from hatch_pyc._options import INVALIDATION_MODES, ON_ERROR, PycOptions
+from hatch_pyc._plan import plan_compile
+from hatch_pyc._pycinfo import read_code_info, read_header
+
+EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
+
+
+class _Terminated(Exception):
+    """SIGTERM, turned into an exception so cleanup runs as it does for Ctrl-C."""
+
+
+def _say(message: str, stream: TextIO | None = None) -> None:
+    print(message, file=stream or sys.stderr)
+
+
+def _show_progress(args: argparse.Namespace) -> bool:
+    if args.quiet or args.verbose:
+        return False
+    if os.environ.get("CI") and not args.progress:
+        return False
+    return bool(args.progress or sys.stderr.isatty())
+
+
+@contextmanager
+def _progress_bar(enabled: bool, label: str) -> Iterator[Callable[[int, int], None] | None]:
+    if not enabled:
+        yield None
+        return
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeElapsedColumn
+
+    with Progress(
+        "[progress.description]{task.description}",
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        transient=True,
+    ) as bar:
+        task = bar.add_task(label, total=None)
+
+        def update(done: int, total: int) -> None:
+            bar.update(task, completed=done, total=total)
+
+        yield update
+
+
+def _options_from(args: argparse.Namespace) -> PycOptions:
+    levels = tuple(args.optimize) if args.optimize else (0,)
+    sde = os.environ.get("SOURCE_DATE_EPOCH")
+    return PycOptions(
+        levels=levels,
+        strip=args.strip,
+        exclude=tuple(args.exclude or ()),
+        invalidation=args.invalidation_mode,
+        on_error=args.on_error,
+        workers=args.workers,
+        force=args.force,
+        ddir=args.ddir,
+        source_date_epoch=int(sde) if (sde and args.use_source_date_epoch) else None,
+    )
+
+
+def _cmd_compile(args: argparse.Namespace) -> int:
+    options = _options_from(args)
+    plan = plan_compile(args.paths, options, python=args.python, stdlib=args.stdlib)
+    if args.dry_run:
+        for item in plan.sources:
+            outs = ", ".join(str(path) for _, path in item.outputs)
+            print(f"{item.source} -> {outs}" + ("  (source removed)" if options.strip else ""))
+        for path in plan.excluded:
+            print(f"{path}  (excluded: keeps its source)")
+        _say(f"hatch-pyc: would compile {len(plan.sources)} sources for {plan.interpreter} (dry run)")
+        return EXIT_OK
+    with _progress_bar(_show_progress(args), f"compiling for CPython {plan.interpreter.minor}") as bar:
+        result = compile_plan(plan, progress=bar)
+    if args.verbose:
+        for item in result.compiled:
+            print(f"compiled {item.source}")
+        for item in result.up_to_date:
+            print(f"current  {item.source}")
+    for error in result.kept_source:
+        _say(f"hatch-pyc: warning: {error} (kept as source)")
+    if args.json:
+        with open(args.json, "w", encoding="utf-8") as handle:
+            json.dump(_result_json(result), handle, indent=2)
+    if not args.quiet:
+        _say(_summary(result))
+    return EXIT_OK
+
+
+def _summary(result: CompileResult) -> str:
+    plan = result.plan
+    pycs = result.pyc_written + result.pyc_linked
+    parts = [
+        f"compiled {len(result.compiled)} of {len(plan.sources)} sources for CPython "
+        f"{'.'.join(map(str, plan.interpreter.version))}",
+        f"{pycs} pyc ({result.pyc_linked} hard links to identical levels)",
+    ]
+    if result.up_to_date:
+        parts.append(f"{len(result.up_to_date)} already current")
+    if plan.excluded:
+        parts.append(f"{len(plan.excluded)} excluded")
+    if result.kept_source:
+        parts.append(f"{len(result.kept_source)} kept as source after errors")
+    if plan.options.strip:
+        parts.append(f"{len(result.stripped)} sources removed")
+    return f"hatch-pyc: {'; '.join(parts)} in {result.seconds:.2f} s"
+
+
+def _result_json(result: CompileResult) -> dict[str, object]:
+    plan = result.plan
+    return {
+        "python": ".".join(map(str, plan.interpreter.version)),
+        "executable": plan.interpreter.executable,
+        "levels": list(plan.options.levels),
+        "strip": plan.options.strip,
+        "invalidation_mode": plan.options.invalidation_mode,
+        "sources": len(plan.sources),
+        "compiled": len(result.compiled),
+        "up_to_date": len(result.up_to_date),
+        "excluded": [str(p) for p in plan.excluded],
+        "kept_source": [str(e) for e in result.kept_source],
+        "stripped": len(result.stripped),
+        "pyc_written": result.pyc_written,
+        "pyc_linked": result.pyc_linked,
+        "seconds": round(result.seconds, 4),
+    }
+
+
+def _cmd_inspect(args: argparse.Namespace) -> int:
+    header = read_header(args.file)
+    info: dict[str, object] = {"file": args.file, **header.describe()}
+    code = read_code_info(args.file, with_dis=args.dis)
+    if code is not None:
+        info.update(co_filename=code.filename, co_name=code.name, read_by=f"CPython {code.read_by}")
+    if args.json:
+        print(json.dumps(info, indent=2))
+        return EXIT_OK
+    width = max(len(k) for k in info)
+    for key, value in info.items():
+        print(f"{key:<{width}}  {value}")
+    if code is None:
+        print(f"{'code':<{width}}  (no CPython {header.python or '?'} found here to load it)")
+    elif args.dis:
+        print()
+        print(code.dis, end="")
+    return EXIT_OK
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The argument parser (also used to render the CLI reference)."""
+    parser = argparse.ArgumentParser(
+        prog="hatch-pyc",
+        description="Precompile Python to bytecode: trees, venvs, wheels and container layers.",
+    )
+    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    comp = sub.add_parser(
+        "compile",
+        help="compile package trees, site-packages or a venv in place",
+        description="Compile .py files in place for one CPython, keeping sources (pycs in __pycache__) "
+        "or stripping them (--strip: mod.pyc beside where mod.py was).",
+    )
+    comp.add_argument("paths", nargs="*", metavar="PATH", help="package directory, site-packages, venv root or .py file")
+    comp.add_argument("--python", metavar="PY", help="target CPython: version (3.12), command (python3.12) or path "
+                      "(default: the venv's own interpreter for a venv, else the running one)")
+    comp.add_argument("-O", "--optimize", metavar="LEVEL", type=int, choices=(0, 1, 2), action="append",
+                      help="optimisation level 0, 1 or 2; repeat for several (default: 0)")
+    comp.add_argument("--strip", action="store_true", help="sourceless: write mod.pyc and remove mod.py once every "
+                      "pyc is written and verified")
+    comp.add_argument("--exclude", metavar="PATTERN", action="append", help="gitignore-style pattern, relative to the "
+                      "import root; matching files keep their source and are not compiled (repeatable)")
+    comp.add_argument("--invalidation-mode", choices=INVALIDATION_MODES, help="pyc header mode (default: timestamp, "
+                      "or unchecked-hash with --strip)")
+    comp.add_argument("--on-error", choices=ON_ERROR, default="fail", help="fail: a source that does not compile "
+                      "fails the run and nothing changes (default); keep-source: keep it as source and report it")
+    comp.add_argument("--workers", type=int, default=0, metavar="N", help="worker processes (default: one per CPU)")
+    comp.add_argument("--force", action="store_true", help="recompile pycs that are already current")
+    comp.add_argument("--ddir", metavar="DIR", help="prefix for the file names recorded in the code objects "
+                      "(default: the path relative to the import root)")
+    comp.add_argument("--stdlib", action="store_true", help="also compile the target interpreter's standard library")
+    comp.add_argument("--use-source-date-epoch", action="store_true", help="timestamp pycs record SOURCE_DATE_EPOCH "
+                      "instead of each source's mtime (for trees whose mtimes are set to it, as in image layers)")
+    comp.add_argument("--dry-run", action="store_true", help="print the plan and change nothing")
+    comp.add_argument("--json", metavar="FILE", help="write a JSON summary of the run")
+    _add_verbosity(comp)
+    comp.set_defaults(func=_cmd_compile)
+
+    insp = sub.add_parser("inspect", help="decode a pyc: target CPython, header, code object",
+                          description="Decode a pyc header (magic -> CPython version, flags, source mtime/size or "
+                          "hash) and, when a matching CPython is found, its code object.")
+    insp.add_argument("file", metavar="FILE.pyc")
+    insp.add_argument("--dis", action="store_true", help="also print a dis listing of the module code")
+    insp.add_argument("--json", action="store_true", help="print JSON")
+    insp.set_defaults(func=_cmd_inspect)
+    return parser
+
+
+def _add_verbosity(parser: argparse.ArgumentParser) -> None:
+    group = parser.add_mutually_exclusive_group()
+    group.add_argument("-v", "--verbose", action="store_true", help="list every file")
+    group.add_argument("-q", "--quiet", action="store_true", help="print errors only")
+    parser.add_argument("--progress", action="store_true", help="show a progress bar even when not on a terminal")
+
+
+def _on_sigterm(signum: int, frame: object) -> None:
+    raise _Terminated
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the CLI; return the exit code."""
+    args = build_parser().parse_args(argv)
+    previous = signal.signal(signal.SIGTERM, _on_sigterm)
+    try:
+        code: int = args.func(args)
+        return code
+    except CompileFailed as exc:
+        for error in exc.errors:
+            _say(f"hatch-pyc: error: {error}")
+        _say(f"hatch-pyc: {len(exc.errors)} source(s) did not compile; nothing was changed "
+             "(--on-error keep-source keeps them as source instead)")
+        return EXIT_FAILED
+    except HatchPycError as exc:
+        _say(f"hatch-pyc: error: {exc}")
+        return EXIT_USAGE
+    except KeyboardInterrupt:
+        _say("hatch-pyc: interrupted; nothing was left half-written")
+        return 130
+    except _Terminated:
+        _say("hatch-pyc: terminated; nothing was left half-written")
+        return 143
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+def main_entry() -> None:
+    """Console-script entry point."""
+    sys.exit(main())

@@ -1,0 +1,210 @@
+"""Compile a plan: skip what is current, compile the rest in the target, commit, then strip.
+
+The run is two-phase so that nothing is lost: workers write every pyc under a temporary
+name; only when all of them succeeded are they renamed into place, and only after that are
+sources removed (``strip``). A failure or an interrupt before the commit removes the
+temporary files and leaves the tree exactly as it was.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+import struct
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from hatch_pyc._errors import CompileFailed, InvalidInput, SourceError
+from hatch_pyc._layout import is_cache_of
+from hatch_pyc._options import PycOptions
+from hatch_pyc._plan import CompilePlan, PlannedSource, plan_compile
+from hatch_pyc._pool import Task, run_tasks
+
+Progress = Callable[[int, int], None]
+TMP_SUFFIX = ".hatch-pyc-tmp"
+
+
+@dataclass
+class CompileResult:
+    """What a run did, in numbers and names."""
+
+    plan: CompilePlan
+    compiled: list[PlannedSource] = field(default_factory=list)
+    up_to_date: list[PlannedSource] = field(default_factory=list)
+    kept_source: list[SourceError] = field(default_factory=list)
+    stripped: list[Path] = field(default_factory=list)
+    pyc_written: int = 0
+    pyc_linked: int = 0
+    seconds: float = 0.0
+
+    @property
+    def excluded(self) -> list[Path]:
+        """Sources left alone because an ``exclude`` pattern matched."""
+        return self.plan.excluded
+
+
+def _timestamp_current(item: PlannedSource, magic: bytes) -> bool:
+    """Whether every timestamp pyc of ``item`` is valid for its source as it is now."""
+    expected = magic + struct.pack(
+        "<III", 0, int(item.mtime) & 0xFFFFFFFF, item.size & 0xFFFFFFFF
+    )
+    for _, final in item.outputs:
+        try:
+            with open(final, "rb") as handle:
+                if handle.read(16) != expected:
+                    return False
+        except OSError:
+            return False
+    return True
+
+
+def _hash_current(item: PlannedSource, magic: bytes, flags: int, digest: bytes) -> bool:
+    expected = magic + struct.pack("<I", flags) + digest
+    for _, final in item.outputs:
+        try:
+            with open(final, "rb") as handle:
+                if handle.read(16) != expected:
+                    return False
+        except OSError:
+            return False
+    return True
+
+
+def _tmp_name(final: Path, token: str) -> Path:
+    return final.with_name(f".{final.name}.{token}{TMP_SUFFIX}")
+
+
+def compile_plan(plan: CompilePlan, *, progress: Progress | None = None) -> CompileResult:
+    """Carry out ``plan``; raise :class:`CompileFailed` (tree untouched) if a source fails."""
+    started = time.perf_counter()
+    options = plan.options
+    interp = plan.interpreter
+    result = CompileResult(plan)
+    mode = options.invalidation_mode
+    token = f"{os.getpid()}-{secrets.token_hex(4)}"
+
+    todo: list[PlannedSource] = []
+    for item in plan.sources:
+        if not options.force and not options.strip and mode == "timestamp" and options.source_date_epoch is None:
+            if _timestamp_current(item, interp.magic):
+                result.up_to_date.append(item)
+                continue
+        todo.append(item)
+
+    total = len(plan.sources)
+    done = len(result.up_to_date)
+    if progress:
+        progress(done, total)
+
+    by_src: dict[str, PlannedSource] = {}
+    tasks: list[tuple[int, Task]] = []
+    for item in todo:
+        task: Task = {
+            "src": str(item.source),
+            "dfile": item.dfile,
+            "mode": mode,
+            "outs": [[level, str(_tmp_name(final, token))] for level, final in item.outputs],
+            "verify": options.strip,
+        }
+        if options.source_date_epoch is not None:
+            task["mtime"] = options.source_date_epoch
+        if mode != "timestamp" and not options.force and not options.strip:
+            task["check"] = [str(final) for _, final in item.outputs]
+        by_src[task["src"]] = item
+        tasks.append((item.size, task))
+
+    errors: list[SourceError] = []
+    written: list[tuple[Path, Path]] = []  # (tmp, final)
+
+    def on_answer(task: Task, answer: dict[str, object]) -> None:
+        nonlocal done
+        item = by_src[task["src"]]
+        if "current" in answer:
+            result.up_to_date.append(item)
+        elif "error" in answer:
+            err = answer["error"]
+            assert isinstance(err, dict)
+            errors.append(SourceError(str(item.source), err.get("lineno"), err["kind"], err["msg"]))
+        else:
+            outcomes = answer["ok"]
+            assert isinstance(outcomes, list)
+            finals = dict(item.outputs)
+            for level, how in outcomes:
+                written.append((_tmp_name(finals[level], token), finals[level]))
+                if how == "linked":
+                    result.pyc_linked += 1
+                else:
+                    result.pyc_written += 1
+            result.compiled.append(item)
+        done += 1
+        if progress:
+            progress(done, total)
+
+    committed = False
+    try:
+        run_tasks(interp, tasks, options.worker_count, on_answer)
+        errors.sort(key=lambda e: e.path)
+        if errors and options.on_error == "fail":
+            raise CompileFailed(errors)
+        for tmp, final in written:
+            os.replace(tmp, final)
+        committed = True
+    finally:
+        if not committed:
+            _remove_quietly(tmp for tmp, _ in written)
+            _remove_quietly(_tmp_name(final, token) for item in todo for _, final in item.outputs)
+
+    result.kept_source = errors
+    if options.strip:
+        failed = {e.path for e in errors}
+        result.stripped = _strip_sources([i for i in result.compiled if str(i.source) not in failed])
+    result.compiled.sort(key=lambda i: i.source)
+    result.seconds = time.perf_counter() - started
+    return result
+
+
+def _remove_quietly(paths: object) -> None:
+    for path in paths:  # type: ignore[attr-defined]
+        try:
+            os.unlink(path)
+        except FileNotFoundError:
+            pass
+
+
+def _strip_sources(items: Sequence[PlannedSource]) -> list[Path]:
+    """Remove each source whose sourceless pyc is in place, then its now-useless cache entries."""
+    removed: list[Path] = []
+    caches: set[Path] = set()
+    for item in items:
+        (_, pyc), = item.outputs
+        if not pyc.is_file() or pyc.stat().st_size < 16:
+            raise InvalidInput(f"{pyc}: missing after commit; {item.source} was kept")
+        item.source.unlink()
+        removed.append(item.source)
+        cache = item.source.parent / "__pycache__"
+        if cache.is_dir():
+            for entry in os.listdir(cache):
+                if is_cache_of(entry, item.source.stem):
+                    os.unlink(cache / entry)
+            caches.add(cache)
+    for cache in caches:
+        try:
+            cache.rmdir()
+        except OSError:
+            pass  # not empty: other modules' pycs remain
+    return removed
+
+
+def compile_tree(
+    paths: Sequence[str | os.PathLike[str]],
+    options: PycOptions | None = None,
+    *,
+    python: str | None = None,
+    stdlib: bool = False,
+    progress: Progress | None = None,
+) -> CompileResult:
+    """Compile package trees, site-packages or venvs in place for one target CPython."""
+    plan = plan_compile(paths, options or PycOptions(), python=python, stdlib=stdlib)
+    return compile_plan(plan, progress=progress)

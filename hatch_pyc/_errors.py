@@ -1,0 +1,59 @@
+"""The exception hierarchy: one root, each leaf also the builtin it resembles."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+class HatchPycError(Exception):
+    """Every error hatch-pyc raises on purpose derives from this."""
+
+
+class InvalidOptions(HatchPycError, ValueError):
+    """Options that cannot work together, or values out of range."""
+
+
+class InvalidTarget(HatchPycError, LookupError):
+    """The target interpreter is missing, broken, or not a CPython."""
+
+
+class InvalidInput(HatchPycError, ValueError):
+    """An input path, tree or file that cannot be used as given."""
+
+
+class InvalidPyc(InvalidInput):
+    """A file that is not a readable pyc."""
+
+
+@dataclass(frozen=True)
+class SourceError:
+    """One module that did not compile: where and why."""
+
+    path: str
+    lineno: int | None
+    kind: str
+    message: str
+
+    def __str__(self) -> str:
+        where = f"{self.path}:{self.lineno}" if self.lineno else self.path
+        return f"{where}: {self.kind}: {self.message}"
+
+
+class CompileFailed(HatchPycError):
+    """One or more sources did not compile; nothing was changed on disk."""
+
+    def __init__(self, errors: list[SourceError]) -> None:
+        self.errors = errors
+        more = f" (and {len(errors) - 1} more)" if len(errors) > 1 else ""
+        super().__init__(f"{errors[0]}{more}")
+
+
+__all__ = [
+    "CompileFailed",
+    "HatchPycError",
+    "InvalidInput",
+    "InvalidOptions",
+    "InvalidPyc",
+    "InvalidTarget",
+    "SourceError",
+]

@@ -1,0 +1,170 @@
+"""A pool of long-lived compile workers running in the target interpreter.
+
+Start-up is paid once per worker, not per file or per package; work is handed out in
+byte-balanced batches, largest sources first, to whichever worker is free.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import queue
+import subprocess
+import tempfile
+import threading
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import IO, Any
+
+from hatch_pyc._errors import HatchPycError
+from hatch_pyc._targets import Interpreter
+
+WORKER_SCRIPT = Path(__file__).with_name("_worker.py")
+# Drop the script's directory from sys.path before anything is imported, so no module
+# beside the worker can shadow the standard library in the target interpreter.
+_BOOT = "import sys; del sys.path[0]; p = sys.argv[1]; exec(compile(open(p, 'rb').read(), p, 'exec'))"
+_BATCH_BYTES = 128 * 1024
+
+Task = dict[str, Any]
+Answer = dict[str, Any]
+
+
+class WorkerCrashed(HatchPycError, RuntimeError):
+    """A worker process died or answered nonsense."""
+
+
+def worker_env() -> dict[str, str]:
+    """The worker's environment: no PYTHON* settings from the caller, a fixed hash seed.
+
+    Frozenset constants are marshalled in hash order on 3.10, so a fixed seed is what
+    makes pycs byte-identical from run to run.
+    """
+    env = {k: v for k, v in os.environ.items() if not k.startswith("PYTHON")}
+    env["PYTHONHASHSEED"] = "0"
+    env["PYTHONIOENCODING"] = "utf-8"
+    return env
+
+
+def make_batches(tasks: Sequence[tuple[int, Task]], batch_bytes: int = _BATCH_BYTES) -> list[list[tuple[int, Task]]]:
+    """Group ``(size, task)`` pairs into batches of about ``batch_bytes``, largest first."""
+    ordered = sorted(tasks, key=lambda pair: -pair[0])
+    batches: list[list[tuple[int, Task]]] = []
+    current: list[tuple[int, Task]] = []
+    total = 0
+    for size, task in ordered:
+        current.append((size, task))
+        total += size
+        if total >= batch_bytes:
+            batches.append(current)
+            current, total = [], 0
+    if current:
+        batches.append(current)
+    return batches
+
+
+class _Worker:
+    def __init__(self, interpreter: Interpreter) -> None:
+        self.stderr: IO[bytes] = tempfile.TemporaryFile()
+        self.proc = subprocess.Popen(
+            [interpreter.executable, "-S", "-s", "-c", _BOOT, str(WORKER_SCRIPT)],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=self.stderr,
+            env=worker_env(),
+            text=True,
+            encoding="utf-8",
+            bufsize=1,
+        )
+
+    def ask(self, batch: list[Task]) -> list[Answer]:
+        assert self.proc.stdin is not None and self.proc.stdout is not None
+        try:
+            self.proc.stdin.write(json.dumps(batch) + "\n")
+            self.proc.stdin.flush()
+            line = self.proc.stdout.readline()
+        except (BrokenPipeError, OSError) as exc:
+            raise WorkerCrashed(f"compile worker stopped: {self._tail()}") from exc
+        if not line:
+            raise WorkerCrashed(f"compile worker stopped: {self._tail()}")
+        answers: list[Answer] = json.loads(line)
+        return answers
+
+    def _tail(self) -> str:
+        self.proc.poll()
+        self.stderr.seek(0)
+        text = self.stderr.read().decode("utf-8", "replace").strip().splitlines()
+        code = self.proc.returncode
+        return (text[-1] if text else "no message") + (f" (exit {code})" if code is not None else "")
+
+    def close(self, kill: bool = False) -> None:
+        if kill:
+            self.proc.kill()
+        else:
+            try:
+                if self.proc.stdin:
+                    self.proc.stdin.close()
+            except OSError:
+                pass
+        try:
+            self.proc.wait(timeout=None if not kill else 10)
+        finally:
+            if self.proc.stdout:
+                self.proc.stdout.close()
+            self.stderr.close()
+
+
+def run_tasks(
+    interpreter: Interpreter,
+    tasks: Sequence[tuple[int, Task]],
+    workers: int,
+    on_answer: Callable[[Task, Answer], None],
+) -> None:
+    """Compile ``(size, task)`` pairs in ``workers`` processes; call ``on_answer`` per task.
+
+    ``on_answer`` is called from pool threads, one at a time. On any failure or interrupt the
+    workers are killed before the exception propagates.
+    """
+    if not tasks:
+        return
+    batches = make_batches(tasks)
+    count = max(1, min(workers, len(batches)))
+    pending: queue.SimpleQueue[list[tuple[int, Task]]] = queue.SimpleQueue()
+    for batch in batches:
+        pending.put(batch)
+    lock = threading.Lock()
+    failures: list[BaseException] = []
+    stop = threading.Event()
+    pool = [_Worker(interpreter) for _ in range(count)]
+
+    def drive(worker: _Worker) -> None:
+        try:
+            while not stop.is_set():
+                try:
+                    batch = pending.get_nowait()
+                except queue.Empty:
+                    return
+                just_tasks = [task for _, task in batch]
+                answers = worker.ask(just_tasks)
+                with lock:
+                    for task, answer in zip(just_tasks, answers):
+                        on_answer(task, answer)
+        except BaseException as exc:  # noqa: BLE001 - handed to the main thread
+            failures.append(exc)
+            stop.set()
+
+    threads = [threading.Thread(target=drive, args=(w,), daemon=True) for w in pool]
+    try:
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            while thread.is_alive():
+                thread.join(0.2)
+    except BaseException:
+        stop.set()
+        for worker in pool:
+            worker.close(kill=True)
+        raise
+    for worker in pool:
+        worker.close(kill=bool(failures))
+    if failures:
+        raise failures[0]

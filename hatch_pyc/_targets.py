@@ -1,0 +1,244 @@
+"""Find and describe target CPythons.
+
+Bytecode belongs to one CPython minor version, so every pyc is compiled by the interpreter
+it is for. A target is named by version (``3.12``), by command (``python3.13``) or by path;
+this module turns that into an :class:`Interpreter` after asking the interpreter itself.
+"""
+
+from __future__ import annotations
+
+import functools
+import glob
+import hashlib
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from hatch_pyc._errors import InvalidTarget
+
+_PROBE = r"""
+import importlib.util, json, sys, sysconfig
+paths = sysconfig.get_paths()
+print(json.dumps({
+    "executable": sys.executable,
+    "implementation": sys.implementation.name,
+    "version": list(sys.version_info[:3]),
+    "releaselevel": sys.version_info.releaselevel,
+    "magic": importlib.util.MAGIC_NUMBER.hex(),
+    "cache_tag": sys.implementation.cache_tag,
+    "stdlib": paths["stdlib"],
+    "purelib": paths["purelib"],
+    "platlib": paths["platlib"],
+    "gil_disabled": bool(sysconfig.get_config_var("Py_GIL_DISABLED")),
+}))
+"""
+_VERSION_SPEC = re.compile(r"^(?:cp|python|py)?(3)\.?(\d{1,2})$")
+
+
+@dataclass(frozen=True)
+class Interpreter:
+    """A CPython that pycs can be compiled for, as it described itself."""
+
+    executable: str
+    version: tuple[int, int, int]
+    magic: bytes
+    cache_tag: str
+    stdlib: str
+    purelib: str
+    platlib: str
+
+    @property
+    def minor(self) -> str:
+        """``"3.12"``."""
+        return f"{self.version[0]}.{self.version[1]}"
+
+    @property
+    def python_tag(self) -> str:
+        """The wheel python tag of bytecode for this interpreter: ``"cp312"``."""
+        return f"cp{self.version[0]}{self.version[1]}"
+
+    def __str__(self) -> str:
+        return f"CPython {'.'.join(map(str, self.version))} ({self.executable})"
+
+
+def _cache_file(executable: str) -> tuple[Path, str] | None:
+    """Where the description of ``executable`` is cached, and the stamp that keeps it valid."""
+    if os.environ.get("HATCH_PYC_NO_CACHE"):
+        return None
+    try:
+        real = os.path.realpath(executable)
+        st = os.stat(real)
+    except OSError:
+        return None
+    cfg = Path(executable).parent.parent / "pyvenv.cfg"
+    cfg_stamp = cfg.stat().st_mtime_ns if cfg.is_file() else 0
+    stamp = f"{real}:{st.st_size}:{st.st_mtime_ns}:{st.st_ino}:{cfg_stamp}"
+    base = os.environ.get("HATCH_PYC_CACHE_DIR") or os.path.join(
+        os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache"), "hatch-pyc"
+    )
+    key = hashlib.sha256(os.path.abspath(executable).encode()).hexdigest()[:32]
+    return Path(base) / "interpreters" / f"{key}.json", stamp
+
+
+@functools.lru_cache(maxsize=None)
+def describe_interpreter(executable: str) -> Interpreter:
+    """Ask ``executable`` what it is; raise :class:`InvalidTarget` unless it is a usable CPython.
+
+    The answer is cached on disk (keyed by the file's size, mtime and inode) because asking
+    costs an interpreter start-up, which dominates a no-change run.
+    """
+    cache = _cache_file(executable)
+    if cache is not None:
+        try:
+            saved = json.loads(cache[0].read_text(encoding="utf-8"))
+            if saved.get("stamp") == cache[1]:
+                return _from_info(executable, saved["info"])
+        except (OSError, ValueError, KeyError):
+            pass
+    info = _probe(executable)
+    interp = _from_info(executable, info)
+    if cache is not None:
+        try:
+            cache[0].parent.mkdir(parents=True, exist_ok=True)
+            tmp = cache[0].with_suffix(f".{os.getpid()}.tmp")
+            tmp.write_text(json.dumps({"stamp": cache[1], "info": info}), encoding="utf-8")
+            os.replace(tmp, cache[0])
+        except OSError:
+            pass  # a read-only home is fine: we just ask again next time
+    return interp
+
+
+def _probe(executable: str) -> dict[str, Any]:
+    try:
+        proc = subprocess.run(
+            [executable, "-I", "-c", _PROBE],
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=False,
+        )
+    except OSError as exc:
+        raise InvalidTarget(f"{executable}: cannot run it ({exc.strerror or exc})") from exc
+    except subprocess.TimeoutExpired as exc:
+        raise InvalidTarget(f"{executable}: did not answer within 60 s") from exc
+    if proc.returncode != 0:
+        last = (proc.stderr.strip().splitlines() or ["no output"])[-1]
+        raise InvalidTarget(f"{executable}: does not run as a Python interpreter ({last})")
+    try:
+        info: dict[str, Any] = json.loads(proc.stdout.strip().splitlines()[-1])
+    except (ValueError, IndexError) as exc:
+        raise InvalidTarget(f"{executable}: did not describe itself as a Python interpreter") from exc
+    return info
+
+
+def _from_info(executable: str, info: dict[str, Any]) -> Interpreter:
+    if info["implementation"] != "cpython":
+        raise InvalidTarget(
+            f"{executable} is {info['implementation']}, not CPython: hatch-pyc writes CPython bytecode only"
+        )
+    if not info["cache_tag"]:
+        raise InvalidTarget(f"{executable}: this interpreter has no bytecode cache tag")
+    if info["gil_disabled"]:
+        raise InvalidTarget(
+            f"{executable} is a free-threaded build; its bytecode is not supported yet (use the default build)"
+        )
+    return Interpreter(
+        executable=info["executable"] or executable,
+        version=tuple(info["version"]),  # type: ignore[arg-type]
+        magic=bytes.fromhex(info["magic"]),
+        cache_tag=info["cache_tag"],
+        stdlib=info["stdlib"],
+        purelib=info["purelib"],
+        platlib=info["platlib"],
+    )
+
+
+def current_interpreter() -> Interpreter:
+    """The interpreter running hatch-pyc."""
+    return describe_interpreter(sys.executable)
+
+
+def _candidates(minor: tuple[int, int]) -> list[str]:
+    """Places a CPython of this minor version is commonly found, best first."""
+    name = f"python{minor[0]}.{minor[1]}"
+    found: list[str] = []
+    if sys.version_info[:2] == minor and sys.implementation.name == "cpython":
+        found.append(sys.executable)
+    on_path = shutil.which(name)
+    # pyenv's shims are scripts that cost ~50 ms a call and fail for versions not selected;
+    # the installs behind them are tried first.
+    shim = on_path if on_path and os.sep + "shims" + os.sep in on_path else None
+    if on_path and not shim:
+        found.append(on_path)
+    roots = [os.environ.get("PYENV_ROOT", ""), str(Path.home() / ".pyenv")]
+    for root in dict.fromkeys(r for r in roots if r):
+        pattern = os.path.join(root, "versions", f"{minor[0]}.{minor[1]}.*", "bin", name)
+        found.extend(sorted(glob.glob(pattern), key=_version_key, reverse=True))
+    uv_root = os.environ.get("UV_PYTHON_INSTALL_DIR") or str(Path.home() / ".local" / "share" / "uv" / "python")
+    pattern = os.path.join(uv_root, f"cpython-{minor[0]}.{minor[1]}.*", "bin", name)
+    found.extend(sorted(glob.glob(pattern), key=_version_key, reverse=True))
+    if shim:
+        found.append(shim)
+    return list(dict.fromkeys(found))
+
+
+def _version_key(path: str) -> tuple[int, ...]:
+    match = re.search(r"(\d+)\.(\d+)\.(\d+)", path)
+    return tuple(int(x) for x in match.groups()) if match else (0,)
+
+
+def find_interpreter(spec: str | os.PathLike[str] | None = None) -> Interpreter:
+    """Resolve a target named by version, command or path (``None``: the running one)."""
+    if spec is None:
+        return current_interpreter()
+    text = os.fspath(spec).strip()
+    match = _VERSION_SPEC.match(text)
+    if match and os.sep not in text:
+        minor = (int(match.group(1)), int(match.group(2)))
+        errors = []
+        for candidate in _candidates(minor):
+            try:
+                interp = describe_interpreter(candidate)
+            except InvalidTarget as exc:
+                errors.append(str(exc))
+                continue
+            if interp.version[:2] == minor:
+                return interp
+            errors.append(f"{candidate} is {interp.minor}")
+        hint = f" (tried: {'; '.join(errors)})" if errors else ""
+        raise InvalidTarget(
+            f"no CPython {minor[0]}.{minor[1]} found on PATH, in pyenv or in uv's Pythons{hint}; "
+            "pass --python with the interpreter's path"
+        )
+    looks_like_path = os.sep in text or (os.altsep is not None and os.altsep in text) or os.path.exists(text)
+    executable = text if looks_like_path else shutil.which(text)
+    if executable is None:
+        raise InvalidTarget(f"{text}: no such interpreter on PATH")
+    if os.path.isdir(executable):
+        for sub in ("bin/python3", "bin/python", "Scripts/python.exe"):
+            if os.path.isfile(os.path.join(executable, sub)):
+                executable = os.path.join(executable, sub)
+                break
+        else:
+            raise InvalidTarget(f"{text}: a directory with no bin/python in it")
+    if not os.path.exists(executable):
+        raise InvalidTarget(f"{text}: no such file")
+    return describe_interpreter(executable)
+
+
+def find_interpreters(minors: list[str] | None = None) -> dict[str, Interpreter | None]:
+    """Every CPython 3.x of ``minors`` (default 3.10-3.13) found on this machine, or ``None``."""
+    wanted = minors or ["3.10", "3.11", "3.12", "3.13"]
+    found: dict[str, Interpreter | None] = {}
+    for minor in wanted:
+        try:
+            found[minor] = find_interpreter(minor)
+        except InvalidTarget:
+            found[minor] = None
+    return found

@@ -1,0 +1,215 @@
+"""Compile worker, run as a script by the *target* interpreter (``python -I -S _worker.py``).
+
+It must not import hatch_pyc or anything outside the standard library: it runs under
+whichever CPython the bytecode is for. It reads one JSON batch per line on stdin and answers
+one JSON line per batch on stdout, so the parent keeps a few long-lived workers busy
+instead of paying interpreter start-up per file.
+
+A task is ``{"src", "dfile", "mode", "outs": [[level, tmp_path], ...], "verify", "mtime"?}``.
+Every output is written to its temporary path only; the parent renames them into place once
+the whole run has succeeded, so a failure or a kill never leaves a half-written pyc under a
+final name.
+"""
+
+import importlib.util
+import json
+import marshal
+import os
+import struct
+import sys
+
+MAGIC = importlib.util.MAGIC_NUMBER
+_CodeType = type(compile("", "", "exec"))
+# The level-skipping rules below were checked against every stdlib module of 3.10-3.13
+# (opt-1 == opt-0 without assert/__debug__; opt-2 == opt-1 without docstrings).
+_SKIP_RULES = (3, 10) <= sys.version_info[:2] <= (3, 13)
+_FLAGS = {"timestamp": 0, "unchecked-hash": 0b01, "checked-hash": 0b11}
+
+
+def _may_have_docstring(code):
+    # Module and class docstrings are stored as ``__doc__``; a function's docstring is the
+    # first constant. A false positive only costs one more compile.
+    if "__doc__" in code.co_names:
+        return True
+    consts = code.co_consts
+    if consts and isinstance(consts[0], str):
+        return True
+    for const in consts:
+        if isinstance(const, _CodeType) and _may_have_docstring(const):
+            return True
+    return False
+
+
+def _const_key(value):
+    kind = type(value)
+    if kind is tuple:
+        return (kind, tuple([_const_key(v) for v in value]))
+    if kind is frozenset:
+        return (kind, frozenset([_const_key(v) for v in value]))
+    if kind is float:
+        return (kind, value.hex())  # keeps 0.0 and -0.0 apart
+    if kind is complex:
+        return (kind, value.real.hex(), value.imag.hex())
+    return (kind, value)
+
+
+_QUALNAME = sys.version_info >= (3, 11)
+_MORTAL_STRINGS = sys.version_info < (3, 12)
+
+
+def _share(value, memo):
+    """Make equal constants one object and every string constant interned; ``memo`` keeps them alive."""
+    kind = type(value)
+    if kind is str:
+        value = sys.intern(value)
+        memo.setdefault((str, value), value)
+        return value
+    if kind is _CodeType:
+        consts = tuple([_share(v, memo) for v in value.co_consts])
+        names = {"co_name": sys.intern(value.co_name), "co_filename": sys.intern(value.co_filename)}
+        if _QUALNAME:
+            names["co_qualname"] = sys.intern(value.co_qualname)
+        return value.replace(co_consts=consts, **names)
+    if kind is int or kind is bool or value is None or value is Ellipsis:
+        return value
+    if kind is tuple:
+        value = tuple([_share(v, memo) for v in value])
+    elif kind is frozenset:
+        value = frozenset([_share(v, memo) for v in value])
+    try:
+        return memo.setdefault(_const_key(value), value)
+    except TypeError:  # unhashable: leave it alone
+        return value
+
+
+def _canonical_marshal(code):
+    # Whether two equal constants are one object, whether a string is interned, and
+    # marshal's FLAG_REF (set when an object's reference count is above one) all depend
+    # on what the interpreter did before (cpython#78274). Sharing every equal constant and
+    # interning every string constant (and holding them in ``memo`` while marshalling, so
+    # each carries FLAG_REF) gives bytes that depend on the source alone.
+    memo = {}
+    shared = _share(code, memo)
+    if _MORTAL_STRINGS:
+        # Before 3.12 interned strings are mortal, so their reference counts still carry
+        # history; objects fresh from marshal.loads are referenced by the structure alone.
+        del memo
+        return marshal.dumps(marshal.loads(marshal.dumps(shared)))
+    return marshal.dumps(shared)
+
+
+def _header(mode, source, mtime, size):
+    flags = _FLAGS[mode]
+    if flags == 0:
+        return MAGIC + struct.pack("<III", 0, int(mtime) & 0xFFFFFFFF, size & 0xFFFFFFFF)
+    return MAGIC + struct.pack("<I", flags) + importlib.util.source_hash(source)
+
+
+def _write(path, data, mode):
+    directory = os.path.dirname(path)
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, mode)
+    except FileNotFoundError:
+        os.makedirs(directory, exist_ok=True)
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, mode)
+    with open(fd, "wb") as handle:
+        handle.write(data)
+
+
+def _starts_with(path, header):
+    try:
+        with open(path, "rb") as handle:
+            return handle.read(len(header)) == header
+    except OSError:
+        return False
+
+
+def _read_back(path, expected):
+    with open(path, "rb") as handle:
+        data = handle.read()
+    if data != expected or data[:4] != MAGIC:
+        raise OSError("read-back of %s does not match what was written" % path)
+    marshal.loads(data[16:])
+
+
+def _compile_one(task):
+    src = task["src"]
+    with open(src, "rb") as handle:
+        source = handle.read()
+    stat = os.stat(src)
+    mtime = task.get("mtime", stat.st_mtime)
+    header = _header(task["mode"], source, mtime, len(source))
+    file_mode = (stat.st_mode | 0o200) & 0o666
+    if task.get("check") and all(_starts_with(path, header) for path in task["check"]):
+        return None  # every pyc is current for this source, level, mode and interpreter
+    dfile = task["dfile"]
+    asserts_possible = not _SKIP_RULES or not source.isascii() or (
+        b"assert" in source or b"__debug__" in source
+    )
+
+    # Identical outputs share one file: later levels are hard links to the first.
+    produced = []  # (data, tmp path)
+    results = []
+    last_level = None
+    last_data = None
+    last_has_doc = True
+    for level, tmp in task["outs"]:
+        same = False
+        if last_level == 0 and level == 1:
+            same = not asserts_possible
+        elif last_level == 1 and level == 2:
+            same = _SKIP_RULES and not last_has_doc
+        elif last_level == 0 and level == 2:
+            same = not asserts_possible and not last_has_doc
+        if same:
+            data = last_data
+        else:
+            code = compile(source, dfile, "exec", dont_inherit=True, optimize=level)
+            last_has_doc = _may_have_docstring(code)
+            data = header + _canonical_marshal(code)
+            del code
+        link_to = next((path for other, path in produced if other == data), None)
+        if link_to is not None:
+            try:
+                os.link(link_to, tmp)
+            except OSError:
+                _write(tmp, data, file_mode)
+                link_to = None
+        else:
+            _write(tmp, data, file_mode)
+            produced.append((data, tmp))
+        if task.get("verify"):
+            _read_back(tmp, data)
+        results.append([level, "linked" if link_to else "written"])
+        last_level = level
+        last_data = data
+    return results
+
+
+def _run_task(task):
+    try:
+        outcome = _compile_one(task)
+        return {"current": True} if outcome is None else {"ok": outcome}
+    except SyntaxError as exc:
+        return {"error": {"kind": type(exc).__name__, "msg": exc.msg, "lineno": exc.lineno}}
+    except (ValueError, UnicodeDecodeError, OSError, MemoryError, RecursionError) as exc:
+        return {"error": {"kind": type(exc).__name__, "msg": str(exc), "lineno": None}}
+
+
+def main():
+    # One-character strings are process-wide singletons whose "interned" mark (which
+    # marshal writes) depends on history; interning them all up front fixes it.
+    for i in range(256):
+        sys.intern(chr(i))
+    sys.intern("")
+    out = sys.stdout
+    for line in sys.stdin:
+        batch = json.loads(line)
+        answers = [_run_task(task) for task in batch]
+        out.write(json.dumps(answers))
+        out.write("\n")
+        out.flush()
+
+
+if __name__ == "__main__":
+    main()
