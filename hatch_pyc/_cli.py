@@ -181,34 +181,73 @@ def build_parser() -> argparse.ArgumentParser:
         description="Compile .py files in place for one CPython, keeping sources (pycs in __pycache__) "
         "or stripping them (--strip: mod.pyc beside where mod.py was).",
     )
-    comp.add_argument("paths", nargs="*", metavar="PATH", help="package directory, site-packages, venv root or .py file")
-    comp.add_argument("--python", metavar="PY", help="target CPython: version (3.12), command (python3.12) or path "
-                      "(default: the venv's own interpreter for a venv, else the running one)")
-    comp.add_argument("-O", "--optimize", metavar="LEVEL", type=int, choices=(0, 1, 2), action="append",
-                      help="optimisation level 0, 1 or 2; repeat for several (default: 0)")
-    comp.add_argument("--strip", action="store_true", help="sourceless: write mod.pyc and remove mod.py once every "
-                      "pyc is written and verified")
-    comp.add_argument("--exclude", metavar="PATTERN", action="append", help="gitignore-style pattern, relative to the "
-                      "import root; matching files keep their source and are not compiled (repeatable)")
-    comp.add_argument("--invalidation-mode", choices=INVALIDATION_MODES, help="pyc header mode (default: timestamp, "
-                      "or unchecked-hash with --strip)")
-    comp.add_argument("--on-error", choices=ON_ERROR, default="fail", help="fail: a source that does not compile "
-                      "fails the run and nothing changes (default); keep-source: keep it as source and report it")
+    comp.add_argument(
+        "paths", nargs="*", metavar="PATH", help="package directory, site-packages, venv root or .py file"
+    )
+    comp.add_argument(
+        "--python",
+        metavar="PY",
+        help="target CPython: version (3.12), command (python3.12) or path "
+        "(default: the venv's own interpreter for a venv, else the running one)",
+    )
+    comp.add_argument(
+        "-O",
+        "--optimize",
+        metavar="LEVEL",
+        type=int,
+        choices=(0, 1, 2),
+        action="append",
+        help="optimisation level 0, 1 or 2; repeat for several (default: 0)",
+    )
+    comp.add_argument(
+        "--strip",
+        action="store_true",
+        help="sourceless: write mod.pyc and remove mod.py once every pyc is written and verified",
+    )
+    comp.add_argument(
+        "--exclude",
+        metavar="PATTERN",
+        action="append",
+        help="gitignore-style pattern, relative to the "
+        "import root; matching files keep their source and are not compiled (repeatable)",
+    )
+    comp.add_argument(
+        "--invalidation-mode",
+        choices=INVALIDATION_MODES,
+        help="pyc header mode (default: timestamp, or unchecked-hash with --strip)",
+    )
+    comp.add_argument(
+        "--on-error",
+        choices=ON_ERROR,
+        default="fail",
+        help="fail: a source that does not compile "
+        "fails the run and nothing changes (default); keep-source: keep it as source and report it",
+    )
     comp.add_argument("--workers", type=int, default=0, metavar="N", help="worker processes (default: one per CPU)")
     comp.add_argument("--force", action="store_true", help="recompile pycs that are already current")
-    comp.add_argument("--ddir", metavar="DIR", help="prefix for the file names recorded in the code objects "
-                      "(default: the path relative to the import root)")
+    comp.add_argument(
+        "--ddir",
+        metavar="DIR",
+        help="prefix for the file names recorded in the code objects (default: the path relative to the import root)",
+    )
     comp.add_argument("--stdlib", action="store_true", help="also compile the target interpreter's standard library")
-    comp.add_argument("--use-source-date-epoch", action="store_true", help="timestamp pycs record SOURCE_DATE_EPOCH "
-                      "instead of each source's mtime (for trees whose mtimes are set to it, as in image layers)")
+    comp.add_argument(
+        "--use-source-date-epoch",
+        action="store_true",
+        help="timestamp pycs record SOURCE_DATE_EPOCH "
+        "instead of each source's mtime (for trees whose mtimes are set to it, as in image layers)",
+    )
     comp.add_argument("--dry-run", action="store_true", help="print the plan and change nothing")
     comp.add_argument("--json", metavar="FILE", help="write a JSON summary of the run")
     _add_verbosity(comp)
     comp.set_defaults(func=_cmd_compile)
 
-    insp = sub.add_parser("inspect", help="decode a pyc: target CPython, header, code object",
-                          description="Decode a pyc header (magic -> CPython version, flags, source mtime/size or "
-                          "hash) and, when a matching CPython is found, its code object.")
+    insp = sub.add_parser(
+        "inspect",
+        help="decode a pyc: target CPython, header, code object",
+        description="Decode a pyc header (magic -> CPython version, flags, source mtime/size or "
+        "hash) and, when a matching CPython is found, its code object.",
+    )
     insp.add_argument("file", metavar="FILE.pyc")
     insp.add_argument("--dis", action="store_true", help="also print a dis listing of the module code")
     insp.add_argument("--json", action="store_true", help="print JSON")
@@ -237,8 +276,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     except CompileFailed as exc:
         for error in exc.errors:
             _say(f"hatch-pyc: error: {error}")
-        _say(f"hatch-pyc: {len(exc.errors)} source(s) did not compile; nothing was changed "
-             "(--on-error keep-source keeps them as source instead)")
+        _say(
+            f"hatch-pyc: {len(exc.errors)} source(s) did not compile; nothing was changed "
+            "(--on-error keep-source keeps them as source instead)"
+        )
         return EXIT_FAILED
     except HatchPycError as exc:
         _say(f"hatch-pyc: error: {exc}")

@@ -47,9 +47,7 @@ class CompileResult:
 
 def _timestamp_current(item: PlannedSource, magic: bytes) -> bool:
     """Whether every timestamp pyc of ``item`` is valid for its source as it is now."""
-    expected = magic + struct.pack(
-        "<III", 0, int(item.mtime) & 0xFFFFFFFF, item.size & 0xFFFFFFFF
-    )
+    expected = magic + struct.pack("<III", 0, int(item.mtime) & 0xFFFFFFFF, item.size & 0xFFFFFFFF)
     for _, final in item.outputs:
         try:
             with open(final, "rb") as handle:
@@ -85,12 +83,13 @@ def compile_plan(plan: CompilePlan, *, progress: Progress | None = None) -> Comp
     mode = options.invalidation_mode
     token = f"{os.getpid()}-{secrets.token_hex(4)}"
 
+    _remove_stale_temporaries(plan)
     todo: list[PlannedSource] = []
     for item in plan.sources:
-        if not options.force and not options.strip and mode == "timestamp" and options.source_date_epoch is None:
-            if _timestamp_current(item, interp.magic):
-                result.up_to_date.append(item)
-                continue
+        quick_check = not options.force and not options.strip and mode == "timestamp"
+        if quick_check and options.source_date_epoch is None and _timestamp_current(item, interp.magic):
+            result.up_to_date.append(item)
+            continue
         todo.append(item)
 
     total = len(plan.sources)
@@ -165,6 +164,17 @@ def compile_plan(plan: CompilePlan, *, progress: Progress | None = None) -> Comp
     return result
 
 
+def _remove_stale_temporaries(plan: CompilePlan) -> None:
+    """Remove temporaries a killed run left beside the pycs it was writing."""
+    directories = {final.parent for item in plan.sources for _, final in item.outputs}
+    for directory in directories:
+        try:
+            names = os.listdir(directory)
+        except OSError:
+            continue
+        _remove_quietly(directory / name for name in names if name.endswith(TMP_SUFFIX))
+
+
 def _remove_quietly(paths: object) -> None:
     for path in paths:  # type: ignore[attr-defined]
         try:
@@ -178,7 +188,7 @@ def _strip_sources(items: Sequence[PlannedSource]) -> list[Path]:
     removed: list[Path] = []
     caches: set[Path] = set()
     for item in items:
-        (_, pyc), = item.outputs
+        ((_, pyc),) = item.outputs
         if not pyc.is_file() or pyc.stat().st_size < 16:
             raise InvalidInput(f"{pyc}: missing after commit; {item.source} was kept")
         item.source.unlink()

@@ -100,10 +100,10 @@ def resolve_target(paths: Sequence[Path], python: str | None) -> Interpreter:
 def find_roots(paths: Sequence[Path], interpreter: Interpreter, *, stdlib: bool = False) -> list[Root]:
     """Turn user paths (package dirs, site-packages, venvs, files) into import roots to walk."""
     roots: list[Root] = []
-    for path in paths:
-        if not path.exists():
-            raise InvalidInput(f"{path}: no such file or directory")
-        path = path.absolute()
+    for given in paths:
+        if not given.exists():
+            raise InvalidInput(f"{given}: no such file or directory")
+        path = given.absolute()
         if path.is_file():
             if path.suffix != ".py":
                 raise InvalidInput(f"{path}: not a .py file")
@@ -129,9 +129,7 @@ def _walk_sources(root: Root, skip_dirs: frozenset[Path]) -> Iterator[Path]:
         return
     for dirpath, dirnames, filenames in os.walk(root.walk):
         here = Path(dirpath)
-        dirnames[:] = sorted(
-            d for d in dirnames if d != "__pycache__" and (here / d) not in skip_dirs
-        )
+        dirnames[:] = sorted(d for d in dirnames if d != "__pycache__" and (here / d) not in skip_dirs)
         for name in sorted(filenames):
             if name.endswith(".py"):
                 yield here / name

@@ -146,7 +146,7 @@ def run_tasks(
                 just_tasks = [task for _, task in batch]
                 answers = worker.ask(just_tasks)
                 with lock:
-                    for task, answer in zip(just_tasks, answers):
+                    for task, answer in zip(just_tasks, answers, strict=True):
                         on_answer(task, answer)
         except BaseException as exc:  # noqa: BLE001 - handed to the main thread
             failures.append(exc)

@@ -38,7 +38,7 @@ print(json.dumps({
     "gil_disabled": bool(sysconfig.get_config_var("Py_GIL_DISABLED")),
 }))
 """
-_VERSION_SPEC = re.compile(r"^(?:cp|python|py)?(3)\.?(\d{1,2})$")
+_VERSION_SPEC = re.compile(r"^(?:cp|python|py)?(\d)\.?(\d{1,2})$")
 
 
 @dataclass(frozen=True)
@@ -86,7 +86,7 @@ def _cache_file(executable: str) -> tuple[Path, str] | None:
     return Path(base) / "interpreters" / f"{key}.json", stamp
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def describe_interpreter(executable: str) -> Interpreter:
     """Ask ``executable`` what it is; raise :class:`InvalidTarget` unless it is a usable CPython.
 
@@ -150,7 +150,7 @@ def _from_info(executable: str, info: dict[str, Any]) -> Interpreter:
         )
     return Interpreter(
         executable=info["executable"] or executable,
-        version=tuple(info["version"]),  # type: ignore[arg-type]
+        version=(int(info["version"][0]), int(info["version"][1]), int(info["version"][2])),
         magic=bytes.fromhex(info["magic"]),
         cache_tag=info["cache_tag"],
         stdlib=info["stdlib"],

@@ -143,9 +143,7 @@ def _compile_one(task):
     if task.get("check") and all(_starts_with(path, header) for path in task["check"]):
         return None  # every pyc is current for this source, level, mode and interpreter
     dfile = task["dfile"]
-    asserts_possible = not _SKIP_RULES or not source.isascii() or (
-        b"assert" in source or b"__debug__" in source
-    )
+    asserts_possible = not _SKIP_RULES or not source.isascii() or (b"assert" in source or b"__debug__" in source)
 
     # Identical outputs share one file: later levels are hard links to the first.
     produced = []  # (data, tmp path)

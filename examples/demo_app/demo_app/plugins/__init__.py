@@ -1,0 +1,1 @@
+"""Plugins that format the inventory."""

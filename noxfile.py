@@ -1,0 +1,72 @@
+"""Sessions: tests on every CPython 3.10-3.13 found, lint, types, docs, bench.
+
+Run ``python -m nox`` for the default set (tests, lint, types, docs).
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+
+import nox
+
+PYTHONS = ["3.10", "3.11", "3.12", "3.13"]
+nox.options.sessions = ["tests", "lint", "types", "docs"]
+nox.options.reuse_existing_virtualenvs = True
+# On CI a missing interpreter is a failure; on a laptop it is a skipped session.
+nox.options.error_on_missing_interpreters = bool(os.environ.get("CI"))
+
+
+def _select_pyenv_versions() -> None:
+    """Make every pyenv-installed CPython 3.10-3.13 callable (pyenv's shims fail for
+    versions that are installed but not selected). Other machines find their Pythons on PATH."""
+    if os.environ.get("PYENV_VERSION") or not shutil.which("pyenv"):
+        return
+
+    def run(*args: str) -> list[str]:
+        return subprocess.run(["pyenv", *args], capture_output=True, text=True, check=False).stdout.split()
+
+    installed = [v for v in run("versions", "--bare") if v.count(".") == 2 and v.rsplit(".", 1)[0] in PYTHONS]
+    chosen = [v for v in run("global") if v in installed] + installed
+    if chosen:
+        os.environ["PYENV_VERSION"] = ":".join(dict.fromkeys(chosen))
+
+
+_select_pyenv_versions()
+
+
+@nox.session(python=PYTHONS)
+def tests(session: nox.Session) -> None:
+    """The test suite, run by each CPython; every test also targets every CPython found."""
+    session.install(".", "pytest>=8")
+    session.run("pytest", *session.posargs)
+
+
+@nox.session(python="3.11")
+def lint(session: nox.Session) -> None:
+    """ruff: lint and formatting."""
+    session.install("ruff>=0.6")
+    session.run("ruff", "check", ".")
+    session.run("ruff", "format", "--check", ".")
+
+
+@nox.session(python="3.11")
+def types(session: nox.Session) -> None:
+    """mypy --strict over the library."""
+    session.install(".", "mypy>=1.10", "docker>=7")
+    session.run("mypy")
+
+
+@nox.session(python="3.11")
+def docs(session: nox.Session) -> None:
+    """Build the documentation strictly (broken links and missing pages fail)."""
+    session.install(".", "mkdocs>=1.6")
+    session.run("mkdocs", "build", "--strict", "--site-dir", os.path.join(session.create_tmp(), "site"))
+
+
+@nox.session(python="3.11")
+def bench(session: nox.Session) -> None:
+    """Compile benchmarks against compileall and uv (see benchmarks/README.md)."""
+    session.install(".")
+    session.run("python", "benchmarks/bench_compile.py", *session.posargs)

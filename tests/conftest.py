@@ -1,0 +1,125 @@
+"""Shared fixtures: real target interpreters, real trees, real subprocesses."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import textwrap
+from collections.abc import Callable, Mapping
+from pathlib import Path
+
+import pytest
+
+from hatch_pyc import Interpreter, InvalidTarget, find_interpreter
+
+TARGETS = ("3.10", "3.11", "3.12", "3.13")
+REPO = Path(__file__).resolve().parent.parent
+
+
+def _require(minor: str) -> Interpreter:
+    try:
+        return find_interpreter(minor)
+    except InvalidTarget as exc:
+        # On CI every supported CPython must be there: a missing one is a failure, not a skip.
+        if os.environ.get("CI"):
+            pytest.fail(f"CPython {minor} is required on CI: {exc}")
+        pytest.skip(f"CPython {minor} not found on this machine")
+
+
+@pytest.fixture(params=TARGETS, ids=[f"py{t}" for t in TARGETS])
+def target(request: pytest.FixtureRequest) -> Interpreter:
+    """Each supported CPython in turn, as the compile target."""
+    return _require(request.param)
+
+
+@pytest.fixture
+def other_target() -> Interpreter:
+    """A CPython different from the one running the tests."""
+    for minor in TARGETS:
+        if minor != f"{sys.version_info[0]}.{sys.version_info[1]}":
+            return _require(minor)
+    raise AssertionError("unreachable")
+
+
+Files = Mapping[str, "str | bytes"]
+
+
+def write_tree(root: Path, files: Files) -> Path:
+    """Write ``{relpath: text or bytes}`` under ``root`` (text is dedented)."""
+    for rel, content in files.items():
+        path = root / rel
+        path.parent.mkdir(parents=True, exist_ok=True)
+        if isinstance(content, bytes):
+            path.write_bytes(content)
+        else:
+            path.write_text(textwrap.dedent(content).lstrip("\n"), encoding="utf-8")
+    return root
+
+
+@pytest.fixture
+def make_tree(tmp_path: Path) -> Callable[[Files], Path]:
+    """Build a tree of files in a fresh directory and return the directory."""
+    counter = iter(range(1000))
+
+    def make(files: Files) -> Path:
+        return write_tree(tmp_path / f"tree{next(counter)}", files)
+
+    return make
+
+
+def snapshot(root: Path) -> dict[str, tuple[bytes, int]]:
+    """Every file under ``root`` with its bytes and mode: to prove a run changed nothing."""
+    out: dict[str, tuple[bytes, int]] = {}
+    for path in sorted(root.rglob("*")):
+        if path.is_file() and not path.is_symlink():
+            out[path.relative_to(root).as_posix()] = (path.read_bytes(), path.stat().st_mode)
+    return out
+
+
+def run_python(
+    interp: Interpreter | str,
+    code: str,
+    *,
+    path: Path | None = None,
+    args: tuple[str, ...] = (),
+    cwd: Path | None = None,
+    check: bool = True,
+) -> subprocess.CompletedProcess[str]:
+    """Run ``code`` in a fresh, isolated process of ``interp`` with ``path`` on sys.path.
+
+    ``PYTHONDONTWRITEBYTECODE`` keeps the interpreter from writing pycs of its own, so what
+    is imported is what hatch-pyc wrote.
+    """
+    exe = interp if isinstance(interp, str) else interp.executable
+    env = {k: v for k, v in os.environ.items() if not k.startswith("PYTHON")}
+    env["PYTHONDONTWRITEBYTECODE"] = "1"
+    if path is not None:
+        env["PYTHONPATH"] = str(path)
+    proc = subprocess.run(
+        [exe, "-s", *args, "-c", textwrap.dedent(code)],
+        capture_output=True,
+        text=True,
+        env=env,
+        cwd=cwd,
+        check=False,
+    )
+    if check and proc.returncode != 0:
+        raise AssertionError(f"python failed ({proc.returncode}):\n{proc.stdout}\n{proc.stderr}")
+    return proc
+
+
+def run_cli(
+    *args: str, check: bool | None = None, env: dict[str, str] | None = None
+) -> subprocess.CompletedProcess[str]:
+    """Run ``hatch-pyc`` as a user would, in a subprocess of the test interpreter."""
+    proc = subprocess.run(
+        [sys.executable, "-m", "hatch_pyc", *args],
+        capture_output=True,
+        text=True,
+        env={**os.environ, "CI": "true", **(env or {})},
+        check=False,
+    )
+    if check and proc.returncode != 0:
+        raise AssertionError(f"hatch-pyc {' '.join(args)} failed ({proc.returncode}):\n{proc.stderr}")
+    return proc

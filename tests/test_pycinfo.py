@@ -1,0 +1,67 @@
+"""Decoding pyc headers."""
+
+from __future__ import annotations
+
+import importlib.util
+import py_compile
+import struct
+from pathlib import Path
+
+import pytest
+
+from hatch_pyc import InvalidPyc, parse_header, read_code_info, read_header
+from hatch_pyc._pycinfo import python_version_of_magic
+
+
+@pytest.mark.parametrize(
+    ("mode", "name"),
+    [
+        (py_compile.PycInvalidationMode.TIMESTAMP, "timestamp"),
+        (py_compile.PycInvalidationMode.CHECKED_HASH, "checked-hash"),
+        (py_compile.PycInvalidationMode.UNCHECKED_HASH, "unchecked-hash"),
+    ],
+)
+def test_headers_written_by_py_compile(tmp_path: Path, mode: py_compile.PycInvalidationMode, name: str) -> None:
+    src = tmp_path / "m.py"
+    src.write_text("X = 1\n")
+    pyc = Path(py_compile.compile(str(src), cfile=str(tmp_path / "m.pyc"), invalidation_mode=mode, doraise=True))
+    header = read_header(pyc)
+    assert header.magic == importlib.util.MAGIC_NUMBER
+    assert header.invalidation_mode == name
+    if name == "timestamp":
+        assert header.source_mtime == int(src.stat().st_mtime)
+        assert header.source_size == 6
+        assert header.describe()["source_size"] == 6
+    else:
+        assert header.source_hash == importlib.util.source_hash(src.read_bytes())
+    info = read_code_info(pyc)
+    assert info is not None and info.name == "<module>"
+
+
+def test_magic_numbers_of_released_versions() -> None:
+    assert python_version_of_magic(3439) == "3.10"
+    assert python_version_of_magic(3495) == "3.11"
+    assert python_version_of_magic(3531) == "3.12"
+    assert python_version_of_magic(3571) == "3.13"
+    assert python_version_of_magic(3520) == "3.12"  # a 3.12 pre-release
+    assert python_version_of_magic(62211) is None  # Python 2.7
+
+
+@pytest.mark.parametrize(
+    ("data", "message"),
+    [
+        (b"short", "5 bytes, too short"),
+        (b"\x00" * 16, "not a pyc file"),
+        (struct.pack("<H", 3531) + b"\r\n" + struct.pack("<I", 8) + b"\x00" * 8, "unknown header flags"),
+    ],
+)
+def test_bad_headers_name_the_file(data: bytes, message: str) -> None:
+    with pytest.raises(InvalidPyc, match=f"x.pyc: .*{message}"):
+        parse_header(data, "x.pyc")
+
+
+def test_a_pyc_whose_code_is_damaged(tmp_path: Path) -> None:
+    bad = tmp_path / "bad.pyc"
+    bad.write_bytes(importlib.util.MAGIC_NUMBER + b"\x00" * 12 + b"\xff garbage")
+    with pytest.raises(InvalidPyc, match=r"bad\.pyc: the header is valid but the code does not load"):
+        read_code_info(bad)
