@@ -166,6 +166,46 @@ def _cmd_inspect(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def _cmd_wheel(args: argparse.Namespace) -> int:
+    from hatch_pyc._targets import find_interpreter
+    from hatch_pyc._wheel import convert_wheel
+
+    targets = [find_interpreter(spec) for spec in (args.python or [None])]
+    options = PycOptions(
+        levels=(args.optimize,),
+        strip=True,
+        exclude=tuple(args.exclude or ()),
+        on_error=args.on_error,
+        workers=args.workers,
+        ddir=args.ddir,
+    )
+    outputs = []
+    for wheel in args.wheels:
+        for result in convert_wheel(wheel, args.output, targets, options):
+            outputs.append(result)
+            if not args.quiet:
+                kept = f", {len(result.kept_source)} kept as source" if result.kept_source else ""
+                _say(f"hatch-pyc: {result.output} ({len(result.compiled)} modules compiled{kept})")
+    if args.json:
+        with open(args.json, "w", encoding="utf-8") as handle:
+            json.dump(
+                [
+                    {
+                        "source": str(r.source),
+                        "output": str(r.output),
+                        "python": r.interpreter.minor,
+                        "tag": r.tag,
+                        "compiled": r.compiled,
+                        "kept_source": r.kept_source,
+                    }
+                    for r in outputs
+                ],
+                handle,
+                indent=2,
+            )
+    return EXIT_OK
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser (also used to render the CLI reference)."""
     parser = argparse.ArgumentParser(
@@ -241,6 +281,43 @@ def build_parser() -> argparse.ArgumentParser:
     comp.add_argument("--json", metavar="FILE", help="write a JSON summary of the run")
     _add_verbosity(comp)
     comp.set_defaults(func=_cmd_compile)
+
+    whl = sub.add_parser(
+        "wheel",
+        help="turn wheels into sourceless wheels for one or more CPythons",
+        description="Write a sourceless copy of each wheel (mod.pyc in place of mod.py, tag cpXY, RECORD "
+        "regenerated) for each --python target. Scripts, data, extension modules and metadata pass through.",
+    )
+    whl.add_argument("wheels", nargs="+", metavar="WHEEL")
+    whl.add_argument("-o", "--output", required=True, metavar="DIR", help="directory for the new wheels")
+    whl.add_argument(
+        "--python",
+        action="append",
+        metavar="PY",
+        help="target CPython; repeat for one wheel per target (default: the running interpreter)",
+    )
+    whl.add_argument(
+        "-O",
+        "--optimize",
+        type=int,
+        choices=(0, 1, 2),
+        default=0,
+        metavar="LEVEL",
+        help="optimisation level of the bytecode (default: 0)",
+    )
+    whl.add_argument(
+        "--exclude",
+        action="append",
+        metavar="PATTERN",
+        help="gitignore-style pattern, relative to the "
+        "install root (site-packages); matching modules keep their source (repeatable)",
+    )
+    whl.add_argument("--on-error", choices=ON_ERROR, default="fail", help="what a module that does not compile does")
+    whl.add_argument("--workers", type=int, default=0, metavar="N", help="worker processes (default: one per CPU)")
+    whl.add_argument("--ddir", metavar="DIR", help="prefix for file names recorded in the code objects")
+    whl.add_argument("--json", metavar="FILE", help="write a JSON list of the wheels written")
+    whl.add_argument("-q", "--quiet", action="store_true", help="print errors only")
+    whl.set_defaults(func=_cmd_wheel)
 
     insp = sub.add_parser(
         "inspect",

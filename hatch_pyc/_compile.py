@@ -86,7 +86,7 @@ def compile_plan(plan: CompilePlan, *, progress: Progress | None = None) -> Comp
     _remove_stale_temporaries(plan)
     todo: list[PlannedSource] = []
     for item in plan.sources:
-        quick_check = not options.force and not options.strip and mode == "timestamp"
+        quick_check = not options.force and not plan.sourceless and mode == "timestamp"
         if quick_check and options.source_date_epoch is None and _timestamp_current(item, interp.magic):
             result.up_to_date.append(item)
             continue
@@ -105,11 +105,11 @@ def compile_plan(plan: CompilePlan, *, progress: Progress | None = None) -> Comp
             "dfile": item.dfile,
             "mode": mode,
             "outs": [[level, str(_tmp_name(final, token))] for level, final in item.outputs],
-            "verify": options.strip,
+            "verify": plan.sourceless,
         }
         if options.source_date_epoch is not None:
             task["mtime"] = options.source_date_epoch
-        if mode != "timestamp" and not options.force and not options.strip:
+        if mode != "timestamp" and not options.force and not plan.sourceless:
             task["check"] = [str(final) for _, final in item.outputs]
         by_src[task["src"]] = item
         tasks.append((item.size, task))
@@ -156,7 +156,7 @@ def compile_plan(plan: CompilePlan, *, progress: Progress | None = None) -> Comp
             _remove_quietly(_tmp_name(final, token) for item in todo for _, final in item.outputs)
 
     result.kept_source = errors
-    if options.strip:
+    if plan.remove_sources:
         failed = {e.path for e in errors}
         result.stripped = _strip_sources([i for i in result.compiled if str(i.source) not in failed])
     result.compiled.sort(key=lambda i: i.source)

@@ -45,6 +45,10 @@ class CompilePlan:
     roots: list[Root]
     sources: list[PlannedSource] = field(default_factory=list)
     excluded: list[Path] = field(default_factory=list)
+    # Sourceless pycs are always rewritten and read back; ``remove_sources`` deletes each
+    # source once every pyc is in place (off when the pycs go to another tree, as for wheels).
+    sourceless: bool = False
+    remove_sources: bool = False
 
 
 def import_root_of(directory: Path) -> Path:
@@ -153,7 +157,13 @@ def plan_compile(
         import pathspec  # costs ~30 ms to import: only when patterns are given
 
         spec = pathspec.GitIgnoreSpec.from_lines(options.exclude)
-    plan = CompilePlan(interpreter=interpreter, options=options, roots=roots)
+    plan = CompilePlan(
+        interpreter=interpreter,
+        options=options,
+        roots=roots,
+        sourceless=options.strip,
+        remove_sources=options.strip,
+    )
     # A stdlib walk must not descend into the site-packages that lives inside it.
     skip = frozenset(Path(p) for p in (interpreter.purelib, interpreter.platlib)) if stdlib else frozenset()
     seen: set[Path] = set()

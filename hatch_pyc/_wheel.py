@@ -1,0 +1,424 @@
+"""Turn a wheel into a sourceless wheel for one CPython.
+
+The input is untrusted: entry names, types, sizes and every RECORD hash are checked before
+anything is written. Members that do not change are copied as their already-compressed
+bytes; only the compiled modules, WHEEL and RECORD are new. The output is written to a
+temporary file beside its final name and renamed when complete.
+"""
+
+from __future__ import annotations
+
+import base64
+import csv
+import hashlib
+import io
+import os
+import posixpath
+import stat
+import struct
+import tempfile
+import time
+import zipfile
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from email.parser import BytesParser
+from pathlib import Path
+
+from packaging.tags import Tag
+from packaging.utils import InvalidWheelFilename, parse_wheel_filename
+
+from hatch_pyc._compile import compile_plan
+from hatch_pyc._errors import InvalidInput
+from hatch_pyc._options import PycOptions
+from hatch_pyc._plan import CompilePlan, PlannedSource, Root
+from hatch_pyc._targets import Interpreter
+
+# An entry inflating more than this many times its compressed size, to more than this
+# many bytes, is treated as a decompression bomb.
+MAX_RATIO = 200
+MAX_ENTRY_BYTES = 1 << 30
+MAX_TOTAL_BYTES = 4 << 30
+_COPY_CHUNK = 1 << 20
+_LOCAL_HEADER = struct.Struct("<4s2B4HL2L2H")
+
+
+class InvalidWheel(InvalidInput):
+    """A wheel that is malformed, inconsistent or hostile."""
+
+
+@dataclass
+class WheelConversion:
+    """What converting one wheel for one target produced."""
+
+    source: Path
+    output: Path
+    interpreter: Interpreter
+    compiled: list[str] = field(default_factory=list)  # arcnames of the .py now .pyc
+    kept_source: list[str] = field(default_factory=list)  # excluded or kept after an error
+    tag: str = ""
+
+
+@dataclass(frozen=True)
+class _Member:
+    info: zipfile.ZipInfo
+    digest: str  # RECORD hash, "sha256=..."
+    size: int
+
+
+def _record_hash(data: bytes) -> str:
+    digest = hashlib.sha256(data).digest()
+    return "sha256=" + base64.urlsafe_b64encode(digest).rstrip(b"=").decode("ascii")
+
+
+def _check_names(zf: zipfile.ZipFile, wheel: Path) -> list[zipfile.ZipInfo]:
+    """Refuse entries that could write outside the target or hide what they are."""
+    seen: set[str] = set()
+    total = 0
+    infos = []
+    for info in zf.infolist():
+        name = info.filename
+        if name.endswith("/"):
+            continue  # directory entries carry nothing; they are not copied
+        normalised = posixpath.normpath(name)
+        if name.startswith(("/", "\\")) or (len(name) > 1 and name[1] == ":") or "\\" in name:
+            raise InvalidWheel(f"{wheel}: entry {name!r} has an absolute or non-POSIX path")
+        if normalised != name or ".." in name.split("/") or name.startswith("./"):
+            raise InvalidWheel(f"{wheel}: entry {name!r} is not a plain relative path ('..' or '.' parts)")
+        if stat.S_ISLNK(info.external_attr >> 16):
+            raise InvalidWheel(f"{wheel}: entry {name!r} is a symbolic link")
+        if name in seen:
+            raise InvalidWheel(f"{wheel}: entry {name!r} appears more than once")
+        seen.add(name)
+        if info.file_size > MAX_ENTRY_BYTES or (
+            info.file_size > (1 << 20) and info.file_size > MAX_RATIO * max(info.compress_size, 1)
+        ):
+            raise InvalidWheel(
+                f"{wheel}: entry {name!r} inflates to {info.file_size} bytes from {info.compress_size} "
+                "(a decompression bomb?)"
+            )
+        total += info.file_size
+        infos.append(info)
+    if total > MAX_TOTAL_BYTES:
+        raise InvalidWheel(f"{wheel}: entries inflate to {total} bytes in all (a decompression bomb?)")
+    return infos
+
+
+def _dist_info_dir(infos: Sequence[zipfile.ZipInfo], wheel: Path) -> str:
+    tops = {info.filename.split("/", 1)[0] for info in infos}
+    candidates = sorted(t for t in tops if t.endswith(".dist-info") and f"{t}/WHEEL" in {i.filename for i in infos})
+    if len(candidates) != 1:
+        raise InvalidWheel(f"{wheel}: expected one .dist-info directory with a WHEEL file, found {candidates}")
+    return candidates[0]
+
+
+def _validate_record(zf: zipfile.ZipFile, wheel: Path) -> dict[str, tuple[str, int]]:
+    """Check every entry against RECORD (hash and size); return ``{arcname: (hash, size)}``."""
+    from installer.sources import WheelFile
+
+    try:
+        source = WheelFile(zf)
+        source.validate_record(validate_contents=True)
+        rows = source.read_dist_info("RECORD")
+    except ValueError as exc:
+        issues = getattr(exc, "issues", None) or [str(exc)]
+        first = str(issues[0]).replace(f"In {zf.filename}, ", "")
+        more = f" (and {len(issues) - 1} more problems)" if len(issues) > 1 else ""
+        raise InvalidWheel(f"{wheel}: {first}{more}") from exc
+    except (zipfile.BadZipFile, OSError, EOFError, KeyError) as exc:
+        raise InvalidWheel(f"{wheel}: cannot be read as a wheel ({exc})") from exc
+    record: dict[str, tuple[str, int]] = {}
+    for row in csv.reader(io.StringIO(rows)):
+        if len(row) >= 3 and row[1] and row[2]:
+            record[row[0]] = (row[1], int(row[2]))
+    return record
+
+
+def retag(tags: frozenset[Tag], interp: Interpreter, wheel: Path) -> tuple[str, list[Tag]]:
+    """The tags of the sourceless wheel: the python tag made ``cpXY``, ABI and platform kept.
+
+    Bytecode is ABI- and platform-neutral, so a pure wheel becomes ``cpXY-none-any``; a binary
+    wheel keeps its ABI and platform tags (its extension modules still need them).
+    """
+    major, minor = interp.version[:2]
+    cp = f"cp{major}{minor}"
+    kept: set[Tag] = set()
+    for tag in tags:
+        interp_tag = tag.interpreter
+        generic = interp_tag in (f"py{major}", cp) or (
+            interp_tag.startswith(f"py{major}") and interp_tag[3:].isdigit() and int(interp_tag[3:]) <= minor
+        )
+        stable = tag.abi == "abi3" and interp_tag.startswith(f"cp{major}") and int(interp_tag[3:] or 0) <= minor
+        if generic or stable or interp_tag == cp:
+            if tag.abi not in ("none", "abi3") and not tag.abi.startswith(cp):
+                continue
+            kept.add(Tag(cp, tag.abi, tag.platform))
+    if not kept:
+        wanted = ", ".join(sorted(str(t) for t in tags))
+        raise InvalidWheel(f"{wheel}: its tags ({wanted}) do not include CPython {major}.{minor}")
+    abis = sorted({t.abi for t in kept})
+    platforms = sorted({t.platform for t in kept})
+    if len(kept) != len(abis) * len(platforms):
+        raise InvalidWheel(f"{wheel}: its tags cannot be written as one compressed tag set: {sorted(map(str, kept))}")
+    return f"{cp}-{'.'.join(abis)}-{'.'.join(platforms)}", sorted(kept, key=str)
+
+
+def _importable(arcname: str, dist_info: str, data_dir: str) -> str | None:
+    """The install-relative path of a module the import system can load, else ``None``."""
+    if not arcname.endswith(".py"):
+        return None
+    if arcname.startswith(dist_info + "/"):
+        return None
+    if arcname.startswith(data_dir + "/"):
+        _, scheme, rest = arcname.split("/", 2) if arcname.count("/") >= 2 else (None, None, None)
+        if scheme in ("purelib", "platlib") and rest:
+            return rest
+        return None  # scripts, data, headers: never compiled or renamed
+    return arcname
+
+
+def _read_raw(src: io.BufferedReader, info: zipfile.ZipInfo) -> int:
+    """Seek ``src`` to the compressed data of ``info``; return its length."""
+    src.seek(info.header_offset)
+    header = src.read(_LOCAL_HEADER.size)
+    fields = _LOCAL_HEADER.unpack(header)
+    if fields[0] != b"PK\x03\x04":
+        raise zipfile.BadZipFile(f"bad local header for {info.filename}")
+    src.seek(info.header_offset + _LOCAL_HEADER.size + fields[10] + fields[11])
+    return info.compress_size
+
+
+def _new_info(name: str, like: zipfile.ZipInfo, date_time: tuple[int, int, int, int, int, int]) -> zipfile.ZipInfo:
+    info = zipfile.ZipInfo(name, date_time=date_time)
+    info.external_attr = like.external_attr or (0o644 << 16)
+    info.create_system = 3
+    info.compress_type = zipfile.ZIP_DEFLATED
+    return info
+
+
+class _Writer:
+    """A reproducible zip writer that can copy members as compressed bytes."""
+
+    def __init__(self, path: Path) -> None:
+        self.zf = zipfile.ZipFile(path, "w", compression=zipfile.ZIP_DEFLATED)
+
+    def copy_raw(self, src: io.BufferedReader, info: zipfile.ZipInfo, date_time: tuple[int, ...]) -> None:
+        out = zipfile.ZipInfo(info.filename, date_time=date_time)  # type: ignore[arg-type]
+        out.external_attr = info.external_attr
+        out.create_system = 3
+        out.compress_type = info.compress_type
+        out.CRC = info.CRC
+        out.compress_size = info.compress_size
+        out.file_size = info.file_size
+        out.flag_bits = info.flag_bits & 0x800  # sizes go in the local header: no data descriptor
+        length = _read_raw(src, info)
+        fp = self.zf.fp
+        assert fp is not None
+        out.header_offset = fp.tell()
+        fp.write(out.FileHeader(zip64=out.file_size > zipfile.ZIP64_LIMIT or out.compress_size > zipfile.ZIP64_LIMIT))
+        while length:
+            chunk = src.read(min(length, _COPY_CHUNK))
+            if not chunk:
+                raise zipfile.BadZipFile(f"truncated member {info.filename}")
+            fp.write(chunk)
+            length -= len(chunk)
+        self.zf.filelist.append(out)
+        self.zf.NameToInfo[out.filename] = out
+        self.zf.start_dir = fp.tell()
+        self.zf._didModify = True  # type: ignore[attr-defined]
+
+    def write(self, info: zipfile.ZipInfo, data: bytes) -> None:
+        self.zf.writestr(info, data)
+
+    def close(self) -> None:
+        self.zf.close()
+
+
+def _date_time(info: zipfile.ZipInfo, epoch: int | None) -> tuple[int, int, int, int, int, int]:
+    if epoch is None:
+        return info.date_time
+    return time.gmtime(max(epoch, 315532800))[:6]
+
+
+def _wheel_text(data: bytes, tags: list[Tag]) -> bytes:
+    """WHEEL with its Tag lines replaced, every other line kept as it was."""
+    message = BytesParser().parsebytes(data)
+    lines = [line for line in data.decode("utf-8").splitlines() if not line.startswith("Tag:")]
+    while lines and not lines[-1].strip():
+        lines.pop()
+    if message.get("Wheel-Version") is None:
+        raise ValueError("no Wheel-Version")
+    return ("\n".join(lines + [f"Tag: {t}" for t in tags]) + "\n").encode("utf-8")
+
+
+def convert_wheel(
+    wheel: str | os.PathLike[str],
+    out_dir: str | os.PathLike[str] | None,
+    targets: Sequence[Interpreter],
+    options: PycOptions | None = None,
+    *,
+    output: str | os.PathLike[str] | None = None,
+) -> list[WheelConversion]:
+    """Write a sourceless copy of ``wheel`` for each target into ``out_dir``.
+
+    ``output`` names the file instead (one target only; it may be ``wheel`` itself, which
+    is replaced atomically once the new wheel is complete: how the build hook uses it).
+    """
+    options = options or PycOptions()
+    if len(options.levels) != 1:
+        raise InvalidInput("a sourceless wheel holds one optimisation level")
+    path = Path(wheel)
+    if not path.is_file():
+        raise InvalidWheel(f"{path}: no such file")
+    try:
+        _name, _version, _build, tags = parse_wheel_filename(path.name)
+    except InvalidWheelFilename as exc:
+        raise InvalidWheel(f"{path}: {exc}") from exc
+    if output is not None and len(targets) != 1:
+        raise InvalidInput("an explicit output name takes exactly one target")
+    epoch_text = os.environ.get("SOURCE_DATE_EPOCH")
+    epoch = int(epoch_text) if epoch_text and epoch_text.isdigit() else None
+    try:
+        zf = zipfile.ZipFile(path)
+    except (zipfile.BadZipFile, OSError) as exc:
+        raise InvalidWheel(f"{path}: not a zip archive ({exc})") from exc
+    with zf, tempfile.TemporaryDirectory(prefix="hatch-pyc-wheel-") as scratch:
+        infos = _check_names(zf, path)
+        dist_info = _dist_info_dir(infos, path)
+        record = _validate_record(zf, path)
+        data_dir = dist_info[: -len(".dist-info")] + ".data"
+        members = [_Member(i, *record.get(i.filename, ("", i.file_size))) for i in infos]
+
+        # The importable sources, extracted once for every target.
+        src_root = Path(scratch) / "src"
+        sources: dict[str, tuple[str, Path]] = {}  # arcname -> (install-relative path, extracted file)
+        spec = None
+        if options.exclude:
+            import pathspec
+
+            spec = pathspec.GitIgnoreSpec.from_lines(options.exclude)
+        excluded: list[str] = []
+        for member in members:
+            rel = _importable(member.info.filename, dist_info, data_dir)
+            if rel is None:
+                continue
+            if spec is not None and spec.match_file(rel):
+                excluded.append(member.info.filename)
+                continue
+            target_file = src_root / member.info.filename
+            target_file.parent.mkdir(parents=True, exist_ok=True)
+            target_file.write_bytes(zf.read(member.info))
+            sources[member.info.filename] = (rel, target_file)
+
+        results = []
+        for interp in targets:
+            tag_text, new_tags = retag(tags, interp, path)
+            out_root = Path(scratch) / interp.python_tag
+            plan = CompilePlan(
+                interpreter=interp,
+                options=options,
+                roots=[Root(src_root, src_root)],
+                sourceless=True,
+                remove_sources=False,
+            )
+            for arcname, (rel, file) in sources.items():
+                st = file.stat()
+                dfile = f"{options.ddir.rstrip('/')}/{rel}" if options.ddir else rel
+                pyc = out_root / (arcname[:-3] + ".pyc")
+                plan.sources.append(
+                    PlannedSource(file, rel, dfile, ((options.levels[0], pyc),), st.st_size, st.st_mtime)
+                )
+            result = compile_plan(plan)
+            kept = {Path(e.path) for e in result.kept_source}
+            compiled = {a for a, (_, f) in sources.items() if f not in kept}
+            out_name = f"{path.name[: -len('.whl')].rsplit('-', 3)[0]}-{tag_text}.whl"
+            final = Path(output) if output is not None else Path(out_dir or ".") / out_name
+            conversion = WheelConversion(
+                path,
+                final,
+                interp,
+                sorted(compiled),
+                sorted(excluded + [a for a in sources if a not in compiled]),
+                tag_text,
+            )
+            _write_wheel(
+                zf,
+                path,
+                members=members,
+                dist_info=dist_info,
+                compiled=compiled,
+                pyc_root=out_root,
+                tags=new_tags,
+                final=final,
+                epoch=epoch,
+            )
+            results.append(conversion)
+        return results
+
+
+def _write_wheel(
+    zf: zipfile.ZipFile,
+    wheel: Path,
+    *,
+    members: list[_Member],
+    dist_info: str,
+    compiled: set[str],
+    pyc_root: Path,
+    tags: list[Tag],
+    final: Path,
+    epoch: int | None,
+) -> None:
+    final.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp_name = tempfile.mkstemp(prefix=f".{final.name}.", suffix=".hatch-pyc-tmp", dir=final.parent)
+    os.close(fd)
+    tmp = Path(tmp_name)
+    rows: list[tuple[str, str, str]] = []
+    record_name = f"{dist_info}/RECORD"
+    try:
+        writer = _Writer(tmp)
+        assert zf.fp is not None
+        with open(wheel, "rb") as raw:
+            record_info = None
+            for member in members:
+                info = member.info
+                name = info.filename
+                when = _date_time(info, epoch)
+                if name == record_name:
+                    record_info = info
+                    continue
+                if name in (f"{dist_info}/RECORD.jws", f"{dist_info}/RECORD.p7s"):
+                    continue  # signatures of the old RECORD: no longer true
+                if name in compiled:
+                    pyc_name = name[:-3] + ".pyc"
+                    data = (pyc_root / pyc_name).read_bytes()
+                    writer.write(_new_info(pyc_name, info, when), data)
+                    rows.append((pyc_name, _record_hash(data), str(len(data))))
+                elif name == f"{dist_info}/WHEEL":
+                    data = _wheel_text(zf.read(info), tags)
+                    writer.write(_new_info(name, info, when), data)
+                    rows.append((name, _record_hash(data), str(len(data))))
+                else:
+                    writer.copy_raw(raw, info, when)
+                    rows.append((name, member.digest, str(member.size)))
+            buffer = io.StringIO()
+            csv_writer = csv.writer(buffer, delimiter=",", quotechar='"', lineterminator="\n")
+            csv_writer.writerows(rows)
+            csv_writer.writerow((record_name, "", ""))
+            like = record_info or members[-1].info
+            writer.write(_new_info(record_name, like, _date_time(like, epoch)), buffer.getvalue().encode("utf-8"))
+        writer.close()
+        mode = final.stat().st_mode & 0o777 if final.exists() else 0o644
+        tmp.chmod(mode)
+        os.replace(tmp, final)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+
+
+def wheel_target_tag(wheel: str | os.PathLike[str], interp: Interpreter) -> str:
+    """The compressed tag ``convert_wheel`` would give ``wheel`` for ``interp``."""
+    path = Path(wheel)
+    _, _, _, tags = parse_wheel_filename(path.name)
+    return retag(tags, interp, path)[0]
+
+
+__all__ = ["InvalidWheel", "WheelConversion", "convert_wheel", "retag", "wheel_target_tag"]

@@ -1,0 +1,96 @@
+"""The hatchling build hook ``pyc``: makes the wheel sourceless for one CPython.
+
+``initialize`` validates the options and sets the wheel's tag (the file name is fixed
+before ``finalize``); ``finalize`` rewrites the finished wheel with the same function
+``hatch-pyc wheel`` uses. sdists are untouched and editable wheels are skipped.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from hatchling.builders.hooks.plugin.interface import BuildHookInterface
+
+from hatch_pyc._hookconfig import PLUGIN_NAME, HookConfig, load_hook_config
+
+
+class PycBuildHook(BuildHookInterface):  # type: ignore[type-arg]
+    """Compile the wheel's modules to ``mod.pyc`` and drop their sources."""
+
+    PLUGIN_NAME = PLUGIN_NAME
+
+    # hatchling also instantiates the hook just to ask for dependencies(): __init__ is
+    # inherited untouched and all work happens in initialize/finalize.
+
+    def _table(self) -> str:
+        target_hooks = self.build_config.target_config.get("hooks", {})
+        if PLUGIN_NAME in target_hooks:
+            return f"tool.hatch.build.targets.{self.target_name}.hooks.{PLUGIN_NAME}"
+        return f"tool.hatch.build.hooks.{PLUGIN_NAME}"
+
+    def initialize(self, version: str, build_data: dict[str, Any]) -> None:
+        """Validate options and set the ``cpXY`` tag, before the wheel is written."""
+        self._pyc: tuple[HookConfig, Any] | None = None
+        if self.target_name != "wheel":
+            return
+        if version == "editable":
+            self.app.display_info("hatch-pyc: editable wheel left as source (the pyc hook applies to regular wheels)")
+            return
+        from hatch_pyc._errors import HatchPycError
+        from hatch_pyc._targets import find_interpreter
+
+        try:
+            config = load_hook_config(self.config, self._table())
+            interp = find_interpreter(config.python)
+        except HatchPycError as exc:
+            raise ValueError(str(exc)) from None
+        constraint = self.metadata.core.python_constraint
+        full = ".".join(map(str, interp.version))
+        if constraint and not constraint.contains(full, prereleases=True):
+            raise ValueError(
+                f"build hook `{PLUGIN_NAME}` targets CPython {full} ({interp.executable}), which is outside "
+                f"requires-python `{constraint}`; set `python` in {self._table()} to a version it allows"
+            )
+        existing = build_data.get("tag")
+        if existing:
+            if not str(existing).startswith(interp.python_tag + "-"):
+                raise ValueError(
+                    f"another hook set the wheel tag {existing!r}, which is not for CPython {interp.minor}: "
+                    f"the pyc bytecode would not load; set `python` to match"
+                )
+        elif build_data.get("infer_tag"):
+            from packaging.tags import sys_tags
+
+            best = next(iter(sys_tags()))
+            if best.interpreter != interp.python_tag:
+                raise ValueError(
+                    f"this binary wheel is built for {best.interpreter} but the pyc target is CPython {interp.minor}; "
+                    "build with the target interpreter"
+                )
+        else:
+            build_data["tag"] = f"{interp.python_tag}-none-any"
+        self._pyc = (config, interp)
+
+    def finalize(self, version: str, build_data: dict[str, Any], artifact_path: str) -> None:
+        """Rewrite the finished wheel in place: ``.py`` -> ``.pyc``, RECORD regenerated."""
+        state = getattr(self, "_pyc", None)
+        if state is None:
+            return
+        config, interp = state
+        from hatch_pyc._errors import CompileFailed, HatchPycError
+        from hatch_pyc._wheel import convert_wheel
+
+        self.app.display_waiting(
+            f"hatch-pyc: compiling for CPython {interp.minor} (optimize={config.options.levels[0]})"
+        )
+        try:
+            (result,) = convert_wheel(artifact_path, None, [interp], config.options, output=artifact_path)
+        except CompileFailed as exc:
+            lines = "\n".join(f"  {e}" for e in exc.errors)
+            raise ValueError(f"hatch-pyc: {len(exc.errors)} module(s) did not compile:\n{lines}") from None
+        except HatchPycError as exc:
+            raise ValueError(f"hatch-pyc: {exc}") from None
+        kept = f"; kept as source: {', '.join(result.kept_source)}" if result.kept_source else ""
+        self.app.display_info(
+            f"hatch-pyc: {len(result.compiled)} modules compiled to .pyc for CPython {interp.minor}{kept}"
+        )
