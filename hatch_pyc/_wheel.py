@@ -155,8 +155,14 @@ def retag(tags: frozenset[Tag], interp: Interpreter, wheel: Path) -> tuple[str, 
     if not kept:
         wanted = ", ".join(sorted(str(t) for t in tags))
         raise InvalidWheel(f"{wheel}: its tags ({wanted}) do not include CPython {major}.{minor}")
-    abis = sorted({t.abi for t in kept})
-    platforms = sorted({t.platform for t in kept})
+    # Keep the order the original file name gives (e.g. manylinux_2_17 before manylinux2014).
+    _, abi_part, platform_part = wheel.name[: -len(".whl")].rsplit("-", 3)[-3:]
+    abi_order, platform_order = abi_part.split("."), platform_part.split(".")
+    abis = sorted({t.abi for t in kept}, key=lambda a: (abi_order.index(a) if a in abi_order else len(abi_order), a))
+    platforms = sorted(
+        {t.platform for t in kept},
+        key=lambda p: (platform_order.index(p) if p in platform_order else len(platform_order), p),
+    )
     if len(kept) != len(abis) * len(platforms):
         raise InvalidWheel(f"{wheel}: its tags cannot be written as one compressed tag set: {sorted(map(str, kept))}")
     return f"{cp}-{'.'.join(abis)}-{'.'.join(platforms)}", sorted(kept, key=str)

@@ -1,0 +1,1 @@
+"""A flat-layout package configured with the global hook table."""

@@ -1,0 +1,3 @@
+from srcpkg.cli import main
+
+main()

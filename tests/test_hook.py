@@ -1,0 +1,220 @@
+"""The ``pyc`` build hook, end to end: real projects built by real hatchling, installed by real pip."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+import zipfile
+from pathlib import Path
+
+import pytest
+from conftest import REPO, run_python
+from installer.sources import WheelFile
+
+from hatch_pyc import Interpreter, InvalidOptions
+from hatch_pyc._hookconfig import load_hook_config
+
+PROJECTS = Path(__file__).parent / "projects"
+
+
+def copy_project(name: str, dest: Path, python: str) -> Path:
+    project = dest / name
+    shutil.copytree(PROJECTS / name, project)
+    pyproject = project / "pyproject.toml"
+    pyproject.write_text(pyproject.read_text().replace("@PYTHON@", python))
+    return project
+
+
+def hatchling_build(project: Path, *args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "hatchling", "build", "-d", "dist", *args],
+        cwd=project,
+        capture_output=True,
+        text=True,
+        env={**os.environ, **(env or {})},
+        check=False,
+    )
+
+
+def make_venv(interp: Interpreter, where: Path) -> Path:
+    subprocess.run([interp.executable, "-m", "venv", "--without-pip", str(where)], check=True)
+    return where / "bin" / "python"
+
+
+def pip(venv_python: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "pip", "--python", str(venv_python), *args, "--disable-pip-version-check", "-q"],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+
+
+def validate(wheel: Path) -> list[str]:
+    with zipfile.ZipFile(wheel) as zf:
+        WheelFile(zf).validate_record(validate_contents=True)
+        return zf.namelist()
+
+
+def test_src_layout_wheel_is_sourceless_installs_runs_and_uninstalls(tmp_path: Path, target: Interpreter) -> None:
+    project = copy_project("src-layout", tmp_path, target.minor)
+    proc = hatchling_build(project, "-t", "wheel")
+    assert proc.returncode == 0, proc.stderr
+    assert (
+        f"5 modules compiled to .pyc for CPython {target.minor}; kept as source: srcpkg/reads_source.py" in proc.stderr
+    )
+    wheel = project / "dist" / f"srcpkg-1.2.0-{target.python_tag}-none-any.whl"
+    names = validate(wheel)
+    assert sorted(n for n in names if n.endswith(".py")) == ["srcpkg/reads_source.py"]
+    assert {"srcpkg/__init__.pyc", "srcpkg/extras/tool.pyc", "srcpkg/sub/data.txt", "srcpkg/py.typed"} <= set(names)
+    assert names[-1] == "srcpkg-1.2.0.dist-info/RECORD"
+    with zipfile.ZipFile(wheel) as zf:
+        assert f"Tag: {target.python_tag}-none-any" in zf.read("srcpkg-1.2.0.dist-info/WHEEL").decode()
+        assert zf.getinfo("srcpkg/__init__.pyc").date_time == (2020, 2, 2, 0, 0, 0)  # hatchling's reproducible time
+
+    python = make_venv(target, tmp_path / "venv")
+    pip(python, "install", "--no-index", str(wheel))
+    script = tmp_path / "venv" / "bin" / "srcpkg-hello"
+    out = subprocess.run([str(script)], capture_output=True, text=True, check=True).stdout
+    assert out.strip() == f"hello 42 from cli.pyc on {target.minor}"
+    assert run_python(str(python), "", args=("-m", "srcpkg")).stdout.strip() == out.strip()
+    code = """
+        import srcpkg.sub, srcpkg.extras.tool as tool, srcpkg.reads_source as rs
+        print(srcpkg.sub.DATA.strip(), '|', tool.NAME, '|', rs.SOURCE_LINES > 0, srcpkg.__file__.endswith('.pyc'))
+    """
+    assert run_python(str(python), code).stdout.strip() == "package data | force-included tool | True True"
+
+    site = next((tmp_path / "venv").glob("lib/python3*/site-packages"))
+    pip(python, "uninstall", "-y", "srcpkg")
+    assert sorted(p.name for p in site.iterdir()) == []
+    assert not script.exists()
+
+    # Rebuilt from scratch: byte-identical.
+    first = wheel.read_bytes()
+    shutil.rmtree(project / "dist")
+    assert hatchling_build(project, "-t", "wheel").returncode == 0
+    assert wheel.read_bytes() == first
+
+
+def test_sdist_is_untouched_and_editable_is_skipped(tmp_path: Path) -> None:
+    project = copy_project("src-layout", tmp_path, f"{sys.version_info[0]}.{sys.version_info[1]}")
+    proc = hatchling_build(project, "-t", "sdist", "-t", "wheel:editable")
+    assert proc.returncode == 0, proc.stderr
+    assert "hatch-pyc: editable wheel left as source" in proc.stderr
+    (sdist,) = (project / "dist").glob("*.tar.gz")
+    import tarfile
+
+    with tarfile.open(sdist) as tar:
+        names = tar.getnames()
+    assert "srcpkg-1.2.0/src/srcpkg/cli.py" in names
+    assert not [n for n in names if n.endswith(".pyc")]
+    (editable,) = (project / "dist").glob("*.whl")
+    assert "py3-none-any" in editable.name
+    assert not [n for n in validate(editable) if n.endswith(".pyc")]
+
+
+def test_flat_layout_with_the_global_table_and_python_dash_m(tmp_path: Path, target: Interpreter) -> None:
+    project = copy_project("flat-layout", tmp_path, target.minor)
+    proc = hatchling_build(project)  # sdist and wheel: the global table is seen by both
+    assert proc.returncode == 0, proc.stderr
+    wheel = project / "dist" / f"flatpkg-0.1-{target.python_tag}-none-any.whl"
+    assert sorted(n for n in validate(wheel) if n.startswith("flatpkg/")) == [
+        "flatpkg/__init__.pyc",
+        "flatpkg/__main__.pyc",
+    ]
+    python = make_venv(target, tmp_path / "venv")
+    pip(python, "install", "--no-index", str(wheel))
+    assert run_python(str(python), "", args=("-m", "flatpkg")).stdout.strip() == "flatpkg main ran"
+
+
+def test_namespace_package(tmp_path: Path, target: Interpreter) -> None:
+    project = copy_project("namespace", tmp_path, target.minor)
+    assert hatchling_build(project, "-t", "wheel").returncode == 0
+    (wheel,) = (project / "dist").glob("*.whl")
+    assert "ns/part/mod.pyc" in validate(wheel)
+    python = make_venv(target, tmp_path / "venv")
+    pip(python, "install", "--no-index", str(wheel))
+    assert run_python(str(python), "import ns.part.mod as m; print(m.NAME)").stdout.strip() == "namespace part"
+
+
+def test_syntax_error_fails_the_build_naming_file_and_line(tmp_path: Path) -> None:
+    project = copy_project("syntax-error", tmp_path, f"{sys.version_info[0]}.{sys.version_info[1]}")
+    proc = hatchling_build(project, "-t", "wheel")
+    assert proc.returncode != 0
+    assert "badpkg/broken.py:4: SyntaxError" in proc.stderr
+    # The half-built wheel is not left behind looking like a good one... hatchling wrote it before
+    # finalize; it is never rewritten with sources missing.
+    for wheel in (project / "dist").glob("*.whl"):
+        assert "badpkg/broken.py" in validate(wheel)
+
+
+def test_enable_by_default_false_and_the_env_switch(tmp_path: Path) -> None:
+    minor = f"{sys.version_info[0]}.{sys.version_info[1]}"
+    project = copy_project("flat-layout", tmp_path, minor)
+    pyproject = project / "pyproject.toml"
+    pyproject.write_text(pyproject.read_text() + "enable-by-default = false\n")
+    assert hatchling_build(project, "-t", "wheel").returncode == 0
+    assert (project / "dist/flatpkg-0.1-py3-none-any.whl").exists()
+    proc = hatchling_build(project, "-t", "wheel", env={"HATCH_BUILD_HOOK_ENABLE_PYC": "1"})
+    assert proc.returncode == 0, proc.stderr
+    tag = f"cp{sys.version_info[0]}{sys.version_info[1]}"
+    assert "flatpkg/__init__.pyc" in validate(project / f"dist/flatpkg-0.1-{tag}-none-any.whl")
+
+
+def test_bad_options_are_reported_together(tmp_path: Path) -> None:
+    project = copy_project("flat-layout", tmp_path, "3.12")
+    pyproject = project / "pyproject.toml"
+    pyproject.write_text(pyproject.read_text() + 'optimize = "high"\nexclude = "tests"\nverbose = true\n')
+    proc = hatchling_build(project, "-t", "wheel")
+    assert proc.returncode != 0
+    assert (
+        "Option `optimize` for build hook `pyc` (tool.hatch.build.hooks.pyc.optimize) must be an integer from 0 to 2"
+        in proc.stderr
+    )
+    assert "Option `exclude` for build hook `pyc` (tool.hatch.build.hooks.pyc.exclude) must be an array" in proc.stderr
+    assert "Unknown option `verbose` for build hook `pyc`" in proc.stderr
+
+
+def test_config_unit() -> None:
+    config = load_hook_config({"optimize": 2, "exclude": ["a/"], "python": "3.12", "dependencies": ["x"]})
+    assert config.options.levels == (2,)
+    assert config.options.strip
+    assert config.options.exclude == ("a/",)
+    assert config.python == "3.12"
+    with pytest.raises(InvalidOptions) as info:
+        load_hook_config({"optimize": True, "on-error": "ignore", "python": ""}, "t.pyc")
+    assert str(info.value).splitlines() == [
+        "Option `optimize` for build hook `pyc` (t.pyc.optimize) must be an integer from 0 to 2",
+        "Option `python` for build hook `pyc` (t.pyc.python) must be a non-empty string (a version, command or path)",
+        "Option `on-error` for build hook `pyc` (t.pyc.on-error) must be one of: fail, keep-source",
+    ]
+
+
+def test_target_outside_requires_python_is_refused(tmp_path: Path) -> None:
+    project = copy_project("src-layout", tmp_path, "3.10")
+    pyproject = project / "pyproject.toml"
+    pyproject.write_text(pyproject.read_text().replace('requires-python = ">=3.10"', 'requires-python = ">=3.11"'))
+    proc = hatchling_build(project, "-t", "wheel")
+    assert proc.returncode != 0
+    assert "targets CPython 3.10" in proc.stderr and "outside requires-python `>=3.11`" in proc.stderr
+
+
+@pytest.mark.slow
+def test_python_dash_m_build_with_the_plugin_from_a_file_url(tmp_path: Path) -> None:
+    """The way users get it: build isolation installs hatch-pyc as a build requirement."""
+    minor = f"{sys.version_info[0]}.{sys.version_info[1]}"
+    project = copy_project("src-layout", tmp_path, minor)
+    pyproject = project / "pyproject.toml"
+    pyproject.write_text(pyproject.read_text().replace('"hatch-pyc"', f'"hatch-pyc @ {REPO.as_uri()}"'))
+    proc = subprocess.run(
+        [sys.executable, "-m", "build", "--wheel", "--outdir", str(tmp_path / "out"), str(project)],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    (wheel,) = (tmp_path / "out").glob("*.whl")
+    assert wheel.name == f"srcpkg-1.2.0-cp{sys.version_info[0]}{sys.version_info[1]}-none-any.whl"
+    assert sorted(n for n in validate(wheel) if n.endswith(".py")) == ["srcpkg/reads_source.py"]
