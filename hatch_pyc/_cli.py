@@ -17,10 +17,11 @@ from typing import TextIO
 
 from hatch_pyc import __version__
 from hatch_pyc._compile import CompileResult, compile_plan
-from hatch_pyc._errors import CompileFailed, HatchPycError
+from hatch_pyc._errors import CompileFailed, HatchPycError, InvalidInput
 from hatch_pyc._options import INVALIDATION_MODES, ON_ERROR, PycOptions
 from hatch_pyc._plan import plan_compile
 from hatch_pyc._pycinfo import read_code_info, read_header
+from hatch_pyc._report import build_report
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
 
@@ -34,7 +35,7 @@ def _say(message: str, stream: TextIO | None = None) -> None:
 
 
 def _show_progress(args: argparse.Namespace) -> bool:
-    if args.quiet or args.verbose:
+    if args.quiet or getattr(args, "verbose", False):
         return False
     if os.environ.get("CI") and not args.progress:
         return False
@@ -206,6 +207,57 @@ def _cmd_wheel(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def _cmd_report(args: argparse.Namespace) -> int:
+    from hatch_pyc._render import render_html, render_markdown, render_terminal
+    from hatch_pyc._report import compare
+
+    baseline = None
+    if args.baseline:
+        try:
+            with open(args.baseline, encoding="utf-8") as handle:
+                baseline = json.load(handle)
+        except (OSError, ValueError) as exc:
+            raise InvalidInput(f"{args.baseline}: cannot read the baseline report ({exc})") from exc
+        if baseline.get("schema_version") != 1:
+            raise InvalidInput(f"{args.baseline}: not a hatch-pyc report (schema_version 1)")
+    with _progress_bar(_show_progress(args), "measuring import times") as bar:
+        report = build_report(
+            args.target,
+            python=args.python,
+            levels=tuple(args.optimize or (0,)),
+            modules=tuple(args.imports or ()),
+            repeat=args.repeat,
+            measure_time=not args.sizes_only,
+            progress=(lambda _stage, done, total: bar(done, total)) if bar else None,
+        )
+    gate = None
+    if args.max_size_increase is not None or args.max_import_regression is not None:
+        gate = compare(
+            report, baseline, max_size_increase=args.max_size_increase, max_import_regression=args.max_import_regression
+        )
+    lines = [f"FAIL: {f}" for f in gate.failures] + [f"note: {n}" for n in gate.notes] if gate else []
+    if gate and not gate.failures:
+        lines.insert(0, "PASS: every figure is within its threshold")
+    if args.json:
+        with open(args.json, "w", encoding="utf-8") as handle:
+            json.dump(report, handle, indent=2)
+            handle.write("\n")
+    markdown = render_markdown(report, lines)
+    if args.markdown:
+        with open(args.markdown, "w", encoding="utf-8") as handle:
+            handle.write(markdown)
+    summary = os.environ.get("GITHUB_STEP_SUMMARY")
+    if summary:
+        with open(summary, "a", encoding="utf-8") as handle:
+            handle.write(markdown)
+    if args.html:
+        with open(args.html, "w", encoding="utf-8") as handle:
+            handle.write(render_html(report, lines))
+    if not args.quiet:
+        render_terminal(report, lines)
+    return EXIT_FAILED if gate and gate.failures else EXIT_OK
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser (also used to render the CLI reference)."""
     parser = argparse.ArgumentParser(
@@ -318,6 +370,53 @@ def build_parser() -> argparse.ArgumentParser:
     whl.add_argument("--json", metavar="FILE", help="write a JSON list of the wheels written")
     whl.add_argument("-q", "--quiet", action="store_true", help="print errors only")
     whl.set_defaults(func=_cmd_wheel)
+
+    rep = sub.add_parser(
+        "report",
+        help="size and import-time deltas between .py and .pyc variants",
+        description="Build variants of TARGET in scratch copies (sources only; sources + __pycache__ and sourceless "
+        "at each level), measure sizes and import times, and print/write the report. TARGET is a project "
+        "directory, a wheel, a package directory, a site-packages or a venv; it is never modified.",
+    )
+    rep.add_argument("target", metavar="TARGET")
+    rep.add_argument("--python", metavar="PY", help="target CPython (default: the running interpreter)")
+    rep.add_argument(
+        "--import",
+        dest="imports",
+        action="append",
+        metavar="MOD",
+        help="module to time (repeatable; default: the target's top-level packages)",
+    )
+    rep.add_argument(
+        "-O",
+        "--optimize",
+        type=int,
+        choices=(0, 1, 2),
+        action="append",
+        metavar="LEVEL",
+        help="optimisation level of the compiled variants (repeatable; default 0)",
+    )
+    rep.add_argument("--repeat", type=int, metavar="N", help="measured rounds (default: as many as fit in ~40 s, 5-30)")
+    rep.add_argument("--sizes-only", action="store_true", help="skip import timing")
+    rep.add_argument("--json", metavar="FILE", help="write the report as JSON (schema: docs/report-schema.json)")
+    rep.add_argument("--markdown", metavar="FILE", help="write Markdown (also appended to $GITHUB_STEP_SUMMARY)")
+    rep.add_argument("--html", metavar="FILE", help="write one self-contained HTML page with charts")
+    rep.add_argument("--baseline", metavar="FILE", help="an earlier --json report to compare with")
+    rep.add_argument(
+        "--max-size-increase",
+        type=float,
+        metavar="PCT",
+        help="exit 1 when a variant grows more than PCT%% (vs the baseline, or vs sources only without one)",
+    )
+    rep.add_argument(
+        "--max-import-regression",
+        type=float,
+        metavar="PCT",
+        help="exit 1 when an import gets more than PCT%% slower, beyond the measured noise",
+    )
+    rep.add_argument("-q", "--quiet", action="store_true", help="no terminal table")
+    rep.add_argument("--progress", action="store_true", help="show the progress bar even when not on a terminal")
+    rep.set_defaults(func=_cmd_report)
 
     insp = sub.add_parser(
         "inspect",

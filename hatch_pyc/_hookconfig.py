@@ -14,7 +14,7 @@ PLUGIN_NAME = "pyc"
 _HATCHLING_KEYS = frozenset(
     {"dependencies", "require-runtime-dependencies", "require-runtime-features", "enable-by-default"}
 )
-_KEYS = ("optimize", "exclude", "python", "on-error")
+_KEYS = ("optimize", "exclude", "python", "on-error", "report")
 
 
 @dataclass(frozen=True)
@@ -23,6 +23,7 @@ class HookConfig:
 
     options: PycOptions
     python: str | None
+    report: bool = False
 
 
 def _option(key: str, table: str) -> str:
@@ -59,9 +60,15 @@ def load_hook_config(config: Mapping[str, Any], table: str = "tool.hatch.build.t
         problems.append(f"{_option('on-error', table)} must be one of: {', '.join(ON_ERROR)}")
         on_error = "fail"
 
+    report = config.get("report", False)
+    if not isinstance(report, bool):
+        problems.append(f"{_option('report', table)} must be a boolean")
+        report = False
+
     if problems:
         raise InvalidOptions("\n".join(problems))
     return HookConfig(
         options=PycOptions(levels=(optimize,), strip=True, exclude=tuple(exclude), on_error=on_error),
         python=python,
+        report=report,
     )

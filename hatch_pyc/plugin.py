@@ -80,6 +80,8 @@ class PycBuildHook(BuildHookInterface):  # type: ignore[type-arg]
         from hatch_pyc._errors import CompileFailed, HatchPycError
         from hatch_pyc._wheel import convert_wheel
 
+        if config.report:
+            self._write_report(artifact_path, config, interp)
         self.app.display_waiting(
             f"hatch-pyc: compiling for CPython {interp.minor} (optimize={config.options.levels[0]})"
         )
@@ -94,3 +96,25 @@ class PycBuildHook(BuildHookInterface):  # type: ignore[type-arg]
         self.app.display_info(
             f"hatch-pyc: {len(result.compiled)} modules compiled to .pyc for CPython {interp.minor}{kept}"
         )
+
+    def _write_report(self, artifact_path: str, config: HookConfig, interp: Any) -> None:
+        """``report = true``: measure the wheel as built (with sources) and write the report beside it."""
+        import json
+        import shutil
+        import tempfile
+        from pathlib import Path
+
+        from hatch_pyc._render import render_markdown
+        from hatch_pyc._report import build_report
+
+        wheel = Path(artifact_path).absolute()
+        self.app.display_waiting("hatch-pyc: measuring sizes and import times for the report")
+        with tempfile.TemporaryDirectory() as scratch:
+            copy = Path(scratch) / wheel.name
+            shutil.copyfile(wheel, copy)
+            report = build_report(str(copy), python=interp.executable, levels=config.options.levels)
+        report["target"]["path"] = str(wheel)
+        stem = wheel.name[: -len(".whl")]
+        (wheel.parent / f"{stem}.report.json").write_text(json.dumps(report, indent=2) + "\n", encoding="utf-8")
+        (wheel.parent / f"{stem}.report.md").write_text(render_markdown(report), encoding="utf-8")
+        self.app.display_info(f"hatch-pyc: report written to {wheel.parent / (stem + '.report.json')} and .md")

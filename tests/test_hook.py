@@ -218,3 +218,24 @@ def test_python_dash_m_build_with_the_plugin_from_a_file_url(tmp_path: Path) -> 
     (wheel,) = (tmp_path / "out").glob("*.whl")
     assert wheel.name == f"srcpkg-1.2.0-cp{sys.version_info[0]}{sys.version_info[1]}-none-any.whl"
     assert sorted(n for n in validate(wheel) if n.endswith(".py")) == ["srcpkg/reads_source.py"]
+
+
+def test_report_option_writes_the_report_beside_the_wheel(tmp_path: Path) -> None:
+    import json
+
+    import jsonschema
+
+    minor = f"{sys.version_info[0]}.{sys.version_info[1]}"
+    project = copy_project("flat-layout", tmp_path, minor)
+    pyproject = project / "pyproject.toml"
+    pyproject.write_text(pyproject.read_text() + "report = true\n")
+    proc = hatchling_build(project, "-t", "wheel")
+    assert proc.returncode == 0, proc.stderr
+    stem = f"flatpkg-0.1-cp{sys.version_info[0]}{sys.version_info[1]}-none-any"
+    report = json.loads((project / "dist" / f"{stem}.report.json").read_text())
+    jsonschema.validate(report, json.loads((REPO / "docs/report-schema.json").read_text()))
+    assert report["target"]["path"] == str(project / "dist" / f"{stem}.whl")
+    assert [v["name"] for v in report["variants"]] == ["source", "cache-O0", "sourceless-O0"]
+    assert "median_ms" in report["variants"][2]["imports"]["flatpkg"]
+    assert "### hatch-pyc report" in (project / "dist" / f"{stem}.report.md").read_text()
+    assert "flatpkg/__init__.pyc" in validate(project / "dist" / f"{stem}.whl")

@@ -1,0 +1,244 @@
+"""Render a report for people: a terminal table, Markdown for CI summaries, one HTML page."""
+
+from __future__ import annotations
+
+import html
+from typing import Any
+
+Report = dict[str, Any]
+
+
+def _size(value: int) -> str:
+    for unit, scale in (("GB", 1e9), ("MB", 1e6), ("kB", 1e3)):
+        if abs(value) >= scale:
+            return f"{value / scale:.2f} {unit}"
+    return f"{value} B"
+
+
+def _signed_pct(value: float | None) -> str:
+    return "" if value is None else f"{value:+.1f}%"
+
+
+def _timing_cell(timing: dict[str, Any] | None) -> str:
+    if timing is None:
+        return "-"
+    if "error" in timing:
+        return f"FAILED: {timing['error']}"
+    low, high = timing["ci_ms"]
+    speed = timing.get("speedup_vs_source")
+    extra = f" ({speed:.2f}x)" if speed else ""
+    return f"{timing['median_ms']:.1f} ms [{low:.1f}-{high:.1f}]{extra}"
+
+
+def _header(report: Report) -> str:
+    target = report["target"]
+    measured = report["measurement"]
+    startup = measured.get("startup_ms")
+    start = f"; interpreter start-up {startup['median_ms']:.1f} ms (not included)" if startup else ""
+    return (
+        f"{target['name']} ({target['kind']}) for CPython {report['python']['version']}, "
+        f"levels {', '.join(map(str, report['levels']))}; {measured['repeat']} interleaved rounds after "
+        f"{measured['warmup']} warm-up{start}"
+    )
+
+
+def size_rows(report: Report) -> list[list[str]]:
+    """Rows of the size table, shared by every renderer."""
+    rows = []
+    for v in report["variants"]:
+        s = v["size"]
+        rows.append(
+            [
+                v["name"],
+                str(s["files"]),
+                _size(s["bytes"]),
+                _signed_pct(s["delta_bytes_pct"]) if v["name"] != "source" else "",
+                _size(s["disk_bytes"]),
+                _size(s["wheel_bytes"]),
+                _signed_pct(s["delta_wheel_bytes_pct"]) if v["name"] != "source" else "",
+            ]
+        )
+    return rows
+
+
+SIZE_HEADERS = ["variant", "files", "bytes", "vs source", "on disk", "zipped", "vs source"]
+
+
+def import_rows(report: Report) -> tuple[list[str], list[list[str]]]:
+    """Header and rows of the import-time table: median [95% CI] (speed-up vs sources only)."""
+    modules = report["modules"]
+    rows = [[v["name"], *(_timing_cell(v["imports"].get(m)) for m in modules)] for v in report["variants"]]
+    return ["variant", *(f"import {m}" for m in modules)], rows
+
+
+def render_terminal(report: Report, gate_lines: list[str] | None = None) -> None:
+    """Print the report as tables with rich."""
+    from rich.console import Console
+    from rich.table import Table
+
+    console = Console(stderr=False)
+    console.print(f"[bold]hatch-pyc report[/bold]: {_header(report)}")
+    table = Table(title="Size")
+    for i, name in enumerate(SIZE_HEADERS):
+        table.add_column(name, justify="left" if i == 0 else "right")
+    for row in size_rows(report):
+        table.add_row(*row)
+    console.print(table)
+    if report["measurement"]["repeat"]:
+        headers, rows = import_rows(report)
+        timing = Table(title="Import time: median [95% CI] (speed-up vs sources only)")
+        for i, name in enumerate(headers):
+            timing.add_column(name, justify="left" if i == 0 else "right")
+        for row in rows:
+            timing.add_row(*row)
+        console.print(timing)
+    if report.get("docstrings"):
+        d = report["docstrings"]
+        console.print(
+            f"-OO (no docstrings) saves {_size(d['bytes'])} of pyc ({_signed_pct(d['pct'])} vs {d['compared']})"
+        )
+    for line in gate_lines or []:
+        console.print(line)
+
+
+def _md_table(headers: list[str], rows: list[list[str]]) -> str:
+    out = [
+        "| " + " | ".join(headers) + " |",
+        "|" + "|".join("---" if i == 0 else "---:" for i in range(len(headers))) + "|",
+    ]
+    out += ["| " + " | ".join(cell.replace("|", "\\|") for cell in row) + " |" for row in rows]
+    return "\n".join(out)
+
+
+def render_markdown(report: Report, gate_lines: list[str] | None = None) -> str:
+    """GitHub-flavoured Markdown: fits a step summary and a PR comment."""
+    parts = [
+        f"### hatch-pyc report: {report['target']['name']}",
+        "",
+        _header(report),
+        "",
+        "**Size**",
+        "",
+        _md_table(SIZE_HEADERS, size_rows(report)),
+    ]
+    if report["measurement"]["repeat"]:
+        headers, rows = import_rows(report)
+        parts += ["", "**Import time**: median [95% CI] (speed-up vs sources only)", "", _md_table(headers, rows)]
+        slow = _slowest_md(report)
+        if slow:
+            parts += [
+                "",
+                "<details><summary>Slowest modules (-X importtime, self time)</summary>",
+                "",
+                slow,
+                "",
+                "</details>",
+            ]
+    if report.get("docstrings"):
+        d = report["docstrings"]
+        parts += [
+            "",
+            f"-OO (no docstrings) saves {_size(d['bytes'])} of pyc ({_signed_pct(d['pct'])} vs {d['compared']}).",
+        ]
+    if gate_lines:
+        parts += ["", *[f"- {line}" for line in gate_lines]]
+    return "\n".join(parts) + "\n"
+
+
+def _slowest_md(report: Report) -> str:
+    blocks = []
+    for variant in report["variants"]:
+        for module, timing in variant["imports"].items():
+            if timing.get("slowest"):
+                rows = [[r["module"], f"{r['self_ms']:.2f}", f"{r['cumulative_ms']:.2f}"] for r in timing["slowest"]]
+                blocks.append(
+                    f"`{variant['name']}` / `import {module}`\n\n"
+                    + _md_table(["module", "self ms", "cumulative ms"], rows)
+                )
+    return "\n\n".join(blocks)
+
+
+_COLOURS = {"source": "#9aa5b1", "cache": "#3b82f6", "sourceless": "#10b981"}
+
+
+def _bars(title: str, items: list[tuple[str, float, str, str]], unit: str) -> str:
+    """An inline SVG bar chart: (label, value, text, colour) per bar."""
+    width, bar_h, gap, left = 720, 22, 8, 170
+    height = len(items) * (bar_h + gap) + 40
+    top = max((v for _, v, _, _ in items), default=1) or 1
+    rows = []
+    for i, (label, value, text, colour) in enumerate(items):
+        y = 30 + i * (bar_h + gap)
+        w = max(1.0, (width - left - 150) * value / top)
+        rows.append(
+            f'<text x="{left - 8}" y="{y + 15}" text-anchor="end">{html.escape(label)}</text>'
+            f'<rect class="bar" x="{left}" y="{y}" width="{w:.1f}" height="{bar_h}" fill="{colour}" rx="3"/>'
+            f'<text x="{left + w + 6:.1f}" y="{y + 15}">{html.escape(text)}</text>'
+        )
+    return (
+        f'<figure><svg role="img" aria-label="{html.escape(title)}" width="{width}" height="{height}" '
+        f'viewBox="0 0 {width} {height}" xmlns="http://www.w3.org/2000/svg" font-family="sans-serif" font-size="13">'
+        f'<text x="0" y="16" font-weight="bold">{html.escape(title)} ({unit})</text>{"".join(rows)}</svg></figure>'
+    )
+
+
+def render_html(report: Report, gate_lines: list[str] | None = None) -> str:
+    """One self-contained page (inline CSS and SVG, no scripts) with bar charts of sizes and import times."""
+    variants = report["variants"]
+    charts = [
+        _bars(
+            "Size on disk",
+            [(v["name"], v["size"]["bytes"], _size(v["size"]["bytes"]), _COLOURS[v["kind"]]) for v in variants],
+            "bytes",
+        ),
+        _bars(
+            "Size zipped (as in a wheel)",
+            [
+                (v["name"], v["size"]["wheel_bytes"], _size(v["size"]["wheel_bytes"]), _COLOURS[v["kind"]])
+                for v in variants
+            ],
+            "bytes",
+        ),
+    ]
+    for module in report["modules"]:
+        items = []
+        for v in variants:
+            t = v["imports"].get(module)
+            if t and "median_ms" in t:
+                items.append(
+                    (
+                        v["name"],
+                        t["median_ms"],
+                        f"{t['median_ms']:.1f} ms [{t['ci_ms'][0]:.1f}-{t['ci_ms'][1]:.1f}]",
+                        _COLOURS[v["kind"]],
+                    )
+                )
+            elif t:
+                items.append((v["name"], 0.0, f"FAILED: {t['error']}", "#ef4444"))
+        if items:
+            charts.append(_bars(f"import {module}: median time", items, "ms"))
+
+    def table(headers: list[str], rows: list[list[str]]) -> str:
+        head = "".join(f"<th>{html.escape(h)}</th>" for h in headers)
+        body = "".join("<tr>" + "".join(f"<td>{html.escape(c)}</td>" for c in row) + "</tr>" for row in rows)
+        return f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
+
+    sections = [table(SIZE_HEADERS, size_rows(report))]
+    if report["measurement"]["repeat"]:
+        sections.append(table(*import_rows(report)))
+    gates = "".join(f"<li>{html.escape(line)}</li>" for line in gate_lines or [])
+    return f"""<!doctype html>
+<html lang="en"><head><meta charset="utf-8"><title>hatch-pyc report: {html.escape(report["target"]["name"])}</title>
+<style>
+body {{ font-family: system-ui, sans-serif; margin: 2rem auto; max-width: 960px; color: #1f2933; }}
+table {{ border-collapse: collapse; margin: 1rem 0; }} td, th {{ padding: .3rem .7rem; border-bottom: 1px solid #e4e7eb; text-align: right; }}
+td:first-child, th:first-child {{ text-align: left; }} figure {{ margin: 1.5rem 0; }} .legend span {{ padding: 0 .6rem; }}
+</style></head><body>
+<h1>hatch-pyc report: {html.escape(report["target"]["name"])}</h1>
+<p>{html.escape(_header(report))}</p>
+<p class="legend"><span style="color:{_COLOURS["source"]}">&#9632; sources only</span><span style="color:{_COLOURS["cache"]}">&#9632; sources + __pycache__</span><span style="color:{_COLOURS["sourceless"]}">&#9632; sourceless</span></p>
+{"".join(charts)}
+{"".join(sections)}
+<ul>{gates}</ul>
+</body></html>
+"""

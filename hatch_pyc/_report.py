@@ -1,0 +1,207 @@
+"""The report: build it, write it as JSON (a documented, versioned schema), and gate CI on it."""
+
+from __future__ import annotations
+
+import datetime
+import math
+import tempfile
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from hatch_pyc._measure import SizeStats, Timing, TimingPlan, choose_repeat, measure_imports, measure_size
+from hatch_pyc._plan import resolve_target
+from hatch_pyc._targets import Interpreter, find_interpreter
+from hatch_pyc._variants import make_variants, stage_target, top_level_modules
+
+SCHEMA_ID = "https://hatch-pyc.invalid/schemas/report-1.json"
+SCHEMA_VERSION = 1
+Report = dict[str, Any]
+
+
+def _pct(new: float, old: float) -> float | None:
+    if not old or math.isnan(old) or math.isnan(new):
+        return None
+    return round((new - old) / old * 100, 2)
+
+
+def _size_json(stats: SizeStats, source: SizeStats) -> dict[str, Any]:
+    return {
+        "files": stats.files,
+        "bytes": stats.bytes,
+        "disk_bytes": stats.disk_bytes,
+        "wheel_bytes": stats.wheel_bytes,
+        "py_bytes": stats.py_bytes,
+        "pyc_bytes": stats.pyc_bytes,
+        "delta_bytes": stats.bytes - source.bytes,
+        "delta_bytes_pct": _pct(stats.bytes, source.bytes),
+        "delta_wheel_bytes": stats.wheel_bytes - source.wheel_bytes,
+        "delta_wheel_bytes_pct": _pct(stats.wheel_bytes, source.wheel_bytes),
+        "by_package": dict(sorted(stats.by_package.items(), key=lambda kv: (-kv[1], kv[0]))),
+        "largest": [{"path": path, "bytes": size} for path, size in stats.largest],
+    }
+
+
+def _timing_json(timing: Timing, source: Timing | None) -> dict[str, Any]:
+    if timing.error is not None:
+        return {"error": timing.error}
+    low, high = timing.ci
+    out: dict[str, Any] = {
+        "median_ms": round(timing.median, 3),
+        "ci_ms": [round(low, 3), round(high, 3)],
+        "min_ms": round(min(timing.samples), 3),
+        "max_ms": round(max(timing.samples), 3),
+        "samples_ms": [round(s, 3) for s in timing.samples],
+        "slowest": [{"module": m, "self_ms": round(s, 3), "cumulative_ms": round(c, 3)} for m, s, c in timing.slowest],
+    }
+    if source is not None and source.error is None and source.samples:
+        out["speedup_vs_source"] = round(source.median / timing.median, 3) if timing.median else None
+    return out
+
+
+def build_report(
+    target: str,
+    *,
+    python: str | None = None,
+    levels: Sequence[int] = (0,),
+    modules: Sequence[str] = (),
+    repeat: int | None = None,
+    measure_time: bool = True,
+    progress: Callable[[str, int, int], None] | None = None,
+) -> Report:
+    """Stage ``target``, build its variants in scratch copies, measure them, return the report."""
+    interp: Interpreter = resolve_target([Path(target)], python) if Path(target).is_dir() else find_interpreter(python)
+    levels = tuple(sorted(set(levels))) or (0,)
+    with tempfile.TemporaryDirectory(prefix="hatch-pyc-report-") as scratch_dir:
+        scratch = Path(scratch_dir)
+        staged = stage_target(target, scratch, interp)
+        variants = make_variants(staged, scratch, interp, levels)
+        sizes = {v.name: measure_size(v.root) for v in variants}
+        mods = list(modules) or top_level_modules(staged.tree)
+        timings: dict[str, dict[str, Timing]] = {}
+        startup = Timing()
+        plan = TimingPlan(repeat=repeat or 5)
+        if measure_time and mods:
+            if repeat is None:
+                plan.repeat = choose_repeat(interp, variants, mods)
+            timings, startup = measure_imports(
+                interp, variants, mods, plan, (lambda d, t: progress("timing", d, t)) if progress else None
+            )
+        source_size = sizes["source"]
+        report: Report = {
+            "$schema": SCHEMA_ID,
+            "schema_version": SCHEMA_VERSION,
+            "tool": {"name": "hatch-pyc", "version": _version()},
+            "created": datetime.datetime.now(datetime.timezone.utc).replace(microsecond=0).isoformat(),
+            "target": {"kind": staged.kind, "path": str(staged.path), "name": staged.name},
+            "python": {"version": ".".join(map(str, interp.version)), "executable": interp.executable},
+            "levels": list(levels),
+            "modules": mods,
+            "measurement": {
+                "repeat": plan.repeat if timings else 0,
+                "warmup": plan.warmup if timings else 0,
+                "interleaved": True,
+                "startup_ms": _timing_json(startup, None) if startup.samples else None,
+            },
+            "variants": [],
+        }
+        for variant in variants:
+            entry: dict[str, Any] = {
+                "name": variant.name,
+                "kind": variant.kind,
+                "level": variant.level,
+                "label": variant.label,
+                "size": _size_json(sizes[variant.name], source_size),
+                "imports": {},
+            }
+            for module in mods:
+                if variant.name in timings:
+                    source_timing = timings["source"][module]
+                    entry["imports"][module] = _timing_json(timings[variant.name][module], source_timing)
+            report["variants"].append(entry)
+        report["docstrings"] = _docstring_saving(sizes, levels)
+        return report
+
+
+def _docstring_saving(sizes: dict[str, SizeStats], levels: Sequence[int]) -> dict[str, Any] | None:
+    """What -OO saves over -O: docstrings, in pyc bytes of the sourceless variants."""
+    if 2 not in levels:
+        return None
+    other = 1 if 1 in levels else 0 if 0 in levels else None
+    if other is None:
+        return None
+    low, high = sizes[f"sourceless-O{other}"], sizes["sourceless-O2"]
+    return {
+        "compared": f"sourceless-O{other}",
+        "bytes": low.pyc_bytes - high.pyc_bytes,
+        "pct": _pct(high.pyc_bytes, low.pyc_bytes),
+    }
+
+
+def _version() -> str:
+    from hatch_pyc import __version__
+
+    return __version__
+
+
+@dataclass(frozen=True)
+class GateResult:
+    """The outcome of comparing a report with a baseline."""
+
+    failures: list[str]
+    notes: list[str]
+
+
+def compare(
+    report: Report,
+    baseline: Report | None,
+    *,
+    max_size_increase: float | None,
+    max_import_regression: float | None,
+) -> GateResult:
+    """Check thresholds against a baseline report, or (without one) each variant against the
+    report's own sources-only variant. Regressions within measured noise never fail."""
+    failures: list[str] = []
+    notes: list[str] = []
+    old_variants = {v["name"]: v for v in (baseline or report).get("variants", [])}
+    own_source = old_variants.get("source")
+    for variant in report["variants"]:
+        if baseline is None and variant["name"] == "source":
+            continue
+        old = old_variants.get(variant["name"]) if baseline is not None else own_source
+        if old is None:
+            notes.append(f"{variant['name']}: not in the baseline, not compared")
+            continue
+        if max_size_increase is not None:
+            for key in ("bytes", "wheel_bytes"):
+                new_value, old_value = variant["size"][key], old["size"][key]
+                change = _pct(new_value, old_value)
+                if change is not None and change > max_size_increase:
+                    against = "baseline" if baseline is not None else "sources only"
+                    failures.append(
+                        f"size {variant['name']} {key}: {old_value} ({against}) -> {new_value} bytes "
+                        f"(+{change}%, limit +{max_size_increase:g}%)"
+                    )
+        if max_import_regression is not None:
+            for module, timing in variant["imports"].items():
+                before = old.get("imports", {}).get(module)
+                if before is None or "error" in before or "error" in timing:
+                    if "error" in timing:
+                        failures.append(f"import {module} in {variant['name']} failed: {timing['error']}")
+                    continue
+                change = _pct(timing["median_ms"], before["median_ms"])
+                if change is None or change <= max_import_regression:
+                    continue
+                figure = (
+                    f"import time {variant['name']} `{module}`: {before['median_ms']} -> {timing['median_ms']} ms "
+                    f"(+{change}%, limit +{max_import_regression:g}%)"
+                )
+                if timing["ci_ms"][0] <= before["ci_ms"][1]:
+                    notes.append(
+                        f"{figure} is within the measured noise (confidence intervals {before['ci_ms']} and "
+                        f"{timing['ci_ms']} ms overlap): not failing"
+                    )
+                else:
+                    failures.append(figure)
+    return GateResult(failures, notes)

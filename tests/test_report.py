@@ -1,0 +1,270 @@
+"""``hatch-pyc report`` on real packages from PyPI: sizes that add up, schema, renderings, CI gates."""
+
+from __future__ import annotations
+
+import copy
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from conftest import REPO, run_cli, write_tree
+
+from hatch_pyc import Interpreter, PycOptions, compile_tree, find_interpreter
+from hatch_pyc._report import build_report, compare
+
+SCHEMA = json.loads((REPO / "docs/report-schema.json").read_text())
+
+
+def _disk_bytes(root: Path) -> tuple[int, int]:
+    """Independent count: (files, bytes), hard links once, nothing skipped."""
+    seen, files, total = set(), 0, 0
+    for path in root.rglob("*"):
+        if path.is_file() and not path.is_symlink():
+            st = path.stat()
+            if (st.st_dev, st.st_ino) not in seen:
+                seen.add((st.st_dev, st.st_ino))
+                files += 1
+                total += st.st_size
+    return files, total
+
+
+@pytest.fixture(scope="module")
+def real_site(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A site-packages with real PyPI packages installed by pip, without pycs."""
+    site = tmp_path_factory.mktemp("real") / "lib" / "python3.12" / "site-packages"
+    interp = find_interpreter("3.12")
+    subprocess.run(
+        [
+            interp.executable,
+            "-m",
+            "pip",
+            "install",
+            "-q",
+            "--disable-pip-version-check",
+            "--no-compile",
+            "--no-deps",
+            "--target",
+            str(site),
+            "idna==3.10",
+            "six==1.16.0",
+            "attrs==24.2.0",
+        ],
+        check=True,
+    )
+    return site
+
+
+def validate_schema(report: dict[str, object]) -> None:
+    import jsonschema
+
+    jsonschema.validate(report, SCHEMA)
+
+
+def test_sizes_add_up_to_what_is_on_disk(real_site: Path, tmp_path: Path) -> None:
+    report = build_report(str(real_site), levels=(0, 2), measure_time=False)
+    validate_schema(report)
+    assert report["python"]["version"].startswith("3.12.")  # implied by .../python3.12/site-packages
+    variants = {v["name"]: v for v in report["variants"]}
+    assert list(variants) == ["source", "cache-O0", "cache-O2", "sourceless-O0", "sourceless-O2"]
+
+    assert (variants["source"]["size"]["files"], variants["source"]["size"]["bytes"]) == _disk_bytes(real_site)
+    for level in (0, 2):
+        copy_dir = tmp_path / f"s{level}"
+        shutil.copytree(real_site, copy_dir)
+        compile_tree([copy_dir], PycOptions(levels=(level,), strip=True), python="3.12")
+        size = variants[f"sourceless-O{level}"]["size"]
+        assert (size["files"], size["bytes"]) == _disk_bytes(copy_dir)
+        assert size["bytes"] < variants[f"cache-O{level}"]["size"]["bytes"]
+        assert size["py_bytes"] == 0 and size["pyc_bytes"] > 0
+    assert variants["sourceless-O2"]["size"]["bytes"] < variants["sourceless-O0"]["size"]["bytes"]
+    assert report["docstrings"]["bytes"] > 0
+    assert set(variants["source"]["size"]["by_package"]) >= {"idna", "six.py", "attrs"}
+    assert report["modules"] == ["attr", "attrs", "idna", "six"]
+
+
+def test_import_times_and_renderings(real_site: Path, tmp_path: Path) -> None:
+    out = tmp_path / "out"
+    out.mkdir()
+    summary = out / "summary.md"
+    summary.write_text("earlier step\n")
+    proc = run_cli(
+        "report",
+        str(real_site),
+        "--import",
+        "idna",
+        "--import",
+        "attrs",
+        "-O",
+        "0",
+        "--repeat",
+        "5",
+        "--json",
+        str(out / "r.json"),
+        "--markdown",
+        str(out / "r.md"),
+        "--html",
+        str(out / "r.html"),
+        env={"GITHUB_STEP_SUMMARY": str(summary), "COLUMNS": "200"},
+    )
+    assert proc.returncode == 0, proc.stderr
+    report = json.loads((out / "r.json").read_text())
+    validate_schema(report)
+    assert report["measurement"]["repeat"] == 5
+    assert report["measurement"]["startup_ms"]["median_ms"] > 0
+    for variant in report["variants"]:
+        for module in ("idna", "attrs"):
+            timing = variant["imports"][module]
+            assert len(timing["samples_ms"]) == 5
+            assert timing["ci_ms"][0] <= timing["median_ms"] <= timing["ci_ms"][1]
+            assert timing["slowest"], "-X importtime rows"
+    source = report["variants"][0]["imports"]["attrs"]["median_ms"]
+    cached = report["variants"][1]["imports"]["attrs"]["median_ms"]
+    assert cached < source  # compiling attrs on every import is slower than loading pycs
+    assert "Import time: median [95% CI]" in proc.stdout
+
+    import markdown
+
+    md_text = (out / "r.md").read_text()
+    rendered = markdown.markdown(md_text, extensions=["tables"])
+    assert rendered.count("<table>") >= 2 and "<td>sourceless-O0</td>" in rendered
+    assert summary.read_text() == "earlier step\n" + md_text
+
+    page = (out / "r.html").read_text()
+    assert "<script" not in page and page.count("<svg") == 4
+    _assert_charts_drawn(out / "r.html", tmp_path)
+
+
+def _chromium() -> str | None:
+    for name in ("chromium", "chromium-browser", "google-chrome"):
+        if shutil.which(name):
+            return shutil.which(name)
+    return None
+
+
+def _assert_charts_drawn(page: Path, tmp_path: Path) -> None:
+    browser = _chromium()
+    if browser is None:
+        if os.environ.get("CI"):
+            pytest.fail("chromium is required on CI to check the HTML report renders")
+        pytest.skip("chromium not installed")
+    shot = tmp_path / "page.png"
+    subprocess.run(
+        [
+            browser,
+            "--headless",
+            "--no-sandbox",
+            "--disable-gpu",
+            "--disable-background-networking",
+            "--disable-component-update",
+            "--no-first-run",
+            f"--user-data-dir={tmp_path / 'profile'}",
+            "--window-size=1000,2600",
+            f"--screenshot={shot}",
+            page.as_uri(),
+        ],
+        capture_output=True,
+        timeout=120,
+        check=True,
+    )
+    from PIL import Image
+
+    image = Image.open(shot).convert("RGB")
+    colours = image.getcolors(maxcolors=1 << 20) or []
+    counts = {rgb: n for n, rgb in colours}
+    # Bars are drawn in these three colours; each must cover a real area of the page.
+    for rgb in ((0x9A, 0xA5, 0xB1), (0x3B, 0x82, 0xF6), (0x10, 0xB9, 0x81)):
+        assert counts.get(rgb, 0) > 2000, f"no bars of colour {rgb} in the screenshot"
+
+
+def test_gates_fail_and_pass_as_they_should(real_site: Path) -> None:
+    report = build_report(str(real_site), levels=(0,), modules=("idna",), repeat=5)
+    same = compare(report, report, max_size_increase=1, max_import_regression=5)
+    assert same.failures == []
+
+    smaller = copy.deepcopy(report)
+    for variant in smaller["variants"]:
+        variant["size"]["bytes"] = int(variant["size"]["bytes"] / 1.2)
+    grown = compare(report, smaller, max_size_increase=10, max_import_regression=None)
+    assert any(f.startswith("size source bytes:") and "limit +10%" in f for f in grown.failures)
+
+    faster = copy.deepcopy(report)
+    for variant in faster["variants"]:
+        timing = variant["imports"]["idna"]
+        timing["median_ms"] = timing["median_ms"] / 3
+        timing["ci_ms"] = [timing["ci_ms"][0] / 3, timing["ci_ms"][0] / 2.9]
+    slow = compare(report, faster, max_size_increase=None, max_import_regression=20)
+    assert any("import time sourceless-O0 `idna`" in f and "limit +20%" in f for f in slow.failures)
+
+    noisy = copy.deepcopy(report)
+    for variant in noisy["variants"]:
+        timing = variant["imports"]["idna"]
+        timing["median_ms"] = timing["median_ms"] / 1.5
+        timing["ci_ms"] = [timing["ci_ms"][0] / 2, timing["ci_ms"][1] * 2]
+    within = compare(report, noisy, max_size_increase=None, max_import_regression=20)
+    assert within.failures == []
+    assert any("within the measured noise" in note for note in within.notes)
+
+
+def test_cli_gate_exit_codes(real_site: Path, tmp_path: Path) -> None:
+    base = tmp_path / "base.json"
+    assert run_cli("report", str(real_site), "--sizes-only", "-q", "--json", str(base)).returncode == 0
+    data = json.loads(base.read_text())
+    for variant in data["variants"]:
+        variant["size"]["wheel_bytes"] = variant["size"]["wheel_bytes"] // 2
+    base.write_text(json.dumps(data))
+    proc = run_cli("report", str(real_site), "--sizes-only", "--baseline", str(base), "--max-size-increase", "5")
+    assert proc.returncode == 1
+    assert "FAIL: size source wheel_bytes:" in proc.stdout
+    ok = run_cli("report", str(real_site), "--sizes-only", "--baseline", str(base), "--max-size-increase", "500")
+    assert ok.returncode == 0 and "PASS" in ok.stdout
+    # Without a baseline the thresholds apply against the sources-only variant.
+    within = run_cli("report", str(real_site), "--sizes-only", "-O", "2", "--max-size-increase", "200")
+    assert within.returncode == 0
+    cache = run_cli("report", str(real_site), "--sizes-only", "--max-size-increase", "10")
+    assert cache.returncode == 1 and "FAIL: size cache-O0 bytes:" in cache.stdout
+
+
+def test_a_module_that_fails_sourceless_is_named(tmp_path: Path, target: Interpreter) -> None:
+    tree = write_tree(
+        tmp_path / "t",
+        {
+            "fine/__init__.py": "X = 1\n",
+            "needs_source/__init__.py": "import inspect\nSRC = inspect.getsource(inspect.currentframe())\n",
+        },
+    )
+    report = build_report(str(tree), python=target.executable, levels=(0,), repeat=5)
+    validate_schema(report)
+    variants = {v["name"]: v for v in report["variants"]}
+    assert "median_ms" in variants["source"]["imports"]["needs_source"]
+    assert "median_ms" in variants["cache-O0"]["imports"]["needs_source"]
+    failed = variants["sourceless-O0"]["imports"]["needs_source"]
+    assert list(failed) == ["error"]
+    assert failed["error"] in ("OSError: could not get source code", "OSError: source code not available")
+    assert "median_ms" in variants["sourceless-O0"]["imports"]["fine"]
+    from hatch_pyc._render import render_markdown
+
+    assert f"FAILED: {failed['error']}" in render_markdown(report)
+
+
+def test_report_on_a_wheel_and_a_project(tmp_path: Path) -> None:
+    project = write_tree(
+        tmp_path / "proj",
+        {
+            "pyproject.toml": '[build-system]\nrequires = ["hatchling"]\nbuild-backend = "hatchling.build"\n'
+            '[project]\nname = "tiny"\nversion = "1"\n',
+            "tiny/__init__.py": '"""Tiny."""\nVALUE = 1\n',
+        },
+    )
+    report = build_report(str(project), levels=(0,), measure_time=False)
+    assert report["target"]["kind"] == "project" and report["modules"] == ["tiny"]
+    subprocess.run(
+        [sys.executable, "-m", "pip", "wheel", "-q", "--no-deps", "-w", str(tmp_path / "w"), str(project)], check=True
+    )
+    (wheel,) = (tmp_path / "w").glob("*.whl")
+    from_wheel = build_report(str(wheel), levels=(0,), measure_time=False)
+    assert from_wheel["target"]["kind"] == "wheel"
+    assert from_wheel["variants"][0]["size"]["files"] == report["variants"][0]["size"]["files"]
