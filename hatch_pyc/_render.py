@@ -98,7 +98,7 @@ def render_terminal(report: Report, gate_lines: list[str] | None = None) -> None
             f"-OO (no docstrings) saves {_size(d['bytes'])} of pyc ({_signed_pct(d['pct'])} vs {d['compared']})"
         )
     for line in gate_lines or []:
-        console.print(line)
+        print(line)  # not through rich: CI logs must not wrap or style these lines
 
 
 def _md_table(headers: list[str], rows: list[list[str]]) -> str:
