@@ -14,7 +14,7 @@ PLUGIN_NAME = "pyc"
 _HATCHLING_KEYS = frozenset(
     {"dependencies", "require-runtime-dependencies", "require-runtime-features", "enable-by-default"}
 )
-_KEYS = ("optimize", "exclude", "python", "on-error", "report")
+_KEYS = ("optimize", "exclude", "python", "on-error", "report", "verify")
 
 
 @dataclass(frozen=True)
@@ -24,6 +24,7 @@ class HookConfig:
     options: PycOptions
     python: str | None
     report: bool = False
+    verify: bool = False
 
 
 def _option(key: str, table: str) -> str:
@@ -64,6 +65,10 @@ def load_hook_config(config: Mapping[str, Any], table: str = "tool.hatch.build.t
     if not isinstance(report, bool):
         problems.append(f"{_option('report', table)} must be a boolean")
         report = False
+    verify = config.get("verify", False)
+    if not isinstance(verify, bool):
+        problems.append(f"{_option('verify', table)} must be a boolean")
+        verify = False
 
     if problems:
         raise InvalidOptions("\n".join(problems))
@@ -71,4 +76,5 @@ def load_hook_config(config: Mapping[str, Any], table: str = "tool.hatch.build.t
         options=PycOptions(levels=(optimize,), strip=True, exclude=tuple(exclude), on_error=on_error),
         python=python,
         report=report,
+        verify=verify,
     )

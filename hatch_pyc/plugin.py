@@ -7,6 +7,7 @@ before ``finalize``); ``finalize`` rewrites the finished wheel with the same fun
 
 from __future__ import annotations
 
+import os
 from typing import Any
 
 from hatchling.builders.hooks.plugin.interface import BuildHookInterface
@@ -85,6 +86,14 @@ class PycBuildHook(BuildHookInterface):  # type: ignore[type-arg]
         self.app.display_waiting(
             f"hatch-pyc: compiling for CPython {interp.minor} (optimize={config.options.levels[0]})"
         )
+        original = None
+        if config.verify:
+            import tempfile
+
+            original = tempfile.TemporaryDirectory(prefix="hatch-pyc-verify-")
+            import shutil
+
+            shutil.copyfile(artifact_path, f"{original.name}/{os.path.basename(artifact_path)}")
         try:
             (result,) = convert_wheel(artifact_path, None, [interp], config.options, output=artifact_path)
         except CompileFailed as exc:
@@ -92,6 +101,9 @@ class PycBuildHook(BuildHookInterface):  # type: ignore[type-arg]
             raise ValueError(f"hatch-pyc: {len(exc.errors)} module(s) did not compile:\n{lines}") from None
         except HatchPycError as exc:
             raise ValueError(f"hatch-pyc: {exc}") from None
+        if original is not None:
+            with original:
+                self._verify(f"{original.name}/{os.path.basename(artifact_path)}", artifact_path, interp)
         kept = f"; kept as source: {', '.join(result.kept_source)}" if result.kept_source else ""
         self.app.display_info(
             f"hatch-pyc: {len(result.compiled)} modules compiled to .pyc for CPython {interp.minor}{kept}"
@@ -118,3 +130,23 @@ class PycBuildHook(BuildHookInterface):  # type: ignore[type-arg]
         (wheel.parent / f"{stem}.report.json").write_text(json.dumps(report, indent=2) + "\n", encoding="utf-8")
         (wheel.parent / f"{stem}.report.md").write_text(render_markdown(report), encoding="utf-8")
         self.app.display_info(f"hatch-pyc: report written to {wheel.parent / (stem + '.report.json')} and .md")
+
+    def _verify(self, source_wheel: str, artifact_path: str, interp: Any) -> None:
+        """``verify = true``: import every module of the sourceless wheel; fail on sourceless-only failures."""
+        import tempfile
+        from pathlib import Path
+
+        from hatch_pyc._variants import stage_target
+        from hatch_pyc._verify import verify_tree
+
+        self.app.display_waiting("hatch-pyc: importing every module of the sourceless wheel")
+        with tempfile.TemporaryDirectory() as a, tempfile.TemporaryDirectory() as b:
+            sources = stage_target(source_wheel, Path(a), interp)
+            compiled = stage_target(artifact_path, Path(b), interp)
+            result = verify_tree(sources.tree, interp, compiled=compiled.tree)
+        if result.sourceless_only:
+            lines = "\n".join(f'  {m}: {e} (exclude = ["{p}"])' for m, e, p in result.sourceless_only)
+            raise ValueError(f"hatch-pyc: modules that import from source but not sourceless:\n{lines}")
+        self.app.display_info(
+            f"hatch-pyc: verified {result.modules} modules sourceless ({len(result.both)} fail with sources too)"
+        )

@@ -1,0 +1,211 @@
+"""Verify a compiled variant: import every module in fresh processes, compare with the sources.
+
+A module that imports from source but fails sourceless (it reads its own source through
+``inspect.getsource``, ``linecache`` or ``__file__``) is what breaks a precompiled deployment
+where nobody looks; this finds it before production, with the ``exclude`` pattern that fixes it.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import queue
+import shutil
+import subprocess
+import tempfile
+import threading
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from hatch_pyc._compile import compile_tree
+from hatch_pyc._options import PycOptions
+from hatch_pyc._targets import Interpreter
+
+_CHILD = r"""
+import importlib, json, sys, traceback
+sys.path.insert(0, sys.argv[1])
+for name in sys.argv[2:]:
+    try:
+        importlib.import_module(name)
+        result = {"module": name, "ok": True}
+    except BaseException as exc:  # SystemExit and KeyboardInterrupt from module code count as failures
+        last = traceback.format_exception_only(type(exc), exc)[-1].strip()
+        result = {"module": name, "ok": False, "error": last}
+    sys.__stdout__.write(json.dumps(result) + "\n")
+    sys.__stdout__.flush()
+"""
+_SKIP_NAMES = ("__main__", "setup", "conftest")
+
+
+@dataclass(frozen=True)
+class ModuleOutcome:
+    """One module's import in one variant."""
+
+    module: str
+    ok: bool
+    error: str | None = None
+
+
+@dataclass
+class VerifyResult:
+    """Modules that fail only without sources (the problem), and those that fail either way."""
+
+    modules: int = 0
+    sourceless_only: list[tuple[str, str, str]] = field(default_factory=list)  # (module, error, exclude pattern)
+    both: list[tuple[str, str]] = field(default_factory=list)
+    compiled_ok: int = 0
+
+    @property
+    def ok(self) -> bool:
+        """No module fails only because its source is gone."""
+        return not self.sourceless_only
+
+
+def find_modules(tree: Path) -> dict[str, str]:
+    """``{dotted module name: path relative to tree}`` for every module a tree can import."""
+    found: dict[str, str] = {}
+    for dirpath, dirnames, filenames in os.walk(tree):
+        here = Path(dirpath)
+        rel_dir = here.relative_to(tree)
+        parts = [] if str(rel_dir) == "." else list(rel_dir.parts)
+        if any(not p.isidentifier() for p in parts):
+            dirnames[:] = []
+            continue
+        dirnames[:] = sorted(d for d in dirnames if d != "__pycache__" and d.isidentifier())
+        for name in sorted(filenames):
+            stem, dot, suffix = name.rpartition(".")
+            if not dot or suffix not in ("py", "pyc") or not stem.isidentifier() or stem in _SKIP_NAMES:
+                continue
+            dotted = ".".join(parts if stem == "__init__" else [*parts, stem])
+            if dotted:
+                found.setdefault(dotted, (rel_dir / name).as_posix() if parts else name)
+    return dict(sorted(found.items()))
+
+
+def import_all(
+    interp: Interpreter,
+    root: Path,
+    modules: Sequence[str],
+    *,
+    workers: int,
+    timeout: float = 60.0,
+    progress: Callable[[int, int], None] | None = None,
+) -> dict[str, ModuleOutcome]:
+    """Import each module in fresh child processes (batches, a pool, a timeout per module)."""
+    pending: queue.SimpleQueue[list[str]] = queue.SimpleQueue()
+    size = max(1, min(25, len(modules) // (workers * 4) or 1))
+    for start in range(0, len(modules), size):
+        pending.put(list(modules[start : start + size]))
+    outcomes: dict[str, ModuleOutcome] = {}
+    lock = threading.Lock()
+    env = {k: v for k, v in os.environ.items() if not k.startswith("PYTHON")}
+    env["PYTHONHASHSEED"] = "0"
+
+    def run_batch(batch: list[str]) -> None:
+        while batch:
+            proc = subprocess.Popen(
+                [interp.executable, "-E", "-s", "-B", "-c", _CHILD, str(root), *batch],
+                stdin=subprocess.DEVNULL,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.DEVNULL,
+                text=True,
+                env=env,
+                cwd=root,
+            )
+            assert proc.stdout is not None
+            lines: queue.SimpleQueue[str] = queue.SimpleQueue()
+            reader = threading.Thread(target=_pump, args=(proc.stdout, lines), daemon=True)
+            reader.start()
+            waited = 0.0
+            while batch:
+                try:
+                    line = lines.get(timeout=0.25)
+                except queue.Empty:
+                    waited += 0.25
+                    if not reader.is_alive() and lines.empty():
+                        # The child died mid-batch (os._exit, a crash): blame the module it was on.
+                        record(ModuleOutcome(batch.pop(0), False, f"the interpreter exited ({proc.wait()})"))
+                        break
+                    if waited >= timeout:
+                        proc.kill()
+                        record(ModuleOutcome(batch.pop(0), False, f"timed out after {timeout:g} s"))
+                        break
+                    continue
+                waited = 0.0
+                result = json.loads(line)
+                record(ModuleOutcome(result["module"], result["ok"], result.get("error")))
+                batch.remove(result["module"])
+            proc.wait()
+            reader.join()
+            proc.stdout.close()
+
+    def record(outcome: ModuleOutcome) -> None:
+        with lock:
+            outcomes[outcome.module] = outcome
+            if progress:
+                progress(len(outcomes), len(modules))
+
+    def drive() -> None:
+        while True:
+            try:
+                batch = pending.get_nowait()
+            except queue.Empty:
+                return
+            run_batch(batch)
+
+    threads = [threading.Thread(target=drive, daemon=True) for _ in range(max(1, workers))]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    return outcomes
+
+
+def _pump(stream: Iterable[str], lines: queue.SimpleQueue[str]) -> None:
+    for line in stream:
+        lines.put(line)
+
+
+def _exclude_pattern(relpath: str) -> str:
+    return relpath[: -len("c")] if relpath.endswith(".pyc") else relpath
+
+
+def verify_tree(
+    tree: Path,
+    interp: Interpreter,
+    *,
+    options: PycOptions | None = None,
+    compiled: Path | None = None,
+    progress: Callable[[int, int], None] | None = None,
+) -> VerifyResult:
+    """Compare imports of ``tree`` (sources) with its sourceless variant (made here unless ``compiled`` is given)."""
+    options = options or PycOptions(strip=True)
+    workers = options.worker_count
+    with tempfile.TemporaryDirectory(prefix="hatch-pyc-verify-") as scratch:
+        if compiled is None:
+            compiled = Path(scratch) / "compiled"
+            shutil.copytree(tree, compiled, symlinks=True)
+            strip = PycOptions(levels=options.levels[:1], strip=True, exclude=options.exclude, on_error="keep-source")
+            compile_tree([compiled], strip, python=interp.executable)
+        modules = find_modules(compiled)
+        source_modules = find_modules(tree)
+        names = list(modules)
+        total = len(names) * 2
+
+        def step(offset: int) -> Callable[[int, int], None] | None:
+            return (lambda done, _total: progress(offset + done, total)) if progress else None
+
+        after = import_all(interp, compiled, names, workers=workers, progress=step(0))
+        failed = [n for n in names if not after[n].ok]
+        before = import_all(
+            interp, tree, [n for n in failed if n in source_modules], workers=workers, progress=step(len(names))
+        )
+    result = VerifyResult(modules=len(names), compiled_ok=len(names) - len(failed))
+    for name in failed:
+        error = after[name].error or "failed"
+        if name in before and before[name].ok:
+            result.sourceless_only.append((name, error, _exclude_pattern(modules[name])))
+        else:
+            result.both.append((name, error))
+    return result

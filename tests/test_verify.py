@@ -1,0 +1,106 @@
+"""``hatch-pyc verify``: every module imported sourceless, compared with its sources."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+from conftest import run_cli, snapshot, write_tree
+from test_hook import copy_project, hatchling_build
+
+from hatch_pyc import Interpreter
+from hatch_pyc._verify import find_modules, import_all, verify_tree
+
+TREE = {
+    "pkg/__init__.py": "",
+    "pkg/fine.py": "X = 1\n",
+    "pkg/needs_source.py": "import inspect\nSRC = inspect.getsource(inspect.getmodule(lambda: 0))\n",
+    "pkg/reads_file.py": "OWN = open(__file__.removesuffix('c'), encoding='utf-8').read()\n",
+    "pkg/broken.py": "raise RuntimeError('broken either way')\n",
+    "pkg/sub/__init__.py": "",
+    "pkg/sub/deep.py": "from pkg import fine\n",
+    "pkg/__main__.py": "raise SystemExit('never imported by verify')\n",
+    "nsp/part.py": "Y = 2\n",
+    "top.py": "Z = 3\n",
+}
+
+
+def test_find_modules() -> None:
+    import tempfile
+
+    with tempfile.TemporaryDirectory() as d:
+        tree = write_tree(Path(d), TREE)
+        assert list(find_modules(tree)) == [
+            "nsp.part",
+            "pkg",
+            "pkg.broken",
+            "pkg.fine",
+            "pkg.needs_source",
+            "pkg.reads_file",
+            "pkg.sub",
+            "pkg.sub.deep",
+            "top",
+        ]
+
+
+def test_sourceless_only_failures_are_named_with_their_fix(tmp_path: Path, target: Interpreter) -> None:
+    tree = write_tree(tmp_path / "t", TREE)
+    before = snapshot(tree)
+    result = verify_tree(tree, target)
+    assert snapshot(tree) == before  # the input is never modified
+    assert result.modules == 9
+    assert [(m, p) for m, _, p in result.sourceless_only] == [
+        ("pkg.needs_source", "pkg/needs_source.py"),
+        ("pkg.reads_file", "pkg/reads_file.py"),
+    ]
+    assert result.sourceless_only[1][1].startswith("FileNotFoundError")
+    assert result.both == [("pkg.broken", "RuntimeError: broken either way")]
+    assert result.compiled_ok == 6
+
+
+def test_timeouts_and_dying_interpreters(tmp_path: Path) -> None:
+    from hatch_pyc import find_interpreter
+
+    tree = write_tree(
+        tmp_path / "t",
+        {"a.py": "", "hangs.py": "import time\ntime.sleep(60)\n", "dies.py": "import os\nos._exit(3)\n", "z.py": ""},
+    )
+    outcomes = import_all(find_interpreter(None), tree, ["a", "hangs", "dies", "z"], workers=1, timeout=2)
+    assert outcomes["a"].ok and outcomes["z"].ok
+    assert outcomes["hangs"].error == "timed out after 2 s"
+    assert outcomes["dies"].error == "the interpreter exited (3)"
+
+
+def test_cli_exit_codes_and_exclude(tmp_path: Path) -> None:
+    tree = write_tree(tmp_path / "t", TREE)
+    proc = run_cli("verify", str(tree))
+    assert proc.returncode == 1
+    assert "FAIL pkg.needs_source: imports from source but not sourceless: OSError" in proc.stdout
+    assert "--exclude 'pkg/needs_source.py'" in proc.stdout
+    fixed = run_cli(
+        "verify",
+        str(tree),
+        "--exclude",
+        "pkg/needs_source.py",
+        "--exclude",
+        "pkg/reads_file.py",
+        "--json",
+        str(tmp_path / "v.json"),
+    )
+    assert fixed.returncode == 0, fixed.stdout
+    assert "9 modules imported sourceless" in fixed.stderr and "1 fail either way" in fixed.stderr
+
+
+def test_hook_verify_option_fails_the_build(tmp_path: Path) -> None:
+    minor = f"{sys.version_info[0]}.{sys.version_info[1]}"
+    project = copy_project("src-layout", tmp_path, minor)
+    pyproject = project / "pyproject.toml"
+    text = pyproject.read_text() + "verify = true\n"
+    pyproject.write_text(text.replace('exclude = ["srcpkg/reads_source.py"]\n', ""))
+    proc = hatchling_build(project, "-t", "wheel")
+    assert proc.returncode != 0
+    assert "srcpkg.reads_source: OSError" in proc.stderr and 'exclude = ["srcpkg/reads_source.py"]' in proc.stderr
+    pyproject.write_text(text)
+    ok = hatchling_build(project, "-t", "wheel")
+    assert ok.returncode == 0, ok.stderr
+    assert "hatch-pyc: verified 5 modules sourceless" in ok.stderr
