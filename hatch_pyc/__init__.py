@@ -16,6 +16,7 @@ from hatch_pyc._errors import (
     InvalidOptions,
     InvalidPyc,
     InvalidTarget,
+    OutputFailed,
     SourceError,
 )
 from hatch_pyc._layout import cache_path, sourceless_path
@@ -35,6 +36,7 @@ __all__ = [
     "InvalidPyc",
     "InvalidTarget",
     "Interpreter",
+    "OutputFailed",
     "PlannedSource",
     "PycHeader",
     "PycOptions",

@@ -652,6 +652,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     except HatchPycError as exc:
         _say(f"hatch-pyc: error: {exc}")
         return EXIT_USAGE
+    except OSError as exc:  # a full disk, a read-only directory: one line naming the file
+        where = f"{exc.filename}: " if exc.filename else ""
+        _say(f"hatch-pyc: error: {where}{exc.strerror or exc}; nothing was left half-written")
+        return EXIT_USAGE
     except KeyboardInterrupt:
         _say("hatch-pyc: interrupted; nothing was left half-written")
         return 130

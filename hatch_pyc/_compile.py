@@ -16,7 +16,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from hatch_pyc._errors import CompileFailed, InvalidInput, SourceError
+from hatch_pyc._errors import CompileFailed, InvalidInput, OutputFailed, SourceError
 from hatch_pyc._layout import is_cache_of
 from hatch_pyc._options import PycOptions
 from hatch_pyc._plan import CompilePlan, PlannedSource, plan_compile
@@ -115,6 +115,7 @@ def compile_plan(plan: CompilePlan, *, progress: Progress | None = None) -> Comp
         tasks.append((item.size, task))
 
     errors: list[SourceError] = []
+    write_errors: list[str] = []
     written: list[tuple[Path, Path]] = []  # (tmp, final)
 
     def on_answer(task: Task, answer: dict[str, object]) -> None:
@@ -125,7 +126,10 @@ def compile_plan(plan: CompilePlan, *, progress: Progress | None = None) -> Comp
         elif "error" in answer:
             err = answer["error"]
             assert isinstance(err, dict)
-            errors.append(SourceError(str(item.source), err.get("lineno"), err["kind"], err["msg"]))
+            if err.get("write"):
+                write_errors.append(str(err["msg"]))
+            else:
+                errors.append(SourceError(str(item.source), err.get("lineno"), err["kind"], err["msg"]))
         else:
             outcomes = answer["ok"]
             assert isinstance(outcomes, list)
@@ -144,6 +148,8 @@ def compile_plan(plan: CompilePlan, *, progress: Progress | None = None) -> Comp
     committed = False
     try:
         run_tasks(interp, tasks, options.worker_count, on_answer)
+        if write_errors:
+            raise OutputFailed(f"cannot write pycs in {sorted(write_errors)[0]}; nothing was changed")
         errors.sort(key=lambda e: e.path)
         if errors and options.on_error == "fail":
             raise CompileFailed(errors)

@@ -48,6 +48,10 @@ class CompileFailed(HatchPycError):
         super().__init__(f"{errors[0]}{more}")
 
 
+class OutputFailed(HatchPycError, OSError):
+    """An output could not be written (a full disk, a read-only directory); nothing was changed."""
+
+
 __all__ = [
     "CompileFailed",
     "HatchPycError",
@@ -55,5 +59,6 @@ __all__ = [
     "InvalidOptions",
     "InvalidPyc",
     "InvalidTarget",
+    "OutputFailed",
     "SourceError",
 ]

@@ -238,6 +238,15 @@ class _Writer:
     def close(self) -> None:
         self.zf.close()
 
+    def abort(self) -> None:
+        """Drop the archive without writing its central directory (the caller deletes the file)."""
+        fp, self.zf.fp = self.zf.fp, None
+        if fp is not None:
+            try:
+                fp.close()
+            except OSError:
+                pass
+
 
 def _date_time(info: zipfile.ZipInfo, epoch: int | None) -> tuple[int, int, int, int, int, int]:
     if epoch is None:
@@ -379,8 +388,8 @@ def _write_wheel(
     tmp = Path(tmp_name)
     rows: list[tuple[str, str, str]] = []
     record_name = f"{dist_info}/RECORD"
+    writer = _Writer(tmp)
     try:
-        writer = _Writer(tmp)
         assert zf.fp is not None
         with open(wheel, "rb") as raw:
             record_info = None
@@ -416,6 +425,7 @@ def _write_wheel(
         tmp.chmod(mode)
         os.replace(tmp, final)
     except BaseException:
+        writer.abort()
         tmp.unlink(missing_ok=True)
         raise
 

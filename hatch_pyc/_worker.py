@@ -105,15 +105,26 @@ def _header(mode, source, mtime, size):
     return MAGIC + struct.pack("<I", flags) + importlib.util.source_hash(source)
 
 
+class _WriteError(Exception):
+    """Writing a pyc failed (full disk, read-only directory): not the source's fault."""
+
+
 def _write(path, data, mode):
     directory = os.path.dirname(path)
     try:
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, mode)
-    except FileNotFoundError:
-        os.makedirs(directory, exist_ok=True)
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, mode)
-    with open(fd, "wb") as handle:
-        handle.write(data)
+        try:
+            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, mode)
+        except FileNotFoundError:
+            os.makedirs(directory, exist_ok=True)
+            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, mode)
+        with open(fd, "wb") as handle:
+            handle.write(data)
+    except OSError as exc:
+        try:
+            os.unlink(path)
+        except OSError:
+            pass
+        raise _WriteError("%s: %s" % (directory, exc.strerror or exc)) from None
 
 
 def _starts_with(path, header):
@@ -188,6 +199,8 @@ def _run_task(task):
     try:
         outcome = _compile_one(task)
         return {"current": True} if outcome is None else {"ok": outcome}
+    except _WriteError as exc:
+        return {"error": {"kind": "OSError", "msg": str(exc), "lineno": None, "write": True}}
     except SyntaxError as exc:
         return {"error": {"kind": type(exc).__name__, "msg": exc.msg, "lineno": exc.lineno}}
     except (ValueError, UnicodeDecodeError, OSError, MemoryError, RecursionError) as exc:

@@ -1,0 +1,148 @@
+"""Broken and hostile input: a clear one-line error, a non-zero exit, nothing written or deleted."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from conftest import run_cli, snapshot, write_tree
+from test_wheel import make_wheel
+
+
+def _one_error_line(proc: subprocess.CompletedProcess[str], code: int) -> str:
+    assert proc.returncode == code, proc.stderr
+    lines = [line for line in proc.stderr.splitlines() if line.startswith("hatch-pyc: error:")]
+    assert lines, proc.stderr
+    assert "Traceback" not in proc.stderr
+    return lines[0]
+
+
+def test_symlink_loops_and_dangling_links(tmp_path: Path) -> None:
+    tree = write_tree(tmp_path / "t", {"pkg/__init__.py": "", "pkg/ok.py": "X = 1\n"})
+    (tree / "pkg" / "loop.py").symlink_to("loop.py")
+    (tree / "pkg" / "sub").symlink_to(tree / "pkg")  # a directory loop: never followed
+    before = snapshot(tree)
+    line = _one_error_line(run_cli("compile", "--strip", str(tree)), 2)
+    assert f"{tree / 'pkg/loop.py'}: cannot read it" in line
+    assert snapshot(tree) == before
+    (tree / "pkg" / "loop.py").unlink()
+    (tree / "pkg" / "dangling.py").symlink_to(tmp_path / "nowhere.py")
+    line = _one_error_line(run_cli("compile", str(tree)), 2)
+    assert "dangling.py: cannot read it" in line
+    (tree / "pkg" / "dangling.py").unlink()
+    run_cli("compile", "--strip", str(tree), check=True)  # the directory loop is not followed
+    assert sorted(p.name for p in (tree / "pkg").iterdir()) == ["__init__.pyc", "ok.pyc", "sub"]
+
+
+@pytest.fixture
+def small_disk(tmp_path: Path) -> Iterator[Path]:
+    """A 1 MiB tmpfs: a real full disk (needs root, as CI has)."""
+    mount = tmp_path / "disk"
+    mount.mkdir()
+    proc = subprocess.run(
+        ["mount", "-t", "tmpfs", "-o", "size=1m", "tmpfs", str(mount)], capture_output=True, text=True, check=False
+    )
+    if proc.returncode != 0:
+        if os.environ.get("CI"):
+            pytest.fail(f"cannot mount a tmpfs on CI: {proc.stderr.strip()}")
+        pytest.skip("mounting a tmpfs needs root")
+    try:
+        yield mount
+    finally:
+        (mount / "filler").unlink(missing_ok=True)
+        subprocess.run(["umount", str(mount)], check=True)
+
+
+def fill(disk: Path, leave: int) -> None:
+    """Fill the disk, then give back ``leave`` bytes."""
+    filler = disk / "filler"
+    fd = os.open(filler, os.O_WRONLY | os.O_CREAT)
+    try:
+        while True:
+            os.write(fd, b"\0" * 4096)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
+    os.truncate(filler, max(0, filler.stat().st_size - leave))
+
+
+def test_full_disk_compile_changes_nothing(small_disk: Path) -> None:
+    body = "".join(f"def f{i}(x):\n    return [x, {i}, '{'y' * 40}']\n" for i in range(300))
+    tree = write_tree(small_disk / "t", {f"pkg/m{i}.py": body for i in range(12)} | {"pkg/__init__.py": ""})
+    fill(small_disk, 16 << 10)
+    before = snapshot(tree)
+    line = _one_error_line(run_cli("compile", "--strip", str(tree)), 2)
+    assert "No space left on device" in line and "nothing was changed" in line
+    assert snapshot(tree) == before
+    assert not [p for p in tree.rglob("*") if p.name.endswith(".hatch-pyc-tmp")]
+
+
+def test_full_disk_wheel_leaves_no_partial_file(small_disk: Path, tmp_path: Path) -> None:
+    big = "\n".join(f"X{i} = {'[' + ', '.join(map(str, range(60))) + ']'}" for i in range(400)) + "\n"
+    wheel = make_wheel(tmp_path, {"demo/__init__.py": "", **{f"demo/m{i}.py": big for i in range(8)}})
+    out = small_disk / "out"
+    out.mkdir()
+    fill(small_disk, 16 << 10)
+    line = _one_error_line(run_cli("wheel", str(wheel), "-o", str(out)), 2)
+    assert "No space left on device" in line
+    assert not list(out.iterdir())
+
+
+def _kill_when_temp_appears(cmd: list[str], where: Path) -> None:
+    proc = subprocess.Popen(cmd, start_new_session=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        if any(p.name.endswith(".hatch-pyc-tmp") for p in where.rglob("*")):
+            break
+        assert proc.poll() is None, "finished before it could be killed"
+        time.sleep(0.002)
+    os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait()
+
+
+def _big_wheel(tmp_path: Path) -> Path:
+    body = "".join(f"def f{i}(x):\n    '''doc'''\n    return x * {i}\n" for i in range(400))
+    files = {f"demo/m{i}.py": body for i in range(400)}
+    files["demo/__init__.py"] = ""
+    files["demo/blob.bin"] = os.urandom(30 << 20)
+    return make_wheel(tmp_path, files)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("command", ["wheel", "layer"])
+def test_sigkill_mid_write_leaves_no_partial_output(tmp_path: Path, command: str) -> None:
+    wheel = _big_wheel(tmp_path)
+    out = tmp_path / "out"
+    out.mkdir()
+    if command == "wheel":
+        cmd = [sys.executable, "-m", "hatch_pyc", "wheel", str(wheel), "-o", str(out)]
+        final = out / f"demo-1.0-cp{sys.version_info[0]}{sys.version_info[1]}-none-any.whl"
+    else:
+        minor = f"{sys.version_info[0]}.{sys.version_info[1]}"
+        final = out / "layer.tar.gz"
+        cmd = [
+            sys.executable,
+            "-m",
+            "hatch_pyc",
+            "layer",
+            str(wheel),
+            "--python",
+            minor,
+            "--prefix",
+            f"/usr/lib/python{minor}/site-packages",
+            "-o",
+            str(final),
+        ]
+    _kill_when_temp_appears(cmd, out)
+    assert not final.exists()
+    assert wheel.exists()
+    # A rerun produces the whole output.
+    subprocess.run(cmd, check=True, capture_output=True)
+    assert final.exists()
