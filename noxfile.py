@@ -39,7 +39,10 @@ _select_pyenv_versions()
 @nox.session(python=PYTHONS)
 def tests(session: nox.Session) -> None:
     """The test suite, run by each CPython; every test also targets every CPython found."""
-    session.install(".", "pytest>=8", "build>=1", "editables>=0.5", "jsonschema>=4", "markdown>=3", "pillow>=10", "hypothesis>=6")
+    session.install(
+        ".[docker]", "pytest>=8", "build>=1", "editables>=0.5", "jsonschema>=4", "markdown>=3", "pillow>=10",
+        "hypothesis>=6",
+    )
     session.run("pytest", *session.posargs)
 
 
