@@ -1,0 +1,152 @@
+"""Images written by ``hatch-pyc layer --oci-layout`` loaded and run by a real Docker engine."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+from pathlib import Path
+from typing import Any
+
+import pytest
+from conftest import run_cli
+from test_wheel import make_wheel
+
+BASE = os.environ.get("HATCH_PYC_BASE_IMAGE", "hatch-pyc/python:bookworm")
+PREFIX = "/usr/local/lib/python3.11/dist-packages"  # on sys.path of Debian's python3 (3.11 in bookworm)
+pytestmark = pytest.mark.docker
+
+
+@pytest.fixture(scope="module")
+def engine() -> Any:
+    """The engine at DOCKER_HOST with the local base image; on CI a missing one is a failure."""
+    try:
+        import docker
+
+        client = docker.from_env()
+        client.ping()
+        client.images.get(BASE)
+    except Exception as exc:  # noqa: BLE001 - any way the engine is missing
+        message = f'a Docker engine with {BASE} is needed (eval "$(scripts/docker-env.sh start)"): {exc}'
+        if os.environ.get("CI"):
+            pytest.fail(message)
+        pytest.skip(message)
+    return client
+
+
+@pytest.fixture(scope="module")
+def base_archive(engine: Any, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    archive = tmp_path_factory.mktemp("base") / "base.tar"
+    with open(archive, "wb") as handle:
+        for chunk in engine.images.get(BASE).save(named=True):
+            handle.write(chunk)
+    return archive
+
+
+APP = {
+    "app/__init__.py": '"""App."""\nfrom app.core import VALUE\n',
+    "app/core.py": "VALUE = 41 + 1\n",
+    "app-1.0.data/scripts/app-tool": "#!python\nimport app, sys\nprint('tool', app.VALUE, sys.version_info[:2])\n",
+}
+
+
+@pytest.mark.parametrize("strip", [False, True], ids=["sources", "sourceless"])
+def test_docker_loads_and_runs_the_image(engine: Any, base_archive: Path, tmp_path: Path, strip: bool) -> None:
+    wheel = make_wheel(tmp_path, APP, name="app", modes={"app-1.0.data/scripts/app-tool": 0o755})
+    tag = f"hatch-pyc-test/layer:{'sourceless' if strip else 'sources'}"
+    image = tmp_path / "image.tar"
+    args = [
+        "layer",
+        str(wheel),
+        "--python",
+        "3.11",
+        "--prefix",
+        PREFIX,
+        "-o",
+        str(tmp_path / "app.tar.gz"),
+        "--oci-layout",
+        str(image),
+        "--base",
+        str(base_archive),
+        "--tag",
+        tag,
+        "-O",
+        "0",
+        "--interpreter-path",
+        "/usr/bin/python3.11",
+    ]  # Debian's interpreter is not under /usr/local
+    if strip:
+        args.append("--strip")
+    run_cli(*args, check=True)
+    # docker load checks every diff_id against the layer it unpacks.
+    subprocess.run(["docker", "load", "-i", str(image)], check=True, capture_output=True, text=True)
+    try:
+        out = engine.containers.run(tag, ["/usr/local/bin/app-tool"], network_mode="none", remove=True)
+        assert out.decode().strip() == "tool 42 (3, 11)"
+        listing = engine.containers.run(tag, ["find", PREFIX + "/app"], network_mode="none", remove=True).decode()
+        names = sorted(Path(line).name for line in listing.split())
+        if strip:
+            assert names == ["__init__.pyc", "app", "core.pyc"]
+        else:
+            assert "core.cpython-311.pyc" in names and "core.py" in names
+        # The timestamp pycs are valid in the image: importing does not recompile (no write attempted in a
+        # read-only container).
+        check = "import app.core, sys; print(app.core.__cached__ if hasattr(app.core, '__cached__') else '')"
+        out = engine.containers.run(tag, ["python3", "-c", check], network_mode="none", remove=True, read_only=True)
+        assert out.decode().strip().endswith(".pyc")
+    finally:
+        engine.images.remove(tag, force=True)
+
+
+def test_layer_added_to_an_oci_layout_base_is_read_by_skopeo(engine: Any, base_archive: Path, tmp_path: Path) -> None:
+    wheel = make_wheel(tmp_path, APP, name="app")
+    first = tmp_path / "one"
+    run_cli(
+        "layer",
+        str(wheel),
+        "--python",
+        "3.11",
+        "--prefix",
+        PREFIX,
+        "-o",
+        str(tmp_path / "a.tar.gz"),
+        "--oci-layout",
+        str(first),
+        "--base",
+        str(base_archive),
+        "--tag",
+        "t:1",
+        check=True,
+    )
+    # An OCI layout as the base of the next image: two hatch-pyc layers on Debian.
+    second = tmp_path / "two.tar"
+    run_cli(
+        "layer",
+        str(wheel),
+        "--python",
+        "3.11",
+        "--prefix",
+        "/opt/extra/lib/python3.11/site-packages",
+        "-o",
+        str(tmp_path / "b.tar.gz"),
+        "--oci-layout",
+        str(second),
+        "--base",
+        str(first),
+        "--tag",
+        "t:2",
+        check=True,
+    )
+    proc = subprocess.run(["skopeo", "inspect", f"oci-archive:{second}:2"], capture_output=True, text=True, check=True)
+    import json
+
+    inspect = json.loads(proc.stdout)
+    base_layers = len(engine.images.get(BASE).attrs["RootFS"]["Layers"])
+    assert len(inspect["Layers"]) == base_layers + 2
+    subprocess.run(["docker", "load", "-i", str(second)], check=True, capture_output=True)
+    try:
+        out = engine.containers.run(
+            "t:2", ["python3", "-c", "import app; print(app.VALUE)"], network_mode="none", remove=True
+        )
+        assert out.decode().strip() == "42"
+    finally:
+        engine.images.remove("t:2", force=True)
