@@ -12,7 +12,8 @@ import subprocess
 import nox
 
 PYTHONS = ["3.10", "3.11", "3.12", "3.13"]
-nox.options.sessions = ["tests", "lint", "types", "docs"]
+TEST_DEPS = ["pytest>=8", "build>=1", "editables>=0.5", "jsonschema>=4", "markdown>=3", "pillow>=10", "hypothesis>=6"]
+nox.options.sessions = ["tests", "lint", "types", "docs", "docker"]
 nox.options.reuse_existing_virtualenvs = True
 # On CI a missing interpreter is a failure; on a laptop it is a skipped session.
 nox.options.error_on_missing_interpreters = bool(os.environ.get("CI"))
@@ -39,11 +40,35 @@ _select_pyenv_versions()
 @nox.session(python=PYTHONS)
 def tests(session: nox.Session) -> None:
     """The test suite, run by each CPython; every test also targets every CPython found."""
-    session.install(
-        ".[docker]", "pytest>=8", "build>=1", "editables>=0.5", "jsonschema>=4", "markdown>=3", "pillow>=10",
-        "hypothesis>=6",
-    )
-    session.run("pytest", *session.posargs)
+    session.install(".[docker]", *TEST_DEPS)
+    session.run("pytest", "-m", "not docker", *session.posargs)
+
+
+@nox.session(python="3.11")
+def docker(session: nox.Session) -> None:
+    """Dockerfile examples and hatch-pyc images in a private, offline Docker engine (needs root).
+
+    scripts/docker-env.sh starts dockerd on a socket of its own and builds the local base image
+    (debootstrap; nothing is pulled from a registry). Off CI, a machine that cannot run it skips.
+    """
+    proc = subprocess.run(["bash", "scripts/docker-env.sh", "start"], capture_output=True, text=True, check=False)
+    if proc.returncode != 0:
+        message = f"no Docker engine: {proc.stderr.strip().splitlines()[-1:] or proc.returncode}"
+        if os.environ.get("CI"):
+            session.error(message)
+        session.skip(message)
+    for line in proc.stdout.splitlines():
+        if line.startswith("export DOCKER_HOST="):
+            session.env["DOCKER_HOST"] = line.removeprefix("export DOCKER_HOST=")
+    session.install(".[docker]", *TEST_DEPS)
+    session.run("pytest", "-m", "docker", *session.posargs)
+
+
+@nox.session(python="3.11")
+def corpus(session: nox.Session) -> None:
+    """Convert, install and verify 40+ popular PyPI wheels on every CPython found (docs/corpus.md)."""
+    session.install(".", "pytest>=8")
+    session.run("python", "scripts/corpus.py", *session.posargs)
 
 
 @nox.session(python="3.11")
@@ -73,3 +98,4 @@ def bench(session: nox.Session) -> None:
     """Compile benchmarks against compileall and uv (see benchmarks/README.md)."""
     session.install(".")
     session.run("python", "benchmarks/bench_compile.py", *session.posargs)
+    session.run("python", "benchmarks/bench_wheel.py")

@@ -150,6 +150,11 @@ def plan_compile(
     as_paths = [Path(p) for p in paths]
     if not as_paths and not stdlib:
         raise InvalidOptions("nothing to compile: give a path (or --stdlib)")
+    if stdlib and options.strip:
+        raise InvalidOptions(
+            "--stdlib with --strip would delete the standard library's sources; in an image they sit in the base "
+            "layers, so deleting them only hides them and the image grows: compile the stdlib with sources kept"
+        )
     interpreter = resolve_target(as_paths, python)
     roots = find_roots(as_paths, interpreter, stdlib=stdlib)
     spec = None

@@ -66,7 +66,7 @@ class _Worker:
     def __init__(self, interpreter: Interpreter) -> None:
         self.stderr: IO[bytes] = tempfile.TemporaryFile()
         self.proc = subprocess.Popen(
-            [interpreter.executable, "-S", "-s", "-c", _BOOT, str(WORKER_SCRIPT)],
+            [interpreter.executable, "-B", "-S", "-s", "-c", _BOOT, str(WORKER_SCRIPT)],
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
             stderr=self.stderr,

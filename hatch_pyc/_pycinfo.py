@@ -147,7 +147,7 @@ def read_code_info(path: str | os.PathLike[str], *, with_dis: bool = False) -> C
             return None
         executable = interp.executable
     proc = subprocess.run(
-        [executable, "-I", "-c", _CODE_INFO, os.fspath(path), "1" if with_dis else "0"],
+        [executable, "-I", "-B", "-c", _CODE_INFO, os.fspath(path), "1" if with_dis else "0"],
         capture_output=True,
         text=True,
         check=False,

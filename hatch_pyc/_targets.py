@@ -117,7 +117,7 @@ def describe_interpreter(executable: str) -> Interpreter:
 def _probe(executable: str) -> dict[str, Any]:
     try:
         proc = subprocess.run(
-            [executable, "-I", "-c", _PROBE],
+            [executable, "-I", "-B", "-c", _PROBE],
             capture_output=True,
             text=True,
             timeout=60,

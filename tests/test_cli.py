@@ -167,3 +167,12 @@ def test_sigkill_mid_strip_loses_nothing_and_a_rerun_cleans_up(tmp_path: Path) -
     assert not list(root.rglob(f"*{TMP_SUFFIX}"))
     assert len(list(root.rglob("*.pyc"))) == len(sources)
     assert run_python(sys.executable, "import pkg3.m3; print(pkg3.m3.f2(2))", path=root).stdout.strip() == "[4, 4, 4]"
+
+
+def test_stdlib_is_planned_without_its_site_packages_and_never_stripped(target: Interpreter) -> None:
+    proc = run_cli("compile", "--stdlib", "--dry-run", "--python", target.minor, check=True)
+    lines = proc.stdout.splitlines()
+    assert any(line.startswith(f"{target.stdlib}/os.py -> ") for line in lines)
+    assert not any("site-packages" in line.split(" -> ")[0] for line in lines)
+    refused = run_cli("compile", "--stdlib", "--strip", "--python", target.minor)
+    assert refused.returncode == 2 and "would delete the standard library's sources" in refused.stderr
