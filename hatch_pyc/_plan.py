@@ -170,7 +170,13 @@ def plan_compile(
         remove_sources=options.strip,
     )
     # A stdlib walk must not descend into the site-packages that lives inside it.
-    skip = frozenset(Path(p) for p in (interpreter.purelib, interpreter.platlib)) if stdlib else frozenset()
+    # (for a venv interpreter purelib is the venv's, so the base's own site-packages is named too).
+    skip = (
+        frozenset(Path(p) for p in (interpreter.purelib, interpreter.platlib))
+        | {Path(interpreter.stdlib) / "site-packages", Path(interpreter.stdlib) / "dist-packages"}
+        if stdlib
+        else frozenset()
+    )
     seen: set[Path] = set()
     for root in roots:
         for source in _walk_sources(root, skip):
