@@ -58,18 +58,6 @@ def _timestamp_current(item: PlannedSource, magic: bytes) -> bool:
     return True
 
 
-def _hash_current(item: PlannedSource, magic: bytes, flags: int, digest: bytes) -> bool:
-    expected = magic + struct.pack("<I", flags) + digest
-    for _, final in item.outputs:
-        try:
-            with open(final, "rb") as handle:
-                if handle.read(16) != expected:
-                    return False
-        except OSError:
-            return False
-    return True
-
-
 def _tmp_name(final: Path, token: str) -> Path:
     return final.with_name(f".{final.name}.{token}{TMP_SUFFIX}")
 

@@ -231,6 +231,8 @@ class PackageResult:
     modules: int = 0
     failures: list[Failure] = field(default_factory=list)
     missing: list[str] = field(default_factory=list)  # modules of the original lost in the sourceless tree
+    tag: str = ""  # the sourceless wheel's compressed tag
+    other_pythons: list[str] = field(default_factory=list)  # other CPythons its tags admit: its pycs fail there
     problem: str = ""  # no wheel, conversion error, invalid RECORD, install error
 
     @property
@@ -307,6 +309,27 @@ def validate_record(wheel: Path) -> str | None:
     return None
 
 
+def other_pythons(wheel: Path, interp: Interpreter) -> list[str]:
+    """CPythons 3.8-3.15 other than the target whose installers accept the sourceless wheel's tags.
+
+    Its pycs load only on the target; anywhere else every sourceless module fails with "bad magic number".
+    """
+    from packaging.tags import compatible_tags, cpython_tags
+
+    tags = parse_wheel_filename(wheel.name)[3]
+    platforms = sorted({t.platform for t in tags})
+    found = []
+    for minor in range(8, 16):
+        if (3, minor) == interp.version[:2]:
+            continue
+        accepted = set(cpython_tags((3, minor), platforms=platforms)) | set(
+            compatible_tags((3, minor), platforms=platforms)
+        )
+        if tags & accepted:
+            found.append(f"3.{minor}")
+    return found
+
+
 def install(interp: Interpreter, wheels: Sequence[Path], dest: Path) -> dict[Path, str]:
     """``pip install --no-deps --target dest`` all wheels together; ``{wheel: error}`` for those that fail."""
     base = ["install", "--no-deps", "--no-index", "--no-compile", "--target", str(dest)]
@@ -335,6 +358,9 @@ def module_owners(tree: Path) -> dict[str, str]:
     return owners
 
 
+_WORKAROUNDS: list[str] = []
+
+
 def stdout_workaround(interp: Interpreter) -> str | None:
     """Work around a hatch-pyc bug if it is present; say what was done, or None.
 
@@ -345,6 +371,8 @@ def stdout_workaround(interp: Interpreter) -> str | None:
     """
     from hatch_pyc import _verify
 
+    if _WORKAROUNDS:  # patched already (by the probe of an earlier target)
+        return _WORKAROUNDS[0]
     with tempfile.TemporaryDirectory(prefix="hatch-pyc-corpus-probe-") as tmp:
         tree = Path(tmp)
         (tree / "noisy.py").write_text("print('noise at import')\n", encoding="utf-8")
@@ -353,7 +381,10 @@ def stdout_workaround(interp: Interpreter) -> str | None:
             verify_tree(tree, interp, options=PycOptions(workers=1))
         except Exception as exc:  # noqa: BLE001 - the bug's symptom, whatever it is
             _verify._CHILD = "import sys\nsys.stdout = sys.stderr\n" + _verify._CHILD
-            return f"a module printing at import breaks verify_tree ({type(exc).__name__}: {exc}); worked around"
+            _WORKAROUNDS.append(
+                f"a module printing at import breaks verify_tree ({type(exc).__name__}: {exc}); worked around"
+            )
+            return _WORKAROUNDS[0]
         finally:
             threading.excepthook = hook
     return None
@@ -399,6 +430,10 @@ def run_python(
         result.sourceless_bytes = conversion.output.stat().st_size
         result.compiled = len(conversion.compiled)
         result.kept_source = conversion.kept_source
+        result.tag = conversion.tag
+        result.other_pythons = other_pythons(conversion.output, interp)
+        if result.other_pythons:
+            log(f"{interp.minor}: {conversion.output.name} also installs on CPython {', '.join(result.other_pythons)}")
         invalid = validate_record(conversion.output)
         if invalid:
             result.problem = f"invalid RECORD: {invalid}"
@@ -439,17 +474,24 @@ def run_python(
             last[0] = time.monotonic()
             log(f"{interp.minor}: verify {done}/{total}")
 
-    workaround = stdout_workaround(interp)
+    # Imports run in an empty venv of the target: what the interpreter has installed in its own
+    # site-packages (pytest, mypy, hypothesis...) must not stand in for what the corpus lacks.
+    venv = scratch / "venv"
+    subprocess.run([interp.executable, "-m", "venv", "--without-pip", str(venv)], check=True)
+    clean = find_interpreter(str(venv))
+    workaround = stdout_workaround(clean)
     if workaround:
         run.notes.append(workaround)
         log(f"{interp.minor}: hatch-pyc bug: {workaround}")
     log(f"{interp.minor}: verifying {len(compiled_modules)} modules")
-    verdict = verify_tree(sources_tree, interp, options=PycOptions(workers=workers), compiled=compiled_tree,
+    verdict = verify_tree(sources_tree, clean, options=PycOptions(workers=workers), compiled=compiled_tree,
                           progress=progress)  # fmt: skip
     found = [(m, e, x) for m, e, x in verdict.sourceless_only] + [(m, e, "") for m, e in verdict.both]
     for module, raw_error, exclude in found:
         owner = owners.get(os.path.normpath(compiled_modules[module]), "?")
+        # The same failure reads the same on every Python: no paths, no spelling suggestions.
         error = raw_error.replace(str(compiled_tree), "<site>").replace(str(sources_tree), "<site>")
+        error = re.sub(r"\. Did you mean: .*\?$", "", error.replace(interp.stdlib, "<stdlib>"))
         failure = Failure(module, " ".join(error.split()), bool(exclude), exclude)
         if owner in results:
             explain(failure, owner)
@@ -481,6 +523,8 @@ def _cell(result: PackageResult | None) -> str:
         parts.append(f"{either} either way")
     if result.missing:
         parts.append(f"**{len(result.missing)} lost**")
+    if result.other_pythons:
+        parts.append("**tag**")
     return ", ".join(parts)
 
 
@@ -499,11 +543,14 @@ def _compress(names: Sequence[str], limit: int = 6) -> str:
 
 def summary(runs: Sequence[PythonRun]) -> dict[str, int]:
     """Package-on-a-Python results: ``ok`` (no module fails only sourceless), ``clean`` (no module fails at
-    all), ``problems`` (no wheel, conversion, RECORD or install error); module failures by kind."""
-    counts = dict.fromkeys(("results", "ok", "clean", "problems", "sourceless_only", "either_way", "unexplained"), 0)
+    all), ``problems`` (no wheel, conversion, RECORD or install error), ``tags`` (a tag other CPythons
+    accept); module failures by kind."""
+    names = ("results", "ok", "clean", "problems", "tags", "sourceless_only", "either_way", "unexplained")
+    counts = dict.fromkeys(names, 0)
     for run in runs:
         for result in run.packages:
             counts["results"] += 1
+            counts["tags"] += bool(result.other_pythons)
             if result.problem:
                 counts["problems"] += 1
             elif not result.missing and not any(f.sourceless_only for f in result.failures):
@@ -525,7 +572,8 @@ def markdown(runs: Sequence[PythonRun], corpus: Sequence[tuple[str, str]], secon
         "",
         f"- package-on-a-Python results: **{counts['results']}**; verify ok (every module imports sourceless as it "
         f"does from source): **{counts['ok']}**, of which with no failing module at all: **{counts['clean']}**; "
-        f"missing wheels, conversion, RECORD or install errors: **{counts['problems']}**",
+        f"missing wheels, conversion, RECORD or install errors: **{counts['problems']}**; sourceless wheels "
+        f"whose tags other CPythons accept: **{counts['tags']}**",
         f"- module failures, summed over Pythons: **{counts['sourceless_only']}** sourceless-only, "
         f"**{counts['either_way']}** either way (with sources too); unexplained: **{counts['unexplained']}**",
         "",
@@ -556,11 +604,17 @@ def markdown(runs: Sequence[PythonRun], corpus: Sequence[tuple[str, str]], secon
     problems = [(p, r) for p in pythons for name, _ in corpus if (r := by.get((name, p))) and r.problem]
     lost = [(p, r) for p in pythons for name, _ in corpus if (r := by.get((name, p))) and r.missing]
     kept = [(p, r) for p in pythons for name, _ in corpus if (r := by.get((name, p))) and r.kept_source]
-    if problems or lost or kept:
+    tagged = [(p, r) for p in pythons for name, _ in corpus if (r := by.get((name, p))) and r.other_pythons]
+    if problems or lost or kept or tagged:
         lines += ["", "### Conversion and installation", "", "| Python | Package | What happened |", "|---|---|---|"]
         lines += [f"| {p} | {r.package} | {r.problem} |" for p, r in problems]
         lines += [f"| {p} | {r.package} | modules lost in conversion: {_compress(r.missing)} |" for p, r in lost]
         lines += [f"| {p} | {r.package} | kept as source: {_compress(r.kept_source)} |" for p, r in kept]
+        lines += [
+            f"| {p} | {r.package} | **tag `{r.tag}` also installs on CPython {', '.join(r.other_pythons)}**, "
+            "where its pycs cannot load (bad magic number) |"
+            for p, r in tagged
+        ]
     groups: dict[tuple[str, bool, str, str, str], dict[str, list[str]]] = {}
     for run in runs:
         for result in run.packages:
@@ -572,17 +626,19 @@ def markdown(runs: Sequence[PythonRun], corpus: Sequence[tuple[str, str]], secon
             "",
             "### Failures",
             "",
-            "| Package | Fails | Module(s) | Pythons | Error | Cause |",
+            "| Package | Fails | Module(s) | Pythons | Error | Why |",
             "|---|---|---|---|---|---|",
         ]
-        for (package, only, error, cause, _text), failing in sorted(groups.items(), key=lambda kv: kv[0][:2]):
+        for (package, only, error, cause, text), failing in sorted(groups.items(), key=lambda kv: kv[0][:2]):
             pys = sorted({p for ps in failing.values() for p in ps}, key=lambda v: tuple(map(int, v.split("."))))
             where = "all" if pys == pythons else ", ".join(pys)
             error_text = error.replace("|", "\\|")
             if len(error_text) > 160:
                 error_text = error_text[:157] + "..."
+            code = f"`` {error_text} ``" if "`" in error_text else f"`{error_text}`"
             fails = "**sourceless only**" if only else "either way"
-            lines.append(f"| {package} | {fails} | {_compress(list(failing))} | {where} | `{error_text}` | {cause} |")
+            why = f"**{cause}**: {text}" if text else f"**{cause}**"
+            lines.append(f"| {package} | {fails} | {_compress(list(failing))} | {where} | {code} | {why} |")
     return "\n".join(lines) + "\n"
 
 
@@ -651,7 +707,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         args.json.write_text(json.dumps(payload, indent=1) + "\n", encoding="utf-8")
     counts = summary(runs)
     lost = any(r.missing for run in runs for r in run.packages)
-    return 1 if counts["problems"] or counts["unexplained"] or lost else 0
+    return 1 if counts["problems"] or counts["tags"] or counts["unexplained"] or lost else 0
 
 
 if __name__ == "__main__":
