@@ -23,7 +23,11 @@ from hatch_pyc._options import PycOptions
 from hatch_pyc._targets import Interpreter
 
 _CHILD = r"""
-import importlib, json, sys, traceback
+import importlib, json, os, sys, traceback
+# Results go to a private copy of stdout; whatever modules print (from Python or C) goes to stderr.
+results = os.fdopen(os.dup(1), "w")
+os.dup2(2, 1)
+sys.stdout = sys.stderr
 sys.path.insert(0, sys.argv[1])
 for name in sys.argv[2:]:
     try:
@@ -32,8 +36,8 @@ for name in sys.argv[2:]:
     except BaseException as exc:  # SystemExit and KeyboardInterrupt from module code count as failures
         last = traceback.format_exception_only(type(exc), exc)[-1].strip()
         result = {"module": name, "ok": False, "error": last}
-    sys.__stdout__.write(json.dumps(result) + "\n")
-    sys.__stdout__.flush()
+    results.write(json.dumps(result) + "\n")
+    results.flush()
 """
 _SKIP_NAMES = ("__main__", "setup", "conftest")
 

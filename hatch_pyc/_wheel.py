@@ -151,7 +151,9 @@ def retag(tags: frozenset[Tag], interp: Interpreter, wheel: Path) -> tuple[str, 
         if generic or stable or interp_tag == cp:
             if tag.abi not in ("none", "abi3") and not tag.abi.startswith(cp):
                 continue
-            kept.add(Tag(cp, tag.abi, tag.platform))
+            # abi3 promises "this and every later CPython", which bytecode cannot keep: the ABI tag
+            # becomes the target's own, so installers on other versions refuse the wheel.
+            kept.add(Tag(cp, cp if tag.abi == "abi3" else tag.abi, tag.platform))
     if not kept:
         wanted = ", ".join(sorted(str(t) for t in tags))
         raise InvalidWheel(f"{wheel}: its tags ({wanted}) do not include CPython {major}.{minor}")

@@ -20,7 +20,7 @@ TREE = {
     "pkg/sub/__init__.py": "",
     "pkg/sub/deep.py": "from pkg import fine\n",
     "pkg/__main__.py": "raise SystemExit('never imported by verify')\n",
-    "nsp/part.py": "Y = 2\n",
+    "nsp/part.py": "Y = 2\nprint('modules may print when imported')\n",
     "top.py": "Z = 3\n",
 }
 

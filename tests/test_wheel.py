@@ -184,7 +184,18 @@ def test_abi3_and_generic_tags(tmp_path: Path) -> None:
     from hatch_pyc._wheel import wheel_target_tag
 
     py312 = find_interpreter("3.12")
-    assert wheel_target_tag("x-1-cp38-abi3-manylinux_2_28_x86_64.whl", py312) == "cp312-abi3-manylinux_2_28_x86_64"
+    # abi3 would let 3.13 install bytecode that only 3.12 loads: the ABI tag becomes cp312.
+    assert wheel_target_tag("x-1-cp38-abi3-manylinux_2_28_x86_64.whl", py312) == "cp312-cp312-manylinux_2_28_x86_64"
+    from packaging import tags
+
+    platforms = ["manylinux_2_28_x86_64"]
+    on_313 = set(tags.cpython_tags((3, 13), platforms=platforms)) | set(
+        tags.compatible_tags((3, 13), "cp313", platforms)
+    )
+    on_312 = set(tags.cpython_tags((3, 12), platforms=platforms))
+    assert tags.Tag("cp312", "cp312", "manylinux_2_28_x86_64") in on_312
+    assert tags.Tag("cp312", "cp312", "manylinux_2_28_x86_64") not in on_313
+    assert tags.Tag("cp312", "none", "any") not in on_313
     assert wheel_target_tag("x-1-py2.py3-none-any.whl", py312) == "cp312-none-any"
     assert wheel_target_tag("x-1-py38-none-any.whl", py312) == "cp312-none-any"
     with pytest.raises(InvalidWheel):
