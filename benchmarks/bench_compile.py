@@ -1,0 +1,697 @@
+#!/usr/bin/env python3
+"""Benchmark ``hatch-pyc compile`` against ``python -m compileall -j0`` and uv's compile step.
+
+Standard library only. Run it with the interpreter hatch-pyc is installed in (it calls
+``sys.executable -m hatch_pyc``); the *target* interpreter (``--python``, default 3.12) is
+resolved to its real executable so that no tool pays a pyenv shim's start-up.
+
+    python benchmarks/bench_compile.py                  # 5 rounds, stdlib + site-packages
+    python benchmarks/bench_compile.py --quick          # 2 rounds, stdlib only (smoke test)
+    python benchmarks/bench_compile.py --json raw.json --output results/compile-3.12.md
+
+What is timed is the tool's command alone (wall clock around ``subprocess.run``): every
+variant gets a fresh copy of the corpus, made, synced to disk and settled before the clock
+starts; the copy is not timed. See benchmarks/README.md for the details.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import json
+import os
+import platform
+import re
+import shlex
+import shutil
+import signal
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+DEFAULT_WORKDIR = HERE / ".work"
+DEFAULT_PACKAGES = ("boto3", "pandas", "sqlalchemy", "django")
+STDLIB_SKIP = frozenset({"test", "tests", "idlelib", "site-packages", "__pycache__"})
+
+# Targets, as (label, numerator variant, denominator variant, limit).
+TARGETS = (
+    ("one level <= 0.8x compileall -j0", "hatch-pyc -O0", "compileall -j0", 0.8),
+    ("one level <= 0.9x uv compile step", "hatch-pyc -O0", "uv compile step", 0.9),
+    ("levels 0,1,2 <= 0.55x compileall -j0 (3 levels)", "hatch-pyc -O0 -O1 -O2", "compileall -j0 -o0 -o1 -o2", 0.55),
+    ("no-change rerun <= 0.1x first run", "hatch-pyc -O0 rerun (no change)", "hatch-pyc -O0", 0.1),
+)
+
+
+def log(message: str) -> None:
+    print(f"[bench {time.strftime('%H:%M:%S')}] {message}", file=sys.stderr, flush=True)
+
+
+def run(
+    cmd: list[str], *, env: dict[str, str] | None = None, ok_codes: tuple[int, ...] = (0,)
+) -> subprocess.CompletedProcess[str]:
+    proc = subprocess.run(cmd, capture_output=True, text=True, env=env, check=False)
+    if proc.returncode not in ok_codes:
+        sys.exit(f"command failed ({proc.returncode}): {' '.join(cmd)}\n{proc.stdout[-3000:]}\n{proc.stderr[-3000:]}")
+    return proc
+
+
+def timed(cmd: list[str], *, env: dict[str, str] | None = None) -> tuple[float, subprocess.CompletedProcess[str]]:
+    """Wall-clock seconds of ``cmd`` alone, started once the machine is quiet."""
+    QUIET.wait()
+    start = time.perf_counter()
+    proc = subprocess.run(cmd, capture_output=True, text=True, env=env, check=False)
+    seconds = time.perf_counter() - start
+    if proc.returncode != 0:
+        sys.exit(f"command failed ({proc.returncode}): {' '.join(cmd)}\n{proc.stdout[-3000:]}\n{proc.stderr[-3000:]}")
+    return seconds, proc
+
+
+def settle() -> None:
+    """Flush dirty pages (copies, previous outputs) so their write-back is not timed."""
+    os.sync()
+    time.sleep(0.3)
+
+
+class Quiet:
+    """Wait, before each timed command, until other processes leave the CPUs alone.
+
+    A shared machine (a developer running tests, CI) skews single runs badly; pairing
+    cancels slow drift, not a burst in one run. The machine-wide busy fraction is read from
+    /proc/stat over 0.5 s; above ``threshold`` we wait, up to ``max_wait`` seconds, then run
+    anyway and count the run as started busy.
+    """
+
+    def __init__(self, threshold: float = 0.15, max_wait: float = 120.0) -> None:
+        self.threshold = threshold
+        self.max_wait = max_wait
+        self.last_busy = 0.0
+        self.busy_starts = 0
+        self.runs = 0
+        self.waited = 0.0
+
+    @staticmethod
+    def _snapshot() -> tuple[int, int] | None:
+        try:
+            with open("/proc/stat") as handle:
+                fields = [int(x) for x in handle.readline().split()[1:9]]
+        except (OSError, ValueError):
+            return None
+        return sum(fields), fields[3] + fields[4]  # total, idle + iowait
+
+    def busy(self, interval: float = 0.5) -> float:
+        first = self._snapshot()
+        time.sleep(interval)
+        second = self._snapshot()
+        if first is None or second is None or second[0] == first[0]:
+            return 0.0
+        return 1.0 - (second[1] - first[1]) / (second[0] - first[0])
+
+    def wait(self) -> None:
+        started = time.monotonic()
+        busy = self.busy()
+        if busy > self.threshold:
+            log(f"  machine busy ({busy:.0%} of all CPUs used by others); waiting up to {self.max_wait:.0f} s")
+            while busy > self.threshold and time.monotonic() - started < self.max_wait:
+                time.sleep(2)
+                busy = self.busy()
+        self.waited += time.monotonic() - started
+        self.runs += 1
+        self.busy_starts += busy > self.threshold
+        self.last_busy = busy
+
+
+QUIET = Quiet()
+
+
+# --------------------------------------------------------------------------- target, tools
+
+_PROBE = (
+    "import json, sys, sysconfig; print(json.dumps({'executable': sys.executable, "
+    "'version': '%d.%d.%d' % sys.version_info[:3], 'stdlib': sysconfig.get_paths()['stdlib'], "
+    "'cache_tag': sys.implementation.cache_tag}))"
+)
+
+
+def resolve_target(spec: str) -> dict[str, str]:
+    """``3.12`` / ``python3.12`` / a path -> the real executable, as the interpreter reports it."""
+    command = spec
+    if re.fullmatch(r"\d\.\d+", spec):
+        command = f"python{spec}"
+    found = command if os.sep in command else shutil.which(command)
+    if not found:
+        sys.exit(f"no interpreter {command!r} on PATH (under pyenv: export PYENV_VERSION=...)")
+    info = json.loads(run([found, "-c", _PROBE]).stdout)
+    info["executable"] = os.path.realpath(info["executable"])
+    return info
+
+
+def ensure_uv(workdir: Path, spec: str) -> Path:
+    """uv, pip-installed into a venv in the workdir (made with the running interpreter)."""
+    venv = workdir / "tools"
+    uv = venv / "bin" / "uv"
+    if not uv.exists():
+        log(f"installing {spec} into {venv}")
+        if not (venv / "bin" / "python").exists():
+            run([sys.executable, "-m", "venv", str(venv)])
+        run([str(venv / "bin" / "python"), "-m", "pip", "install", "--quiet", "--disable-pip-version-check", spec])
+    return uv
+
+
+def uv_env(workdir: Path) -> dict[str, str]:
+    env = dict(os.environ)
+    env.update(
+        UV_CACHE_DIR=str(workdir / "uv-cache"),
+        UV_PYTHON_DOWNLOADS="never",
+        UV_NO_CONFIG="1",
+        NO_COLOR="1",
+    )
+    env.pop("VIRTUAL_ENV", None)
+    return env
+
+
+# --------------------------------------------------------------------------- corpora
+
+
+def count_py(root: Path) -> tuple[int, int]:
+    files = size = 0
+    for dirpath, dirnames, filenames in os.walk(root):
+        dirnames[:] = [d for d in dirnames if d != "__pycache__"]
+        for name in filenames:
+            if name.endswith(".py"):
+                files += 1
+                size += os.path.getsize(os.path.join(dirpath, name))
+    return files, size
+
+
+def count_pycs(root: Path) -> int:
+    return sum(
+        1
+        for dirpath, _, filenames in os.walk(root)
+        if os.path.basename(dirpath) == "__pycache__"
+        for name in filenames
+        if name.endswith(".pyc")
+    )
+
+
+def build_stdlib(target: dict[str, str], dest: Path) -> None:
+    lib = Path(target["stdlib"])
+
+    def ignore(directory: str, names: list[str]) -> set[str]:
+        return {n for n in names if n in STDLIB_SKIP and os.path.isdir(os.path.join(directory, n))}
+
+    shutil.copytree(lib, dest, symlinks=True, ignore=ignore)
+
+
+def build_site_packages(target: dict[str, str], dest: Path, wheels: Path, packages: list[str]) -> None:
+    py = target["executable"]
+    if not any(wheels.glob("*.whl")):
+        log(f"downloading wheels for {', '.join(packages)} with {py} -m pip download")
+        run(
+            [
+                py,
+                "-m",
+                "pip",
+                "download",
+                "--quiet",
+                "--disable-pip-version-check",
+                "--only-binary",
+                ":all:",
+                "--dest",
+                str(wheels),
+                *packages,
+            ]
+        )
+    log("installing them with pip install --no-compile --target")
+    run(
+        [
+            py,
+            "-m",
+            "pip",
+            "install",
+            "--quiet",
+            "--disable-pip-version-check",
+            "--no-compile",
+            "--no-index",
+            "--find-links",
+            str(wheels),
+            "--target",
+            str(dest),
+            *packages,
+        ]
+    )
+
+
+def ensure_corpus(name: str, target: dict[str, str], workdir: Path, packages: list[str]) -> dict[str, object]:
+    """Build the corpus once; later runs reuse it (delete the workdir to rebuild)."""
+    tag = target["cache_tag"]
+    base = workdir / "corpora" / f"{name}-{tag}"
+    tree = base / "tree"
+    marker = base / "corpus.json"
+    wanted = {"name": name, "python": target["version"], "packages": packages if name == "site-packages" else None}
+    if marker.exists():
+        info = json.loads(marker.read_text())
+        if {k: info.get(k) for k in wanted} == wanted and tree.is_dir():
+            return info
+    log(f"building corpus {name} for CPython {target['version']}")
+    if base.exists():
+        shutil.rmtree(base)
+    base.mkdir(parents=True)
+    if name == "stdlib":
+        build_stdlib(target, tree)
+    else:
+        build_site_packages(target, tree, workdir / f"wheels-{tag}", packages)
+    if count_pycs(tree):
+        sys.exit(f"{tree}: the corpus already holds pycs; it must start clean")
+    files, size = count_py(tree)
+    versions = sorted(p.name[: -len(".dist-info")] for p in tree.glob("*.dist-info")) if name == "site-packages" else []
+    info = {**wanted, "path": str(tree), "py_files": files, "py_bytes": size, "dists": versions}
+    marker.write_text(json.dumps(info, indent=2))
+    return info
+
+
+def fresh_copy(corpus: Path, dest: Path) -> Path:
+    if dest.exists():
+        shutil.rmtree(dest)
+    shutil.copytree(corpus, dest, symlinks=True)
+    settle()
+    return dest
+
+
+# --------------------------------------------------------------------------- one round
+
+
+class Recorder:
+    def __init__(self) -> None:
+        self.times: dict[str, list[float]] = {}
+        self.pycs: dict[str, list[int]] = {}
+        self.busy: dict[str, list[float]] = {}  # machine busy fraction just before each timed run
+
+    def add(self, variant: str, seconds: float, pycs: int | None = None, *, derived: bool = False) -> None:
+        self.times.setdefault(variant, []).append(seconds)
+        if pycs is not None:
+            self.pycs.setdefault(variant, []).append(pycs)
+        if not derived:
+            self.busy.setdefault(variant, []).append(round(QUIET.last_busy, 3))
+        log(f"  {variant:<38} {seconds:8.3f} s" + (f"  ({pycs} pyc)" if pycs is not None else ""))
+
+
+def runner_env(workdir: Path) -> dict[str, str]:
+    """The environment of the hatch-pyc command.
+
+    hatch-pyc runs from source in a dev checkout, and a sandbox may set
+    PYTHONDONTWRITEBYTECODE: then every run would recompile hatch-pyc's own modules, a
+    cost no installed copy has. Its bytecode is cached under the workdir instead (the
+    workers do not see PYTHON* variables, so the pycs under test are unaffected).
+    """
+    env = dict(os.environ)
+    env.pop("PYTHONDONTWRITEBYTECODE", None)
+    env["PYTHONPYCACHEPREFIX"] = str(workdir / "runner-pycache")
+    return env
+
+
+def hatch_cmd(ctx: dict[str, object], tree: Path, levels: tuple[int, ...]) -> list[str]:
+    cmd = [sys.executable, "-m", "hatch_pyc", "compile", str(tree), "--python", str(ctx["python"]), "-q"]
+    for level in levels:
+        cmd += ["-O", str(level)]
+    if ctx["workers"]:
+        cmd += ["--workers", str(ctx["workers"])]
+    return cmd
+
+
+def compileall_cmd(ctx: dict[str, object], tree: Path, levels: tuple[int, ...] | None) -> list[str]:
+    cmd = [str(ctx["python"]), "-m", "compileall", "-q", "-j0"]
+    for level in levels or ():
+        cmd += ["-o", str(level)]
+    return [*cmd, str(tree)]
+
+
+def unit_hatch(ctx: dict[str, object], rec: Recorder, levels: tuple[int, ...], rerun: bool) -> None:
+    label = "hatch-pyc " + " ".join(f"-O{lv}" for lv in levels)
+    tree = fresh_copy(ctx["corpus"], ctx["scratch"] / "hatch")  # type: ignore[operator]
+    cmd = hatch_cmd(ctx, tree, levels)
+    seconds, _ = timed(cmd, env=ctx["runner_env"])  # type: ignore[arg-type]
+    settle()
+    rec.add(label, seconds, count_pycs(tree))
+    if rerun:
+        seconds, _ = timed(cmd, env=ctx["runner_env"])  # type: ignore[arg-type]
+        rec.add(label + " rerun (no change)", seconds)
+
+
+def warm_up(ctx: dict[str, object]) -> None:
+    """One untimed run of each tool: runner bytecode, hatch-pyc's interpreter cache, page cache."""
+    log("warm-up: one untimed run of hatch-pyc and of compileall")
+    tree = fresh_copy(ctx["corpus"], ctx["scratch"] / "warm")  # type: ignore[operator]
+    run(hatch_cmd(ctx, tree, (0,)), env=ctx["runner_env"])  # type: ignore[arg-type]
+    shutil.rmtree(tree)
+    tree = fresh_copy(ctx["corpus"], ctx["scratch"] / "warm")  # type: ignore[operator]
+    run(compileall_cmd(ctx, tree, None))
+    shutil.rmtree(tree)
+
+
+def unit_compileall(ctx: dict[str, object], rec: Recorder, levels: tuple[int, ...] | None, rerun: bool) -> None:
+    label = "compileall -j0" + ("" if levels is None else " " + " ".join(f"-o{lv}" for lv in levels))
+    tree = fresh_copy(ctx["corpus"], ctx["scratch"] / "compileall")  # type: ignore[operator]
+    cmd = compileall_cmd(ctx, tree, levels)
+    seconds, _ = timed(cmd)
+    settle()
+    rec.add(label, seconds, count_pycs(tree))
+    if rerun:
+        seconds, _ = timed(cmd)
+        rec.add(label + " rerun (no change)", seconds)
+
+
+_UV_REPORT = re.compile(r"Bytecode compiled (\d+) files? in ([\d.]+)(ms|s)")
+
+
+def unit_uv(ctx: dict[str, object], rec: Recorder, round_no: int) -> None:
+    scratch: Path = ctx["scratch"]  # type: ignore[assignment]
+    base = [
+        str(ctx["uv"]),
+        "pip",
+        "install",
+        "--python",
+        str(ctx["python"]),
+        "--offline",
+        "--no-index",
+        "--find-links",
+        str(ctx["wheels"]),
+        *ctx["packages"],
+    ]  # type: ignore[misc]
+    got: dict[bool, float] = {}
+    for compile_ in (False, True) if round_no % 2 == 0 else (True, False):
+        dest = scratch / "uv"
+        if dest.exists():
+            shutil.rmtree(dest)
+        settle()
+        cmd = [*base, "--target", str(dest)] + (["--compile-bytecode"] if compile_ else [])
+        seconds, proc = timed(cmd, env=ctx["uv_env"])  # type: ignore[arg-type]
+        settle()
+        got[compile_] = seconds
+        if compile_:
+            rec.add("uv pip install --compile-bytecode", seconds, count_pycs(dest))
+            match = _UV_REPORT.search(proc.stderr + proc.stdout)
+            if match:
+                reported = float(match.group(2)) / (1000 if match.group(3) == "ms" else 1)
+                rec.add("uv compile step (uv's own report)", reported, derived=True)
+        else:
+            rec.add("uv pip install (no compile)", seconds, count_pycs(dest))
+    rec.add("uv compile step", got[True] - got[False], derived=True)
+
+
+def warm_uv(ctx: dict[str, object]) -> None:
+    dest = ctx["scratch"] / "uv"  # type: ignore[operator]
+    log("warming uv's cache (one untimed install)")
+    run(
+        [
+            str(ctx["uv"]),
+            "pip",
+            "install",
+            "--python",
+            str(ctx["python"]),
+            "--offline",
+            "--no-index",
+            "--find-links",
+            str(ctx["wheels"]),
+            *ctx["packages"],
+            "--target",
+            str(dest),
+        ],
+        env=ctx["uv_env"],
+    )  # type: ignore[misc]
+    shutil.rmtree(dest)
+
+
+# --------------------------------------------------------------------------- statistics, report
+
+
+def paired_ratio(times: dict[str, list[float]], num: str, den: str) -> float | None:
+    a, b = times.get(num), times.get(den)
+    if not a or not b or len(a) != len(b):
+        return None
+    ratios = [x / y for x, y in zip(a, b, strict=True) if y > 0]
+    return statistics.median(ratios) if ratios else None
+
+
+# Row order and what each row is compared with (paired, per round).
+REFERENCES = {
+    "hatch-pyc -O0": "compileall -j0",
+    "compileall -j0": None,
+    "uv compile step": "compileall -j0",
+    "uv compile step (uv's own report)": "compileall -j0",
+    "hatch-pyc -O0 -O1 -O2": "compileall -j0 -o0 -o1 -o2",
+    "compileall -j0 -o0 -o1 -o2": None,
+    "hatch-pyc -O0 rerun (no change)": "hatch-pyc -O0",
+    "compileall -j0 rerun (no change)": "compileall -j0",
+    "uv pip install (no compile)": None,
+    "uv pip install --compile-bytecode": None,
+}
+
+
+def fmt_ratio(ratio: float | None) -> str:
+    if ratio is None:
+        return "—"
+    return f"{ratio:.3f}x" if ratio < 0.2 else f"{ratio:.2f}x"
+
+
+def summarise(corpus: str, rec: Recorder) -> tuple[list[str], list[dict[str, object]]]:
+    times = rec.times
+    rows = []
+    lines = [
+        "| variant | median s | min–max s | paired ratio | compared with | × uv compile step |",
+        "| --- | ---: | ---: | ---: | --- | ---: |",
+    ]
+    for variant in [*REFERENCES, *(v for v in times if v not in REFERENCES)]:
+        values = times.get(variant)
+        if not values:
+            continue
+        med = statistics.median(values)
+        ref = REFERENCES.get(variant)
+        ratio = paired_ratio(times, variant, ref) if ref else None
+        r_uv = paired_ratio(times, variant, "uv compile step") if variant == "hatch-pyc -O0" else None
+        lines.append(
+            f"| {variant} | {med:.3f} | {min(values):.3f}–{max(values):.3f} | {fmt_ratio(ratio)} | "
+            f"{ref or '—'} | {fmt_ratio(r_uv)} |"
+        )
+        rows.append(
+            {
+                "corpus": corpus,
+                "variant": variant,
+                "median": med,
+                "min": min(values),
+                "max": max(values),
+                "ratio_to": ref,
+                "ratio": ratio,
+                "ratio_uv": r_uv,
+                "runs": values,
+            }
+        )
+    return lines, rows
+
+
+def judge(corpus: str, rec: Recorder) -> tuple[list[str], list[dict[str, object]]]:
+    lines = []
+    verdicts = []
+    for label, num, den, limit in TARGETS:
+        ratio = paired_ratio(rec.times, num, den)
+        if ratio is None:
+            continue
+        met = ratio <= limit
+        lines.append(f"| {label} | {fmt_ratio(ratio)} | {'met' if met else '**missed**'} |")
+        verdicts.append({"corpus": corpus, "target": label, "ratio": ratio, "limit": limit, "met": met})
+    if lines:
+        lines = ["| target | paired median ratio | verdict |", "| --- | ---: | --- |", *lines]
+    return lines, verdicts
+
+
+def tool_versions(target: dict[str, str], uv: Path | None) -> dict[str, str]:
+    versions = {
+        "runner python": platform.python_version() + f" ({sys.executable})",
+        "target python": f"{target['version']} ({target['executable']})",
+        "hatch-pyc": run([sys.executable, "-m", "hatch_pyc", "--version"]).stdout.strip(),
+        "pip (target)": run([target["executable"], "-m", "pip", "--version"]).stdout.split(" from ")[0],
+    }
+    source = Path(run([sys.executable, "-c", "import hatch_pyc; print(hatch_pyc.__file__)"]).stdout.strip()).parent
+    head = subprocess.run(
+        ["git", "-C", str(source), "rev-parse", "--short", "HEAD"], capture_output=True, text=True, check=False
+    )
+    if head.returncode == 0:
+        dirty = subprocess.run(
+            ["git", "-C", str(source), "status", "--porcelain", "--", "."], capture_output=True, text=True, check=False
+        ).stdout.split("\n")
+        changed = sum(1 for line in dirty if line.strip())
+        versions["hatch-pyc"] += f" (git {head.stdout.strip()}" + (
+            f", {changed} files changed in hatch_pyc/)" if changed else ", clean)"
+        )
+    if uv is not None:
+        versions["uv"] = run([str(uv), "--version"]).stdout.strip()
+    return versions
+
+
+# --------------------------------------------------------------------------- main
+
+
+def _on_sigterm(signum: int, frame: object) -> None:
+    raise KeyboardInterrupt  # subprocess.run then kills the command being timed
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--python", default="3.12", help="target CPython: 3.12, python3.12 or a path (default 3.12)")
+    parser.add_argument("--rounds", type=int, default=5, help="rounds per corpus (default 5)")
+    parser.add_argument(
+        "--corpus",
+        action="append",
+        choices=("stdlib", "site-packages"),
+        help="corpus to run (repeatable; default both)",
+    )
+    parser.add_argument(
+        "--workdir", type=Path, default=DEFAULT_WORKDIR, help=f"scratch dir (default {DEFAULT_WORKDIR})"
+    )
+    parser.add_argument("--packages", nargs="+", default=list(DEFAULT_PACKAGES), help="site-packages corpus contents")
+    parser.add_argument("--workers", type=int, default=0, help="hatch-pyc --workers (default: its own default)")
+    parser.add_argument("--uv", default="uv", help="pip requirement for uv (default: uv)")
+    parser.add_argument("--no-uv", action="store_true", help="skip the uv comparison")
+    parser.add_argument("--quick", action="store_true", help="2 rounds, stdlib corpus only (smoke test)")
+    parser.add_argument("--json", type=Path, help="write raw numbers to this file")
+    parser.add_argument("--output", type=Path, help="also write the Markdown report to this file")
+    parser.add_argument(
+        "--max-wait",
+        type=float,
+        default=120.0,
+        help="seconds to wait for a quiet machine before each timed run (default 120; 0: never wait)",
+    )
+    parser.add_argument(
+        "--nice",
+        type=int,
+        default=0,
+        help="run the benchmark and every tool at this niceness "
+        "(e.g. -15 as root on a shared machine: all tools get the same priority over other work)",
+    )
+    parser.add_argument("--note", action="append", default=[], help="a line to add to the report's header")
+    args = parser.parse_args(argv)
+    if args.quick:
+        args.rounds = 2
+        args.corpus = ["stdlib"]
+    corpora = args.corpus or ["stdlib", "site-packages"]
+    QUIET.max_wait = args.max_wait
+    if args.nice:
+        try:
+            os.nice(args.nice)
+        except OSError as exc:
+            sys.exit(f"--nice {args.nice}: {exc} (a negative niceness needs root)")
+    signal.signal(signal.SIGTERM, _on_sigterm)
+    workdir: Path = args.workdir.resolve()
+    workdir.mkdir(parents=True, exist_ok=True)
+
+    run([sys.executable, "-c", "import hatch_pyc"])  # fail early if hatch-pyc is not installed here
+    target = resolve_target(args.python)
+    log(f"target: CPython {target['version']} at {target['executable']}")
+    use_uv = "site-packages" in corpora and not args.no_uv
+    uv = ensure_uv(workdir, args.uv) if use_uv else None
+
+    started = datetime.datetime.now(datetime.timezone.utc)
+    report: list[str] = []
+    raw: dict[str, object] = {"corpora": {}, "rows": [], "targets": []}
+    corpus_lines = []
+    for name in corpora:
+        info = ensure_corpus(name, target, workdir, args.packages)
+        log(f"corpus {name}: {info['py_files']} .py files, {info['py_bytes'] / 1e6:.1f} MB of .py")
+        corpus_lines.append(
+            f"- **{name}**: {info['py_files']} .py files, {info['py_bytes'] / 1e6:.1f} MB of .py"
+            + (
+                f" ({', '.join(info['dists'])})"
+                if info["dists"]
+                else " (target stdlib minus test/, tests/, idlelib/, site-packages/, \\_\\_pycache\\_\\_/)"
+            )
+        )
+        ctx: dict[str, object] = {
+            "corpus": Path(str(info["path"])),
+            "scratch": workdir / "scratch",
+            "python": target["executable"],
+            "workers": args.workers,
+            "runner_env": runner_env(workdir),
+        }
+        warm_up(ctx)
+        units = [
+            lambda rec, r, c=ctx: unit_hatch(c, rec, (0,), rerun=True),
+            lambda rec, r, c=ctx: unit_compileall(c, rec, None, rerun=True),
+            lambda rec, r, c=ctx: unit_hatch(c, rec, (0, 1, 2), rerun=False),
+            lambda rec, r, c=ctx: unit_compileall(c, rec, (0, 1, 2), rerun=False),
+        ]
+        if name == "site-packages" and uv is not None:
+            ctx.update(
+                uv=uv, uv_env=uv_env(workdir), wheels=workdir / f"wheels-{target['cache_tag']}", packages=args.packages
+            )
+            warm_uv(ctx)
+            units.append(lambda rec, r, c=ctx: unit_uv(c, rec, r))
+        rec = Recorder()
+        for round_no in range(args.rounds):
+            order = units if round_no % 2 == 0 else units[::-1]
+            log(f"{name}: round {round_no + 1}/{args.rounds} ({'forward' if round_no % 2 == 0 else 'reversed'} order)")
+            for unit in order:
+                unit(rec, round_no)
+        shutil.rmtree(workdir / "scratch", ignore_errors=True)
+
+        table, rows = summarise(name, rec)
+        checks, verdicts = judge(name, rec)
+        counts = {v: sorted(set(c)) for v, c in rec.pycs.items()}
+        report += [f"### {name} ({info['py_files']} .py, {info['py_bytes'] / 1e6:.1f} MB)", "", *table, ""]
+        report += [*checks, ""] if checks else []
+        report += [
+            "pyc files written per run: " + "; ".join(f"{v}: {'/'.join(map(str, c))}" for v, c in counts.items()),
+            "",
+        ]
+        raw["corpora"][name] = {**info, "times": rec.times, "pycs": rec.pycs, "busy_before": rec.busy}  # type: ignore[index]
+        raw["rows"] += rows  # type: ignore[operator]
+        raw["targets"] += verdicts  # type: ignore[operator]
+
+    versions = tool_versions(target, uv)
+    header = [
+        f"## hatch-pyc compile benchmark: CPython {target['version']}",
+        "",
+        f"- date: {started:%Y-%m-%d %H:%M} UTC; rounds: {args.rounds} per corpus, "
+        "tool order reversed every other round",
+        f"- machine: {os.cpu_count()} CPUs (nproc {len(os.sched_getaffinity(0))}), {platform.system()} "
+        f"{platform.release()}, {platform.machine()}",
+        *(f"- {k}: {v}" for k, v in versions.items()),
+        *corpus_lines,
+        *(f"- note: {note}" for note in args.note),
+        *([f"- niceness: {os.nice(0)} for the benchmark and every tool it runs"] if args.nice else []),
+        f"- quiet machine: {QUIET.runs - QUIET.busy_starts} of {QUIET.runs} timed runs started with other processes "
+        f"using <= {QUIET.threshold:.0%} of the CPUs ({QUIET.waited:.0f} s spent waiting for that; "
+        f"{QUIET.busy_starts} started busy after waiting {QUIET.max_wait:.0f} s)",
+        f"- command: `{shlex.join(['python', 'benchmarks/bench_compile.py', *(argv or sys.argv[1:])])}`",
+        "- timed: the tool's command only (fresh copy of the corpus per run, synced before the clock starts; one "
+        "untimed warm-up run of each tool per corpus); ratios are medians of per-round ratios",
+        "- hatch-pyc runs as `python -m hatch_pyc` with PYTHONDONTWRITEBYTECODE unset and its own bytecode cached "
+        "under the workdir (PYTHONPYCACHEPREFIX; its workers drop PYTHON* variables), as an installed copy would",
+    ]
+    if uv is not None:
+        header.append(
+            "- uv compile step = `uv pip install --offline --no-index --find-links WHEELS --target T "
+            "--compile-bytecode` minus the same without `--compile-bytecode`, same round, warm cache "
+            "(uv has no command that only compiles a directory)"
+        )
+    text = "\n".join([*header, "", *report]).rstrip() + "\n"
+    print(text)
+    if args.output:
+        args.output.parent.mkdir(parents=True, exist_ok=True)
+        args.output.write_text(text)
+    if args.json:
+        raw["meta"] = {
+            "date": started.isoformat(),
+            "nproc": len(os.sched_getaffinity(0)),
+            "rounds": args.rounds,
+            "versions": versions,
+            "target": target,
+            "argv": sys.argv,
+        }
+        args.json.write_text(json.dumps(raw, indent=2))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
