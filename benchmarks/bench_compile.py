@@ -427,12 +427,27 @@ def warm_uv(ctx: dict[str, object]) -> None:
 # --------------------------------------------------------------------------- statistics, report
 
 
-def paired_ratio(times: dict[str, list[float]], num: str, den: str) -> float | None:
+def paired_ratio(times: dict[str, list[float]], num: str, den: str, keep: list[bool] | None = None) -> float | None:
+    """Median over rounds of num/den in the same round (only the rounds ``keep`` marks, if given)."""
     a, b = times.get(num), times.get(den)
     if not a or not b or len(a) != len(b):
         return None
-    ratios = [x / y for x, y in zip(a, b, strict=True) if y > 0]
+    ratios = [x / y for i, (x, y) in enumerate(zip(a, b, strict=True)) if y > 0 and (keep is None or keep[i])]
     return statistics.median(ratios) if ratios else None
+
+
+def min_ratio(times: dict[str, list[float]], num: str, den: str) -> float | None:
+    a, b = times.get(num), times.get(den)
+    return min(a) / min(b) if a and b and min(b) > 0 else None
+
+
+def busy_of(corpus: dict[str, object], variant: str) -> list[float] | None:
+    """How busy the machine was before each run of ``variant`` (a derived uv row: its two installs)."""
+    busy: dict[str, list[float]] = corpus.get("busy_before") or {}  # type: ignore[assignment]
+    if variant.startswith("uv compile step"):
+        a, b = busy.get("uv pip install (no compile)"), busy.get("uv pip install --compile-bytecode")
+        return [max(x, y) for x, y in zip(a, b, strict=True)] if a and b else None
+    return busy.get(variant)
 
 
 # Row order and what each row is compared with (paired, per round).
@@ -456,8 +471,8 @@ def fmt_ratio(ratio: float | None) -> str:
     return f"{ratio:.3f}x" if ratio < 0.2 else f"{ratio:.2f}x"
 
 
-def summarise(corpus: str, rec: Recorder) -> tuple[list[str], list[dict[str, object]]]:
-    times = rec.times
+def summarise(corpus: str, data: dict[str, object]) -> tuple[list[str], list[dict[str, object]]]:
+    times: dict[str, list[float]] = data["times"]  # type: ignore[assignment]
     rows = []
     lines = [
         "| variant | median s | min–max s | paired ratio | compared with | × uv compile step |",
@@ -491,19 +506,105 @@ def summarise(corpus: str, rec: Recorder) -> tuple[list[str], list[dict[str, obj
     return lines, rows
 
 
-def judge(corpus: str, rec: Recorder) -> tuple[list[str], list[dict[str, object]]]:
+def judge(corpus: str, data: dict[str, object], threshold: float) -> tuple[list[str], list[dict[str, object]]]:
+    """Verdicts on the paired median ratio; ratio of minimums and quiet rounds only as cross-checks."""
+    times: dict[str, list[float]] = data["times"]  # type: ignore[assignment]
     lines = []
     verdicts = []
     for label, num, den, limit in TARGETS:
-        ratio = paired_ratio(rec.times, num, den)
+        ratio = paired_ratio(times, num, den)
         if ratio is None:
             continue
+        bn, bd = busy_of(data, num), busy_of(data, den)
+        keep = [max(x, y) <= threshold for x, y in zip(bn, bd, strict=True)] if bn and bd else None
+        quiet = paired_ratio(times, num, den, keep) if keep else None
+        n_quiet = sum(keep) if keep else 0
+        mins = min_ratio(times, num, den)
         met = ratio <= limit
-        lines.append(f"| {label} | {fmt_ratio(ratio)} | {'met' if met else '**missed**'} |")
-        verdicts.append({"corpus": corpus, "target": label, "ratio": ratio, "limit": limit, "met": met})
+        lines.append(
+            f"| {label} | {fmt_ratio(ratio)} | {'met' if met else '**missed**'} | {fmt_ratio(mins)} | "
+            f"{fmt_ratio(quiet)} ({n_quiet}) |"
+        )
+        verdicts.append(
+            {
+                "corpus": corpus,
+                "target": label,
+                "ratio": ratio,
+                "limit": limit,
+                "met": met,
+                "ratio_of_minimums": mins,
+                "ratio_quiet_rounds": quiet,
+                "quiet_rounds": n_quiet,
+            }
+        )
     if lines:
-        lines = ["| target | paired median ratio | verdict |", "| --- | ---: | --- |", *lines]
+        lines = [
+            "| target | paired median ratio | verdict | ratio of minimums | paired, quiet rounds only (n) |",
+            "| --- | ---: | --- | ---: | ---: |",
+            *lines,
+        ]
     return lines, verdicts
+
+
+def render(raw: dict[str, object]) -> str:
+    """The Markdown report, from the raw numbers alone (so a saved --json can be rendered again)."""
+    meta: dict[str, object] = raw["meta"]  # type: ignore[assignment]
+    quiet: dict[str, float] = meta["quiet"]  # type: ignore[assignment]
+    target: dict[str, str] = meta["target"]  # type: ignore[assignment]
+    corpora: dict[str, dict[str, object]] = raw["corpora"]  # type: ignore[assignment]
+    report: list[str] = []
+    corpus_lines = []
+    raw["rows"], raw["targets"] = [], []
+    for name, data in corpora.items():
+        mb = float(data["py_bytes"]) / 1e6  # type: ignore[arg-type]
+        dists = data.get("dists") or []
+        corpus_lines.append(
+            f"- **{name}**: {data['py_files']} .py files, {mb:.1f} MB of .py"
+            + (
+                f" ({', '.join(dists)})"  # type: ignore[arg-type]
+                if dists
+                else " (target stdlib minus test/, tests/, idlelib/, site-packages/, \\_\\_pycache\\_\\_/)"
+            )
+        )
+        table, rows = summarise(name, data)
+        checks, verdicts = judge(name, data, quiet["threshold"])
+        pycs: dict[str, list[int]] = data["pycs"]  # type: ignore[assignment]
+        counts = "; ".join(f"{v}: {'/'.join(map(str, sorted(set(c))))}" for v, c in pycs.items())
+        report += [f"### {name} ({data['py_files']} .py, {mb:.1f} MB)", "", *table, ""]
+        report += [*checks, ""] if checks else []
+        report += [f"pyc files written per run: {counts}", ""]
+        raw["rows"] += rows  # type: ignore[operator]
+        raw["targets"] += verdicts  # type: ignore[operator]
+    versions: dict[str, str] = meta["versions"]  # type: ignore[assignment]
+    header = [
+        f"## hatch-pyc compile benchmark: CPython {target['version']}",
+        "",
+        f"- date: {meta['date']}; rounds: {meta['rounds']} per corpus, tool order reversed every other round",
+        f"- machine: {meta['machine']}",
+        *(f"- {k}: {v}" for k, v in versions.items()),
+        *corpus_lines,
+        *(f"- note: {note}" for note in meta.get("notes") or []),  # type: ignore[attr-defined]
+        *([f"- niceness: {meta['nice']} for the benchmark and every tool it runs"] if meta.get("nice") else []),
+        f"- quiet machine: {quiet['runs'] - quiet['busy_starts']:.0f} of {quiet['runs']:.0f} timed runs started "
+        f"with other processes using <= {quiet['threshold']:.0%} of the CPUs ({quiet['waited']:.0f} s spent "
+        f"waiting for that; {quiet['busy_starts']:.0f} started busy after waiting {quiet['max_wait']:.0f} s)",
+        f"- command: `{meta['command']}`",
+        "- timed: the tool's command only (fresh copy of the corpus per run, synced before the clock starts; one "
+        "untimed warm-up run of each tool per corpus); ratios are medians of per-round ratios",
+        "- hatch-pyc runs as `python -m hatch_pyc` with PYTHONDONTWRITEBYTECODE unset and its own bytecode cached "
+        "under the workdir (PYTHONPYCACHEPREFIX; its workers drop PYTHON* variables), as an installed copy would",
+    ]
+    if "uv" in versions:
+        header.append(
+            "- uv compile step = `uv pip install --offline --no-index --find-links WHEELS --target T "
+            "--compile-bytecode` minus the same without `--compile-bytecode`, same round, warm cache "
+            "(uv has no command that only compiles a directory)"
+        )
+    header.append(
+        "- verdicts use the paired median ratio; the ratio of minimums and the paired ratio over rounds where both "
+        "runs started on a quiet machine are cross-checks against load from other processes"
+    )
+    return "\n".join([*header, "", *report]).rstrip() + "\n"
 
 
 def tool_versions(target: dict[str, str], uv: Path | None) -> dict[str, str]:
@@ -514,10 +615,14 @@ def tool_versions(target: dict[str, str], uv: Path | None) -> dict[str, str]:
         "pip (target)": run([target["executable"], "-m", "pip", "--version"]).stdout.split(" from ")[0],
     }
     source = Path(run([sys.executable, "-c", "import hatch_pyc; print(hatch_pyc.__file__)"]).stdout.strip()).parent
+    top = subprocess.run(
+        ["git", "-C", str(source), "rev-parse", "--show-toplevel"], capture_output=True, text=True, check=False
+    )
+    in_checkout = top.returncode == 0 and Path(top.stdout.strip()).resolve() == source.parent.resolve()
     head = subprocess.run(
         ["git", "-C", str(source), "rev-parse", "--short", "HEAD"], capture_output=True, text=True, check=False
     )
-    if head.returncode == 0:
+    if in_checkout and head.returncode == 0:
         dirty = subprocess.run(
             ["git", "-C", str(source), "status", "--porcelain", "--", "."], capture_output=True, text=True, check=False
         ).stdout.split("\n")
@@ -571,7 +676,10 @@ def main(argv: list[str] | None = None) -> int:
         "(e.g. -15 as root on a shared machine: all tools get the same priority over other work)",
     )
     parser.add_argument("--note", action="append", default=[], help="a line to add to the report's header")
+    parser.add_argument("--from-json", type=Path, help="render the report of a saved --json file; run nothing")
     args = parser.parse_args(argv)
+    if args.from_json:
+        return emit(json.loads(args.from_json.read_text()), args)
     if args.quick:
         args.rounds = 2
         args.corpus = ["stdlib"]
@@ -593,20 +701,10 @@ def main(argv: list[str] | None = None) -> int:
     uv = ensure_uv(workdir, args.uv) if use_uv else None
 
     started = datetime.datetime.now(datetime.timezone.utc)
-    report: list[str] = []
-    raw: dict[str, object] = {"corpora": {}, "rows": [], "targets": []}
-    corpus_lines = []
+    raw: dict[str, object] = {"corpora": {}}
     for name in corpora:
         info = ensure_corpus(name, target, workdir, args.packages)
         log(f"corpus {name}: {info['py_files']} .py files, {info['py_bytes'] / 1e6:.1f} MB of .py")
-        corpus_lines.append(
-            f"- **{name}**: {info['py_files']} .py files, {info['py_bytes'] / 1e6:.1f} MB of .py"
-            + (
-                f" ({', '.join(info['dists'])})"
-                if info["dists"]
-                else " (target stdlib minus test/, tests/, idlelib/, site-packages/, \\_\\_pycache\\_\\_/)"
-            )
-        )
         ctx: dict[str, object] = {
             "corpus": Path(str(info["path"])),
             "scratch": workdir / "scratch",
@@ -634,61 +732,37 @@ def main(argv: list[str] | None = None) -> int:
             for unit in order:
                 unit(rec, round_no)
         shutil.rmtree(workdir / "scratch", ignore_errors=True)
-
-        table, rows = summarise(name, rec)
-        checks, verdicts = judge(name, rec)
-        counts = {v: sorted(set(c)) for v, c in rec.pycs.items()}
-        report += [f"### {name} ({info['py_files']} .py, {info['py_bytes'] / 1e6:.1f} MB)", "", *table, ""]
-        report += [*checks, ""] if checks else []
-        report += [
-            "pyc files written per run: " + "; ".join(f"{v}: {'/'.join(map(str, c))}" for v, c in counts.items()),
-            "",
-        ]
         raw["corpora"][name] = {**info, "times": rec.times, "pycs": rec.pycs, "busy_before": rec.busy}  # type: ignore[index]
-        raw["rows"] += rows  # type: ignore[operator]
-        raw["targets"] += verdicts  # type: ignore[operator]
 
-    versions = tool_versions(target, uv)
-    header = [
-        f"## hatch-pyc compile benchmark: CPython {target['version']}",
-        "",
-        f"- date: {started:%Y-%m-%d %H:%M} UTC; rounds: {args.rounds} per corpus, "
-        "tool order reversed every other round",
-        f"- machine: {os.cpu_count()} CPUs (nproc {len(os.sched_getaffinity(0))}), {platform.system()} "
+    raw["meta"] = {
+        "date": f"{started:%Y-%m-%d %H:%M} UTC",
+        "machine": f"{os.cpu_count()} CPUs (nproc {len(os.sched_getaffinity(0))}), {platform.system()} "
         f"{platform.release()}, {platform.machine()}",
-        *(f"- {k}: {v}" for k, v in versions.items()),
-        *corpus_lines,
-        *(f"- note: {note}" for note in args.note),
-        *([f"- niceness: {os.nice(0)} for the benchmark and every tool it runs"] if args.nice else []),
-        f"- quiet machine: {QUIET.runs - QUIET.busy_starts} of {QUIET.runs} timed runs started with other processes "
-        f"using <= {QUIET.threshold:.0%} of the CPUs ({QUIET.waited:.0f} s spent waiting for that; "
-        f"{QUIET.busy_starts} started busy after waiting {QUIET.max_wait:.0f} s)",
-        f"- command: `{shlex.join(['python', 'benchmarks/bench_compile.py', *(argv or sys.argv[1:])])}`",
-        "- timed: the tool's command only (fresh copy of the corpus per run, synced before the clock starts; one "
-        "untimed warm-up run of each tool per corpus); ratios are medians of per-round ratios",
-        "- hatch-pyc runs as `python -m hatch_pyc` with PYTHONDONTWRITEBYTECODE unset and its own bytecode cached "
-        "under the workdir (PYTHONPYCACHEPREFIX; its workers drop PYTHON* variables), as an installed copy would",
-    ]
-    if uv is not None:
-        header.append(
-            "- uv compile step = `uv pip install --offline --no-index --find-links WHEELS --target T "
-            "--compile-bytecode` minus the same without `--compile-bytecode`, same round, warm cache "
-            "(uv has no command that only compiles a directory)"
-        )
-    text = "\n".join([*header, "", *report]).rstrip() + "\n"
+        "nproc": len(os.sched_getaffinity(0)),
+        "rounds": args.rounds,
+        "versions": tool_versions(target, uv),
+        "target": target,
+        "notes": args.note,
+        "nice": os.nice(0) if args.nice else 0,
+        "quiet": {
+            "runs": QUIET.runs,
+            "busy_starts": QUIET.busy_starts,
+            "waited": QUIET.waited,
+            "threshold": QUIET.threshold,
+            "max_wait": QUIET.max_wait,
+        },
+        "command": shlex.join(["python", "benchmarks/bench_compile.py", *(argv or sys.argv[1:])]),
+    }
+    return emit(raw, args)
+
+
+def emit(raw: dict[str, object], args: argparse.Namespace) -> int:
+    text = render(raw)
     print(text)
     if args.output:
         args.output.parent.mkdir(parents=True, exist_ok=True)
         args.output.write_text(text)
-    if args.json:
-        raw["meta"] = {
-            "date": started.isoformat(),
-            "nproc": len(os.sched_getaffinity(0)),
-            "rounds": args.rounds,
-            "versions": versions,
-            "target": target,
-            "argv": sys.argv,
-        }
+    if args.json and not args.from_json:
         args.json.write_text(json.dumps(raw, indent=2))
     return 0
 

@@ -200,19 +200,11 @@ def main() -> int:
     print("| --- | ---: | ---: | ---: |")
     print(f"| -O1 skipped (same as -O0) | {sk['o1_rule']} | {sk['o1_refined']} | {sk['o1_equal']} |")
     print(f"| -O2 skipped (same as -O1) | {sk['o2_rule']} | {sk['o2_refined']} | {sk['o2_equal']} |")
-    for label, a, b in (
-        ("current", "o1_rule", "o2_rule"),
-        ("refined", "o1_refined", "o2_refined"),
-        ("best", "o1_equal", "o2_equal"),
-    ):
-        calls = 3 * n - sk[a] - sk[b]
-        print(
-            f"| compile() per file, {label} | {calls / n:.2f} | | |"
-            if label == "current"
-            else f"| compile() per file, {label} | | {calls / n:.2f} |"
-            if label == "refined"
-            else f"| compile() per file, {label} | | | {calls / n:.2f} |"
-        )
+    calls = [
+        (3 * n - sk[a] - sk[b]) / n
+        for a, b in (("o1_rule", "o2_rule"), ("o1_refined", "o2_refined"), ("o1_equal", "o2_equal"))
+    ]
+    print(f"| compile() calls per file | {calls[0]:.2f} | {calls[1]:.2f} | {calls[2]:.2f} |")
     print(
         f"\nRefined rules: -O1 is skipped unless `\\bassert\\b|__debug__` matches (or the source is not "
         "ASCII); -O2 unless a code object stores `__doc__` or a *function's* first constant is a str. "
