@@ -386,26 +386,13 @@ def build_parser() -> argparse.ArgumentParser:
         action="store_true",
         help="sourceless: write mod.pyc and remove mod.py once every pyc is written and verified",
     )
-    comp.add_argument(
-        "--exclude",
-        metavar="PATTERN",
-        action="append",
-        help="gitignore-style pattern, relative to the "
-        "import root; matching files keep their source and are not compiled (repeatable)",
-    )
+    _add_exclude(comp, "the import root")
     comp.add_argument(
         "--invalidation-mode",
         choices=INVALIDATION_MODES,
         help="pyc header mode (default: timestamp, or unchecked-hash with --strip)",
     )
-    comp.add_argument(
-        "--on-error",
-        choices=ON_ERROR,
-        default="fail",
-        help="fail: a source that does not compile "
-        "fails the run and nothing changes (default); keep-source: keep it as source and report it",
-    )
-    comp.add_argument("--workers", type=int, default=0, metavar="N", help="worker processes (default: one per CPU)")
+    _add_on_error_and_workers(comp)
     comp.add_argument("--force", action="store_true", help="recompile pycs that are already current")
     comp.add_argument(
         "--ddir",
@@ -447,15 +434,8 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="LEVEL",
         help="optimisation level of the bytecode (default: 0)",
     )
-    whl.add_argument(
-        "--exclude",
-        action="append",
-        metavar="PATTERN",
-        help="gitignore-style pattern, relative to the "
-        "install root (site-packages); matching modules keep their source (repeatable)",
-    )
-    whl.add_argument("--on-error", choices=ON_ERROR, default="fail", help="what a module that does not compile does")
-    whl.add_argument("--workers", type=int, default=0, metavar="N", help="worker processes (default: one per CPU)")
+    _add_exclude(whl, "the install root (site-packages)")
+    _add_on_error_and_workers(whl)
     whl.add_argument("--ddir", metavar="DIR", help="prefix for file names recorded in the code objects")
     whl.add_argument("--json", metavar="FILE", help="write a JSON list of the wheels written")
     whl.add_argument("-q", "--quiet", action="store_true", help="print errors only")
@@ -534,20 +514,14 @@ def build_parser() -> argparse.ArgumentParser:
         help="optimisation level; repeat for several (default 0)",
     )
     lay.add_argument("--strip", action="store_true", help="sourceless: mod.pyc only, one level")
-    lay.add_argument(
-        "--exclude",
-        action="append",
-        metavar="PATTERN",
-        help="gitignore-style pattern; matching modules keep their source (repeatable)",
-    )
+    _add_exclude(lay, "the install root (site-packages)")
     lay.add_argument(
         "--invalidation-mode",
         choices=INVALIDATION_MODES,
         help="pyc header mode (default: timestamp "
         "pycs matching the layer's fixed file times, or unchecked-hash with --strip)",
     )
-    lay.add_argument("--on-error", choices=ON_ERROR, default="fail", help="what a module that does not compile does")
-    lay.add_argument("--workers", type=int, default=0, metavar="N", help="worker processes (default: one per CPU)")
+    _add_on_error_and_workers(lay)
     lay.add_argument(
         "--scripts-dir",
         metavar="DIR",
@@ -596,12 +570,7 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="LEVEL",
         help="optimisation level of the sourceless variant (default 0)",
     )
-    ver.add_argument(
-        "--exclude",
-        action="append",
-        metavar="PATTERN",
-        help="modules that keep their source, as in compile (repeatable)",
-    )
+    _add_exclude(ver, "the import root")
     ver.add_argument(
         "--workers", type=int, default=0, metavar="N", help="parallel import processes (default: one per CPU)"
     )
@@ -621,6 +590,27 @@ def build_parser() -> argparse.ArgumentParser:
     insp.add_argument("--json", action="store_true", help="print JSON")
     insp.set_defaults(func=_cmd_inspect)
     return parser
+
+
+def _add_exclude(parser: argparse.ArgumentParser, relative_to: str) -> None:
+    parser.add_argument(
+        "--exclude",
+        metavar="PATTERN",
+        action="append",
+        help=f"gitignore-style pattern, relative to {relative_to}; matching modules keep their source and are not "
+        "compiled (repeatable)",
+    )
+
+
+def _add_on_error_and_workers(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--on-error",
+        choices=ON_ERROR,
+        default="fail",
+        help="fail: a source that does not compile fails the run and nothing changes (default); keep-source: keep "
+        "it as source and report it",
+    )
+    parser.add_argument("--workers", type=int, default=0, metavar="N", help="worker processes (default: one per CPU)")
 
 
 def _add_verbosity(parser: argparse.ArgumentParser) -> None:

@@ -154,8 +154,9 @@ def test_bad_prefix_and_wheel_are_refused(wheel: Path, tmp_path: Path) -> None:
         str(tmp_path / "l.tar.gz"),
     )
     assert proc.returncode == 2 and "is for Python 3.11, but the target is 3.12" in proc.stderr
+    (tmp_path / "b").mkdir()
     broken = make_wheel(
-        tmp_path / "b" if (tmp_path / "b").mkdir() is None else tmp_path,
+        tmp_path / "b",
         {"x/__init__.py": ""},
         name="x",
         record_override={"x/__init__.py": ("sha256=AAAA", "0")},

@@ -17,7 +17,7 @@ import pytest
 from conftest import REPO, run_cli, run_python
 from installer.sources import WheelFile
 
-from hatch_pyc import Interpreter, PycOptions
+from hatch_pyc import Interpreter, PycOptions, find_interpreter
 from hatch_pyc._wheel import InvalidWheel, convert_wheel
 
 
@@ -90,7 +90,7 @@ def test_only_importable_modules_change(tmp_path: Path) -> None:
         EDGE_FILES,
         modes={"demo-1.0.data/scripts/demo-tool": 0o755, "demo-1.0.data/scripts/helper.py": 0o755},
     )
-    (result,) = convert_wheel(wheel, tmp_path / "out", [Interpreter_current()])
+    (result,) = convert_wheel(wheel, tmp_path / "out", [find_interpreter(None)])
     out = entries(result.output)
     assert result.output.name == f"demo-1.0-cp{sys.version_info[0]}{sys.version_info[1]}-none-any.whl"
     assert sorted(result.compiled) == ["demo-1.0.data/purelib/demo_extra.py", "demo/__init__.py", "demo/core.py"]
@@ -110,12 +110,6 @@ def test_only_importable_modules_change(tmp_path: Path) -> None:
     assert out["demo/core.pyc"].date_time == (2021, 1, 1, 0, 0, 0)
     assert list(out)[-1] == "demo-1.0.dist-info/RECORD"
     assert not [n for n in out if n.endswith("/")]
-
-
-def Interpreter_current() -> Interpreter:
-    from hatch_pyc import find_interpreter
-
-    return find_interpreter(None)
 
 
 def test_conversion_is_reproducible_and_records_install_paths(tmp_path: Path, target: Interpreter) -> None:
@@ -168,7 +162,6 @@ def test_binary_wheels_keep_abi_and_platform(tmp_path: Path) -> None:
         name="fast",
         tag=tag,
     )
-    from hatch_pyc import find_interpreter
 
     (result,) = convert_wheel(wheel, tmp_path / "out", [find_interpreter("3.12")])
     assert result.output.name == f"fast-1.0-{tag}.whl"
@@ -180,7 +173,6 @@ def test_binary_wheels_keep_abi_and_platform(tmp_path: Path) -> None:
 
 
 def test_abi3_and_generic_tags(tmp_path: Path) -> None:
-    from hatch_pyc import find_interpreter
     from hatch_pyc._wheel import wheel_target_tag
 
     py312 = find_interpreter("3.12")
@@ -224,7 +216,7 @@ def test_symlink_entries_are_refused(tmp_path: Path) -> None:
     link.external_attr = (stat.S_IFLNK | 0o777) << 16
     wheel = make_wheel(tmp_path, {"demo/__init__.py": ""}, extra=[(link, b"/etc/passwd")])
     with pytest.raises(InvalidWheel, match="is a symbolic link"):
-        convert_wheel(wheel, tmp_path / "out", [Interpreter_current()])
+        convert_wheel(wheel, tmp_path / "out", [find_interpreter(None)])
 
 
 @pytest.mark.parametrize(
@@ -239,7 +231,7 @@ def test_record_lies_are_refused(tmp_path: Path, override: tuple[str, str] | Non
     lie = override or (_hash(b"X = 1\n"), "99")
     wheel = make_wheel(tmp_path, files, record_override={"demo/core.py": lie})
     with pytest.raises(InvalidWheel, match=message):
-        convert_wheel(wheel, tmp_path / "out", [Interpreter_current()])
+        convert_wheel(wheel, tmp_path / "out", [find_interpreter(None)])
     assert not (tmp_path / "out").exists()
 
 
@@ -248,21 +240,21 @@ def test_truncated_and_non_zip_files(tmp_path: Path) -> None:
     data = wheel.read_bytes()
     wheel.write_bytes(data[: len(data) // 2])
     with pytest.raises(InvalidWheel, match="not a zip archive"):
-        convert_wheel(wheel, tmp_path / "out", [Interpreter_current()])
+        convert_wheel(wheel, tmp_path / "out", [find_interpreter(None)])
     fake = tmp_path / "fake-1.0-py3-none-any.whl"
     fake.write_text("hello")
     with pytest.raises(InvalidWheel, match="not a zip archive"):
-        convert_wheel(fake, tmp_path / "out", [Interpreter_current()])
+        convert_wheel(fake, tmp_path / "out", [find_interpreter(None)])
     badly_named = tmp_path / "nodashes.whl"
     badly_named.write_bytes(data)
     with pytest.raises(InvalidWheel, match=r"nodashes\.whl: Invalid wheel filename"):
-        convert_wheel(badly_named, tmp_path / "out", [Interpreter_current()])
+        convert_wheel(badly_named, tmp_path / "out", [find_interpreter(None)])
 
 
 def test_decompression_bombs_are_refused(tmp_path: Path) -> None:
     wheel = make_wheel(tmp_path, {"demo/__init__.py": "", "demo/zeros.bin": b"\0" * (64 << 20)})
     with pytest.raises(InvalidWheel, match="decompression bomb"):
-        convert_wheel(wheel, tmp_path / "out", [Interpreter_current()])
+        convert_wheel(wheel, tmp_path / "out", [find_interpreter(None)])
 
 
 # Popular wheels from PyPI, pure and binary (pinned), each with a smoke test of what it does.
