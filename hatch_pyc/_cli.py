@@ -9,19 +9,20 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shlex
 import signal
 import sys
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
-from typing import TextIO
+from typing import Any, TextIO
 
 from hatch_pyc import __version__
 from hatch_pyc._compile import CompileResult, compile_plan
-from hatch_pyc._errors import CompileFailed, HatchPycError, InvalidInput
+from hatch_pyc._errors import CompileFailed, HatchPycError, ImageCommandFailed, InvalidInput, InvalidOptions
 from hatch_pyc._options import INVALIDATION_MODES, ON_ERROR, PycOptions
 from hatch_pyc._plan import plan_compile
 from hatch_pyc._pycinfo import read_code_info, read_header
-from hatch_pyc._report import build_report
+from hatch_pyc._report import GateResult, build_report
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
 
@@ -235,14 +236,32 @@ def _cmd_report(args: argparse.Namespace) -> int:
         gate = compare(
             report, baseline, max_size_increase=args.max_size_increase, max_import_regression=args.max_import_regression
         )
-    lines = [f"FAIL: {f}" for f in gate.failures] + [f"note: {n}" for n in gate.notes] if gate else []
-    if gate and not gate.failures:
+    lines = _gate_lines(gate)
+    _write_report(args, report, render_markdown(report, lines))
+    if args.html:
+        with open(args.html, "w", encoding="utf-8") as handle:
+            handle.write(render_html(report, lines))
+    if not args.quiet:
+        render_terminal(report, lines)
+    return EXIT_FAILED if gate and gate.failures else EXIT_OK
+
+
+def _gate_lines(gate: GateResult | None) -> list[str]:
+    """PASS/FAIL/note lines of a threshold check, for the terminal and the Markdown."""
+    if gate is None:
+        return []
+    lines = [f"FAIL: {f}" for f in gate.failures] + [f"note: {n}" for n in gate.notes]
+    if not gate.failures:
         lines.insert(0, "PASS: every figure is within its threshold")
+    return lines
+
+
+def _write_report(args: argparse.Namespace, report: dict[str, Any], markdown: str) -> None:
+    """--json and --markdown files, and the Markdown appended to $GITHUB_STEP_SUMMARY when CI sets it."""
     if args.json:
         with open(args.json, "w", encoding="utf-8") as handle:
             json.dump(report, handle, indent=2)
             handle.write("\n")
-    markdown = render_markdown(report, lines)
     if args.markdown:
         with open(args.markdown, "w", encoding="utf-8") as handle:
             handle.write(markdown)
@@ -250,11 +269,39 @@ def _cmd_report(args: argparse.Namespace) -> int:
     if summary:
         with open(summary, "a", encoding="utf-8") as handle:
             handle.write(markdown)
-    if args.html:
-        with open(args.html, "w", encoding="utf-8") as handle:
-            handle.write(render_html(report, lines))
+
+
+def _cmd_images(args: argparse.Namespace) -> int:
+    from hatch_pyc._images import compare_images, gate_images
+    from hatch_pyc._render_images import render_images_markdown, render_images_terminal
+
+    try:
+        command = shlex.split(args.command) if args.command is not None else None
+    except ValueError as exc:
+        raise InvalidOptions(f"--command {args.command!r}: {exc}") from None
+    if command == []:
+        raise InvalidOptions("--command is empty; leave it out to run each image's default command")
+    if args.runs < 1:
+        raise InvalidOptions(f"--runs must be at least 1 (got {args.runs}); --sizes-only skips the timing")
+    with _progress_bar(_show_progress(args), "starting containers") as bar:
+        report = compare_images(
+            args.images,
+            command=command,
+            runs=0 if args.sizes_only else args.runs,
+            timeout=args.timeout,
+            progress=bar,
+        )
+    gate = None
+    if args.max_size_increase is not None or args.max_startup_regression is not None:
+        gate = gate_images(
+            report, max_size_increase=args.max_size_increase, max_startup_regression=args.max_startup_regression
+        )
+    lines = _gate_lines(gate)
+    _write_report(args, report, render_images_markdown(report, lines))
     if not args.quiet:
-        render_terminal(report, lines)
+        render_images_terminal(report, lines)
+    elif lines:
+        print("\n".join(lines))
     return EXIT_FAILED if gate and gate.failures else EXIT_OK
 
 
@@ -468,8 +515,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     rep.add_argument("--repeat", type=int, metavar="N", help="measured rounds (default: as many as fit in ~40 s, 5-30)")
     rep.add_argument("--sizes-only", action="store_true", help="skip import timing")
-    rep.add_argument("--json", metavar="FILE", help="write the report as JSON (schema: docs/report-schema.json)")
-    rep.add_argument("--markdown", metavar="FILE", help="write Markdown (also appended to $GITHUB_STEP_SUMMARY)")
+    _add_json_and_markdown(rep, "report", "docs/report-schema.json")
     rep.add_argument("--html", metavar="FILE", help="write one self-contained HTML page with charts")
     rep.add_argument("--baseline", metavar="FILE", help="an earlier --json report to compare with")
     rep.add_argument(
@@ -487,6 +533,46 @@ def build_parser() -> argparse.ArgumentParser:
     rep.add_argument("-q", "--quiet", action="store_true", help="no terminal table")
     rep.add_argument("--progress", action="store_true", help="show the progress bar even when not on a terminal")
     rep.set_defaults(func=_cmd_report)
+
+    img = sub.add_parser(
+        "images",
+        help="compare container images: total and per-layer size, start-up time",
+        description="Compare images in the Docker engine at DOCKER_HOST (needs the `docker` extra; nothing is "
+        "pulled): total size, the layers and the instructions that made them, and the start-up time of a command "
+        "in fresh containers with --network none, the images interleaved. The first image is the baseline.",
+    )
+    img.add_argument(
+        "images", nargs="+", metavar="IMAGE", help="image tag or ID; the first is the baseline for the others"
+    )
+    img.add_argument(
+        "--command",
+        metavar="CMD",
+        help="the command to time, split as a shell would (e.g. \"python -c 'import app'\"); "
+        "default: each image's own CMD",
+    )
+    img.add_argument(
+        "--runs", type=int, default=10, metavar="N", help="measured runs per image, after one warm-up (default 10)"
+    )
+    img.add_argument("--sizes-only", action="store_true", help="skip the start-up timing")
+    img.add_argument(
+        "--timeout", type=float, default=120.0, metavar="S", help="fail a run that takes longer (default 120 s)"
+    )
+    _add_json_and_markdown(img, "comparison", "docs/images-schema.json")
+    img.add_argument(
+        "--max-size-increase",
+        type=float,
+        metavar="PCT",
+        help="exit 1 when an image is more than PCT%% bigger than the baseline",
+    )
+    img.add_argument(
+        "--max-startup-regression",
+        type=float,
+        metavar="PCT",
+        help="exit 1 when an image's median start-up is more than PCT%% slower than the baseline's, beyond the noise",
+    )
+    img.add_argument("-q", "--quiet", action="store_true", help="no terminal tables (threshold lines still print)")
+    img.add_argument("--progress", action="store_true", help="show the progress bar even when not on a terminal")
+    img.set_defaults(func=_cmd_images)
 
     lay = sub.add_parser(
         "layer",
@@ -602,6 +688,11 @@ def _add_exclude(parser: argparse.ArgumentParser, relative_to: str) -> None:
     )
 
 
+def _add_json_and_markdown(parser: argparse.ArgumentParser, what: str, schema: str) -> None:
+    parser.add_argument("--json", metavar="FILE", help=f"write the {what} as JSON (schema: {schema})")
+    parser.add_argument("--markdown", metavar="FILE", help="write Markdown (also appended to $GITHUB_STEP_SUMMARY)")
+
+
 def _add_on_error_and_workers(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--on-error",
@@ -641,7 +732,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return EXIT_FAILED
     except HatchPycError as exc:
         _say(f"hatch-pyc: error: {exc}")
-        return EXIT_USAGE
+        # A command failing in an image is a failed check on the image, not bad usage.
+        return EXIT_FAILED if isinstance(exc, ImageCommandFailed) else EXIT_USAGE
     except OSError as exc:  # a full disk, a read-only directory: one line naming the file
         where = f"{exc.filename}: " if exc.filename else ""
         _say(f"hatch-pyc: error: {where}{exc.strerror or exc}; nothing was left half-written")

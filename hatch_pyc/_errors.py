@@ -52,9 +52,21 @@ class OutputFailed(HatchPycError, OSError):
     """An output could not be written (a full disk, a read-only directory); nothing was changed."""
 
 
+class ImageCommandFailed(HatchPycError, RuntimeError):
+    """A command run in a container image did not exit 0: the image fails the check, not the usage."""
+
+    def __init__(self, image: str, command: str, reason: str, output: list[str]) -> None:
+        self.image = image
+        self.command = command
+        self.output = output  # the last lines of the container's stdout and stderr
+        last = next((line.strip() for line in reversed(output) if line.strip()), "no output")
+        super().__init__(f"image {image}: {command} {reason}: {last}")
+
+
 __all__ = [
     "CompileFailed",
     "HatchPycError",
+    "ImageCommandFailed",
     "InvalidInput",
     "InvalidOptions",
     "InvalidPyc",

@@ -17,6 +17,7 @@ import zlib
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TypeVar
 
 from hatch_pyc._targets import Interpreter
 from hatch_pyc._variants import Variant
@@ -28,6 +29,7 @@ _TIMER = (
     "import importlib; importlib.import_module(sys.argv[2])\n"
     "print(f'{(time.perf_counter() - t) * 1e3:.6f}')\n"
 )
+T = TypeVar("T")
 _BASE_FLAGS = ("-E", "-s", "-B")  # no PYTHON* variables, no user site, never write pycs
 
 
@@ -106,6 +108,14 @@ def median_ci(samples: Sequence[float]) -> tuple[float, float]:
         return (values[0], values[-1])
     k = max(0, math.floor((n - 1.96 * math.sqrt(n)) / 2))
     return (values[k], values[n - 1 - k])
+
+
+def rotated(items: Sequence[T], shift: int) -> list[T]:
+    """``items`` started at ``shift`` (A B C, B C A, ...): a different first runner each round."""
+    if not items:
+        return []
+    shift %= len(items)
+    return [*items[shift:], *items[:shift]]
 
 
 def _env() -> dict[str, str]:
@@ -219,7 +229,7 @@ def measure_imports(
     for round_no in range(rounds):
         keep = round_no >= plan.warmup
         # Rotate the order each round so no variant always runs first (caches, CPU frequency).
-        order = list(variants[round_no % len(variants) :]) + list(variants[: round_no % len(variants)])
+        order = rotated(variants, round_no)
         sample = _time_startup(interp)
         if keep:
             startup.samples.append(sample)

@@ -6,8 +6,9 @@ import os
 import subprocess
 import sys
 import textwrap
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -123,3 +124,14 @@ def run_cli(
     if check and proc.returncode != 0:
         raise AssertionError(f"hatch-pyc {' '.join(args)} failed ({proc.returncode}):\n{proc.stderr}")
     return proc
+
+
+@pytest.fixture(scope="module")
+def engine() -> Iterator[Any]:
+    """A Docker SDK client of the engine at DOCKER_HOST holding the base image; without one the test is
+    skipped, or fails when CI is set (docker_support.require_engine)."""
+    import docker_support
+
+    client = docker_support.require_engine()
+    yield client
+    client.close()

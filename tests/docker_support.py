@@ -22,7 +22,7 @@ import textwrap
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 REPO = Path(__file__).resolve().parent.parent
 EXAMPLES_DIR = REPO / "examples" / "dockerfiles"
@@ -133,6 +133,34 @@ def client() -> Any:
     except (docker.errors.DockerException, requests.RequestException) as exc:
         cli.close()
         raise EngineUnavailable(f"no Docker engine answers at DOCKER_HOST={host} ({exc})") from None
+    return cli
+
+
+def unavailable(reason: str) -> NoReturn:
+    """Skip the test for want of an engine; on CI (``CI`` set) fail it instead."""
+    import pytest
+
+    hint = 'eval "$(scripts/docker-env.sh start)" starts an engine and builds the base image'
+    if os.environ.get("CI"):
+        pytest.fail(f"the Docker tests need an engine on CI: {reason}; {hint}", pytrace=False)
+    pytest.skip(f"{reason}; {hint}")
+
+
+def require_engine() -> Any:
+    """A client of the engine at ``DOCKER_HOST`` that holds the base image, for a test fixture."""
+    try:
+        import docker
+    except ImportError:
+        unavailable("the Docker SDK is not installed (pip install 'hatch-pyc[docker]')")
+    try:
+        cli = client()
+    except EngineUnavailable as exc:
+        unavailable(str(exc))
+    try:
+        cli.images.get(BASE_IMAGE)
+    except docker.errors.ImageNotFound:
+        cli.close()
+        unavailable(f"the base image {BASE_IMAGE} is missing")
     return cli
 
 

@@ -8,6 +8,7 @@ with ``--network none``, from one build context of wheels made on this machine.
 
 from __future__ import annotations
 
+import json
 import os
 import re
 from collections.abc import Callable, Iterator
@@ -16,6 +17,7 @@ from typing import Any
 
 import docker_support as ds
 import pytest
+from conftest import run_cli
 
 # --- static checks: no engine needed ------------------------------------------------------------------
 
@@ -60,28 +62,9 @@ def test_examples_are_documented() -> None:
 # --- with the engine ----------------------------------------------------------------------------------
 
 
-def _unavailable(reason: str) -> None:
-    hint = 'eval "$(scripts/docker-env.sh start)" starts an engine and builds the base image'
-    if os.environ.get("CI"):
-        pytest.fail(f"the Docker example tests need an engine on CI: {reason}; {hint}", pytrace=False)
-    pytest.skip(f"{reason}; {hint}")
-
-
 @pytest.fixture(scope="session")
 def engine() -> Iterator[Any]:
-    try:
-        import docker
-    except ImportError:
-        _unavailable("the Docker SDK is not installed (pip install 'hatch-pyc[docker]')")
-    try:
-        cli = ds.client()
-    except ds.EngineUnavailable as exc:
-        _unavailable(str(exc))
-    try:
-        cli.images.get(ds.BASE_IMAGE)
-    except docker.errors.ImageNotFound:
-        cli.close()
-        _unavailable(f"the base image {ds.BASE_IMAGE} is missing")
+    cli = ds.require_engine()
     before = {image.id for image in cli.images.list(all=True)}
     yield cli
     if os.environ.get("HATCH_PYC_DOCKER_KEEP"):
@@ -107,7 +90,7 @@ def image(engine: Any, contexts: dict[str, Path]) -> Callable[[str], str]:
     def get(example: str) -> str:
         if example not in built:
             if example == "04-prebuilt-layer" and not (contexts[example] / "app-layer.tar.gz").exists():
-                _unavailable(f"04's layer needs a CPython {ds.BASE_PYTHON} on this machine to compile for the image")
+                ds.unavailable(f"04's layer needs a CPython {ds.BASE_PYTHON} on this machine to compile for the image")
             built[example] = ds.build(engine, contexts[example], example).tags[0]
         return built[example]
 
@@ -157,6 +140,26 @@ def test_sourceless_is_smaller_than_sources_and_pycs(engine: Any, image: Callabl
         return int(ds.run(engine, tag, "du", "-sk", ds.VENV).out.split()[0])
 
     assert du(sourceless) < du(image("01-compile-in-place"))
+
+
+@pytest.mark.docker
+def test_hatch_pyc_images_compares_the_examples(engine: Any, image: Callable[[str], str], tmp_path: Path) -> None:
+    # What CI runs on every change: sources + pycs (01) against sourceless (02), with the start-up of the app.
+    with_sources, sourceless = image("01-compile-in-place"), image("02-sourceless-multistage")
+    out, md = tmp_path / "examples.json", tmp_path / "examples.md"
+    command = f"python -c '{ds.APP_IMPORT}'"
+    args = ["images", with_sources, sourceless, "--command", command, "--runs", "3", "--json", str(out)]
+    proc = run_cli(*args, "--markdown", str(md), "--max-size-increase", "0")
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.splitlines()[-1] == "PASS: every figure is within its threshold"
+    first, second = json.loads(out.read_text(encoding="utf-8"))["images"]
+    for entry, tag in ((first, with_sources), (second, sourceless)):
+        assert entry["bytes"] == ds.image_size(engine, tag)
+        assert entry["startup"]["median_ms"] > 0 and len(entry["startup"]["samples_ms"]) == 3
+    versus = second["vs_baseline"]
+    assert versus["delta_bytes"] < 0  # sourceless, and no wheels/ layer
+    assert versus["shared_layers"] >= 1  # the base image's layer
+    assert "| image | median [95% CI] | min-max | IQR | vs baseline |" in md.read_text(encoding="utf-8")
 
 
 @pytest.mark.docker

@@ -2,35 +2,18 @@
 
 from __future__ import annotations
 
-import os
 import subprocess
 from pathlib import Path
 from typing import Any
 
+import docker_support as ds
 import pytest
 from conftest import run_cli
 from test_wheel import make_wheel
 
-BASE = os.environ.get("HATCH_PYC_BASE_IMAGE", "hatch-pyc/python:bookworm")
+BASE = ds.BASE_IMAGE
 PREFIX = "/usr/local/lib/python3.11/dist-packages"  # on sys.path of Debian's python3 (3.11 in bookworm)
 pytestmark = pytest.mark.docker
-
-
-@pytest.fixture(scope="module")
-def engine() -> Any:
-    """The engine at DOCKER_HOST with the local base image; on CI a missing one is a failure."""
-    try:
-        import docker
-
-        client = docker.from_env()
-        client.ping()
-        client.images.get(BASE)
-    except Exception as exc:  # noqa: BLE001 - any way the engine is missing
-        message = f'a Docker engine with {BASE} is needed (eval "$(scripts/docker-env.sh start)"): {exc}'
-        if os.environ.get("CI"):
-            pytest.fail(message)
-        pytest.skip(message)
-    return client
 
 
 @pytest.fixture(scope="module")
@@ -150,3 +133,25 @@ def test_layer_added_to_an_oci_layout_base_is_read_by_skopeo(engine: Any, base_a
         assert out.decode().strip() == "42"
     finally:
         engine.images.remove("t:2", force=True)
+
+
+def test_docker_option_loads_the_image_through_the_sdk(engine: Any, base_archive: Path, tmp_path: Path) -> None:
+    wheel = make_wheel(tmp_path, APP, name="app")
+    tag = "hatch-pyc-test/layer:sdk"
+    layout = tmp_path / "layout"
+    layer = ["layer", str(wheel), "--python", "3.11", "--prefix", PREFIX, "--strip", "-o", str(tmp_path / "a.tar.gz")]
+    proc = run_cli(*layer, "--oci-layout", str(layout), "--base", str(base_archive), "--docker", tag, check=True)
+    try:
+        # No `docker load`: the image is in the engine, under the --docker name, with the ID the layout names.
+        loaded = engine.images.get(tag)
+        printed = dict(line.split(None, 1) for line in proc.stdout.splitlines())
+        assert printed["image"].split()[0] == loaded.id
+        assert (layout / "blobs/sha256" / loaded.id.removeprefix("sha256:")).is_file()
+        base_layers = engine.images.get(BASE).attrs["RootFS"]["Layers"]
+        assert loaded.attrs["RootFS"]["Layers"][:-1] == base_layers
+        assert loaded.attrs["RootFS"]["Layers"][-1] == printed["diff_id"]
+        check = "import app, app.core; print(app.VALUE, app.core.__spec__.loader.__class__.__name__)"
+        out = engine.containers.run(tag, ["python3", "-c", check], network_mode="none", remove=True)
+        assert out.decode().split() == ["42", "SourcelessFileLoader"]
+    finally:
+        engine.images.remove(tag, force=True)
