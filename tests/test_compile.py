@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import stat
+import subprocess
 import textwrap
 from pathlib import Path
 
@@ -303,3 +304,88 @@ def test_canonical_code_equals_what_compile_returns(make_tree, target: Interpret
             print(ours == compile(src, 'pkg/m.py', 'exec', dont_inherit=True, optimize=level))
     """
     assert run_python(target, code).stdout.split() == ["True", "True"]
+
+
+SKIP_RULE_CASES = {
+    # name: (source, opt-1 is a link to opt-0, opt-2 is a link to opt-1)
+    "assert_like_names.py": ("def t(self):\n    self.assertEqual(1, 1)\n    _assert = 2\n", True, True),
+    "assert_after_colon.py": ("def f(x):\n    if x: assert x\n", False, True),
+    "debug.py": ("FLAG = __debug__\n", False, True),
+    "debug_nfkc.py": ("FLAG = __\uff44\uff45\uff42\uff55\uff47__\n", False, True),
+    "method_doc.py": ("class C:\n    X = 'not a doc'\n    def m(self):\n        'doc'\n", True, False),
+    "class_doc.py": ("class C:\n    'doc'\n", True, False),
+    "genexpr_str.py": ("G = (s for s in 'ab' if s != 'x')\nL = lambda: 'x'\n", True, True),
+    "nested_async_doc.py": ("def outer():\n    async def inner():\n        '''doc'''\n    return inner\n", True, False),
+    "no_doc_class.py": ("class C:\n    def m(self):\n        return 'first const'\n", True, True),
+}
+
+
+def test_level_skip_rules_never_change_the_bytecode(make_tree, target: Interpreter) -> None:
+    tree = make_tree({f"pkg/{name}": source for name, (source, _, _) in SKIP_RULE_CASES.items()})
+    compile_tree([tree], PycOptions(levels=(0, 1, 2)), python=target.executable)
+    tag = target.cache_tag
+    for name, (_, same1, same2) in SKIP_RULE_CASES.items():
+        inodes = [cache_path(tree / "pkg" / name, tag, level).stat().st_ino for level in (0, 1, 2)]
+        assert (inodes[0] == inodes[1], inodes[1] == inodes[2]) == (same1, same2), name
+    code = f"""
+        import marshal, os
+        root = {str(tree / "pkg")!r}
+        for name in sorted(os.listdir(root)):
+            if not name.endswith('.py'):
+                continue
+            src = open(os.path.join(root, name), 'rb').read()
+            for level, suffix in ((0, ''), (1, '.opt-1'), (2, '.opt-2')):
+                pyc = os.path.join(root, '__pycache__', name[:-3] + '.{tag}' + suffix + '.pyc')
+                ours = marshal.loads(open(pyc, 'rb').read()[16:])
+                theirs = compile(src, 'pkg/' + name, 'exec', dont_inherit=True, optimize=level)
+                print(name, level, ours == theirs)
+    """
+    lines = run_python(target, code).stdout.splitlines()
+    assert len(lines) == 3 * len(SKIP_RULE_CASES)
+    assert all(line.endswith("True") for line in lines), [line for line in lines if not line.endswith("True")]
+
+
+_HISTORY_SCRIPT = """
+import hashlib, os, sys, sysconfig, warnings
+warnings.simplefilter("ignore")
+worker, variant = sys.argv[1], sys.argv[2]
+ns = {"__name__": "hatch_pyc_worker"}
+exec(compile(open(worker, "rb").read(), worker, "exec"), ns)
+for i in range(256):
+    sys.intern(chr(i))
+sys.intern("")
+lib = sysconfig.get_paths()["stdlib"]
+files = sorted(os.path.join(lib, n) for n in os.listdir(lib) if n.endswith(".py"))[:160]
+keep = []
+if variant == "busy":
+    # Another history: more modules alive, other code objects kept, the reverse order.
+    import argparse, asyncio, decimal, email.message, json, logging, typing, unittest  # noqa
+    files.reverse()
+for path in files:
+    try:
+        code = compile(open(path, "rb").read(), os.path.basename(path), "exec", dont_inherit=True)
+    except SyntaxError:
+        continue
+    print(os.path.basename(path), hashlib.sha256(ns["_canonical_marshal"](code)).hexdigest())
+    if variant == "busy":
+        keep.append(code)
+    del code
+"""
+
+
+def test_canonical_bytes_do_not_depend_on_the_process_history(target: Interpreter) -> None:
+    from hatch_pyc._pool import WORKER_SCRIPT, worker_env
+
+    def hashes(variant: str) -> dict[str, str]:
+        proc = subprocess.run(
+            [target.executable, "-S", "-c", _HISTORY_SCRIPT, str(WORKER_SCRIPT), variant],
+            capture_output=True,
+            text=True,
+            env=worker_env(),
+            check=True,
+        )
+        return dict(line.split() for line in proc.stdout.splitlines())
+
+    quiet, busy = hashes("quiet"), hashes("busy")
+    assert len(quiet) > 100
+    assert quiet == busy
