@@ -48,8 +48,9 @@ def setup(work: Path, python: str) -> tuple[Path, list[Path]]:
             "pyc-wheel==2.5.1",
             "setuptools",
             "installer",
-            str(REPO),
         )
+    # The checkout as it is now, every run (a copy installed earlier would be measured otherwise).
+    sh(str(venv / "bin/python"), "-m", "pip", "install", "-q", "--force-reinstall", "--no-deps", str(REPO))
     wheels_dir = work / f"wheels-{python}"
     wheels_dir.mkdir(parents=True, exist_ok=True)
     sh(

@@ -19,19 +19,26 @@ import struct
 import tempfile
 import time
 import zipfile
-from collections.abc import Sequence
+import zlib
+from collections import deque
+from collections.abc import Iterator, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from email.parser import BytesParser
 from pathlib import Path
+from typing import IO, TYPE_CHECKING, BinaryIO, cast
 
 from packaging.tags import Tag
 from packaging.utils import InvalidWheelFilename, parse_wheel_filename
 
 from hatch_pyc._compile import compile_plan
-from hatch_pyc._errors import InvalidInput
+from hatch_pyc._errors import HatchPycError, InvalidInput
 from hatch_pyc._options import PycOptions
 from hatch_pyc._plan import CompilePlan, PlannedSource, Root
 from hatch_pyc._targets import Interpreter
+
+if TYPE_CHECKING:
+    from installer.records import RecordEntry
 
 # An entry inflating more than this many times its compressed size, to more than this
 # many bytes, is treated as a decompression bomb.
@@ -111,26 +118,68 @@ def _dist_info_dir(infos: Sequence[zipfile.ZipInfo], wheel: Path) -> str:
     return candidates[0]
 
 
-def _validate_record(zf: zipfile.ZipFile, wheel: Path) -> dict[str, tuple[str, int]]:
-    """Check every entry against RECORD (hash and size); return ``{arcname: (hash, size)}``."""
+def _unreadable(wheel: Path, exc: BaseException) -> InvalidWheel:
+    return InvalidWheel(f"{wheel}: cannot be read as a wheel ({exc})")
+
+
+def _record_entries(zf: zipfile.ZipFile, wheel: Path) -> dict[str, RecordEntry]:
+    """Check every entry's name against RECORD (installer's rules); return RECORD's rows by name.
+
+    Contents are checked against these rows by :func:`_check_contents` and
+    :func:`_read_checked`, each entry read once.
+    """
+    from installer.records import RecordEntry, parse_record_file
     from installer.sources import WheelFile
 
     try:
         source = WheelFile(zf)
-        source.validate_record(validate_contents=True)
-        rows = source.read_dist_info("RECORD")
+        source.validate_record(validate_contents=False)
+        rows = list(parse_record_file(source.read_dist_info("RECORD").splitlines()))
     except ValueError as exc:
         issues = getattr(exc, "issues", None) or [str(exc)]
         first = str(issues[0]).replace(f"In {zf.filename}, ", "")
         more = f" (and {len(issues) - 1} more problems)" if len(issues) > 1 else ""
         raise InvalidWheel(f"{wheel}: {first}{more}") from exc
     except (zipfile.BadZipFile, OSError, EOFError, KeyError) as exc:
-        raise InvalidWheel(f"{wheel}: cannot be read as a wheel ({exc})") from exc
-    record: dict[str, tuple[str, int]] = {}
-    for row in csv.reader(io.StringIO(rows)):
-        if len(row) >= 3 and row[1] and row[2]:
-            record[row[0]] = (row[1], int(row[2]))
-    return record
+        raise _unreadable(wheel, exc) from exc
+    return {row[0]: RecordEntry.from_elements(*row) for row in rows if row[1] and row[2]}
+
+
+def _digest_and_size(entry: RecordEntry | None, info: zipfile.ZipInfo) -> tuple[str, int]:
+    if entry is None or entry.hash_ is None or entry.size is None:
+        return "", info.file_size  # RECORD itself, signatures
+    return str(entry.hash_), entry.size
+
+
+def _mismatch(wheel: Path, name: str) -> InvalidWheel:
+    return InvalidWheel(f"{wheel}: hash / size of {name} didn't match RECORD")
+
+
+def _read_checked(zf: zipfile.ZipFile, info: zipfile.ZipInfo, entry: RecordEntry, wheel: Path) -> bytes:
+    """An entry's bytes, once they match RECORD."""
+    try:
+        data = zf.read(info)
+    except (zipfile.BadZipFile, OSError, EOFError, zlib.error) as exc:
+        raise _unreadable(wheel, exc) from exc
+    if not entry.validate(data):
+        raise _mismatch(wheel, info.filename)
+    return data
+
+
+def _check_contents(wheel: Path, entries: dict[str, RecordEntry], names: Sequence[str]) -> None:
+    """Stream ``names`` through their RECORD hashes, on a handle of its own (another thread runs it)."""
+    try:
+        with zipfile.ZipFile(wheel) as zf:
+            bad = []
+            for name in names:
+                with zf.open(name) as stream:
+                    if not entries[name].validate_stream(cast(BinaryIO, stream)):
+                        bad.append(name)
+    except (zipfile.BadZipFile, OSError, EOFError, zlib.error) as exc:
+        raise _unreadable(wheel, exc) from exc
+    if bad:
+        more = f" (and {len(bad) - 1} more problems)" if len(bad) > 1 else ""
+        raise InvalidWheel(f"{_mismatch(wheel, bad[0])}{more}")
 
 
 def retag(tags: frozenset[Tag], interp: Interpreter, wheel: Path) -> tuple[str, list[Tag]]:
@@ -209,6 +258,19 @@ class _Writer:
     def __init__(self, path: Path) -> None:
         self.zf = zipfile.ZipFile(path, "w", compression=zipfile.ZIP_DEFLATED)
 
+    def _header(self, info: zipfile.ZipInfo) -> IO[bytes]:
+        fp = self.zf.fp
+        assert fp is not None
+        info.header_offset = fp.tell()
+        fp.write(info.FileHeader(zip64=max(info.file_size, info.compress_size) > zipfile.ZIP64_LIMIT))
+        return fp
+
+    def _added(self, info: zipfile.ZipInfo, fp: IO[bytes]) -> None:
+        self.zf.filelist.append(info)
+        self.zf.NameToInfo[info.filename] = info
+        self.zf.start_dir = fp.tell()
+        self.zf._didModify = True  # type: ignore[attr-defined]
+
     def copy_raw(self, src: io.BufferedReader, info: zipfile.ZipInfo, date_time: tuple[int, ...]) -> None:
         out = zipfile.ZipInfo(info.filename, date_time=date_time)  # type: ignore[arg-type]
         out.external_attr = info.external_attr
@@ -219,23 +281,28 @@ class _Writer:
         out.file_size = info.file_size
         out.flag_bits = info.flag_bits & 0x800  # sizes go in the local header: no data descriptor
         length = _read_raw(src, info)
-        fp = self.zf.fp
-        assert fp is not None
-        out.header_offset = fp.tell()
-        fp.write(out.FileHeader(zip64=out.file_size > zipfile.ZIP64_LIMIT or out.compress_size > zipfile.ZIP64_LIMIT))
+        fp = self._header(out)
         while length:
             chunk = src.read(min(length, _COPY_CHUNK))
             if not chunk:
                 raise zipfile.BadZipFile(f"truncated member {info.filename}")
             fp.write(chunk)
             length -= len(chunk)
-        self.zf.filelist.append(out)
-        self.zf.NameToInfo[out.filename] = out
-        self.zf.start_dir = fp.tell()
-        self.zf._didModify = True  # type: ignore[attr-defined]
+        self._added(out, fp)
 
     def write(self, info: zipfile.ZipInfo, data: bytes) -> None:
         self.zf.writestr(info, data)
+
+    def write_deflated(self, info: zipfile.ZipInfo, packed: _Packed) -> None:
+        """Write a member whose deflated bytes were made beforehand (see :func:`_pack`)."""
+        info.compress_type = zipfile.ZIP_DEFLATED
+        info.CRC = packed.crc
+        info.file_size = packed.size
+        info.compress_size = len(packed.deflated)
+        info.flag_bits &= 0x800
+        fp = self._header(info)
+        fp.write(packed.deflated)
+        self._added(info, fp)
 
     def close(self) -> None:
         self.zf.close()
@@ -248,6 +315,39 @@ class _Writer:
                 fp.close()
             except OSError:
                 pass
+
+
+@dataclass(frozen=True)
+class _Packed:
+    """A new member's content, deflated as zipfile would, with what RECORD needs."""
+
+    deflated: bytes
+    crc: int
+    size: int
+    digest: str  # RECORD's sha256=...
+
+
+def _pack(path: Path) -> _Packed:
+    # zlib and hashlib release the GIL on buffers this size, so a few threads deflate in parallel.
+    data = path.read_bytes()
+    packer = zlib.compressobj(zlib.Z_DEFAULT_COMPRESSION, zlib.DEFLATED, -15)
+    deflated = packer.compress(data) + packer.flush()
+    return _Packed(deflated, zlib.crc32(data), len(data), _record_hash(data))
+
+
+def _packed_in_order(paths: Sequence[Path], threads: int) -> Iterator[_Packed]:
+    """``_pack`` each path on a few threads, yielding in order with a bounded number in flight."""
+    if threads <= 1 or len(paths) < 2:
+        yield from map(_pack, paths)
+        return
+    with ThreadPoolExecutor(max_workers=threads, thread_name_prefix="hatch-pyc-deflate") as pool:
+        pending: deque[Future[_Packed]] = deque()
+        for path in paths:
+            pending.append(pool.submit(_pack, path))
+            if len(pending) >= 4 * threads:
+                yield pending.popleft().result()
+        while pending:
+            yield pending.popleft().result()
 
 
 def _date_time(info: zipfile.ZipInfo, epoch: int | None) -> tuple[int, int, int, int, int, int]:
@@ -298,12 +398,16 @@ def convert_wheel(
         zf = zipfile.ZipFile(path)
     except (zipfile.BadZipFile, OSError) as exc:
         raise InvalidWheel(f"{path}: not a zip archive ({exc})") from exc
-    with zf, tempfile.TemporaryDirectory(prefix="hatch-pyc-wheel-") as scratch:
+    with (
+        zf,
+        tempfile.TemporaryDirectory(prefix="hatch-pyc-wheel-") as scratch,
+        ThreadPoolExecutor(max_workers=1, thread_name_prefix="hatch-pyc-record") as background,
+    ):
         infos = _check_names(zf, path)
         dist_info = _dist_info_dir(infos, path)
-        record = _validate_record(zf, path)
+        entries = _record_entries(zf, path)
         data_dir = dist_info[: -len(".dist-info")] + ".data"
-        members = [_Member(i, *record.get(i.filename, ("", i.file_size))) for i in infos]
+        members = [_Member(i, *_digest_and_size(entries.get(i.filename), i)) for i in infos]
 
         # The importable sources, extracted once for every target.
         src_root = Path(scratch) / "src"
@@ -314,17 +418,21 @@ def convert_wheel(
 
             spec = pathspec.GitIgnoreSpec.from_lines(options.exclude)
         excluded: list[str] = []
-        for member in members:
-            rel = _importable(member.info.filename, dist_info, data_dir)
+        for info in infos:
+            rel = _importable(info.filename, dist_info, data_dir)
             if rel is None:
                 continue
             if spec is not None and spec.match_file(rel):
-                excluded.append(member.info.filename)
+                excluded.append(info.filename)
                 continue
-            target_file = src_root / member.info.filename
+            target_file = src_root / info.filename
             target_file.parent.mkdir(parents=True, exist_ok=True)
-            target_file.write_bytes(zf.read(member.info))
-            sources[member.info.filename] = (rel, target_file)
+            target_file.write_bytes(_read_checked(zf, info, entries[info.filename], path))
+            sources[info.filename] = (rel, target_file)
+        # Everything else is checked beside compilation (zlib and hashlib release the GIL);
+        # nothing is written outside ``scratch`` before that check passed.
+        rest = [m.info.filename for m in members if m.info.filename in entries and m.info.filename not in sources]
+        checked = background.submit(_check_contents, path, entries, rest)
 
         results = []
         for interp in targets:
@@ -344,7 +452,12 @@ def convert_wheel(
                 plan.sources.append(
                     PlannedSource(file, rel, dfile, ((options.levels[0], pyc),), st.st_size, st.st_mtime)
                 )
-            result = compile_plan(plan)
+            try:
+                result = compile_plan(plan)
+            except HatchPycError:
+                checked.result()  # a wheel that fails its RECORD is the first thing to report
+                raise
+            checked.result()
             kept = {Path(e.path) for e in result.kept_source}
             compiled = {a for a, (_, f) in sources.items() if f not in kept}
             out_name = f"{path.name[: -len('.whl')].rsplit('-', 3)[0]}-{tag_text}.whl"
@@ -395,6 +508,8 @@ def _write_wheel(
         assert zf.fp is not None
         with open(wheel, "rb") as raw:
             record_info = None
+            pyc_names = [m.info.filename[:-3] + ".pyc" for m in members if m.info.filename in compiled]
+            packed = _packed_in_order([pyc_root / name for name in pyc_names], _deflate_threads())
             for member in members:
                 info = member.info
                 name = info.filename
@@ -406,9 +521,9 @@ def _write_wheel(
                     continue  # signatures of the old RECORD: no longer true
                 if name in compiled:
                     pyc_name = name[:-3] + ".pyc"
-                    data = (pyc_root / pyc_name).read_bytes()
-                    writer.write(_new_info(pyc_name, info, when), data)
-                    rows.append((pyc_name, _record_hash(data), str(len(data))))
+                    pyc = next(packed)
+                    writer.write_deflated(_new_info(pyc_name, info, when), pyc)
+                    rows.append((pyc_name, pyc.digest, str(pyc.size)))
                 elif name == f"{dist_info}/WHEEL":
                     data = _wheel_text(zf.read(info), tags)
                     writer.write(_new_info(name, info, when), data)
@@ -430,6 +545,10 @@ def _write_wheel(
         writer.abort()
         tmp.unlink(missing_ok=True)
         raise
+
+
+def _deflate_threads() -> int:
+    return max(1, min(4, os.cpu_count() or 1))
 
 
 def wheel_target_tag(wheel: str | os.PathLike[str], interp: Interpreter) -> str:

@@ -235,6 +235,17 @@ def test_record_lies_are_refused(tmp_path: Path, override: tuple[str, str] | Non
     assert not (tmp_path / "out").exists()
 
 
+@pytest.mark.parametrize("syntax_error", [False, True])
+def test_record_lies_about_data_are_refused_even_when_compiling_fails(tmp_path: Path, syntax_error: bool) -> None:
+    # Entries that are not compiled are checked beside compilation; their lie still wins.
+    files = {"demo/__init__.py": "X = (\n" if syntax_error else "", "demo/data.json": "{}\n", "demo/b.json": "[]\n"}
+    lies = {"demo/data.json": (_hash(b"{ }\n"), "3"), "demo/b.json": ("sha256=AAAA", "3")}
+    wheel = make_wheel(tmp_path, files, record_override=lies)
+    with pytest.raises(InvalidWheel, match=r"of demo/(data|b)\.json didn't match RECORD \(and 1 more problems\)"):
+        convert_wheel(wheel, tmp_path / "out", [find_interpreter(None)])
+    assert not (tmp_path / "out").exists()
+
+
 def test_truncated_and_non_zip_files(tmp_path: Path) -> None:
     wheel = make_wheel(tmp_path, {"demo/__init__.py": "X = 1\n" * 100})
     data = wheel.read_bytes()
