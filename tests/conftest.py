@@ -110,6 +110,20 @@ def run_python(
     return proc
 
 
+def modules_imported_by(code: str) -> set[str]:
+    """The modules a fresh interpreter imports to run ``code``, beyond those it starts with."""
+    probe = "\n".join(
+        [
+            "import sys",
+            "_before = set(sys.modules)",
+            textwrap.dedent(code),
+            "print(*sorted(set(sys.modules) - _before))",
+        ]
+    )
+    proc = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True)
+    return set(proc.stdout.splitlines()[-1].split())
+
+
 def run_cli(
     *args: str, check: bool | None = None, env: dict[str, str] | None = None
 ) -> subprocess.CompletedProcess[str]:

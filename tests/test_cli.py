@@ -11,7 +11,7 @@ import time
 from pathlib import Path
 
 import pytest
-from conftest import run_cli, run_python, snapshot
+from conftest import modules_imported_by, run_cli, run_python, snapshot
 
 from hatch_pyc import Interpreter
 from hatch_pyc._compile import TMP_SUFFIX
@@ -176,3 +176,18 @@ def test_stdlib_is_planned_without_its_site_packages_and_never_stripped(target: 
     assert not any("site-packages" in line.split(" -> ")[0] for line in lines)
     refused = run_cli("compile", "--stdlib", "--strip", "--python", target.minor)
     assert refused.returncode == 2 and "would delete the standard library's sources" in refused.stderr
+
+
+def test_version_imports_the_parser_and_no_command() -> None:
+    """Building the parser imports each command's module, never the core modules a command runs."""
+    code = """
+        from hatch_pyc._cli import main
+        try:
+            main(["--version"])
+        except SystemExit:
+            pass
+    """
+    new = modules_imported_by(code)
+    ours = {m.removeprefix("hatch_pyc.") for m in new if m.startswith("hatch_pyc.")}
+    assert {m for m in ours if not m.startswith("_cli")} == {"_errors", "_options"}
+    assert not new & {"subprocess", "json", "packaging", "pathspec", "installer", "rich", "docker"}

@@ -10,7 +10,7 @@ import zipfile
 from pathlib import Path
 
 import pytest
-from conftest import REPO, run_python
+from conftest import REPO, modules_imported_by, run_python
 from installer.sources import WheelFile
 
 from hatch_pyc import Interpreter, InvalidOptions
@@ -175,6 +175,12 @@ def test_bad_options_are_reported_together(tmp_path: Path) -> None:
     )
     assert "Option `exclude` for build hook `pyc` (tool.hatch.build.hooks.pyc.exclude) must be an array" in proc.stderr
     assert "Unknown option `verbose` for build hook `pyc`" in proc.stderr
+
+
+def test_the_entry_point_imports_little() -> None:
+    """hatchling imports the entry point for every build, whether or not a project uses the hook."""
+    ours = {m for m in modules_imported_by("import hatch_pyc.hooks") if m.startswith("hatch_pyc")}
+    assert ours == {f"hatch_pyc{m}" for m in ("", ".hooks", ".plugin", "._hookconfig", "._options", "._errors")}
 
 
 def test_config_unit() -> None:

@@ -1,0 +1,163 @@
+"""``hatch-pyc compile``: compile trees, site-packages or a venv in place."""
+
+from __future__ import annotations
+
+import argparse
+import os
+from typing import TYPE_CHECKING
+
+from hatch_pyc._cli_shared import (
+    EXIT_OK,
+    add_exclude,
+    add_on_error_and_workers,
+    add_optimize,
+    progress_bar,
+    say,
+    show_progress,
+)
+from hatch_pyc._options import INVALIDATION_MODES, PycOptions
+
+if TYPE_CHECKING:
+    from hatch_pyc._compile import CompileResult
+
+
+def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    """Register ``compile``."""
+    comp = sub.add_parser(
+        "compile",
+        help="compile package trees, site-packages or a venv in place",
+        description="Compile .py files in place for one CPython, keeping sources (pycs in __pycache__) "
+        "or stripping them (--strip: mod.pyc beside where mod.py was).",
+    )
+    comp.add_argument(
+        "paths", nargs="*", metavar="PATH", help="package directory, site-packages, venv root or .py file"
+    )
+    comp.add_argument(
+        "--python",
+        metavar="PY",
+        help="target CPython: version (3.12), command (python3.12) or path "
+        "(default: the venv's own interpreter for a venv, else the running one)",
+    )
+    add_optimize(comp, "optimisation level 0, 1 or 2; repeat for several (default: 0)", repeatable=True)
+    comp.add_argument(
+        "--strip",
+        action="store_true",
+        help="sourceless: write mod.pyc and remove mod.py once every pyc is written and verified",
+    )
+    add_exclude(comp, "the import root")
+    comp.add_argument(
+        "--invalidation-mode",
+        choices=INVALIDATION_MODES,
+        help="pyc header mode (default: timestamp, or unchecked-hash with --strip)",
+    )
+    add_on_error_and_workers(comp)
+    comp.add_argument("--force", action="store_true", help="recompile pycs that are already current")
+    comp.add_argument(
+        "--ddir",
+        metavar="DIR",
+        help="prefix for the file names recorded in the code objects (default: the path relative to the import root)",
+    )
+    comp.add_argument("--stdlib", action="store_true", help="also compile the target interpreter's standard library")
+    comp.add_argument(
+        "--use-source-date-epoch",
+        action="store_true",
+        help="timestamp pycs record SOURCE_DATE_EPOCH "
+        "instead of each source's mtime (for trees whose mtimes are set to it, as in image layers)",
+    )
+    comp.add_argument("--dry-run", action="store_true", help="print the plan and change nothing")
+    comp.add_argument("--json", metavar="FILE", help="write a JSON summary of the run")
+    group = comp.add_mutually_exclusive_group()
+    group.add_argument("-v", "--verbose", action="store_true", help="list every file")
+    group.add_argument("-q", "--quiet", action="store_true", help="print errors only")
+    comp.add_argument("--progress", action="store_true", help="show a progress bar even when not on a terminal")
+    comp.set_defaults(func=run_compile)
+
+
+def _options_from(args: argparse.Namespace) -> PycOptions:
+    levels = tuple(args.optimize) if args.optimize else (0,)
+    sde = os.environ.get("SOURCE_DATE_EPOCH")
+    return PycOptions(
+        levels=levels,
+        strip=args.strip,
+        exclude=tuple(args.exclude or ()),
+        invalidation=args.invalidation_mode,
+        on_error=args.on_error,
+        workers=args.workers,
+        force=args.force,
+        ddir=args.ddir,
+        source_date_epoch=int(sde) if (sde and args.use_source_date_epoch) else None,
+    )
+
+
+def run_compile(args: argparse.Namespace) -> int:
+    """Plan, then compile (or with --dry-run print the plan)."""
+    from hatch_pyc._plan import plan_compile
+
+    options = _options_from(args)
+    plan = plan_compile(args.paths, options, python=args.python, stdlib=args.stdlib)
+    if args.dry_run:
+        for item in plan.sources:
+            outs = ", ".join(str(path) for _, path in item.outputs)
+            print(f"{item.source} -> {outs}" + ("  (source removed)" if options.strip else ""))
+        for path in plan.excluded:
+            print(f"{path}  (excluded: keeps its source)")
+        say(f"hatch-pyc: would compile {len(plan.sources)} sources for {plan.interpreter} (dry run)")
+        return EXIT_OK
+    from hatch_pyc._compile import compile_plan
+
+    with progress_bar(show_progress(args), f"compiling for CPython {plan.interpreter.minor}") as bar:
+        result = compile_plan(plan, progress=bar)
+    if args.verbose:
+        for item in result.compiled:
+            print(f"compiled {item.source}")
+        for item in result.up_to_date:
+            print(f"current  {item.source}")
+    for error in result.kept_source:
+        say(f"hatch-pyc: warning: {error} (kept as source)")
+    if args.json:
+        import json
+
+        with open(args.json, "w", encoding="utf-8") as handle:
+            json.dump(_result_json(result), handle, indent=2)
+    if not args.quiet:
+        say(_summary(result))
+    return EXIT_OK
+
+
+def _summary(result: CompileResult) -> str:
+    plan = result.plan
+    pycs = result.pyc_written + result.pyc_linked
+    parts = [
+        f"compiled {len(result.compiled)} of {len(plan.sources)} sources for CPython "
+        f"{'.'.join(map(str, plan.interpreter.version))}",
+        f"{pycs} pyc ({result.pyc_linked} hard links to identical levels)",
+    ]
+    if result.up_to_date:
+        parts.append(f"{len(result.up_to_date)} already current")
+    if plan.excluded:
+        parts.append(f"{len(plan.excluded)} excluded")
+    if result.kept_source:
+        parts.append(f"{len(result.kept_source)} kept as source after errors")
+    if plan.options.strip:
+        parts.append(f"{len(result.stripped)} sources removed")
+    return f"hatch-pyc: {'; '.join(parts)} in {result.seconds:.2f} s"
+
+
+def _result_json(result: CompileResult) -> dict[str, object]:
+    plan = result.plan
+    return {
+        "python": ".".join(map(str, plan.interpreter.version)),
+        "executable": plan.interpreter.executable,
+        "levels": list(plan.options.levels),
+        "strip": plan.options.strip,
+        "invalidation_mode": plan.options.invalidation_mode,
+        "sources": len(plan.sources),
+        "compiled": len(result.compiled),
+        "up_to_date": len(result.up_to_date),
+        "excluded": [str(p) for p in plan.excluded],
+        "kept_source": [str(e) for e in result.kept_source],
+        "stripped": len(result.stripped),
+        "pyc_written": result.pyc_written,
+        "pyc_linked": result.pyc_linked,
+        "seconds": round(result.seconds, 4),
+    }

@@ -1,0 +1,115 @@
+"""``hatch-pyc layer``: an OCI image layer of compiled wheels, optionally a whole image."""
+
+from __future__ import annotations
+
+import argparse
+
+from hatch_pyc._cli_shared import EXIT_OK, add_exclude, add_on_error_and_workers, add_optimize, say
+from hatch_pyc._options import INVALIDATION_MODES, PycOptions
+
+
+def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    """Register ``layer``."""
+    lay = sub.add_parser(
+        "layer",
+        help="write an OCI image layer of compiled wheels (no container engine needed)",
+        description="Install wheels under --prefix in a staging root, compile them for --python, and write one "
+        "reproducible OCI layer (tar+gzip). Optionally write a whole image (--oci-layout) or load it (--docker).",
+    )
+    lay.add_argument("wheels", nargs="+", metavar="WHEEL")
+    lay.add_argument("--python", required=True, metavar="PY", help="target CPython (the image's interpreter version)")
+    lay.add_argument(
+        "--prefix",
+        required=True,
+        metavar="DIR",
+        help="site-packages inside the image, e.g. "
+        "/usr/local/lib/python3.12/site-packages; scripts go to the matching bin/",
+    )
+    lay.add_argument("-o", "--output", required=True, metavar="FILE", help="the layer file (.tar.gz)")
+    add_optimize(lay, "optimisation level; repeat for several (default 0)", repeatable=True)
+    lay.add_argument("--strip", action="store_true", help="sourceless: mod.pyc only, one level")
+    add_exclude(lay, "the install root (site-packages)")
+    lay.add_argument(
+        "--invalidation-mode",
+        choices=INVALIDATION_MODES,
+        help="pyc header mode (default: timestamp "
+        "pycs matching the layer's fixed file times, or unchecked-hash with --strip)",
+    )
+    add_on_error_and_workers(lay)
+    lay.add_argument(
+        "--scripts-dir",
+        metavar="DIR",
+        help="where console scripts go in the image (default: the bin/ beside lib/ of --prefix)",
+    )
+    lay.add_argument(
+        "--interpreter-path",
+        metavar="PATH",
+        help="the image's interpreter, for script shebangs (default: <bin>/pythonX.Y)",
+    )
+    lay.add_argument(
+        "--oci-layout",
+        metavar="PATH",
+        help="also write a whole image: the base's layers plus this one, "
+        "as an OCI layout that is also a docker archive (a directory, or a .tar file)",
+    )
+    lay.add_argument(
+        "--base",
+        metavar="BASE",
+        help="the base image for --oci-layout/--docker: an OCI layout (directory or .tar) or a `docker save` archive",
+    )
+    lay.add_argument("--tag", metavar="NAME:TAG", help="the image name written into the layout")
+    lay.add_argument(
+        "--docker",
+        metavar="NAME:TAG",
+        help="load the image into the Docker engine (needs the `docker` extra) under this name",
+    )
+    lay.add_argument("-q", "--quiet", action="store_true", help="print the digests only")
+    lay.set_defaults(func=run_layer)
+
+
+def run_layer(args: argparse.Namespace) -> int:
+    """Write the layer (and the image, when asked); print its digests."""
+    from hatch_pyc._layer import write_layer
+    from hatch_pyc._targets import find_interpreter
+
+    interp = find_interpreter(args.python)
+    options = PycOptions(
+        levels=tuple(args.optimize or (0,)),
+        strip=args.strip,
+        exclude=tuple(args.exclude or ()),
+        invalidation=args.invalidation_mode,
+        on_error=args.on_error,
+        workers=args.workers,
+    )
+    layer = write_layer(
+        args.wheels,
+        args.output,
+        interp,
+        prefix=args.prefix,
+        options=options,
+        scripts=args.scripts_dir,
+        python=args.interpreter_path,
+    )
+    print(f"layer    {layer.path}")
+    print(f"digest   {layer.digest}")
+    print(f"diff_id  {layer.diff_id}")
+    print(f"size     {layer.size}")
+    if args.oci_layout or args.docker:
+        from hatch_pyc._oci import write_image
+
+        image = write_image(
+            layer,
+            base=args.base,
+            layout=args.oci_layout,
+            tag=args.tag or args.docker,
+            created_by=f"hatch-pyc layer --prefix {args.prefix}",
+            docker=args.docker,
+        )
+        print(f"image    {image.config_digest}" + (f" ({image.layout})" if image.layout else ""))
+    if not args.quiet:
+        pycs = layer.compile.pyc_written + layer.compile.pyc_linked
+        say(
+            f"hatch-pyc: {layer.entries} entries, {len(layer.compile.compiled)} modules, {pycs} pyc "
+            f"({layer.compile.pyc_linked} hard links) for CPython {interp.minor}"
+        )
+    return EXIT_OK

@@ -1,0 +1,85 @@
+"""What the ``hatch-pyc`` commands share: exit codes, messages, the progress bar, common options.
+
+Every command module is imported to build the parser, ``--version`` included, so this module
+and they import only the standard library and ``_options`` at module level; a handler imports
+the core modules its command needs when it runs.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from typing import TextIO
+
+from hatch_pyc._options import ON_ERROR
+
+EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
+
+
+def say(message: str, stream: TextIO | None = None) -> None:
+    """A message for the user, on stderr unless told otherwise."""
+    print(message, file=stream or sys.stderr)
+
+
+def show_progress(args: argparse.Namespace) -> bool:
+    """A progress bar on a terminal, off with -q/-v or in CI, forced with --progress."""
+    if args.quiet or getattr(args, "verbose", False):
+        return False
+    if os.environ.get("CI") and not args.progress:
+        return False
+    return bool(args.progress or sys.stderr.isatty())
+
+
+@contextmanager
+def progress_bar(enabled: bool, label: str) -> Iterator[Callable[[int, int], None] | None]:
+    """A ``(done, total)`` callback drawing a transient bar, or None when ``enabled`` is false."""
+    if not enabled:
+        yield None
+        return
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeElapsedColumn
+
+    with Progress(
+        "[progress.description]{task.description}",
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        transient=True,
+    ) as bar:
+        task = bar.add_task(label, total=None)
+
+        def update(done: int, total: int) -> None:
+            bar.update(task, completed=done, total=total)
+
+        yield update
+
+
+def add_optimize(parser: argparse.ArgumentParser, help: str, *, repeatable: bool) -> None:
+    """``-O LEVEL``: one level (default 0) or, ``repeatable``, a list (None when not given)."""
+    how = {"action": "append"} if repeatable else {"default": 0}
+    parser.add_argument("-O", "--optimize", type=int, choices=(0, 1, 2), metavar="LEVEL", help=help, **how)
+
+
+def add_exclude(parser: argparse.ArgumentParser, relative_to: str) -> None:
+    """``--exclude PATTERN`` (repeatable), its patterns relative to ``relative_to``."""
+    parser.add_argument(
+        "--exclude",
+        metavar="PATTERN",
+        action="append",
+        help=f"gitignore-style pattern, relative to {relative_to}; matching modules keep their source and are not "
+        "compiled (repeatable)",
+    )
+
+
+def add_on_error_and_workers(parser: argparse.ArgumentParser) -> None:
+    """``--on-error`` and ``--workers``, for the commands that compile."""
+    parser.add_argument(
+        "--on-error",
+        choices=ON_ERROR,
+        default="fail",
+        help="fail: a source that does not compile fails the run and nothing changes (default); keep-source: keep "
+        "it as source and report it",
+    )
+    parser.add_argument("--workers", type=int, default=0, metavar="N", help="worker processes (default: one per CPU)")

@@ -1,0 +1,76 @@
+"""``hatch-pyc verify``: import every module sourceless and compare with the sources."""
+
+from __future__ import annotations
+
+import argparse
+
+from hatch_pyc._cli_shared import EXIT_FAILED, EXIT_OK, add_exclude, add_optimize, progress_bar, say, show_progress
+from hatch_pyc._options import PycOptions
+
+
+def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    """Register ``verify``."""
+    ver = sub.add_parser(
+        "verify",
+        help="import every module sourceless and compare with the sources",
+        description="Import every module of TARGET's sourceless variant in fresh processes of the target CPython "
+        "and compare with the sources: modules that fail only without sources are named with the exclude "
+        "pattern that keeps their source (exit 1). TARGET is a tree, site-packages, venv, wheel or project.",
+    )
+    ver.add_argument("target", metavar="TARGET")
+    ver.add_argument("--python", metavar="PY", help="target CPython (default: the venv's, else the running one)")
+    add_optimize(ver, "optimisation level of the sourceless variant (default 0)", repeatable=False)
+    add_exclude(ver, "the import root")
+    ver.add_argument(
+        "--workers", type=int, default=0, metavar="N", help="parallel import processes (default: one per CPU)"
+    )
+    ver.add_argument("--json", metavar="FILE", help="write the outcome as JSON")
+    ver.add_argument("-q", "--quiet", action="store_true", help="list only the failures that matter")
+    ver.add_argument("--progress", action="store_true", help="show the progress bar even when not on a terminal")
+    ver.set_defaults(func=run_verify)
+
+
+def run_verify(args: argparse.Namespace) -> int:
+    """Stage TARGET, import it both ways, name the modules that fail only without sources (exit 1)."""
+    import tempfile
+    from pathlib import Path
+
+    from hatch_pyc._plan import resolve_target
+    from hatch_pyc._targets import find_interpreter
+    from hatch_pyc._variants import stage_target
+    from hatch_pyc._verify import verify_tree
+
+    target = Path(args.target)
+    interp = resolve_target([target], args.python) if target.is_dir() else find_interpreter(args.python)
+    options = PycOptions(levels=(args.optimize,), strip=True, exclude=tuple(args.exclude or ()), workers=args.workers)
+    with tempfile.TemporaryDirectory(prefix="hatch-pyc-verify-") as scratch:
+        staged = stage_target(target, Path(scratch), interp)
+        with progress_bar(show_progress(args), "importing modules") as bar:
+            result = verify_tree(staged.tree, interp, options=options, progress=bar)
+    if args.json:
+        import json
+
+        with open(args.json, "w", encoding="utf-8") as handle:
+            json.dump(
+                {
+                    "python": ".".join(map(str, interp.version)),
+                    "modules": result.modules,
+                    "sourceless_only": [{"module": m, "error": e, "exclude": p} for m, e, p in result.sourceless_only],
+                    "both": [{"module": m, "error": e} for m, e in result.both],
+                },
+                handle,
+                indent=2,
+            )
+    for module, error, pattern in result.sourceless_only:
+        print(f"FAIL {module}: imports from source but not sourceless: {error}")
+        print(f"     keep its source with: --exclude '{pattern}'  (hook: exclude = [\"{pattern}\"])")
+    if result.both and not args.quiet:
+        print(f"{len(result.both)} module(s) fail with and without sources (not caused by compiling):")
+        for module, error in result.both:
+            print(f"     {module}: {error}")
+    say(
+        f"hatch-pyc: {result.modules} modules imported sourceless for CPython {interp.minor}: "
+        f"{result.compiled_ok} ok, {len(result.sourceless_only)} fail only without sources, "
+        f"{len(result.both)} fail either way"
+    )
+    return EXIT_FAILED if result.sourceless_only else EXIT_OK

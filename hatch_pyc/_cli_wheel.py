@@ -1,0 +1,76 @@
+"""``hatch-pyc wheel``: sourceless copies of wheels, one per target CPython."""
+
+from __future__ import annotations
+
+import argparse
+
+from hatch_pyc._cli_shared import EXIT_OK, add_exclude, add_on_error_and_workers, add_optimize, say
+from hatch_pyc._options import PycOptions
+
+
+def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    """Register ``wheel``."""
+    whl = sub.add_parser(
+        "wheel",
+        help="turn wheels into sourceless wheels for one or more CPythons",
+        description="Write a sourceless copy of each wheel (mod.pyc in place of mod.py, tag cpXY, RECORD "
+        "regenerated) for each --python target. Scripts, data, extension modules and metadata pass through.",
+    )
+    whl.add_argument("wheels", nargs="+", metavar="WHEEL")
+    whl.add_argument("-o", "--output", required=True, metavar="DIR", help="directory for the new wheels")
+    whl.add_argument(
+        "--python",
+        action="append",
+        metavar="PY",
+        help="target CPython; repeat for one wheel per target (default: the running interpreter)",
+    )
+    add_optimize(whl, "optimisation level of the bytecode (default: 0)", repeatable=False)
+    add_exclude(whl, "the install root (site-packages)")
+    add_on_error_and_workers(whl)
+    whl.add_argument("--ddir", metavar="DIR", help="prefix for file names recorded in the code objects")
+    whl.add_argument("--json", metavar="FILE", help="write a JSON list of the wheels written")
+    whl.add_argument("-q", "--quiet", action="store_true", help="print errors only")
+    whl.set_defaults(func=run_wheel)
+
+
+def run_wheel(args: argparse.Namespace) -> int:
+    """Convert every wheel for every target; name each wheel written."""
+    from hatch_pyc._targets import find_interpreter
+    from hatch_pyc._wheel import convert_wheel
+
+    targets = [find_interpreter(spec) for spec in (args.python or [None])]
+    options = PycOptions(
+        levels=(args.optimize,),
+        strip=True,
+        exclude=tuple(args.exclude or ()),
+        on_error=args.on_error,
+        workers=args.workers,
+        ddir=args.ddir,
+    )
+    outputs = []
+    for wheel in args.wheels:
+        for result in convert_wheel(wheel, args.output, targets, options):
+            outputs.append(result)
+            if not args.quiet:
+                kept = f", {len(result.kept_source)} kept as source" if result.kept_source else ""
+                say(f"hatch-pyc: {result.output} ({len(result.compiled)} modules compiled{kept})")
+    if args.json:
+        import json
+
+        with open(args.json, "w", encoding="utf-8") as handle:
+            json.dump(
+                [
+                    {
+                        "source": str(r.source),
+                        "output": str(r.output),
+                        "python": r.interpreter.minor,
+                        "tag": r.tag,
+                        "compiled": r.compiled,
+                        "kept_source": r.kept_source,
+                    }
+                    for r in outputs
+                ],
+                handle,
+                indent=2,
+            )
+    return EXIT_OK
