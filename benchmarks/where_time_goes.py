@@ -14,8 +14,8 @@ It prints three things:
    ``hatch_pyc/_worker.py``). ``compile()`` CPU / workers is the floor no compiler that
    calls ``compile()`` once per file and level can beat on this machine.
 2. How many ``compile()`` calls the worker's level-skipping rules avoid for -O0 -O1 -O2,
-   compared with a refined pair of rules and with the best possible (levels whose
-   canonical bytes are equal). The refined rules are checked here: a "false skip" (a
+   compared with the first rules hatch-pyc had and with the best possible (levels whose
+   canonical bytes are equal). The worker's rules are checked here: a "false skip" (a
    level the rule would skip whose bytes differ) must be 0.
 3. One real run through the library (``plan_compile`` + ``compile_plan``) on a fresh copy:
    planning wall time, compile-phase wall time, parent CPU and the workers' CPU and
@@ -47,22 +47,18 @@ ns = {"__name__": "hatch_pyc_worker"}
 exec(compile(open(worker_path, "rb").read(), worker_path, "exec"), ns)
 for i in range(256):
     sys.intern(chr(i))
-canonical, may_have_doc = ns["_canonical_marshal"], ns["_may_have_docstring"]
+# "refined" = the worker's rules; "first" = the rules hatch-pyc 0.1.0 started with.
+canonical, refined_doc, refined_asserts = ns["_canonical_marshal"], ns["_may_have_docstring"], ns["_may_have_asserts"]
 CodeType = type(compile("", "", "exec"))
-ASSERT = re.compile(rb"\bassert\b|__debug__")
 
-def refined_doc(code):
-    # Module and class docstrings are stored as __doc__; only a *function's* first
-    # constant can be its docstring (a class body's first constant is its __qualname__).
+def may_have_doc(code):
+    # The first rule: any str first constant, which every class body has (its name).
     if "__doc__" in code.co_names:
         return True
     consts = code.co_consts
-    if code.co_flags & 0x1 and consts and isinstance(consts[0], str):
+    if consts and isinstance(consts[0], str):
         return True
-    return any(isinstance(c, CodeType) and refined_doc(c) for c in consts)
-
-def refined_asserts(source):
-    return not source.isascii() or ASSERT.search(source) is not None
+    return any(isinstance(c, CodeType) and may_have_doc(c) for c in consts)
 
 files = []
 for dirpath, dirnames, filenames in os.walk(root):
@@ -196,7 +192,7 @@ def main() -> int:
 
     sk: dict[str, int] = measured["skip"]  # type: ignore[assignment]
     n = sk["files"]
-    print("| -O0 -O1 -O2: compile() calls | current rules | refined rules | best possible |")
+    print("| -O0 -O1 -O2: compile() calls | first rules (0.1.0) | worker's rules | best possible |")
     print("| --- | ---: | ---: | ---: |")
     print(f"| -O1 skipped (same as -O0) | {sk['o1_rule']} | {sk['o1_refined']} | {sk['o1_equal']} |")
     print(f"| -O2 skipped (same as -O1) | {sk['o2_rule']} | {sk['o2_refined']} | {sk['o2_equal']} |")
@@ -206,7 +202,7 @@ def main() -> int:
     ]
     print(f"| compile() calls per file | {calls[0]:.2f} | {calls[1]:.2f} | {calls[2]:.2f} |")
     print(
-        f"\nRefined rules: -O1 is skipped unless `\\bassert\\b|__debug__` matches (or the source is not "
+        f"\nWorker's rules: -O1 is skipped unless `\\bassert\\b|__debug__` matches (or the source is not "
         "ASCII); -O2 unless a code object stores `__doc__` or a *function's* first constant is a str. "
         f"False skips here: -O1 {sk['o1_false_skips']}, -O2 {sk['o2_false_skips']} (must be 0).\n"
     )
