@@ -8,6 +8,7 @@ temporary files and leaves the tree exactly as it was.
 
 from __future__ import annotations
 
+import base64
 import os
 import secrets
 import struct
@@ -26,6 +27,16 @@ Progress = Callable[[int, int], None]
 TMP_SUFFIX = ".hatch-pyc-tmp"
 
 
+@dataclass(frozen=True)
+class DeliveredPyc:
+    """A pyc a ``deliver`` plan hands back instead of writing: deflated as a zip member."""
+
+    deflated: bytes
+    crc: int
+    size: int
+    digest: str  # as RECORD writes it: sha256=...
+
+
 @dataclass
 class CompileResult:
     """What a run did, in numbers and names."""
@@ -38,6 +49,7 @@ class CompileResult:
     pyc_written: int = 0
     pyc_linked: int = 0
     seconds: float = 0.0
+    delivered: dict[Path, DeliveredPyc] = field(default_factory=dict)  # final pyc path -> its bytes
 
     @property
     def excluded(self) -> list[Path]:
@@ -71,7 +83,8 @@ def compile_plan(plan: CompilePlan, *, progress: Progress | None = None) -> Comp
     mode = options.invalidation_mode
     token = f"{os.getpid()}-{secrets.token_hex(4)}"
 
-    _remove_stale_temporaries(plan)
+    if not plan.deliver:
+        _remove_stale_temporaries(plan)
     todo: list[PlannedSource] = []
     for item in plan.sources:
         quick_check = not options.force and not plan.sourceless and mode == "timestamp"
@@ -95,6 +108,11 @@ def compile_plan(plan: CompilePlan, *, progress: Progress | None = None) -> Comp
             "outs": [[level, str(_tmp_name(final, token))] for level, final in item.outputs],
             "verify": plan.sourceless,
         }
+        if plan.deliver:
+            task["deliver"] = True
+        if item.archive is not None:
+            task.update(archive=str(item.archive), member=item.member, digest=item.digest, size=item.size)
+            task["mtime"] = item.mtime
         if options.source_date_epoch is not None:
             task["mtime"] = options.source_date_epoch
         if mode != "timestamp" and not options.force and not plan.sourceless:
@@ -104,6 +122,7 @@ def compile_plan(plan: CompilePlan, *, progress: Progress | None = None) -> Comp
 
     errors: list[SourceError] = []
     write_errors: list[str] = []
+    input_errors: list[str] = []
     written: list[tuple[Path, Path]] = []  # (tmp, final)
 
     def on_answer(task: Task, answer: dict[str, object]) -> None:
@@ -116,13 +135,22 @@ def compile_plan(plan: CompilePlan, *, progress: Progress | None = None) -> Comp
             assert isinstance(err, dict)
             if err.get("write"):
                 write_errors.append(str(err["msg"]))
+            elif err.get("input"):
+                input_errors.append(f"{item.archive}: {err['msg']}")
             else:
                 errors.append(SourceError(str(item.source), err.get("lineno"), err["kind"], err["msg"]))
         else:
             outcomes = answer["ok"]
             assert isinstance(outcomes, list)
             finals = dict(item.outputs)
-            for level, how in outcomes:
+            for level, how, *payload in outcomes:
+                if how == "delivered":
+                    (packed,) = payload
+                    result.delivered[finals[level]] = DeliveredPyc(
+                        base64.b64decode(packed["deflated"]), packed["crc"], packed["size"], packed["digest"]
+                    )
+                    result.pyc_written += 1
+                    continue
                 written.append((_tmp_name(finals[level], token), finals[level]))
                 if how == "linked":
                     result.pyc_linked += 1
@@ -136,6 +164,9 @@ def compile_plan(plan: CompilePlan, *, progress: Progress | None = None) -> Comp
     committed = False
     try:
         run_tasks(interp, tasks, options.worker_count, on_answer)
+        if input_errors:
+            more = f" (and {len(input_errors) - 1} more problems)" if len(input_errors) > 1 else ""
+            raise InvalidInput(sorted(input_errors)[0] + more)
         if write_errors:
             raise OutputFailed(f"cannot write pycs in {sorted(write_errors)[0]}; nothing was changed")
         errors.sort(key=lambda e: e.path)

@@ -26,6 +26,12 @@ class PlannedSource:
     outputs: tuple[tuple[int, Path], ...]  # (level, final pyc path), lowest level first
     size: int
     mtime: float
+    # A module inside a zip archive (a wheel): ``source`` is then ``archive/member``, a name for
+    # messages; the worker reads the member and checks it against ``digest`` (RECORD's form,
+    # ``sha256=...``) and ``size`` before compiling it.
+    archive: Path | None = None
+    member: str | None = None
+    digest: str | None = None
 
 
 @dataclass(frozen=True)
@@ -49,6 +55,8 @@ class CompilePlan:
     # source once every pyc is in place (off when the pycs go to another tree, as for wheels).
     sourceless: bool = False
     remove_sources: bool = False
+    # ``deliver``: write nothing; each pyc comes back in the result, deflated for a zip (wheels).
+    deliver: bool = False
 
 
 def import_root_of(directory: Path) -> Path:

@@ -9,6 +9,7 @@ temporary file beside its final name and renamed when complete.
 from __future__ import annotations
 
 import base64
+import calendar
 import csv
 import hashlib
 import io
@@ -20,9 +21,8 @@ import tempfile
 import time
 import zipfile
 import zlib
-from collections import deque
-from collections.abc import Iterator, Sequence
-from concurrent.futures import Future, ThreadPoolExecutor
+from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from email.parser import BytesParser
 from pathlib import Path
@@ -31,10 +31,10 @@ from typing import IO, TYPE_CHECKING, BinaryIO, cast
 from packaging.tags import Tag
 from packaging.utils import InvalidWheelFilename, parse_wheel_filename
 
-from hatch_pyc._compile import compile_plan
+from hatch_pyc._compile import DeliveredPyc, compile_plan
 from hatch_pyc._errors import HatchPycError, InvalidInput
 from hatch_pyc._options import PycOptions
-from hatch_pyc._plan import CompilePlan, PlannedSource, Root
+from hatch_pyc._plan import CompilePlan, PlannedSource
 from hatch_pyc._targets import Interpreter
 
 if TYPE_CHECKING:
@@ -125,8 +125,8 @@ def _unreadable(wheel: Path, exc: BaseException) -> InvalidWheel:
 def _record_entries(zf: zipfile.ZipFile, wheel: Path) -> dict[str, RecordEntry]:
     """Check every entry's name against RECORD (installer's rules); return RECORD's rows by name.
 
-    Contents are checked against these rows by :func:`_check_contents` and
-    :func:`_read_checked`, each entry read once.
+    Contents are checked against these rows where they are read, each entry once: modules by
+    the compile workers, everything else by :func:`_check_contents`.
     """
     from installer.records import RecordEntry, parse_record_file
     from installer.sources import WheelFile
@@ -153,17 +153,6 @@ def _digest_and_size(entry: RecordEntry | None, info: zipfile.ZipInfo) -> tuple[
 
 def _mismatch(wheel: Path, name: str) -> InvalidWheel:
     return InvalidWheel(f"{wheel}: hash / size of {name} didn't match RECORD")
-
-
-def _read_checked(zf: zipfile.ZipFile, info: zipfile.ZipInfo, entry: RecordEntry, wheel: Path) -> bytes:
-    """An entry's bytes, once they match RECORD."""
-    try:
-        data = zf.read(info)
-    except (zipfile.BadZipFile, OSError, EOFError, zlib.error) as exc:
-        raise _unreadable(wheel, exc) from exc
-    if not entry.validate(data):
-        raise _mismatch(wheel, info.filename)
-    return data
 
 
 def _check_contents(wheel: Path, entries: dict[str, RecordEntry], names: Sequence[str]) -> None:
@@ -293,8 +282,8 @@ class _Writer:
     def write(self, info: zipfile.ZipInfo, data: bytes) -> None:
         self.zf.writestr(info, data)
 
-    def write_deflated(self, info: zipfile.ZipInfo, packed: _Packed) -> None:
-        """Write a member whose deflated bytes were made beforehand (see :func:`_pack`)."""
+    def write_deflated(self, info: zipfile.ZipInfo, packed: DeliveredPyc) -> None:
+        """Write a member whose deflated bytes were made beforehand (by a compile worker)."""
         info.compress_type = zipfile.ZIP_DEFLATED
         info.CRC = packed.crc
         info.file_size = packed.size
@@ -315,39 +304,6 @@ class _Writer:
                 fp.close()
             except OSError:
                 pass
-
-
-@dataclass(frozen=True)
-class _Packed:
-    """A new member's content, deflated as zipfile would, with what RECORD needs."""
-
-    deflated: bytes
-    crc: int
-    size: int
-    digest: str  # RECORD's sha256=...
-
-
-def _pack(path: Path) -> _Packed:
-    # zlib and hashlib release the GIL on buffers this size, so a few threads deflate in parallel.
-    data = path.read_bytes()
-    packer = zlib.compressobj(zlib.Z_DEFAULT_COMPRESSION, zlib.DEFLATED, -15)
-    deflated = packer.compress(data) + packer.flush()
-    return _Packed(deflated, zlib.crc32(data), len(data), _record_hash(data))
-
-
-def _packed_in_order(paths: Sequence[Path], threads: int) -> Iterator[_Packed]:
-    """``_pack`` each path on a few threads, yielding in order with a bounded number in flight."""
-    if threads <= 1 or len(paths) < 2:
-        yield from map(_pack, paths)
-        return
-    with ThreadPoolExecutor(max_workers=threads, thread_name_prefix="hatch-pyc-deflate") as pool:
-        pending: deque[Future[_Packed]] = deque()
-        for path in paths:
-            pending.append(pool.submit(_pack, path))
-            if len(pending) >= 4 * threads:
-                yield pending.popleft().result()
-        while pending:
-            yield pending.popleft().result()
 
 
 def _date_time(info: zipfile.ZipInfo, epoch: int | None) -> tuple[int, int, int, int, int, int]:
@@ -398,20 +354,17 @@ def convert_wheel(
         zf = zipfile.ZipFile(path)
     except (zipfile.BadZipFile, OSError) as exc:
         raise InvalidWheel(f"{path}: not a zip archive ({exc})") from exc
-    with (
-        zf,
-        tempfile.TemporaryDirectory(prefix="hatch-pyc-wheel-") as scratch,
-        ThreadPoolExecutor(max_workers=1, thread_name_prefix="hatch-pyc-record") as background,
-    ):
+    with zf, ThreadPoolExecutor(max_workers=1, thread_name_prefix="hatch-pyc-record") as background:
         infos = _check_names(zf, path)
         dist_info = _dist_info_dir(infos, path)
         entries = _record_entries(zf, path)
         data_dir = dist_info[: -len(".dist-info")] + ".data"
         members = [_Member(i, *_digest_and_size(entries.get(i.filename), i)) for i in infos]
 
-        # The importable sources, extracted once for every target.
-        src_root = Path(scratch) / "src"
-        sources: dict[str, tuple[str, Path]] = {}  # arcname -> (install-relative path, extracted file)
+        # The importable sources: the workers read them from the wheel and check each against
+        # RECORD themselves; everything else is checked here, beside compilation (zlib and
+        # hashlib release the GIL). Nothing is written before both passed.
+        sources: dict[str, tuple[str, zipfile.ZipInfo]] = {}  # arcname -> (install-relative path, entry)
         spec = None
         if options.exclude:
             import pathspec
@@ -425,41 +378,50 @@ def convert_wheel(
             if spec is not None and spec.match_file(rel):
                 excluded.append(info.filename)
                 continue
-            target_file = src_root / info.filename
-            target_file.parent.mkdir(parents=True, exist_ok=True)
-            target_file.write_bytes(_read_checked(zf, info, entries[info.filename], path))
-            sources[info.filename] = (rel, target_file)
-        # Everything else is checked beside compilation (zlib and hashlib release the GIL);
-        # nothing is written outside ``scratch`` before that check passed.
+            sources[info.filename] = (rel, info)
         rest = [m.info.filename for m in members if m.info.filename in entries and m.info.filename not in sources]
         checked = background.submit(_check_contents, path, entries, rest)
+        archive = path.resolve()
 
         results = []
         for interp in targets:
             tag_text, new_tags = retag(tags, interp, path)
-            out_root = Path(scratch) / interp.python_tag
+            out_root = Path(interp.python_tag)  # names only: the pycs come back in memory
             plan = CompilePlan(
                 interpreter=interp,
                 options=options,
-                roots=[Root(src_root, src_root)],
+                roots=[],
                 sourceless=True,
                 remove_sources=False,
+                deliver=True,
             )
-            for arcname, (rel, file) in sources.items():
-                st = file.stat()
+            for arcname, (rel, info) in sources.items():
+                entry = entries[arcname]
                 dfile = f"{options.ddir.rstrip('/')}/{rel}" if options.ddir else rel
                 pyc = out_root / (arcname[:-3] + ".pyc")
                 plan.sources.append(
-                    PlannedSource(file, rel, dfile, ((options.levels[0], pyc),), st.st_size, st.st_mtime)
+                    PlannedSource(
+                        archive / arcname,
+                        rel,
+                        dfile,
+                        ((options.levels[0], pyc),),
+                        entry.size or 0,  # what RECORD says; the worker checks it
+                        calendar.timegm((*info.date_time, 0, 0, 0)),
+                        archive=archive,
+                        member=arcname,
+                        digest=str(entry.hash_),
+                    )
                 )
             try:
                 result = compile_plan(plan)
-            except HatchPycError:
+            except HatchPycError as exc:
                 checked.result()  # a wheel that fails its RECORD is the first thing to report
+                if type(exc) is InvalidInput:  # a member the worker could not read or check
+                    raise InvalidWheel(str(exc)) from exc
                 raise
             checked.result()
-            kept = {Path(e.path) for e in result.kept_source}
-            compiled = {a for a, (_, f) in sources.items() if f not in kept}
+            kept = {e.path for e in result.kept_source}
+            compiled = {a for a in sources if str(archive / a) not in kept}
             out_name = f"{path.name[: -len('.whl')].rsplit('-', 3)[0]}-{tag_text}.whl"
             final = Path(output) if output is not None else Path(out_dir or ".") / out_name
             conversion = WheelConversion(
@@ -477,6 +439,7 @@ def convert_wheel(
                 dist_info=dist_info,
                 compiled=compiled,
                 pyc_root=out_root,
+                pycs=result.delivered,
                 tags=new_tags,
                 final=final,
                 epoch=epoch,
@@ -493,6 +456,7 @@ def _write_wheel(
     dist_info: str,
     compiled: set[str],
     pyc_root: Path,
+    pycs: dict[Path, DeliveredPyc],
     tags: list[Tag],
     final: Path,
     epoch: int | None,
@@ -508,8 +472,6 @@ def _write_wheel(
         assert zf.fp is not None
         with open(wheel, "rb") as raw:
             record_info = None
-            pyc_names = [m.info.filename[:-3] + ".pyc" for m in members if m.info.filename in compiled]
-            packed = _packed_in_order([pyc_root / name for name in pyc_names], _deflate_threads())
             for member in members:
                 info = member.info
                 name = info.filename
@@ -521,7 +483,7 @@ def _write_wheel(
                     continue  # signatures of the old RECORD: no longer true
                 if name in compiled:
                     pyc_name = name[:-3] + ".pyc"
-                    pyc = next(packed)
+                    pyc = pycs[pyc_root / pyc_name]
                     writer.write_deflated(_new_info(pyc_name, info, when), pyc)
                     rows.append((pyc_name, pyc.digest, str(pyc.size)))
                 elif name == f"{dist_info}/WHEEL":
@@ -545,10 +507,6 @@ def _write_wheel(
         writer.abort()
         tmp.unlink(missing_ok=True)
         raise
-
-
-def _deflate_threads() -> int:
-    return max(1, min(4, os.cpu_count() or 1))
 
 
 def wheel_target_tag(wheel: str | os.PathLike[str], interp: Interpreter) -> str:

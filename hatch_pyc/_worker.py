@@ -5,7 +5,9 @@ whichever CPython the bytecode is for. It reads one JSON batch per line on stdin
 one JSON line per batch on stdout, so the parent keeps a few long-lived workers busy
 instead of paying interpreter start-up per file.
 
-A task is ``{"src", "dfile", "mode", "outs": [[level, tmp_path], ...], "verify", "mtime"?}``.
+A task is ``{"src", "dfile", "mode", "outs": [[level, tmp_path], ...], "verify", "mtime"?}``; a module
+inside a wheel adds ``"archive", "member", "digest", "size"`` (read from the zip, checked against RECORD).
+With ``"deliver": true`` nothing is written: each pyc comes back in the answer, deflated for a zip.
 Every output is written to its temporary path only; the parent renames them into place once
 the whole run has succeeded, so a failure or a kill never leaves a half-written pyc under a
 final name.
@@ -201,14 +203,70 @@ def _read_back(path, expected):
     marshal.loads(data[16:])
 
 
+class _BadInput(Exception):
+    """An archive member that cannot be read, or whose bytes are not what RECORD says."""
+
+
+_archives = {}
+
+
+def _read_member(task):
+    # A wheel's module, read where it is instead of extracted first. The bytes compiled are
+    # the bytes checked: RECORD's digest and size are compared here, not in the parent.
+    import base64
+    import hashlib
+    import zipfile
+
+    path, member = task["archive"], task["member"]
+    try:
+        archive = _archives.get(path)
+        if archive is None:
+            archive = _archives[path] = zipfile.ZipFile(path)
+        source = archive.read(member)
+    except Exception as exc:  # noqa: BLE001 - BadZipFile, zlib.error, a truncated or changed file
+        raise _BadInput("cannot be read as a wheel (%s)" % (exc,)) from None
+    algorithm, _, expected = task["digest"].partition("=")
+    try:
+        digest = hashlib.new(algorithm, source).digest()
+    except ValueError:
+        raise _BadInput("RECORD gives %s an unknown hash (%s)" % (member, algorithm)) from None
+    actual = base64.urlsafe_b64encode(digest).rstrip(b"=").decode("ascii")
+    if actual != expected or len(source) != task["size"]:
+        raise _BadInput("hash / size of %s didn't match RECORD" % member)
+    return source
+
+
+def _deflated(data):
+    """A pyc as a zip member: deflated as zipfile does, with its CRC, size and RECORD digest."""
+    import base64
+    import hashlib
+    import zlib
+
+    marshal.loads(data[16:])  # it loads: what the read-back checks for a written pyc
+    packer = zlib.compressobj(zlib.Z_DEFAULT_COMPRESSION, zlib.DEFLATED, -15)
+    deflated = packer.compress(data) + packer.flush()
+    digest = base64.urlsafe_b64encode(hashlib.sha256(data).digest()).rstrip(b"=").decode("ascii")
+    return {
+        "deflated": base64.b64encode(deflated).decode("ascii"),
+        "crc": zlib.crc32(data),
+        "size": len(data),
+        "digest": "sha256=" + digest,
+    }
+
+
 def _compile_one(task):
-    src = task["src"]
-    with open(src, "rb") as handle:
-        source = handle.read()
-    stat = os.stat(src)
-    mtime = task.get("mtime", stat.st_mtime)
+    if "archive" in task:
+        source = _read_member(task)
+        mtime = task["mtime"]
+        file_mode = 0o644
+    else:
+        src = task["src"]
+        with open(src, "rb") as handle:
+            source = handle.read()
+        stat = os.stat(src)
+        mtime = task.get("mtime", stat.st_mtime)
+        file_mode = (stat.st_mode | 0o200) & 0o666
     header = _header(task["mode"], source, mtime, len(source))
-    file_mode = (stat.st_mode | 0o200) & 0o666
     if task.get("check") and all(_starts_with(path, header) for path in task["check"]):
         return None  # every pyc is current for this source, level, mode and interpreter
     dfile = task["dfile"]
@@ -235,6 +293,11 @@ def _compile_one(task):
             last_has_doc = _may_have_docstring(code)
             data = header + _canonical_marshal(code)
             del code
+        if task.get("deliver"):
+            results.append([level, "delivered", _deflated(data)])
+            last_level = level
+            last_data = data
+            continue
         link_to = next((path for other, path in produced if other == data), None)
         if link_to is not None:
             try:
@@ -259,6 +322,8 @@ def _run_task(task):
         return {"current": True} if outcome is None else {"ok": outcome}
     except _WriteError as exc:
         return {"error": {"kind": "OSError", "msg": str(exc), "lineno": None, "write": True}}
+    except _BadInput as exc:
+        return {"error": {"kind": "InvalidInput", "msg": str(exc), "lineno": None, "input": True}}
     except SyntaxError as exc:
         return {"error": {"kind": type(exc).__name__, "msg": exc.msg, "lineno": exc.lineno}}
     except (ValueError, UnicodeDecodeError, OSError, MemoryError, RecursionError) as exc:
