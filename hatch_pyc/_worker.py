@@ -29,7 +29,7 @@ _CodeType = type(compile("", "", "exec"))
 _SKIP_RULES = (3, 10) <= sys.version_info[:2] <= (3, 13)
 _FLAGS = {"timestamp": 0, "unchecked-hash": 0b01, "checked-hash": 0b11}
 _CO_OPTIMIZED = 0x1
-_ASSERT_OR_DEBUG = re.compile(rb"\bassert\b|__debug__")
+_ASSERT = re.compile(rb"\bassert\b")
 
 
 def _may_have_docstring(code):
@@ -57,7 +57,10 @@ def _may_have_docstring(code):
 def _may_have_asserts(source):
     # ``-O`` drops assert statements and folds ``__debug__``; both need the word in the
     # source. A non-ASCII source may spell ``__debug__`` with NFKC-equivalent letters.
-    return not source.isascii() or _ASSERT_OR_DEBUG.search(source) is not None
+    if not source.isascii() or b"__debug__" in source:
+        return True
+    # ``in`` is a fast scan; the regex (word boundaries: not ``assertEqual``) runs only on a hit.
+    return b"assert" in source and _ASSERT.search(source) is not None
 
 
 def _const_key(value):
@@ -270,7 +273,7 @@ def _compile_one(task):
     if task.get("check") and all(_starts_with(path, header) for path in task["check"]):
         return None  # every pyc is current for this source, level, mode and interpreter
     dfile = task["dfile"]
-    asserts_possible = not _SKIP_RULES or _may_have_asserts(source)
+    asserts_possible = None  # decided when a second level needs it
 
     # Identical outputs share one file: later levels are hard links to the first.
     produced = []  # (data, tmp path)
@@ -280,6 +283,8 @@ def _compile_one(task):
     last_has_doc = True
     for level, tmp in task["outs"]:
         same = False
+        if last_level == 0 and asserts_possible is None:
+            asserts_possible = not _SKIP_RULES or _may_have_asserts(source)
         if last_level == 0 and level == 1:
             same = not asserts_possible
         elif last_level == 1 and level == 2:
