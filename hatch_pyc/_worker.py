@@ -89,6 +89,7 @@ def _order_key(value):
 
 _QUALNAME = sys.version_info >= (3, 11)
 _MORTAL_STRINGS = sys.version_info < (3, 12)
+_SETS_IN_TABLE_ORDER = sys.version_info < (3, 11)
 _intern = sys.intern
 
 
@@ -106,9 +107,13 @@ def _share(value, memo):
     if kind is tuple:
         value = tuple([_share(v, memo) for v in value])
     elif kind is frozenset:
-        # marshal writes a set in table order, which follows insertion order where hashes
-        # collide; inserting in a fixed order makes that order depend on the items alone.
-        value = frozenset(sorted([_share(v, memo) for v in value], key=_order_key))
+        items = [_share(v, memo) for v in value]
+        if _SETS_IN_TABLE_ORDER:
+            # 3.10's marshal writes a set in table order, which follows insertion order where
+            # hashes collide; inserting in a fixed order makes it depend on the items alone.
+            # (3.11+ marshal sorts set items itself, cpython#81777.)
+            items.sort(key=_order_key)
+        value = frozenset(items)
     try:
         return memo.setdefault(_const_key(value), value)
     except TypeError:  # unhashable: leave it alone

@@ -389,3 +389,36 @@ def test_canonical_bytes_do_not_depend_on_the_process_history(target: Interprete
     quiet, busy = hashes("quiet"), hashes("busy")
     assert len(quiet) > 100
     assert quiet == busy
+
+
+_SET_ORDER_SCRIPT = """
+import sys
+worker = sys.argv[1]
+ns = {"__name__": "hatch_pyc_worker"}
+exec(compile(open(worker, "rb").read(), worker, "exec"), ns)
+# Two strings that want the same slot of a small set table: which one sits first depends on
+# which was inserted first, so the two sets below iterate in different orders.
+names = ["k%d" % i for i in range(200)]
+a = names[0]
+b = next(n for n in names[1:] if hash(n) & 7 == hash(a) & 7)
+first, second = frozenset([a, b]), frozenset([b, a])
+code = compile("X = 1", "m.py", "exec", dont_inherit=True)
+one = code.replace(co_consts=code.co_consts + (first,))
+two = code.replace(co_consts=code.co_consts + (second,))
+print(list(first) != list(second), ns["_canonical_marshal"](one) == ns["_canonical_marshal"](two))
+"""
+
+
+def test_set_constants_are_written_in_an_order_of_their_items_alone(target: Interpreter) -> None:
+    # Equal sets whose tables were filled in another order (as a long-lived worker's history can
+    # make them) must marshal to the same bytes.
+    from hatch_pyc._pool import WORKER_SCRIPT, worker_env
+
+    proc = subprocess.run(
+        [target.executable, "-S", "-c", _SET_ORDER_SCRIPT, str(WORKER_SCRIPT)],
+        capture_output=True,
+        text=True,
+        env=worker_env(),
+        check=True,
+    )
+    assert proc.stdout.split() == ["True", "True"]
