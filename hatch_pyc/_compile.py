@@ -17,7 +17,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from hatch_pyc._errors import CompileFailed, InvalidInput, OutputFailed, SourceError
+from hatch_pyc._errors import CompileFailed, InvalidInput, OutputFailed, SourceError, first_problem
 from hatch_pyc._layout import is_cache_of
 from hatch_pyc._options import PycOptions
 from hatch_pyc._plan import CompilePlan, PlannedSource, plan_compile
@@ -165,8 +165,7 @@ def compile_plan(plan: CompilePlan, *, progress: Progress | None = None) -> Comp
     try:
         run_tasks(interp, tasks, options.worker_count, on_answer)
         if input_errors:
-            more = f" (and {len(input_errors) - 1} more problems)" if len(input_errors) > 1 else ""
-            raise InvalidInput(sorted(input_errors)[0] + more)
+            raise InvalidInput(first_problem(sorted(input_errors)))
         if write_errors:
             raise OutputFailed(f"cannot write pycs in {sorted(write_errors)[0]}; nothing was changed")
         errors.sort(key=lambda e: e.path)

@@ -21,6 +21,12 @@ class InvalidInput(HatchPycError, ValueError):
     """An input path, tree or file that cannot be used as given."""
 
 
+def first_problem(problems: list[str]) -> str:
+    """The first of several problems, saying how many more there are (one line for the user)."""
+    more = len(problems) - 1
+    return problems[0] + (f" (and {more} more problems)" if more else "")
+
+
 class InvalidPyc(InvalidInput):
     """A file that is not a readable pyc."""
 

@@ -32,7 +32,7 @@ from packaging.tags import Tag
 from packaging.utils import InvalidWheelFilename, parse_wheel_filename
 
 from hatch_pyc._compile import DeliveredPyc, compile_plan
-from hatch_pyc._errors import HatchPycError, InvalidInput
+from hatch_pyc._errors import HatchPycError, InvalidInput, first_problem
 from hatch_pyc._options import PycOptions
 from hatch_pyc._plan import CompilePlan, PlannedSource
 from hatch_pyc._targets import Interpreter
@@ -136,10 +136,8 @@ def _record_entries(zf: zipfile.ZipFile, wheel: Path) -> dict[str, RecordEntry]:
         source.validate_record(validate_contents=False)
         rows = list(parse_record_file(source.read_dist_info("RECORD").splitlines()))
     except ValueError as exc:
-        issues = getattr(exc, "issues", None) or [str(exc)]
-        first = str(issues[0]).replace(f"In {zf.filename}, ", "")
-        more = f" (and {len(issues) - 1} more problems)" if len(issues) > 1 else ""
-        raise InvalidWheel(f"{wheel}: {first}{more}") from exc
+        issues = [str(issue).replace(f"In {zf.filename}, ", "") for issue in getattr(exc, "issues", None) or [exc]]
+        raise InvalidWheel(f"{wheel}: {first_problem(issues)}") from exc
     except (zipfile.BadZipFile, OSError, EOFError, KeyError) as exc:
         raise _unreadable(wheel, exc) from exc
     return {row[0]: RecordEntry.from_elements(*row) for row in rows if row[1] and row[2]}
@@ -151,8 +149,8 @@ def _digest_and_size(entry: RecordEntry | None, info: zipfile.ZipInfo) -> tuple[
     return str(entry.hash_), entry.size
 
 
-def _mismatch(wheel: Path, name: str) -> InvalidWheel:
-    return InvalidWheel(f"{wheel}: hash / size of {name} didn't match RECORD")
+def _mismatch(name: str) -> str:
+    return f"hash / size of {name} didn't match RECORD"  # installer's words (and the worker's)
 
 
 def _check_contents(wheel: Path, entries: dict[str, RecordEntry], names: Sequence[str]) -> None:
@@ -167,8 +165,7 @@ def _check_contents(wheel: Path, entries: dict[str, RecordEntry], names: Sequenc
     except (zipfile.BadZipFile, OSError, EOFError, zlib.error) as exc:
         raise _unreadable(wheel, exc) from exc
     if bad:
-        more = f" (and {len(bad) - 1} more problems)" if len(bad) > 1 else ""
-        raise InvalidWheel(f"{_mismatch(wheel, bad[0])}{more}")
+        raise InvalidWheel(f"{wheel}: {first_problem([_mismatch(name) for name in bad])}")
 
 
 def retag(tags: frozenset[Tag], interp: Interpreter, wheel: Path) -> tuple[str, list[Tag]]:
