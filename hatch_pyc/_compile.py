@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import base64
 import os
-import secrets
 import struct
 import time
 from collections.abc import Callable, Sequence
@@ -81,7 +80,7 @@ def compile_plan(plan: CompilePlan, *, progress: Progress | None = None) -> Comp
     interp = plan.interpreter
     result = CompileResult(plan)
     mode = options.invalidation_mode
-    token = f"{os.getpid()}-{secrets.token_hex(4)}"
+    token = f"{os.getpid()}-{os.urandom(4).hex()}"
 
     if not plan.deliver:
         _remove_stale_temporaries(plan)
@@ -161,6 +160,8 @@ def compile_plan(plan: CompilePlan, *, progress: Progress | None = None) -> Comp
         if progress:
             progress(done, total)
 
+    # Directories the workers will create (``__pycache__``): a failed run removes them again.
+    new_dirs = [] if plan.deliver else [d for d in {f.parent for i in todo for _, f in i.outputs} if not d.is_dir()]
     committed = False
     try:
         run_tasks(interp, tasks, options.worker_count, on_answer)
@@ -178,6 +179,11 @@ def compile_plan(plan: CompilePlan, *, progress: Progress | None = None) -> Comp
         if not committed:
             _remove_quietly(tmp for tmp, _ in written)
             _remove_quietly(_tmp_name(final, token) for item in todo for _, final in item.outputs)
+            for directory in sorted(new_dirs, key=lambda d: len(d.parts), reverse=True):
+                try:
+                    directory.rmdir()
+                except OSError:
+                    pass  # not empty: something else was put there meanwhile
 
     result.kept_source = errors
     if plan.remove_sources:

@@ -336,7 +336,9 @@ def _run_task(task):
         return {"error": {"kind": "InvalidInput", "msg": str(exc), "lineno": None, "input": True}}
     except SyntaxError as exc:
         return {"error": {"kind": type(exc).__name__, "msg": exc.msg, "lineno": exc.lineno}}
-    except (ValueError, UnicodeDecodeError, OSError, MemoryError, RecursionError) as exc:
+    except OSError as exc:  # the source cannot be read: "Permission denied", not "[Errno 13] ... 'path'"
+        return {"error": {"kind": type(exc).__name__, "msg": exc.strerror or str(exc), "lineno": None}}
+    except (ValueError, UnicodeDecodeError, MemoryError, RecursionError) as exc:
         return {"error": {"kind": type(exc).__name__, "msg": str(exc), "lineno": None}}
 
 

@@ -70,11 +70,15 @@ def make_tree(tmp_path: Path) -> Callable[[Files], Path]:
 
 
 def snapshot(root: Path) -> dict[str, tuple[bytes, int]]:
-    """Every file under ``root`` with its bytes and mode: to prove a run changed nothing."""
+    """Every file and directory under ``root`` with its bytes and mode: to prove a run changed nothing."""
     out: dict[str, tuple[bytes, int]] = {}
     for path in sorted(root.rglob("*")):
-        if path.is_file() and not path.is_symlink():
+        if path.is_symlink():
+            continue
+        if path.is_file():
             out[path.relative_to(root).as_posix()] = (path.read_bytes(), path.stat().st_mode)
+        elif path.is_dir():  # a failed run must not leave even an empty __pycache__ behind
+            out[path.relative_to(root).as_posix() + "/"] = (b"", path.stat().st_mode)
     return out
 
 

@@ -3,14 +3,18 @@
 from __future__ import annotations
 
 import os
+import shutil
 import stat
 import subprocess
+import sys
+import tempfile
 import textwrap
 from pathlib import Path
 
 import pytest
 from conftest import run_python, snapshot, write_tree
 
+import hatch_pyc
 from hatch_pyc import CompileFailed, Interpreter, PycOptions, compile_tree, read_header
 from hatch_pyc._layout import cache_path
 
@@ -422,3 +426,54 @@ def test_set_constants_are_written_in_an_order_of_their_items_alone(target: Inte
         check=True,
     )
     assert proc.stdout.split() == ["True", "True"]
+
+
+def _unprivileged_python() -> list[str] | None:
+    """A command prefix that runs a Python as ``nobody`` (for a root test run), or None."""
+    setpriv = shutil.which("setpriv")
+    if setpriv is None:
+        return None
+    prefix = [setpriv, "--reuid=65534", "--regid=65534", "--clear-groups", "--"]
+    for python in (sys.executable, "/usr/bin/python3"):
+        # It must run *and* see itself: hatch-pyc checks the target's path.
+        see = "import os, sys; sys.exit(not os.path.exists(sys.executable))"
+        probe = subprocess.run([*prefix, python, "-c", see], check=False, capture_output=True)
+        if probe.returncode == 0:
+            return [*prefix, python]
+    return None
+
+
+def test_an_unreadable_source_fails_the_run_naming_it_and_changes_nothing() -> None:
+    # Root reads any file, so a root test run (CI) compiles as ``nobody``: the engine copied
+    # where that user can read it, run by an interpreter that user can execute.
+    with tempfile.TemporaryDirectory() as scratch:
+        base = Path(scratch)
+        base.chmod(0o755)
+        tree = write_tree(base / "tree", {"pkg/__init__.py": "", "pkg/ok.py": "OK = 1\n", "pkg/secret.py": "S = 2\n"})
+        secret = tree / "pkg/secret.py"
+        if os.geteuid() == 0:
+            python = _unprivileged_python()
+            if python is None:
+                if os.environ.get("CI"):
+                    pytest.fail("no Python that 'nobody' can run (setpriv and /usr/bin/python3 are needed on CI)")
+                pytest.skip("running as root and no Python that 'nobody' can run")
+            shutil.copytree(Path(hatch_pyc.__file__).parent, base / "lib/hatch_pyc")
+            for path in [base, *base.rglob("*")]:
+                path.chmod(0o777 if path.is_dir() else 0o666)
+        else:
+            python = [sys.executable]
+        secret.chmod(0o000)
+        before = sorted(p.relative_to(tree).as_posix() for p in tree.rglob("*"))
+        env = {**os.environ, "PYTHONPATH": str(base / "lib"), "HOME": scratch, "PYTHONDONTWRITEBYTECODE": "1"}
+        done = subprocess.run(
+            [*python, "-m", "hatch_pyc", "compile", str(tree), "--python", python[-1]],
+            check=False,
+            capture_output=True,
+            text=True,
+            env=env,
+        )
+
+        assert done.returncode == 1, done.stderr
+        first = done.stderr.strip().splitlines()[0]
+        assert first == f"hatch-pyc: error: {secret}: PermissionError: Permission denied", done.stderr
+        assert sorted(p.relative_to(tree).as_posix() for p in tree.rglob("*")) == before
