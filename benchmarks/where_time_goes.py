@@ -68,6 +68,8 @@ for dirpath, dirnames, filenames in os.walk(root):
 t = dict.fromkeys(["read+stat", "marshal.dumps", "canonical marshal", "docstring scan"], 0.0)
 for level in levels:
     t["compile -O%d" % level] = 0.0
+# compile() time of the levels the worker's rules cannot skip (the work any run must do).
+needed = {"compile -O1 where the rules need it": 0.0, "compile -O2 where the rules need it": 0.0}
 skip = dict.fromkeys(["files", "failed", "o1_rule", "o1_refined", "o1_equal", "o2_rule", "o2_refined",
                       "o2_equal", "o1_false_skips", "o2_false_skips"], 0)
 clock = time.perf_counter
@@ -78,11 +80,13 @@ for path in files:
     os.stat(path)
     t["read+stat"] += clock() - start
     blobs = {}
+    took = {}
     try:
         for level in levels:
             start = clock()
             code = compile(source, path, "exec", dont_inherit=True, optimize=level)
-            t["compile -O%d" % level] += clock() - start
+            took[level] = clock() - start
+            t["compile -O%d" % level] += took[level]
             if level == levels[0]:
                 start = clock(); marshal.dumps(code); t["marshal.dumps"] += clock() - start
                 start = clock(); may_have_doc(code); t["docstring scan"] += clock() - start
@@ -104,6 +108,11 @@ for path in files:
         skip["o2_rule"] += not doc1[0]; skip["o2_refined"] += not doc1[1]; skip["o2_equal"] += eq12
         skip["o1_false_skips"] += (not a_new) and not eq01
         skip["o2_false_skips"] += (not doc1[1]) and not eq12
+        if a_new:
+            needed["compile -O1 where the rules need it"] += took[1]
+        if doc1[1]:
+            needed["compile -O2 where the rules need it"] += took[2]
+t.update(needed)
 print(json.dumps({"version": sys.version.split()[0], "stages": t, "skip": skip}))
 """
 
@@ -157,12 +166,46 @@ def startup(target: dict[str, str], workdir: Path) -> dict[str, float]:
     return {k: statistics.median(v) for k, v in times.items()}
 
 
+def floors(bench: dict[str, object], corpus: str, st: dict[str, float], workers: int) -> None:
+    """Each speed target's allowance in seconds against the least any reproducible run must spend.
+
+    The least: reading every source once, the ``compile()`` CPU of the levels the rules cannot
+    skip and the canonical marshal of each of those pycs (what makes them byte-identical),
+    spread perfectly over ``workers`` CPUs, with no start-up, planning or writing at all.
+    """
+    times: dict[str, list[float]] = bench["corpora"][corpus]["times"]  # type: ignore[index]
+    one = st["read+stat"] + st["compile -O0"] + st["canonical marshal"]
+    share = st["canonical marshal"] / st["compile -O0"]
+    three = one + (st["compile -O1 where the rules need it"] + st["compile -O2 where the rules need it"]) * (1 + share)
+    rows = []
+    for label, numerator, reference, limit in bench_compile.TARGETS:
+        if reference not in times or numerator == "hatch-pyc -O0 rerun (no change)":
+            continue
+        allowed = limit * statistics.median(times[reference])
+        least = (three if numerator == "hatch-pyc -O0 -O1 -O2" else one) / workers
+        measured = statistics.median(times[numerator])
+        verdict = "reachable" if least < allowed else f"**below the floor by {least / allowed - 1:.0%}**"
+        rows.append(f"| {label} | {allowed:.2f} | {least:.2f} | {measured:.2f} | {verdict} |")
+    print(
+        "| target (medians from --bench-json) | allowed s | floor s: read + compile() + canonical marshal "
+        f"on {workers} CPUs, nothing else | hatch-pyc median s | target |"
+    )
+    print("| --- | ---: | ---: | ---: | --- |")
+    print("\n".join(rows) + "\n")
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--python", default="3.12")
     parser.add_argument("--corpus", choices=("stdlib", "site-packages"), default="site-packages")
     parser.add_argument("--workdir", type=Path, default=bench_compile.DEFAULT_WORKDIR)
     parser.add_argument("--packages", nargs="+", default=list(bench_compile.DEFAULT_PACKAGES))
+    parser.add_argument(
+        "--bench-json",
+        type=Path,
+        help="bench_compile.py's --json from the same machine and hour: adds each speed target's "
+        "compile() floor next to the seconds the target allows",
+    )
     args = parser.parse_args()
     workdir = args.workdir.resolve()
     target = bench_compile.resolve_target(args.python)
@@ -206,6 +249,9 @@ def main() -> int:
         "ASCII); -O2 unless a code object stores `__doc__` or a *function's* first constant is a str. "
         f"False skips here: -O1 {sk['o1_false_skips']}, -O2 {sk['o2_false_skips']} (must be 0).\n"
     )
+
+    if args.bench_json:
+        floors(json.loads(args.bench_json.read_text()), args.corpus, st, workers)
 
     bench_compile.log("library runs (plan + compile_plan) on fresh copies")
     scratch = workdir / "scratch-where"
