@@ -1,7 +1,8 @@
 #!/usr/bin/env python3
 """Why the workers pay for a canonical marshal: plain ``marshal.dumps`` depends on the process history.
 
-Standard library only. For each target interpreter it compiles every module of a corpus in
+Run it with the interpreter hatch-pyc is installed in (it uses the engine's own worker and
+worker environment). For each target interpreter it compiles every module of a corpus in
 two processes with different histories, both with the workers' fixed hash seed (A: a fresh process, files in order; B: a dozen
 standard modules imported first, files in reverse order, every seventh code object kept
 alive) and counts the modules whose bytes differ between A and B, for three ways of
@@ -16,21 +17,21 @@ marshalling the same code object:
 
     python benchmarks/why_canonical_marshal.py --python 3.10 3.11 3.12 3.13 [--corpus DIR ...]
 
-The default corpus is each target's own standard library (with its tests). Run it with the
-interpreter hatch-pyc is installed in.
+The default corpus is each target's own standard library (with its tests).
 """
 
 from __future__ import annotations
 
 import argparse
 import json
-import os
 import subprocess
 import sys
 import tempfile
 from pathlib import Path
 
-WORKER = Path(__file__).resolve().parent.parent / "hatch_pyc" / "_worker.py"
+# The installed engine's own worker script and worker environment (no PYTHON* settings, the fixed hash seed).
+from hatch_pyc._pool import WORKER_SCRIPT as WORKER
+from hatch_pyc._pool import worker_env
 
 # Runs in the target: argv = worker.py history(A|B) out.json root...
 _PROBE = r"""
@@ -99,11 +100,8 @@ WAYS = ("marshal.dumps", "hold everything", "canonical marshal (the worker's)")
 def probe(python: str, corpus: list[str]) -> tuple[int, list[int]]:
     with tempfile.TemporaryDirectory() as scratch:
         outs = {h: Path(scratch) / f"{h}.json" for h in "AB"}
-        # The workers' environment: no PYTHON* settings, a fixed hash seed (3.10 writes sets in table order).
-        env = {k: v for k, v in os.environ.items() if not k.startswith("PYTHON")}
-        env["PYTHONHASHSEED"] = "0"
         command = [python, "-S", "-c", _PROBE, str(WORKER)]
-        procs = [subprocess.Popen([*command, h, str(outs[h]), *corpus], env=env) for h in "AB"]
+        procs = [subprocess.Popen([*command, h, str(outs[h]), *corpus], env=worker_env()) for h in "AB"]
         if any(p.wait() for p in procs):
             raise SystemExit(f"{python}: the probe failed")
         a, b = (json.loads(outs[h].read_text()) for h in "AB")

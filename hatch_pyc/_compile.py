@@ -179,7 +179,7 @@ def compile_plan(plan: CompilePlan, *, progress: Progress | None = None) -> Comp
         if not committed:
             _remove_quietly(tmp for tmp, _ in written)
             _remove_quietly(_tmp_name(final, token) for item in todo for _, final in item.outputs)
-            for directory in sorted(new_dirs, key=lambda d: len(d.parts), reverse=True):
+            for directory in new_dirs:  # each a __pycache__ (or a sourceless pyc's) in a directory that stays
                 try:
                     directory.rmdir()
                 except OSError:
