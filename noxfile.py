@@ -1,40 +1,73 @@
-"""Sessions: tests on every CPython 3.10-3.13 found, lint, types, docs, bench.
+"""Sessions: tests on every CPython 3.10+ found, lint, types, docs, docker, oracle, bench.
 
-Run ``python -m nox`` for the default set (tests, lint, types, docs).
+Run ``python -m nox`` for the default set (tests, lint, types, docs, docker).
 """
 
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import subprocess
+import sys
+from pathlib import Path
 
 import nox
 
-PYTHONS = ["3.10", "3.11", "3.12", "3.13"]
-TEST_DEPS = ["pytest>=8", "build>=1", "editables>=0.5", "jsonschema>=4", "markdown>=3", "pillow>=10", "hypothesis>=6"]
+# hatch-pyc's own rules say which CPythons there are: the oldest it targets, and the newest
+# release its magic table knows. The package is importable from the checkout (no src/ layout)
+# and these two modules need nothing but the standard library.
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from hatch_pyc._pycinfo import RELEASED_MAGIC
+from hatch_pyc._targets import OLDEST_TARGET, discover_interpreters
+
+TEST_DEPS = [
+    "pip>=25.3",
+    "pytest>=8",
+    "build>=1",
+    "editables>=0.5",
+    "jsonschema>=4",
+    "markdown>=3",
+    "pillow>=10",
+    "hypothesis>=6",
+]
 nox.options.sessions = ["tests", "lint", "types", "docs", "docker"]
 nox.options.reuse_existing_virtualenvs = True
+nox.options.download_python = "never"  # use the machine's CPythons; never fetch one
 # On CI a missing interpreter is a failure; on a laptop it is a skipped session.
 nox.options.error_on_missing_interpreters = bool(os.environ.get("CI"))
 
 
 def _select_pyenv_versions() -> None:
-    """Make every pyenv-installed CPython 3.10-3.13 callable (pyenv's shims fail for
-    versions that are installed but not selected). Other machines find their Pythons on PATH."""
+    """Make every pyenv-installed CPython 3.10+ callable (pyenv's shims fail for versions that
+    are installed but not selected). Other machines find their Pythons on PATH."""
     if os.environ.get("PYENV_VERSION") or not shutil.which("pyenv"):
         return
 
     def run(*args: str) -> list[str]:
         return subprocess.run(["pyenv", *args], capture_output=True, text=True, check=False).stdout.split()
 
-    installed = [v for v in run("versions", "--bare") if v.count(".") == 2 and v.rsplit(".", 1)[0] in PYTHONS]
+    def wanted(version: str) -> bool:
+        match = re.fullmatch(r"3\.(\d+)\.\d+", version)
+        return bool(match) and (3, int(match.group(1))) >= OLDEST_TARGET
+
+    installed = [v for v in run("versions", "--bare") if wanted(v)]
     chosen = [v for v in run("global") if v in installed] + installed
     if chosen:
         os.environ["PYENV_VERSION"] = ":".join(dict.fromkeys(chosen))
 
 
+def _pythons() -> list[str]:
+    """Every CPython the tests run under: on CI each released minor from the oldest target to the
+    newest in the magic table (a missing one fails); elsewhere every one this machine has."""
+    if os.environ.get("CI"):
+        newest = max(int(v.split(".")[1]) for v in RELEASED_MAGIC.values())
+        return [f"3.{minor}" for minor in range(OLDEST_TARGET[1], newest + 1)]
+    return [interp.minor for interp in discover_interpreters()]
+
+
 _select_pyenv_versions()
+PYTHONS = _pythons()
 
 
 @nox.session(python=PYTHONS)
@@ -69,6 +102,14 @@ def corpus(session: nox.Session) -> None:
     """Convert, install and verify 40+ popular PyPI wheels on every CPython found (docs/corpus.md)."""
     session.install(".", "pytest>=8")
     session.run("python", "scripts/corpus.py", *session.posargs)
+
+
+@nox.session(python="3.11")
+def oracle(session: nox.Session) -> None:
+    """Every pyc against each CPython's own compile(): the stdlib with its tests and the benchmarks'
+    site-packages, levels 0-2, on every CPython found (docs/correctness.md)."""
+    session.install(".")
+    session.run("python", "scripts/oracle.py", *(session.posargs or ["--markdown", "docs/correctness.md"]))
 
 
 @nox.session(python="3.11")

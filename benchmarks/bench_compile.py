@@ -206,8 +206,21 @@ def build_stdlib(target: dict[str, str], dest: Path) -> None:
     shutil.copytree(lib, dest, symlinks=True, ignore=ignore)
 
 
-def build_site_packages(target: dict[str, str], dest: Path, wheels: Path, packages: list[str]) -> None:
+def target_pip(target: dict[str, str], workdir: Path) -> str:
+    """A Python of the target's version with pip: the target itself, or a venv it makes
+    (Debian's CPythons have pip only in venvs)."""
     py = target["executable"]
+    if subprocess.run([py, "-m", "pip", "--version"], capture_output=True, check=False).returncode == 0:
+        return py
+    venv = workdir / f"pip-{target['cache_tag']}"
+    if not (venv / "bin" / "python").exists():
+        log(f"{py} has no pip: making {venv} to install with")
+        run([py, "-m", "venv", str(venv)])
+    return str(venv / "bin" / "python")
+
+
+def build_site_packages(target: dict[str, str], dest: Path, wheels: Path, packages: list[str]) -> None:
+    py = target_pip(target, wheels.parent)
     if not any(wheels.glob("*.whl")):
         log(f"downloading wheels for {', '.join(packages)} with {py} -m pip download")
         run(
@@ -264,6 +277,11 @@ def ensure_corpus(name: str, target: dict[str, str], workdir: Path, packages: li
         build_stdlib(target, tree)
     else:
         build_site_packages(target, tree, workdir / f"wheels-{tag}", packages)
+    shipped = [Path(d) / n for d, _, names in os.walk(tree) if d.endswith("__pycache__") for n in names]
+    if shipped:  # e.g. numpy's cp310 wheel ships numpy/distutils/__pycache__/conv_template.cpython-310.pyc
+        log(f"removing {len(shipped)} pyc(s) the wheels shipped, so the corpus starts clean: {shipped[0]} ...")
+        for path in shipped:
+            path.unlink()
     if count_pycs(tree):
         sys.exit(f"{tree}: the corpus already holds pycs; it must start clean")
     files, size = count_py(tree)

@@ -33,7 +33,13 @@ _MODULES = {
     "_options": ("PycOptions",),
     "_plan": ("CompilePlan", "PlannedSource", "plan_compile"),
     "_pycinfo": ("CodeInfo", "PycHeader", "parse_header", "read_code_info", "read_header"),
-    "_targets": ("Interpreter", "describe_interpreter", "find_interpreter", "find_interpreters"),
+    "_targets": (
+        "Interpreter",
+        "describe_interpreter",
+        "discover_interpreters",
+        "find_interpreter",
+        "find_interpreters",
+    ),
     "_wheel": ("InvalidWheel", "WheelConversion", "convert_wheel"),
 }
 _MODULE_OF = {name: module for module, names in _MODULES.items() for name in names}
@@ -64,6 +70,7 @@ __all__ = [
     "compile_tree",
     "convert_wheel",
     "describe_interpreter",
+    "discover_interpreters",
     "find_interpreter",
     "find_interpreters",
     "gate_images",
@@ -94,7 +101,13 @@ if TYPE_CHECKING:
     from hatch_pyc._options import PycOptions
     from hatch_pyc._plan import CompilePlan, PlannedSource, plan_compile
     from hatch_pyc._pycinfo import CodeInfo, PycHeader, parse_header, read_code_info, read_header
-    from hatch_pyc._targets import Interpreter, describe_interpreter, find_interpreter, find_interpreters
+    from hatch_pyc._targets import (
+        Interpreter,
+        describe_interpreter,
+        discover_interpreters,
+        find_interpreter,
+        find_interpreters,
+    )
     from hatch_pyc._wheel import InvalidWheel, WheelConversion, convert_wheel
 else:
 

@@ -10,9 +10,21 @@ from pathlib import Path
 
 from hatch_pyc._errors import InvalidPyc
 
-# Magic numbers of released CPythons (Lib/importlib/_bootstrap_external.py); ranges cover
-# the pre-releases of each version, which bump the number as the bytecode changes.
-RELEASED_MAGIC: dict[int, str] = {3413: "3.8", 3425: "3.9", 3439: "3.10", 3495: "3.11", 3531: "3.12", 3571: "3.13"}
+# Magic numbers of released CPythons (Lib/importlib/_bootstrap_external.py, since 3.14
+# Include/internal/pycore_magic_number.h); ranges cover the pre-releases of each version, which
+# bump the number as the bytecode changes. A number past the last range is reported as unknown,
+# never guessed: hatch-pyc compiles with the target's own magic number, so the table only names
+# versions in `inspect` and in messages.
+RELEASED_MAGIC: dict[int, str] = {
+    3413: "3.8",
+    3425: "3.9",
+    3439: "3.10",
+    3495: "3.11",
+    3531: "3.12",
+    3571: "3.13",
+    3627: "3.14",
+    3666: "3.15",
+}
 MAGIC_RANGES: tuple[tuple[int, int, str], ...] = (
     (3400, 3419, "3.8"),
     (3420, 3429, "3.9"),

@@ -39,6 +39,7 @@ print(json.dumps({
 }))
 """
 _VERSION_SPEC = re.compile(r"^(?:cp|python|py)?(\d)\.?(\d{1,2})$")
+_FREE_THREADED_SPEC = re.compile(r"^(?:cp|python|py)?3\.?(\d{1,2})t$")
 
 
 @dataclass(frozen=True)
@@ -148,9 +149,7 @@ def _from_info(executable: str, info: dict[str, Any]) -> Interpreter:
     if not info["cache_tag"]:
         raise InvalidTarget(f"{executable}: this interpreter has no bytecode cache tag")
     if info["gil_disabled"]:
-        raise InvalidTarget(
-            f"{executable} is a free-threaded build; its bytecode is not supported yet (use the default build)"
-        )
+        raise InvalidTarget(_free_threaded(f"{executable} is", int(info["version"][1])))
     return Interpreter(
         executable=info["executable"] or executable,
         version=(int(info["version"][0]), int(info["version"][1]), int(info["version"][2])),
@@ -159,6 +158,15 @@ def _from_info(executable: str, info: dict[str, Any]) -> Interpreter:
         stdlib=info["stdlib"],
         purelib=info["purelib"],
         platlib=info["platlib"],
+    )
+
+
+def _free_threaded(what: str, minor: int) -> str:
+    """Why a free-threaded build is refused, and what to do instead (docs/compile.md says more)."""
+    return (
+        f"{what} a free-threaded CPython 3.{minor} (3.{minor}t): compile with its default build instead "
+        f"(--python 3.{minor}), whose pycs 3.{minor}t loads (same magic number and cache tag); a free-threaded "
+        "build marshals other bytes, and hatch-pyc proves its output on default builds only"
     )
 
 
@@ -201,6 +209,9 @@ def find_interpreter(spec: str | os.PathLike[str] | None = None) -> Interpreter:
     if spec is None:
         return current_interpreter()
     text = os.fspath(spec).strip()
+    free_threaded = _FREE_THREADED_SPEC.match(text)
+    if free_threaded and os.sep not in text:
+        raise InvalidTarget(_free_threaded(f"{text} names", int(free_threaded.group(1))))
     match = _VERSION_SPEC.match(text)
     if match and os.sep not in text:
         minor = (int(match.group(1)), int(match.group(2)))
@@ -235,11 +246,56 @@ def find_interpreter(spec: str | os.PathLike[str] | None = None) -> Interpreter:
     return describe_interpreter(executable)
 
 
+# The oldest CPython hatch-pyc compiles for; there is no newest: any later one found is a target.
+OLDEST_TARGET = (3, 10)
+_MINOR_NAME = re.compile(r"^python3\.(\d+)$")
+_MINOR_DIR = re.compile(r"^(?:cpython-)?3\.(\d+)\.\d+")
+
+
+def _installed_minors() -> set[int]:
+    """Minor versions of CPython 3 this machine has a ``python3.X`` for: PATH, pyenv, uv."""
+    found: set[int] = set()
+    for directory in os.environ.get("PATH", "").split(os.pathsep):
+        try:
+            names = os.listdir(directory or ".")
+        except OSError:
+            continue
+        found.update(int(m.group(1)) for m in map(_MINOR_NAME.match, names) if m)
+    roots = [os.path.join(r, "versions") for r in (os.environ.get("PYENV_ROOT", ""), str(Path.home() / ".pyenv")) if r]
+    roots.append(os.environ.get("UV_PYTHON_INSTALL_DIR") or str(Path.home() / ".local" / "share" / "uv" / "python"))
+    for root in roots:
+        try:
+            names = os.listdir(root)
+        except OSError:
+            continue
+        found.update(int(m.group(1)) for m in map(_MINOR_DIR.match, names) if m)
+    if sys.implementation.name == "cpython" and sys.version_info[0] == 3:
+        found.add(sys.version_info[1])
+    return found
+
+
+def discover_interpreters() -> list[Interpreter]:
+    """Every CPython 3.10 or newer this machine has (PATH, pyenv, uv), one per minor version, oldest first.
+
+    No list of versions is built in: a 3.16 installed tomorrow is found the same way.
+    """
+    found = []
+    for minor in sorted(_installed_minors()):
+        if (3, minor) < OLDEST_TARGET:
+            continue
+        try:
+            found.append(find_interpreter(f"3.{minor}"))
+        except InvalidTarget:
+            continue  # a name on PATH that does not run (a pyenv shim of an unselected version)
+    return found
+
+
 def find_interpreters(minors: list[str] | None = None) -> dict[str, Interpreter | None]:
-    """Every CPython 3.x of ``minors`` (default 3.10-3.13) found on this machine, or ``None``."""
-    wanted = minors or ["3.10", "3.11", "3.12", "3.13"]
+    """The CPython of each of ``minors`` (``None`` where none is found); by default, every one discovered."""
+    if minors is None:
+        return {interp.minor: interp for interp in discover_interpreters()}
     found: dict[str, Interpreter | None] = {}
-    for minor in wanted:
+    for minor in minors:
         try:
             found[minor] = find_interpreter(minor)
         except InvalidTarget:

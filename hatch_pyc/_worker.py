@@ -23,32 +23,44 @@ import sys
 
 MAGIC = importlib.util.MAGIC_NUMBER
 _CodeType = type(compile("", "", "exec"))
-# The level-skipping rules below were checked against every module of the 3.10-3.13
-# standard libraries (opt-1 == opt-0 without assert/__debug__; opt-2 == opt-1 without
-# docstrings); other versions compile every level.
-_SKIP_RULES = (3, 10) <= sys.version_info[:2] <= (3, 13)
+# The CPythons on which the differential oracle (scripts/oracle.py: every module of the standard
+# library with its test suite and a 3,000-module site-packages, levels 0-2, compared type-strictly
+# with the interpreter's own compile()) found no difference. On them the level-skip rules apply.
+# A newer CPython (an alpha) compiles every level and checks each code object it writes against
+# the one compile() returned (_codecheck), so its output is still exactly CPython's.
+_VERIFIED = (3, 10) <= sys.version_info[:2] <= (3, 15)
+_SKIP_RULES = _VERIFIED
 _FLAGS = {"timestamp": 0, "unchecked-hash": 0b01, "checked-hash": 0b11}
 _CO_OPTIMIZED = 0x1
+# 3.14+: a function's docstring is marked by a flag (inspect.CO_HAS_DOCSTRING) instead of
+# always being co_consts[0] (which 3.10-3.13 set to None when there is none).
+_CO_HAS_DOCSTRING = 0x4000000
+_DOCSTRING_FLAG = sys.version_info >= (3, 14)
 _ASSERT = re.compile(rb"\bassert\b")
 
 
 def _may_have_docstring(code):
     """Whether ``-OO`` could change ``code``: False only when no code object in it has a docstring.
 
-    Module and class bodies store a docstring as ``__doc__``; a function's first constant is
-    its docstring or None (3.10-3.13 always put one of the two first). Comprehension bodies
-    are functions too, so a str first constant there gives a harmless extra compile; a class
-    body's first constant is its name, which is why class bodies are judged by ``__doc__``
-    alone. A false positive costs one compile; a false negative would drop a docstring
-    change, so the rule was checked on every module of the 3.10-3.13 standard libraries
-    (tests included) and a 14,000-file site-packages: no false negative.
+    Module and class bodies store a docstring as ``__doc__``. On 3.14+ a function says
+    exactly whether it has one (``CO_HAS_DOCSTRING``); on 3.10-3.13 its first constant is its
+    docstring or None, so a str first constant there (a comprehension's, say) gives a harmless
+    extra compile. A class body's first constant is its name, which is why class bodies are
+    judged by ``__doc__`` alone. A false positive costs one compile; a false negative would
+    drop a docstring change, so the oracle checks every skipped level against compile().
     """
     if "__doc__" in code.co_names:
         return True
-    consts = code.co_consts
-    if code.co_flags & _CO_OPTIMIZED and consts and type(consts[0]) is str:
-        return True
-    for const in consts:
+    flags = code.co_flags
+    if flags & _CO_OPTIMIZED:
+        if _DOCSTRING_FLAG:
+            if flags & _CO_HAS_DOCSTRING:
+                return True
+        else:
+            consts = code.co_consts
+            if consts and type(consts[0]) is str:
+                return True
+    for const in code.co_consts:
         if type(const) is _CodeType and _may_have_docstring(const):
             return True
     return False
@@ -63,17 +75,34 @@ def _may_have_asserts(source):
     return b"assert" in source and _ASSERT.search(source) is not None
 
 
+_pack_double = struct.Struct("<d").pack
+
+
 def _const_key(value):
+    """A key under which two constants are equal only if they are the same program.
+
+    ``==`` is not that: ``0 == 0.0 == False``, ``0.0 == -0.0``, ``slice(0, None) ==
+    slice(0.0, None)`` and ``frozenset({1}) == frozenset({1.0})``, yet each pair behaves
+    differently (``[1, 2][0.0:]`` raises). So the key carries the exact type at every depth,
+    floats by their bits (sign of zero, NaN payloads), and containers by their items' keys.
+    A kind of constant not listed here raises TypeError: it is then never merged with another.
+    """
     kind = type(value)
+    if kind is str or kind is bytes or kind is int or kind is bool:
+        return (kind, value)
+    if kind is float:
+        return (kind, _pack_double(value))
     if kind is tuple:
         return (kind, tuple([_const_key(v) for v in value]))
     if kind is frozenset:
         return (kind, frozenset([_const_key(v) for v in value]))
-    if kind is float:
-        return (kind, value.hex())  # keeps 0.0 and -0.0 apart
     if kind is complex:
-        return (kind, value.real.hex(), value.imag.hex())
-    return (kind, value)
+        return (kind, _pack_double(value.real), _pack_double(value.imag))
+    if kind is slice:  # a constant since 3.14 (x[0:], x[:1])
+        return (kind, _const_key(value.start), _const_key(value.stop), _const_key(value.step))
+    if value is None or value is Ellipsis:
+        return (kind,)
+    raise TypeError("no type-strict key for %s" % kind.__name__)
 
 
 def _order_key(value):
@@ -94,7 +123,10 @@ _intern = sys.intern
 
 
 def _share(value, memo):
-    """Make equal constants one object and every string constant interned; ``memo`` keeps them alive."""
+    """Make equal constants one object and every string constant interned; ``memo`` keeps them alive.
+
+    Equal means equal under :func:`_const_key` (same type and value at every depth), never ``==``.
+    """
     kind = type(value)
     if kind is str:
         value = _intern(value)
@@ -114,10 +146,13 @@ def _share(value, memo):
             # (3.11+ marshal sorts set items itself, cpython#81777.)
             items.sort(key=_order_key)
         value = frozenset(items)
+    elif kind is slice:
+        value = slice(_share(value.start, memo), _share(value.stop, memo), _share(value.step, memo))
     try:
-        return memo.setdefault(_const_key(value), value)
-    except TypeError:  # unhashable: leave it alone
+        key = _const_key(value)
+    except TypeError:  # a kind of constant with no type-strict key: never merged
         return value
+    return memo.setdefault(key, value)
 
 
 def _share_code(code, memo):
@@ -211,6 +246,30 @@ def _read_back(path, expected):
     marshal.loads(data[16:])
 
 
+class _Unfaithful(Exception):
+    """What would be written is not the code compile() returned (only checked where unverified)."""
+
+
+_codecheck = None
+
+
+def _check_faithful(code, data):
+    # On a CPython the oracle has not covered, prove each pyc before it is written: what
+    # marshal.loads reads back must be, type-strictly, the code object compile() returned.
+    global _codecheck
+    if _codecheck is None:
+        here = os.path.dirname(os.path.abspath(globals().get("__file__") or sys.argv[1]))
+        spec = importlib.util.spec_from_file_location("_hatch_pyc_codecheck", os.path.join(here, "_codecheck.py"))
+        _codecheck = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(_codecheck)
+    differences = _codecheck.code_differences(code, marshal.loads(data[16:]))
+    if differences:
+        raise _Unfaithful(
+            "hatch-pyc would not write what CPython %d.%d compiles (%s); please report this"
+            % (sys.version_info[0], sys.version_info[1], differences[0])
+        )
+
+
 class _BadInput(Exception):
     """An archive member that cannot be read, or whose bytes are not what RECORD says."""
 
@@ -302,6 +361,8 @@ def _compile_one(task):
             code = compile(source, dfile, "exec", dont_inherit=True, optimize=level)
             last_has_doc = _may_have_docstring(code)
             data = header + _canonical_marshal(code)
+            if not _VERIFIED:
+                _check_faithful(code, data)
             del code
         if task.get("deliver"):
             results.append([level, "delivered", _deflated(data)])
@@ -334,6 +395,8 @@ def _run_task(task):
         return {"error": {"kind": "OSError", "msg": str(exc), "lineno": None, "write": True}}
     except _BadInput as exc:
         return {"error": {"kind": "InvalidInput", "msg": str(exc), "lineno": None, "input": True}}
+    except _Unfaithful as exc:
+        return {"error": {"kind": "UnfaithfulBytecode", "msg": str(exc), "lineno": None}}
     except SyntaxError as exc:
         return {"error": {"kind": type(exc).__name__, "msg": exc.msg, "lineno": exc.lineno}}
     except OSError as exc:  # the source cannot be read: "Permission denied", not "[Errno 13] ... 'path'"

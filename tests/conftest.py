@@ -13,9 +13,26 @@ from typing import Any
 import pytest
 
 from hatch_pyc import Interpreter, InvalidTarget, find_interpreter
+from hatch_pyc._pycinfo import RELEASED_MAGIC
+from hatch_pyc._targets import OLDEST_TARGET, discover_interpreters
 
-TARGETS = ("3.10", "3.11", "3.12", "3.13")
 REPO = Path(__file__).resolve().parent.parent
+
+
+def _targets() -> tuple[str, ...]:
+    """The CPythons the tests compile for: every one this machine has (3.10 and newer).
+
+    On CI every released minor version from 3.10 to the newest in hatch-pyc's magic table must
+    be there (a missing one fails the run, see ``_require``); elsewhere, whatever is installed.
+    """
+    found = {interp.minor for interp in discover_interpreters()}
+    if os.environ.get("CI"):
+        newest = max(int(v.split(".")[1]) for v in RELEASED_MAGIC.values())
+        found |= {f"3.{minor}" for minor in range(OLDEST_TARGET[1], newest + 1)}
+    return tuple(sorted(found, key=lambda v: tuple(map(int, v.split(".")))))
+
+
+TARGETS = _targets()
 
 
 def _require(minor: str) -> Interpreter:
@@ -112,6 +129,11 @@ def run_python(
     if check and proc.returncode != 0:
         raise AssertionError(f"python failed ({proc.returncode}):\n{proc.stdout}\n{proc.stderr}")
     return proc
+
+
+def pip_for(interp: Interpreter) -> list[str]:
+    """The test's own pip, installing for ``interp`` (whose base may have no pip: Debian's CPythons)."""
+    return [sys.executable, "-m", "pip", "--python", interp.executable, "--disable-pip-version-check"]
 
 
 def modules_imported_by(code: str) -> set[str]:

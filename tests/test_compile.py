@@ -12,7 +12,7 @@ import textwrap
 from pathlib import Path
 
 import pytest
-from conftest import run_python, snapshot, write_tree
+from conftest import pip_for, run_python, snapshot, write_tree
 
 import hatch_pyc
 from hatch_pyc import CompileFailed, Interpreter, PycOptions, compile_tree, read_header
@@ -251,17 +251,15 @@ def test_a_real_installed_package_in_a_venv(tmp_path: Path, target: Interpreter)
     site = next(venv.glob("lib/python3*/site-packages"))
     subprocess.run(
         [
-            target.executable,
-            "-m",
-            "pip",
+            *pip_for(target),
             "install",
             "-q",
             "--no-compile",
             "--no-deps",
             "--target",
             str(site),
-            "packaging==24.2",
-            "six==1.16.0",
+            "packaging==25.0",
+            "six==1.17.0",
         ],
         check=True,
     )

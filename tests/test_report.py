@@ -50,8 +50,8 @@ def real_site(tmp_path_factory: pytest.TempPathFactory) -> Path:
             "--target",
             str(site),
             "idna==3.10",
-            "six==1.16.0",
-            "attrs==24.2.0",
+            "six==1.17.0",
+            "attrs==25.4.0",
         ],
         check=True,
     )

@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
+import json
+import os
+import subprocess
 import sys
 from pathlib import Path
 
 import pytest
+from conftest import run_cli
 
 from hatch_pyc import Interpreter, InvalidTarget, find_interpreter, find_interpreters
-from hatch_pyc._targets import describe_interpreter
+from hatch_pyc._targets import OLDEST_TARGET, describe_interpreter, discover_interpreters
 
 
 def test_every_spelling_of_a_version_finds_it(target: Interpreter) -> None:
@@ -62,3 +66,69 @@ def test_find_interpreters_reports_each_version() -> None:
     found = find_interpreters(["3.99", f"{sys.version_info[0]}.{sys.version_info[1]}"])
     assert found["3.99"] is None
     assert found[f"{sys.version_info[0]}.{sys.version_info[1]}"] is not None
+
+
+def _fake_interpreter(path: Path, *, version: tuple[int, int, int], gil_disabled: bool = False) -> Path:
+    """A stand-in that answers hatch-pyc's probe as a CPython we cannot install here would."""
+    info = {
+        "executable": str(path),
+        "implementation": "cpython",
+        "version": list(version),
+        "releaselevel": "alpha",
+        "magic": "ff0e0d0a",
+        "cache_tag": f"cpython-{version[0]}{version[1]}",
+        "stdlib": "",
+        "purelib": "",
+        "platlib": "",
+        "gil_disabled": gil_disabled,
+    }
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(f"#!/bin/sh\necho '{json.dumps(info)}'\n")
+    path.chmod(0o755)
+    return path
+
+
+def test_discovery_has_no_last_version(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A python3.99 on PATH is found like any other: no list of versions ends at a release."""
+    bin_dir = tmp_path / "bin"
+    _fake_interpreter(bin_dir / "python3.99", version=(3, 99, 0))
+    monkeypatch.setenv("PATH", f"{bin_dir}{os.pathsep}{os.environ['PATH']}")
+    monkeypatch.setenv("HATCH_PYC_NO_CACHE", "1")
+    describe_interpreter.cache_clear()
+    found = {interp.minor: interp for interp in discover_interpreters()}
+    assert found["3.99"].executable == str(bin_dir / "python3.99")
+    assert find_interpreters()["3.99"] == found["3.99"]
+    describe_interpreter.cache_clear()
+
+
+def test_each_discovered_interpreter_is_the_version_it_is_filed_under() -> None:
+    found = discover_interpreters()
+    assert found, "no CPython found at all"
+    assert [i.version for i in found] == sorted(i.version for i in found)
+    for interp in found:
+        proc = subprocess.run(
+            [interp.executable, "-c", "import sys; print('%d.%d' % sys.version_info[:2])"],
+            capture_output=True,
+            text=True,
+            check=True,
+        )
+        assert proc.stdout.strip() == interp.minor
+        assert interp.version[:2] >= OLDEST_TARGET
+
+
+@pytest.mark.parametrize("spec", ["3.13t", "python3.14t", "cp315t"])
+def test_free_threaded_builds_are_refused_with_what_to_use_instead(spec: str) -> None:
+    minor = spec.rstrip("t")[-2:]
+    with pytest.raises(InvalidTarget, match=rf"free-threaded CPython 3\.{minor} .*--python 3\.{minor}\), whose pycs"):
+        find_interpreter(spec)
+
+
+def test_a_free_threaded_interpreter_given_by_path_is_refused(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("HATCH_PYC_NO_CACHE", "1")
+    fake = _fake_interpreter(tmp_path / "python3.14t", version=(3, 14, 0), gil_disabled=True)
+    proc = run_cli("compile", "--python", str(fake), str(tmp_path), env={"HATCH_PYC_NO_CACHE": "1"})
+    assert proc.returncode == 2
+    assert proc.stderr.count("\n") == 1
+    assert (
+        "is a free-threaded CPython 3.14 (3.14t): compile with its default build instead (--python 3.14)" in proc.stderr
+    )
