@@ -58,8 +58,8 @@ def render(rows: list[dict[str, object]]) -> str:
         f"- date: {datetime.date.today().isoformat()}; levels 0, 1, 2; produced by `nox -s oracle` (scripts/oracle.py)",
         "- *modules*: sources compiled; *pycs compared*: pycs whose code object was compared with "
         "`compile()`'s, recursively and type-strictly; *linked levels*: pycs written as hard links to a lower "
-        "level's (the level-skip rules, or equal output), each compared too; *refused by both*: (source, level) pairs that neither "
-        "hatch-pyc nor `compile()` accepts (the test suite's deliberately broken files)",
+        "level's (the level-skip rules, or equal output), each compared too; *refused by both*: (source, level) "
+        "pairs that neither hatch-pyc nor `compile()` accepts (the test suite's deliberately broken files)",
         "",
         "| CPython | corpus | modules | pycs compared | linked levels | refused by both | differences | seconds |",
         "|---|---|---:|---:|---:|---:|---:|---:|",
