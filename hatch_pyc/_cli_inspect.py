@@ -36,10 +36,13 @@ def run_inspect(args: argparse.Namespace) -> int:
         print(json.dumps(info, indent=2))
         return EXIT_OK
     width = max(len(k) for k in info)
+    if header.python is None:
+        info["python"] = f"unknown (magic {header.magic_number} is not a CPython release this hatch-pyc knows)"
     for key, value in info.items():
         print(f"{key:<{width}}  {value}")
     if code is None:
-        print(f"{'code':<{width}}  (no CPython {header.python or '?'} found here to load it)")
+        if header.python is not None:
+            print(f"{'code':<{width}}  (no CPython {header.python} found here to load it)")
     elif args.dis:
         print()
         print(code.dis, end="")

@@ -23,7 +23,7 @@ from typing import Any
 from hatch_pyc._compile import compile_tree
 from hatch_pyc._errors import HatchPycError
 from hatch_pyc._options import PycOptions
-from hatch_pyc._pool import worker_env
+from hatch_pyc._pool import BOOT, WORKER_FLAGS, worker_env
 from hatch_pyc._targets import Interpreter
 
 PROBE_SCRIPT = Path(__file__).with_name("_oracle_probe.py")
@@ -85,8 +85,11 @@ def copy_sources(root: Path, dest: Path) -> int:
 
 
 def _probe(interpreter: Interpreter, entries: list[dict[str, Any]]) -> dict[str, Any]:
+    # Started as the workers are (no site, no PYTHON* variables of the caller, the workers' fixed
+    # hash seed: 3.10 marshals a set of strings in the order of its hash table), so that what it
+    # compiles is what CPython writes in exactly the workers' conditions.
     proc = subprocess.run(
-        [interpreter.executable, "-I", "-S", str(PROBE_SCRIPT)],
+        [interpreter.executable, *WORKER_FLAGS, "-c", BOOT, str(PROBE_SCRIPT)],
         input=json.dumps(entries),
         capture_output=True,
         text=True,

@@ -12,6 +12,7 @@ import importlib.util
 import json
 import marshal
 import os
+import struct
 import sys
 import warnings
 
@@ -19,7 +20,8 @@ MAGIC = importlib.util.MAGIC_NUMBER
 
 
 def _load_codecheck():
-    path = os.path.join(os.path.dirname(os.path.abspath(__file__)), "_codecheck.py")
+    here = os.path.dirname(os.path.abspath(globals().get("__file__") or sys.argv[1]))
+    path = os.path.join(here, "_codecheck.py")
     spec = importlib.util.spec_from_file_location("_hatch_pyc_codecheck", path)
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
@@ -27,8 +29,10 @@ def _load_codecheck():
 
 
 def _compile(source, dfile, level):
+    # What CPython's own pyc of this source loads as (py_compile writes marshal.dumps of
+    # compile()): the code object itself, with the set order and NaN sharing marshal gives.
     try:
-        return compile(source, dfile, "exec", dont_inherit=True, optimize=level), None
+        return marshal.loads(marshal.dumps(compile(source, dfile, "exec", dont_inherit=True, optimize=level))), None
     except (SyntaxError, ValueError, UnicodeDecodeError, MemoryError, RecursionError) as exc:
         return None, "%s: %s" % (type(exc).__name__, exc)
 
@@ -56,6 +60,14 @@ def _check(entry, code_differences, counts, differences):
             continue
         if data[:4] != MAGIC:
             differ("magic number %s, this CPython's is %s" % (data[:4].hex(), MAGIC.hex()))
+            continue
+        # The oracle compiles timestamp pycs: the header must be what the import system accepts
+        # for this source as it is on disk (flags 0, the source's mtime and size).
+        stat = os.stat(entry["src"])
+        header = struct.unpack("<III", data[4:16])
+        wanted = (0, int(stat.st_mtime) & 0xFFFFFFFF, stat.st_size & 0xFFFFFFFF)
+        if header != wanted:
+            differ("header (flags, mtime, size) %s, the import system wants %s" % (header, wanted))
             continue
         actual = marshal.loads(data[16:])
         counts["pycs"] += 1

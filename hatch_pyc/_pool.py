@@ -20,9 +20,11 @@ from hatch_pyc._errors import HatchPycError
 from hatch_pyc._targets import Interpreter
 
 WORKER_SCRIPT = Path(__file__).with_name("_worker.py")
-# Drop the script's directory from sys.path before anything is imported, so no module
-# beside the worker can shadow the standard library in the target interpreter.
-_BOOT = "import sys; del sys.path[0]; p = sys.argv[1]; exec(compile(open(p, 'rb').read(), p, 'exec'))"
+# How a script of hatch-pyc's runs in a target: no site, no user site, no pycs of its own, and
+# the script's directory dropped from sys.path before anything is imported, so no module beside
+# it can shadow the standard library (``python *WORKER_FLAGS -c BOOT script.py``).
+WORKER_FLAGS = ("-B", "-S", "-s")
+BOOT = "import sys; del sys.path[0]; p = sys.argv[1]; exec(compile(open(p, 'rb').read(), p, 'exec'))"
 _BATCH_BYTES = 128 * 1024
 
 Task = dict[str, Any]
@@ -66,7 +68,7 @@ class _Worker:
     def __init__(self, interpreter: Interpreter) -> None:
         self.stderr: IO[bytes] = tempfile.TemporaryFile()
         self.proc = subprocess.Popen(
-            [interpreter.executable, "-B", "-S", "-s", "-c", _BOOT, str(WORKER_SCRIPT)],
+            [interpreter.executable, *WORKER_FLAGS, "-c", BOOT, str(WORKER_SCRIPT)],
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
             stderr=self.stderr,

@@ -39,6 +39,9 @@ print(json.dumps({
 }))
 """
 _VERSION_SPEC = re.compile(r"^(?:cp|python|py)?(\d)\.?(\d{1,2})$")
+# A CPython answers the probe in well under a second, even on a loaded machine; one that hangs
+# (a broken python3.X on PATH) must not stall discovery for long.
+_PROBE_SECONDS = 15
 _FREE_THREADED_SPEC = re.compile(r"^(?:cp|python|py)?3\.?(\d{1,2})t$")
 
 
@@ -124,13 +127,13 @@ def _probe(executable: str) -> dict[str, Any]:
             [executable, "-I", "-B", "-c", _PROBE],
             capture_output=True,
             text=True,
-            timeout=60,
+            timeout=_PROBE_SECONDS,
             check=False,
         )
     except OSError as exc:
         raise InvalidTarget(f"{executable}: cannot run it ({exc.strerror or exc})") from exc
     except subprocess.TimeoutExpired as exc:
-        raise InvalidTarget(f"{executable}: did not answer within 60 s") from exc
+        raise InvalidTarget(f"{executable}: did not answer within {_PROBE_SECONDS} s") from exc
     if proc.returncode != 0:
         last = (proc.stderr.strip().splitlines() or ["no output"])[-1]
         raise InvalidTarget(f"{executable}: does not run as a Python interpreter ({last})")
@@ -181,12 +184,14 @@ def _candidates(minor: tuple[int, int]) -> list[str]:
     found: list[str] = []
     if sys.version_info[:2] == minor and sys.implementation.name == "cpython":
         found.append(sys.executable)
-    on_path = shutil.which(name)
+    # Every python3.X on PATH, in PATH order (a broken one earlier must not hide a working one).
     # pyenv's shims are scripts that cost ~50 ms a call and fail for versions not selected;
     # the installs behind them are tried first.
-    shim = on_path if on_path and os.sep + "shims" + os.sep in on_path else None
-    if on_path and not shim:
-        found.append(on_path)
+    shims: list[str] = []
+    for directory in os.environ.get("PATH", "").split(os.pathsep):
+        candidate = os.path.join(directory or ".", name)
+        if os.path.isfile(candidate) and os.access(candidate, os.X_OK):
+            (shims if os.sep + "shims" + os.sep in candidate else found).append(candidate)
     roots = [os.environ.get("PYENV_ROOT", ""), str(Path.home() / ".pyenv")]
     for root in dict.fromkeys(r for r in roots if r):
         pattern = os.path.join(root, "versions", f"{minor[0]}.{minor[1]}.*", "bin", name)
@@ -194,8 +199,7 @@ def _candidates(minor: tuple[int, int]) -> list[str]:
     uv_root = os.environ.get("UV_PYTHON_INSTALL_DIR") or str(Path.home() / ".local" / "share" / "uv" / "python")
     pattern = os.path.join(uv_root, f"cpython-{minor[0]}.{minor[1]}.*", "bin", name)
     found.extend(sorted(glob.glob(pattern), key=_version_key, reverse=True))
-    if shim:
-        found.append(shim)
+    found.extend(shims)
     return list(dict.fromkeys(found))
 
 

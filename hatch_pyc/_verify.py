@@ -34,7 +34,14 @@ for name in sys.argv[2:]:
         importlib.import_module(name)
         result = {"module": name, "ok": True}
     except BaseException as exc:  # SystemExit and KeyboardInterrupt from module code count as failures
-        last = traceback.format_exception_only(type(exc), exc)[-1].strip()
+        try:
+            last = traceback.format_exception_only(type(exc), exc)[-1].strip()
+        except BaseException:  # a module imported earlier broke traceback (exceptiongroup on 3.13+ did)
+            try:
+                text = str(exc)
+            except BaseException:
+                text = "<unprintable>"
+            last = type(exc).__name__ + (": " + text if text else "")
         result = {"module": name, "ok": False, "error": last}
     results.write(json.dumps(result) + "\n")
     results.flush()
@@ -95,10 +102,15 @@ def import_all(
     workers: int,
     timeout: float = 60.0,
     progress: Callable[[int, int], None] | None = None,
+    batch_size: int | None = None,
 ) -> dict[str, ModuleOutcome]:
-    """Import each module in fresh child processes (batches, a pool, a timeout per module)."""
+    """Import each module in fresh child processes (batches, a pool, a timeout per module).
+
+    A batch shares one process, so a module can see what the ones before it did (a package left
+    half-imported, a patched standard library); ``batch_size=1`` imports each module alone.
+    """
     pending: queue.SimpleQueue[list[str]] = queue.SimpleQueue()
-    size = max(1, min(25, len(modules) // (workers * 4) or 1))
+    size = batch_size or max(1, min(25, len(modules) // (workers * 4) or 1))
     for start in range(0, len(modules), size):
         pending.put(list(modules[start : start + size]))
     outcomes: dict[str, ModuleOutcome] = {}
@@ -205,6 +217,16 @@ def verify_tree(
         before = import_all(
             interp, tree, [n for n in failed if n in source_modules], workers=workers, progress=step(len(names))
         )
+        # "Needs its source" is a claim about the module, not about the batch it shared a process
+        # with: confirm each such verdict with the module imported alone from both trees.
+        suspects = [n for n in failed if n in before and before[n].ok]
+        if suspects:
+            alone_after = import_all(interp, compiled, suspects, workers=workers, batch_size=1)
+            alone_before = import_all(interp, tree, suspects, workers=workers, batch_size=1)
+            for name in suspects:
+                after[name] = alone_after[name]
+                before[name] = alone_before[name]
+            failed = [n for n in failed if not after[n].ok]
     result = VerifyResult(modules=len(names), compiled_ok=len(names) - len(failed))
     for name in failed:
         error = after[name].error or "failed"

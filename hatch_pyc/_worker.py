@@ -13,6 +13,7 @@ the whole run has succeeded, so a failure or a kill never leaves a half-written 
 final name.
 """
 
+import codecs
 import importlib.util
 import json
 import marshal
@@ -66,10 +67,32 @@ def _may_have_docstring(code):
     return False
 
 
+_CODING = re.compile(rb"^[ \t\f]*#.*?coding[:=][ \t]*([-\w.]+)", re.MULTILINE)
+_PLAIN_ENCODINGS = frozenset({"utf-8", "ascii", "iso8859-1"})
+
+
+def _declares_other_encoding(source):
+    """Whether the source's coding declaration (PEP 263: line 1 or 2) could make ASCII bytes mean
+    other letters: utf-7 spells ``assert`` as ``+AGE-ssert``, unicode_escape as ``\\x61ssert``."""
+    first = source.find(b"\n")
+    second = source.find(b"\n", first + 1) if first >= 0 else -1
+    head = source if second < 0 else source[:second]
+    if b"coding" not in head:
+        return False
+    match = _CODING.search(head)
+    if match is None:
+        return False
+    try:
+        return codecs.lookup(match.group(1).decode("ascii")).name not in _PLAIN_ENCODINGS
+    except (LookupError, UnicodeDecodeError):
+        return True
+
+
 def _may_have_asserts(source):
     # ``-O`` drops assert statements and folds ``__debug__``; both need the word in the
-    # source. A non-ASCII source may spell ``__debug__`` with NFKC-equivalent letters.
-    if not source.isascii() or b"__debug__" in source:
+    # source. A non-ASCII source may spell ``__debug__`` with NFKC-equivalent letters, and a
+    # declared encoding may spell either word in other ASCII bytes.
+    if not source.isascii() or b"__debug__" in source or _declares_other_encoding(source):
         return True
     # ``in`` is a fast scan; the regex (word boundaries: not ``assertEqual``) runs only on a hit.
     return b"assert" in source and _ASSERT.search(source) is not None
@@ -84,19 +107,25 @@ def _const_key(value):
     ``==`` is not that: ``0 == 0.0 == False``, ``0.0 == -0.0``, ``slice(0, None) ==
     slice(0.0, None)`` and ``frozenset({1}) == frozenset({1.0})``, yet each pair behaves
     differently (``[1, 2][0.0:]`` raises). So the key carries the exact type at every depth,
-    floats by their bits (sign of zero, NaN payloads), and containers by their items' keys.
-    A kind of constant not listed here raises TypeError: it is then never merged with another.
+    floats by their bits (the sign of zero), containers by their items' keys, and a set by its
+    items in iteration order (``{8, 16}`` and ``{16, 8}`` iterate differently). A NaN raises
+    TypeError, as does a kind of constant not listed here: it is then never merged with another
+    (CPython's compiler never merges two NaNs either: ``nan in [other_nan]`` is False).
     """
     kind = type(value)
     if kind is str or kind is bytes or kind is int or kind is bool:
         return (kind, value)
     if kind is float:
+        if value != value:
+            raise TypeError("a NaN is only ever itself")
         return (kind, _pack_double(value))
     if kind is tuple:
         return (kind, tuple([_const_key(v) for v in value]))
     if kind is frozenset:
-        return (kind, frozenset([_const_key(v) for v in value]))
+        return (kind, tuple([_const_key(v) for v in value]))
     if kind is complex:
+        if value != value:
+            raise TypeError("a NaN is only ever itself")
         return (kind, _pack_double(value.real), _pack_double(value.imag))
     if kind is slice:  # a constant since 3.14 (x[0:], x[:1])
         return (kind, _const_key(value.start), _const_key(value.stop), _const_key(value.step))
@@ -105,33 +134,60 @@ def _const_key(value):
     raise TypeError("no type-strict key for %s" % kind.__name__)
 
 
-def _order_key(value):
-    kind = type(value)
-    if kind is tuple:
-        return (kind.__name__, tuple([_order_key(v) for v in value]))
-    if kind is frozenset:
-        return (kind.__name__, tuple(sorted([_order_key(v) for v in value])))
-    if kind is float:
-        return (kind.__name__, value.hex())
-    return (kind.__name__, repr(value))
+# On 3.10 compile() may rebuild a set constant once more after interning its strings (when an
+# equal string was interned before: intern_string_constants), and marshal writes a set in table
+# order, so the order a 3.10 pyc's set iterates in can depend on what the process did before.
+# (3.11+ marshal writes set items in an order of its own.)
+_SET_ORDER_FROM_HISTORY = sys.version_info < (3, 11)
+
+
+def _sort_key(value):
+    return (type(value).__name__, repr(value))
+
+
+def _settled_set(value):
+    """The set, in an iteration order that does not depend on the process history (3.10).
+
+    Rebuilding a set from its own iteration order (what compile() may do once more) leads, after
+    at most a few steps, into a cycle of orders, most often of one: then that is the order in
+    every history. Otherwise the cycle's smallest order (by the items' types and reprs) is taken:
+    one of the orders CPython itself gives, the same in every run.
+    """
+    sets = [value]
+    seen = {tuple(map(id, value)): 0}
+    while len(sets) < 32:
+        rebuilt = frozenset(tuple(sets[-1]))
+        order = tuple(map(id, rebuilt))
+        if order in seen:
+            cycle = sets[seen[order] :]
+            if len(cycle) == 1:
+                return cycle[0]
+            return min(cycle, key=lambda s: [_sort_key(v) for v in s])
+        seen[order] = len(sets)
+        sets.append(rebuilt)
+    return min(sets, key=lambda s: [_sort_key(v) for v in s])
 
 
 _QUALNAME = sys.version_info >= (3, 11)
 _MORTAL_STRINGS = sys.version_info < (3, 12)
-_SETS_IN_TABLE_ORDER = sys.version_info < (3, 11)
 _intern = sys.intern
+# The strings CPython's compiler interns (all_name_chars in Objects/codeobject.c).
+_NAME_LIKE = re.compile(r"[A-Za-z0-9_]*\Z").match
 
 
 def _share(value, memo):
-    """Make equal constants one object and every string constant interned; ``memo`` keeps them alive.
+    """Make equal constants one object and name-like strings interned; ``memo`` keeps them alive.
 
     Equal means equal under :func:`_const_key` (same type and value at every depth), never ``==``.
+    Strings are interned exactly where CPython interns them (name characters only: compile() has
+    done it already, so this only makes sure); interning another one would change its marshal type
+    and so, on 3.11+, where it sorts inside a set constant that shares the object.
+    A constant without such a key is left as it is, but held in ``memo`` all the same, so that
+    its reference count, and so marshal's back-reference flag, does not depend on history.
     """
     kind = type(value)
     if kind is str:
-        value = _intern(value)
-        memo[value] = value
-        return value
+        return _held(value, memo, _NAME_LIKE(value) is not None)
     if kind is _CodeType:
         return _share_code(value, memo)
     if kind is int or kind is bool or value is None or value is Ellipsis:
@@ -139,31 +195,66 @@ def _share(value, memo):
     if kind is tuple:
         value = tuple([_share(v, memo) for v in value])
     elif kind is frozenset:
-        items = [_share(v, memo) for v in value]
-        if _SETS_IN_TABLE_ORDER:
-            # 3.10's marshal writes a set in table order, which follows insertion order where
-            # hashes collide; inserting in a fixed order makes it depend on the items alone.
-            # (3.11+ marshal sorts set items itself, cpython#81777.)
-            items.sort(key=_order_key)
-        value = frozenset(items)
+        if _SET_ORDER_FROM_HISTORY:
+            # 3.10 writes a set in table order: rebuilt from its own iteration order (what compile()
+            # may do to it once more), then settled into an order that does not depend on history.
+            value = _settled_set(frozenset([_share(v, memo) for v in value]))
+        # 3.11+ writes a set's items sorted by their own serialization, which carries marshal's
+        # back-reference flag, set when an item's reference count is above one: sharing or holding
+        # an item would move it in that order, and so change the order the loaded set iterates in
+        # ({28, 2396} then loads as 28, 2396 where CPython's own pyc gives 2396, 28). The compiler's
+        # set is kept as it is, items and all, so each item has the count it has in CPython's pyc;
+        # not even a merge key may refer to its items (the compiler merged equal sets already).
+        # Interned strings are the exception: any live module may share one, so their counts depend on
+        # the history; held, they are always flagged. Equal sets are still made one object (3.11 and
+        # 3.12 rebuild a set whose strings interning replaced, so whether two equal sets are one
+        # object depends on the history), under a key of the items' keys' reprs: new strings, which
+        # hold no reference to the items. (Set items are marshalled in an order of their own here, so
+        # equal sets are interchangeable whatever order they iterate in.)
+        else:
+            for item in value:
+                if type(item) is str and _NAME_LIKE(item):
+                    memo[("held", id(item))] = item
+            try:
+                key = (frozenset, frozenset([repr(_const_key(item)) for item in value]))
+            except TypeError:  # a NaN among the items: never merged
+                memo[("held", id(value))] = value
+                return value
+            return memo.setdefault(key, value)
     elif kind is slice:
         value = slice(_share(value.start, memo), _share(value.stop, memo), _share(value.step, memo))
     try:
         key = _const_key(value)
-    except TypeError:  # a kind of constant with no type-strict key: never merged
+    except TypeError:  # a NaN, or a kind of constant with no type-strict key: never merged
+        memo[("held", id(value))] = value
         return value
     return memo.setdefault(key, value)
+
+
+def _held(text, memo, intern=False):
+    """A string, interned if asked to, held in ``memo`` by identity."""
+    if intern:
+        text = _intern(text)
+    memo[("held", id(text))] = text
+    return text
 
 
 def _share_code(code, memo):
     # The common constants (str, int, None, nested code) are handled inline: this loop
     # runs for every constant of every code object, so a call per constant is its cost.
+    #
+    # Strings are interned where CPython's compiler interns them, name characters only, and where
+    # the code's own names are: CPython 3.13+ interns co_name, co_qualname and co_filename in place,
+    # and a class body's "__qualname__" constant is that same object. Interning the names alone
+    # would give whichever equal string the process interned before and split it from the
+    # constant, so the constants equal to them are interned too. (No other string is: its marshal
+    # type would change, and on 3.11+ so would its place in a set constant sharing the object.)
+    names = (code.co_name, code.co_qualname) if _QUALNAME else (code.co_name,)
     consts = []
     for const in code.co_consts:
         kind = type(const)
         if kind is str:
-            shared = _intern(const)
-            memo[shared] = shared
+            shared = _held(const, memo, _NAME_LIKE(const) is not None or const in names)
         elif kind is _CodeType:
             shared = _share_code(const, memo)
         elif kind is int or const is None or kind is bool:
@@ -175,16 +266,19 @@ def _share_code(code, memo):
         # Before 3.12 interned names are mortal: another live object naming the same
         # identifier would raise its reference count and so decide its FLAG_REF.
         for name in code.co_names + code.co_varnames + code.co_cellvars + code.co_freevars:
-            memo[name] = name
-        memo[code.co_name] = code.co_name
+            memo[("held", id(name))] = name
     if _QUALNAME:
         return code.replace(
             co_consts=tuple(consts),
-            co_name=_intern(code.co_name),
-            co_filename=_intern(code.co_filename),
-            co_qualname=_intern(code.co_qualname),
+            co_name=_held(code.co_name, memo, True),
+            co_filename=_held(code.co_filename, memo, True),
+            co_qualname=_held(code.co_qualname, memo, True),
         )
-    return code.replace(co_consts=tuple(consts), co_name=_intern(code.co_name), co_filename=_intern(code.co_filename))
+    return code.replace(
+        co_consts=tuple(consts),
+        co_name=_held(code.co_name, memo, True),
+        co_filename=_held(code.co_filename, memo, True),
+    )
 
 
 def _canonical_marshal(code):
@@ -255,14 +349,17 @@ _codecheck = None
 
 def _check_faithful(code, data):
     # On a CPython the oracle has not covered, prove each pyc before it is written: what
-    # marshal.loads reads back must be, type-strictly, the code object compile() returned.
+    # marshal.loads reads back must be, type-strictly, what CPython's own pyc of it loads as.
     global _codecheck
     if _codecheck is None:
         here = os.path.dirname(os.path.abspath(globals().get("__file__") or sys.argv[1]))
         spec = importlib.util.spec_from_file_location("_hatch_pyc_codecheck", os.path.join(here, "_codecheck.py"))
         _codecheck = importlib.util.module_from_spec(spec)
         spec.loader.exec_module(_codecheck)
-    differences = _codecheck.code_differences(code, marshal.loads(data[16:]))
+    # The reference is CPython's own pyc of this code (what py_compile writes, loaded back): since
+    # 3.11 marshal orders set items itself, so a set iterates as the pyc says, not as compile()'s.
+    reference = marshal.loads(marshal.dumps(code))
+    differences = _codecheck.code_differences(reference, marshal.loads(data[16:]))
     if differences:
         raise _Unfaithful(
             "hatch-pyc would not write what CPython %d.%d compiles (%s); please report this"

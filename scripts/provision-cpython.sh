@@ -122,10 +122,15 @@ provision() {
   fi
   mkdir -p "$BIN"
   local link="$BIN/python$v"
-  if [ -L "$link" ] || [ ! -e "$link" ]; then
-    ln -sfn "$exe" "$link"
-  elif ! answers "$link" "$v"; then
-    die "$link exists, is not a link and is not a working CPython $v; remove it or set HATCH_PYC_CPYTHON_BIN"
+  if [ ! -e "$link" ] && [ ! -L "$link" ]; then
+    ln -s "$exe" "$link"
+  elif [ -L "$link" ] && { [[ "$(readlink "$link")" == "$DIR"/* ]] || ! answers "$link" "$v"; }; then
+    ln -sfn "$exe" "$link"  # ours (from an earlier run), or a dangling or broken link
+  elif answers "$link" "$v"; then
+    [ "$(readlink -f "$link")" = "$(readlink -f "$exe")" ] \
+      || log "keeping $link: it is another working CPython $v ($(readlink -f "$link")); this one is $exe"
+  else
+    die "$link exists and is not a working CPython $v; remove it or set HATCH_PYC_CPYTHON_BIN"
   fi
   # venvs need pip from the wheel Debian ships; check once that one can be made.
   if ! "$exe" -c 'import sys, sysconfig, os; d = sysconfig.get_config_var("WHEEL_PKG_DIR"); sys.exit(not (d and any(n.startswith("pip-") for n in os.listdir(d))))' 2>/dev/null; then

@@ -107,15 +107,18 @@ def run_python(
     args: tuple[str, ...] = (),
     cwd: Path | None = None,
     check: bool = True,
+    hash_seed: str | None = None,
 ) -> subprocess.CompletedProcess[str]:
     """Run ``code`` in a fresh, isolated process of ``interp`` with ``path`` on sys.path.
 
     ``PYTHONDONTWRITEBYTECODE`` keeps the interpreter from writing pycs of its own, so what
-    is imported is what hatch-pyc wrote.
+    is imported is what hatch-pyc wrote. ``hash_seed`` fixes ``PYTHONHASHSEED``.
     """
     exe = interp if isinstance(interp, str) else interp.executable
     env = {k: v for k, v in os.environ.items() if not k.startswith("PYTHON")}
     env["PYTHONDONTWRITEBYTECODE"] = "1"
+    if hash_seed is not None:
+        env["PYTHONHASHSEED"] = hash_seed
     if path is not None:
         env["PYTHONPATH"] = str(path)
     proc = subprocess.run(

@@ -191,3 +191,14 @@ def test_version_imports_the_parser_and_no_command() -> None:
     ours = {m.removeprefix("hatch_pyc.") for m in new if m.startswith("hatch_pyc.")}
     assert {m for m in ours if not m.startswith("_cli")} == {"_errors", "_options"}
     assert not new & {"subprocess", "json", "packaging", "pathspec", "installer", "rich", "docker"}
+
+
+def test_inspect_names_a_magic_number_newer_than_it_knows_unknown(tmp_path: Path) -> None:
+    from hatch_pyc._pycinfo import RELEASED_MAGIC
+
+    future = max(RELEASED_MAGIC) + 100  # a CPython released after this hatch-pyc
+    pyc = tmp_path / "m.pyc"
+    pyc.write_bytes(future.to_bytes(2, "little") + b"\r\n" + bytes(12) + b"c")
+    proc = run_cli("inspect", "--dis", str(pyc), check=True)
+    assert f"unknown (magic {future} is not a CPython release this hatch-pyc knows)" in proc.stdout
+    assert json.loads(run_cli("inspect", "--json", str(pyc), check=True).stdout)["python"] is None

@@ -16,6 +16,7 @@ from conftest import run_cli, run_python, write_tree
 import hatch_pyc._pool
 from hatch_pyc import CompileFailed, Interpreter, PycOptions, compile_tree
 from hatch_pyc._oracle import check_against_cpython
+from hatch_pyc._pool import worker_env
 
 # Constants equal under == that are different programs; slices are constants since 3.14.
 ADVERSARIAL = {
@@ -33,6 +34,14 @@ ADVERSARIAL = {
         def j(): return ((0,), (0.0,)), ((False,), (-0.0,))
         def k(): return 1e400 - 1e400, -(1e400 - 1e400)
         def m(): return [x for x in (0.0, -0.0)]
+        NAN_A = 1e400 - 1e400
+        NAN_B = 1e400 - 1e400
+        NAN_C = (1e400 - 1e400) * 1j
+        NAN_D = (1e400 - 1e400) * 1j
+        def orders(): return [n for n in {8, 16}], [n for n in {-2, -1}], 2 in {16, 8}
+        def orders2(): return [n for n in {16, 8}]
+        def orders3(x): return [n for n in {28, 2396}], x[:5] in {'pass ', 'PASS '}, 'PASS '
+        def orders4(): return [t for t in {('=on', 'A'), ('=off', 'B'), ('', 'A'), ('=', 'A')}], ('=on', 'A')
         def n(x):
             """A docstring."""
             assert x, "no"
@@ -44,6 +53,9 @@ ADVERSARIAL = {
                 return "not a docstring"
     ''',
     "adv/lazy.py": "def f():\n    return 'first constant, no docstring'\n",
+    # ASCII bytes that spell ``assert`` and ``__debug__`` only once decoded: -O must change this module.
+    "adv/utf7.py": b'# coding: utf-7\nDEBUG = +AF8AXw-debug+AF8AXw-\ndef check():\n    +AGE-ssert False, "asserts are on"\n',
+    "adv/escaped.py": b"# -*- coding: unicode_escape -*-\nDEBUG = \\x5f_debug__\n",
 }
 CHECK_BEHAVIOUR = """
 import adv
@@ -58,6 +70,29 @@ else:
     raise SystemExit("x[0.0:] did not raise")
 assert [type(v) for v in adv.g()[0]] == [int, float, bool, float], adv.g()
 assert str(adv.g()[0][3]) == "-0.0"
+# Two NaN literals are two objects, as from source: `in` and sets tell them apart.
+assert adv.NAN_A is not adv.NAN_B and len({adv.NAN_A, adv.NAN_B}) == 2 and adv.NAN_A not in [adv.NAN_B]
+assert adv.NAN_C is not adv.NAN_D and len({adv.NAN_C, adv.NAN_D}) == 2
+# Sets iterate in the order CPython's own pyc gives (8 and 16 collide in a small table).
+import marshal
+source = open(SOURCE, "rb").read()
+ns = {}
+exec(marshal.loads(marshal.dumps(compile(source, "adv/__init__.py", "exec", dont_inherit=True))), ns)
+assert adv.orders() == ns["orders"](), (adv.orders(), ns["orders"]())
+assert adv.orders2() == ns["orders2"](), (adv.orders2(), ns["orders2"]())
+assert adv.orders3("x") == ns["orders3"]("x"), (adv.orders3("x"), ns["orders3"]("x"))
+assert adv.orders4() == ns["orders4"](), (adv.orders4(), ns["orders4"]())
+import adv.utf7, adv.escaped
+assert adv.utf7.DEBUG is __debug__ and adv.escaped.DEBUG is __debug__
+if __debug__:
+    try:
+        adv.utf7.check()
+    except AssertionError:
+        pass
+    else:
+        raise SystemExit("assert did not run")
+else:
+    adv.utf7.check()
 print("ok")
 """
 
@@ -82,6 +117,25 @@ KEY_BY_EQUALITY = {
     '    raise TypeError("no type-strict key for %s" % kind.__name__)': "    return (kind, value)",
 }
 KEY_IGNORING_TYPE = {"def _const_key(value):\n": "def _const_key(value):\n    return value\n"}
+# hatch-pyc <= 0.1.0 keyed floats by their bits, so two NaN literals became one object.
+NAN_BY_BITS = {
+    '        if value != value:\n            raise TypeError("a NaN is only ever itself")\n        return (kind, _pack_double(value))': "        return (kind, _pack_double(value))",
+}
+# hatch-pyc <= 0.1.0 rebuilt 3.10's set constants in a sorted order: {8, 16} then iterated as 16, 8.
+SETS_SORTED = {
+    "            value = _settled_set(frozenset([_share(v, memo) for v in value]))": "            value = frozenset(sorted([_share(v, memo) for v in value], key=repr))"
+}
+# 3.11+: a set's items referred to by a merge key raise their reference counts, which moves them
+# in marshal's sorted order: {28, 2396} then loaded as 28, 2396 (CPython's own pyc: 2396, 28).
+SET_ITEMS_HELD = {
+    "frozenset([repr(_const_key(item)) for item in value])": "tuple([_const_key(item) for item in value])"
+}
+# A header the import system rejects as stale (every pyc recompiled on import).
+STALE_HEADER = {
+    'struct.pack("<III", 0, int(mtime) & 0xFFFFFFFF, size & 0xFFFFFFFF)': 'struct.pack("<III", 0, (int(mtime) + 1) & 0xFFFFFFFF, size & 0xFFFFFFFF)'
+}
+# The -O skip rule scanning raw bytes only: a utf-7 source's assert went missing at -O.
+BYTES_ONLY = {" or _declares_other_encoding(source):": ":"}
 UNVERIFIED = {"_VERIFIED = (3, 10) <= sys.version_info[:2] <= (3, 15)": "_VERIFIED = False"}
 
 
@@ -93,12 +147,22 @@ def _only_slices(source: Path) -> None:
 def test_adversarial_constants_match_compile_on_every_target(target: Interpreter, tmp_path: Path) -> None:
     tree = write_tree(tmp_path / "src", ADVERSARIAL)
     report = check_against_cpython([tree], target, tmp_path / "scratch")
-    assert report.modules == 2 and report.pycs == 6
+    assert report.modules == 4 and report.pycs == 12
     assert report.differences == []
-    # and the sourceless build behaves as the source does
-    run_cli("compile", "--python", target.executable, "--strip", str(tree), check=True)
-    assert not (tree / "adv/__init__.py").exists()
-    assert run_python(target, CHECK_BEHAVIOUR, path=tree).stdout.strip() == "ok"
+    # and the sourceless build behaves as the source does, at every level
+    source = tmp_path / "adv_init.py"
+    source.write_bytes((tree / "adv/__init__.py").read_bytes())
+    check = CHECK_BEHAVIOUR.replace("SOURCE", repr(str(source)))
+    for level in (0, 1, 2):
+        copy = tmp_path / f"sourceless-{level}"
+        shutil.copytree(tree, copy)
+        run_cli("compile", "--python", target.executable, "--strip", "-O", str(level), str(copy), check=True)
+        assert not (copy / "adv/__init__.py").exists()
+        flags = ("-O",) * min(level, 1) + ("-OO",) * (level == 2)
+        # CPython's own pyc of a set constant depends on the hash seed (the order compile() merges
+        # its items with equal constants in): compared under the workers' seed, as the oracle is.
+        proc = run_python(target, check, path=copy, args=flags[-1:], hash_seed=worker_env()["PYTHONHASHSEED"])
+        assert proc.stdout.strip() == "ok", (level, proc.stdout, proc.stderr)
 
 
 def test_a_bounded_sample_of_the_stdlib_and_its_tests_matches_compile(target: Interpreter, tmp_path: Path) -> None:
@@ -203,3 +267,32 @@ def test_oracle_probe_runs_isolated_from_the_callers_environment(
     tree = write_tree(tmp_path / "src", {"m.py": "x = 1\n"})
     report = check_against_cpython([tree], target, tmp_path / "scratch", levels=(0,))
     assert report.pycs == 1 and report.differences == []
+
+
+@pytest.mark.parametrize(
+    ("mutation", "detail"),
+    [
+        (NAN_BY_BITS, "NaN constants"),
+        (SETS_SORTED, "co_consts"),
+        (SET_ITEMS_HELD, "co_consts"),
+        (BYTES_ONLY, "co_code differs"),
+        (STALE_HEADER, "header"),
+    ],
+    ids=["nans-merged", "sets-reordered", "set-items-held", "encoding-ignored", "stale-header"],
+)
+def test_the_oracle_fails_workers_with_the_bugs_an_attack_found(
+    target: Interpreter, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, mutation: dict[str, str], detail: str
+) -> None:
+    tree = write_tree(tmp_path / "src", ADVERSARIAL)
+    monkeypatch.setattr(hatch_pyc._pool, "WORKER_SCRIPT", _mutant_worker(tmp_path, mutation))
+    report = check_against_cpython([tree], target, tmp_path / "scratch")
+    if mutation is SETS_SORTED and target.version[:2] >= (3, 11):
+        # 3.11+ marshal writes a set's items in an order of its own (cpython#81777): the order
+        # a worker builds a set in cannot reach the pyc there.
+        assert report.differences == []
+    elif mutation is SET_ITEMS_HELD and target.version[:2] not in ((3, 11), (3, 12)):
+        # 3.10 writes sets in table order, so counts do not move items; on 3.13+ the compiler
+        # leaves these items with counts above one anyway (found on 3.11 and 3.12 in sqlalchemy).
+        assert report.differences == []
+    else:
+        assert any(detail in d.detail for d in report.differences), report.differences

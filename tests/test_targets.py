@@ -132,3 +132,26 @@ def test_a_free_threaded_interpreter_given_by_path_is_refused(tmp_path: Path, mo
     assert (
         "is a free-threaded CPython 3.14 (3.14t): compile with its default build instead (--python 3.14)" in proc.stderr
     )
+
+
+def test_a_broken_python_earlier_on_path_does_not_hide_a_working_one(
+    target: Interpreter, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    name = f"python{target.minor}"
+    broken = tmp_path / "broken" / name
+    broken.parent.mkdir()
+    broken.write_text("#!/bin/sh\necho garbage\n")
+    broken.chmod(0o755)
+    working = tmp_path / "working" / name
+    working.parent.mkdir()
+    working.symlink_to(target.executable)
+    monkeypatch.setenv("PATH", os.pathsep.join([str(broken.parent), str(working.parent), os.environ["PATH"]]))
+    monkeypatch.setenv("HATCH_PYC_NO_CACHE", "1")
+    monkeypatch.setenv("PYENV_ROOT", str(tmp_path / "no-pyenv"))
+    monkeypatch.setenv("HOME", str(tmp_path))  # no ~/.pyenv, no uv Pythons: PATH alone
+    describe_interpreter.cache_clear()
+    try:
+        found = find_interpreter(target.minor)
+    finally:
+        describe_interpreter.cache_clear()
+    assert found.version == target.version and found.magic == target.magic

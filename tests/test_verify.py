@@ -8,7 +8,7 @@ from pathlib import Path
 from conftest import run_cli, snapshot, write_tree
 from test_hook import copy_project, hatchling_build
 
-from hatch_pyc import Interpreter
+from hatch_pyc import Interpreter, PycOptions
 from hatch_pyc._verify import find_modules, import_all, verify_tree
 
 TREE = {
@@ -104,3 +104,38 @@ def test_hook_verify_option_fails_the_build(tmp_path: Path) -> None:
     ok = hatchling_build(project, "-t", "wheel")
     assert ok.returncode == 0, ok.stderr
     assert "hatch-pyc: verified 5 modules sourceless" in ok.stderr
+
+
+def test_a_module_that_breaks_traceback_does_not_hide_the_next_failure(tmp_path: Path, target: Interpreter) -> None:
+    """exceptiongroup's backport patched TracebackException.__init__ in a way 3.13+ rejects; the
+    next failing import in the same process was then blamed as 'the interpreter exited (1)'."""
+    tree = write_tree(
+        tmp_path / "t",
+        {
+            "breaker.py": "import traceback\n"
+            "def boom(*args, **kwargs):\n    raise AttributeError('no setter')\n"
+            "traceback.TracebackException.__init__ = boom\n",
+            "missing.py": "import no_such_module_anywhere\n",
+        },
+    )
+    outcomes = import_all(target, tree, ["breaker", "missing"], workers=1, batch_size=2)
+    assert outcomes["breaker"].ok
+    assert outcomes["missing"].error == "ModuleNotFoundError: No module named 'no_such_module_anywhere'"
+
+
+def test_needs_its_source_is_claimed_only_for_the_module_alone(tmp_path: Path, target: Interpreter) -> None:
+    """A module that fails sourceless only because of what an earlier module in the same process did
+    (here: a flag in builtins; in the corpus, a package left half-imported) is not 'needs its source'."""
+    files = {
+        "a_poison.py": "import builtins\nbuiltins._hatch_pyc_poisoned = True\n",
+        "b_victim.py": "import builtins\n"
+        "if getattr(builtins, '_hatch_pyc_poisoned', False):\n    raise RuntimeError('poisoned by an earlier import')\n",
+        **{f"c{i}.py": "" for i in range(6)},
+    }
+    tree = write_tree(tmp_path / "t", files)
+    # The batch is what verify_tree's sourceless pass runs: 8 modules, one worker, two per process.
+    batched = import_all(target, tree, sorted(find_modules(tree)), workers=1)
+    assert batched["b_victim"].error == "RuntimeError: poisoned by an earlier import"  # the trap is real
+    result = verify_tree(tree, target, options=PycOptions(strip=True, workers=1))
+    assert result.sourceless_only == [] and result.both == []
+    assert result.compiled_ok == 8
