@@ -99,7 +99,7 @@ def docker(session: nox.Session) -> None:
 
 @nox.session(python="3.11")
 def corpus(session: nox.Session) -> None:
-    """Convert, install and verify 40+ popular PyPI wheels on every CPython found (docs/corpus.md)."""
+    """Convert, install and verify 80 popular PyPI wheels on every CPython found (docs/corpus.md)."""
     session.install(".", "pytest>=8")
     session.run("python", "scripts/corpus.py", *session.posargs)
 
