@@ -171,6 +171,9 @@ def _settled_set(value):
 _QUALNAME = sys.version_info >= (3, 11)
 _MORTAL_STRINGS = sys.version_info < (3, 12)
 _intern = sys.intern
+# Which of a code object's own names CPython interns: 3.13+ its name, qualified name and file
+# name (in place, at compile time); 3.10 its name; 3.11 and 3.12 none of them.
+_INTERNED_NAMES = 3 if sys.version_info >= (3, 13) else 1 if sys.version_info < (3, 11) else 0
 # The strings CPython's compiler interns (all_name_chars in Objects/codeobject.c).
 _NAME_LIKE = re.compile(r"[A-Za-z0-9_]*\Z").match
 
@@ -243,13 +246,14 @@ def _share_code(code, memo):
     # The common constants (str, int, None, nested code) are handled inline: this loop
     # runs for every constant of every code object, so a call per constant is its cost.
     #
-    # Strings are interned where CPython's compiler interns them, name characters only, and where
-    # the code's own names are: CPython 3.13+ interns co_name, co_qualname and co_filename in place,
-    # and a class body's "__qualname__" constant is that same object. Interning the names alone
-    # would give whichever equal string the process interned before and split it from the
-    # constant, so the constants equal to them are interned too. (No other string is: its marshal
-    # type would change, and on 3.11+ so would its place in a set constant sharing the object.)
-    names = (code.co_name, code.co_qualname) if _QUALNAME else (code.co_name,)
+    # Strings are interned where CPython's compiler interns them: name characters only, and the
+    # code's own names where the version does (_INTERNED_NAMES). 3.13+ interns co_name and
+    # co_qualname in place, and a class body's "__qualname__" constant is that same object:
+    # interning the names alone would give whichever equal string the process interned before and
+    # split it from the constant, so the constants equal to them are interned too. No other string
+    # is: interning returns an earlier equal string where there is one (history), its marshal type
+    # would change, and on 3.11+ so would its place in a set constant sharing the object.
+    names = (code.co_name, code.co_qualname) if _INTERNED_NAMES == 3 else ()
     consts = []
     for const in code.co_consts:
         kind = type(const)
@@ -267,18 +271,12 @@ def _share_code(code, memo):
         # identifier would raise its reference count and so decide its FLAG_REF.
         for name in code.co_names + code.co_varnames + code.co_cellvars + code.co_freevars:
             memo[("held", id(name))] = name
+    name = _held(code.co_name, memo, _INTERNED_NAMES > 0)
+    filename = _held(code.co_filename, memo, _INTERNED_NAMES == 3)
     if _QUALNAME:
-        return code.replace(
-            co_consts=tuple(consts),
-            co_name=_held(code.co_name, memo, True),
-            co_filename=_held(code.co_filename, memo, True),
-            co_qualname=_held(code.co_qualname, memo, True),
-        )
-    return code.replace(
-        co_consts=tuple(consts),
-        co_name=_held(code.co_name, memo, True),
-        co_filename=_held(code.co_filename, memo, True),
-    )
+        qualname = _held(code.co_qualname, memo, _INTERNED_NAMES == 3)
+        return code.replace(co_consts=tuple(consts), co_name=name, co_filename=filename, co_qualname=qualname)
+    return code.replace(co_consts=tuple(consts), co_name=name, co_filename=filename)
 
 
 def _canonical_marshal(code):

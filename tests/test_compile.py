@@ -17,6 +17,7 @@ from conftest import pip_for, run_python, snapshot, write_tree
 import hatch_pyc
 from hatch_pyc import CompileFailed, Interpreter, PycOptions, compile_tree, read_header
 from hatch_pyc._layout import cache_path
+from hatch_pyc._pool import WORKER_SCRIPT
 
 APP = {
     "app/__init__.py": '''
@@ -426,6 +427,43 @@ def test_set_constant_bytes_do_not_depend_on_which_strings_were_interned(target:
     if target.version[:2] == (3, 10):
         assert fresh_order != interned_order  # CPython's own set differs with the history...
     assert fresh == interned  # ...hatch-pyc's bytes do not
+
+
+_QUALNAME_HISTORY_SCRIPT = """
+import sys
+worker, history = sys.argv[1:3]
+ns = {"__name__": "hatch_pyc_worker"}
+exec(compile(open(worker, "rb").read(), worker, "exec"), ns)
+src = (b"class C:\\n    def __eq__(self, other):\\n        return 'C.__eq__'\\n"
+       b"def test():\\n    return ['C.__eq__', 'B.__eq__']\\n"
+       b"class finalize:\\n    class _Info:\\n        pass\\n")
+kept = []
+if history == "earlier":
+    # Another module, compiled and marshalled before in the same worker, with the same qualified names.
+    kept.append(compile(src.replace(b"'C.__eq__'", b"1").replace(b"def test", b"def other"), "other.py", "exec", dont_inherit=True))
+    ns["_canonical_marshal"](kept[-1])
+print(ns["_canonical_marshal"](compile(src, "m.py", "exec", dont_inherit=True)).hex())
+"""
+
+
+def test_bytes_do_not_depend_on_qualified_names_interned_before(
+    target: Interpreter, worker: Path = WORKER_SCRIPT
+) -> None:
+    """A constant equal to a qualified name ('C.__eq__' in test_binop, a class body's 'finalize._Info'
+    in weakref) must not turn into the equal string an earlier module had interned."""
+    from hatch_pyc._pool import worker_env
+
+    def run(history: str) -> str:
+        proc = subprocess.run(
+            [target.executable, "-S", "-c", _QUALNAME_HISTORY_SCRIPT, str(worker), history],
+            capture_output=True,
+            text=True,
+            env=worker_env(),
+            check=True,
+        )
+        return proc.stdout.strip()
+
+    assert run("fresh") == run("earlier")
 
 
 def _unprivileged_python() -> list[str] | None:
