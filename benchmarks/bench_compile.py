@@ -635,8 +635,10 @@ def tool_versions(target: dict[str, str], uv: Path | None) -> dict[str, str]:
         "runner python": platform.python_version() + f" ({sys.executable})",
         "target python": f"{target['version']} ({target['executable']})",
         "hatch-pyc": run([sys.executable, "-m", "hatch_pyc", "--version"]).stdout.strip(),
-        "pip (target)": run([target["executable"], "-m", "pip", "--version"]).stdout.split(" from ")[0],
     }
+    pip = subprocess.run([target["executable"], "-m", "pip", "--version"], capture_output=True, text=True, check=False)
+    # Debian's CPythons have pip only in venvs: the corpus is then installed with a venv's (target_pip).
+    versions["pip (target)"] = pip.stdout.split(" from ")[0] if pip.returncode == 0 else "none (a venv's pip installs)"
     source = Path(run([sys.executable, "-c", "import hatch_pyc; print(hatch_pyc.__file__)"]).stdout.strip()).parent
     top = subprocess.run(
         ["git", "-C", str(source), "rev-parse", "--show-toplevel"], capture_output=True, text=True, check=False
