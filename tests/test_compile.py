@@ -410,20 +410,22 @@ print(",".join(fs), ns["_canonical_marshal"](code).hex())
 """
 
 
+def _with_worker(target: Interpreter, script: str, history: str, worker: Path = WORKER_SCRIPT) -> str:
+    """What ``script`` prints, run by ``target`` as a worker runs (its environment, no site)."""
+    from hatch_pyc._pool import worker_env
+
+    return subprocess.run(
+        [target.executable, "-S", "-c", script, str(worker), history],
+        capture_output=True,
+        text=True,
+        env=worker_env(),
+        check=True,
+    ).stdout
+
+
 def test_set_constant_bytes_do_not_depend_on_which_strings_were_interned(target: Interpreter) -> None:
-    from hatch_pyc._pool import WORKER_SCRIPT, worker_env
-
-    def run(history: str) -> list[str]:
-        proc = subprocess.run(
-            [target.executable, "-S", "-c", _SET_HISTORY_SCRIPT, str(WORKER_SCRIPT), history],
-            capture_output=True,
-            text=True,
-            env=worker_env(),
-            check=True,
-        )
-        return proc.stdout.split()
-
-    (fresh_order, fresh), (interned_order, interned) = run("fresh"), run("interned")
+    fresh_order, fresh = _with_worker(target, _SET_HISTORY_SCRIPT, "fresh").split()
+    interned_order, interned = _with_worker(target, _SET_HISTORY_SCRIPT, "interned").split()
     if target.version[:2] == (3, 10):
         assert fresh_order != interned_order  # CPython's own set differs with the history...
     assert fresh == interned  # ...hatch-pyc's bytes do not
@@ -451,19 +453,8 @@ def test_bytes_do_not_depend_on_qualified_names_interned_before(
 ) -> None:
     """A constant equal to a qualified name ('C.__eq__' in test_binop, a class body's 'finalize._Info'
     in weakref) must not turn into the equal string an earlier module had interned."""
-    from hatch_pyc._pool import worker_env
-
-    def run(history: str) -> str:
-        proc = subprocess.run(
-            [target.executable, "-S", "-c", _QUALNAME_HISTORY_SCRIPT, str(worker), history],
-            capture_output=True,
-            text=True,
-            env=worker_env(),
-            check=True,
-        )
-        return proc.stdout.strip()
-
-    assert run("fresh") == run("earlier")
+    fresh = _with_worker(target, _QUALNAME_HISTORY_SCRIPT, "fresh", worker)
+    assert fresh.strip() and fresh == _with_worker(target, _QUALNAME_HISTORY_SCRIPT, "earlier", worker)
 
 
 def _unprivileged_python() -> list[str] | None:
