@@ -15,7 +15,7 @@ marshalling the same code object:
 - the worker's ``_canonical_marshal``: every equal constant made one object, every string
   interned and held (must be 0).
 
-    python benchmarks/why_canonical_marshal.py --python 3.10 3.11 3.12 3.13 [--corpus DIR ...]
+    python benchmarks/why_canonical_marshal.py --python 3.10 3.11 3.12 3.13 3.14 3.15 [--corpus DIR ...]
 
 The default corpus is each target's own standard library (with its tests).
 """
