@@ -262,7 +262,9 @@ def test_oracle_probe_runs_isolated_from_the_callers_environment(
     target: Interpreter, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """PYTHON* variables of the caller (a hostile PYTHONPATH) do not reach the probe."""
-    evil = write_tree(tmp_path / "evil", {"marshal.py": "raise SystemExit('shadowed')\n"})
+    # json, which the probe imports: a PYTHONPATH that reached it would shadow it (a built-in such as
+    # marshal cannot be shadowed, so it would prove nothing).
+    evil = write_tree(tmp_path / "evil", {"json.py": "raise SystemExit('shadowed')\n"})
     monkeypatch.setenv("PYTHONPATH", str(evil))
     tree = write_tree(tmp_path / "src", {"m.py": "x = 1\n"})
     report = check_against_cpython([tree], target, tmp_path / "scratch", levels=(0,))
