@@ -14,7 +14,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import TextIO
 
-from hatch_pyc._options import ON_ERROR
+from hatch_pyc._options import ON_ERROR, OUTSIDE_PACKAGES
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
 
@@ -83,3 +83,14 @@ def add_on_error_and_workers(parser: argparse.ArgumentParser) -> None:
         "it as source and report it",
     )
     parser.add_argument("--workers", type=int, default=0, metavar="N", help="worker processes (default: one per CPU)")
+
+
+def add_outside_packages(parser: argparse.ArgumentParser) -> None:
+    """``--outside-packages``: what sourceless output does with a .py in a plain directory inside a package."""
+    parser.add_argument(
+        "--outside-packages",
+        choices=OUTSIDE_PACKAGES,
+        default="keep-source",
+        help="a .py in a directory without __init__.py inside a package (a template, such as alembic's env.py) "
+        "is data: keep-source keeps it as source in sourceless output (default); compile treats it as a module",
+    )

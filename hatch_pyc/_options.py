@@ -11,8 +11,10 @@ from hatch_pyc._errors import InvalidOptions
 
 InvalidationMode = Literal["timestamp", "checked-hash", "unchecked-hash"]
 OnError = Literal["fail", "keep-source"]
+OutsidePackages = Literal["keep-source", "compile"]
 INVALIDATION_MODES: tuple[InvalidationMode, ...] = ("timestamp", "checked-hash", "unchecked-hash")
 ON_ERROR: tuple[OnError, ...] = ("fail", "keep-source")
+OUTSIDE_PACKAGES: tuple[OutsidePackages, ...] = ("keep-source", "compile")
 
 
 @dataclass(frozen=True)
@@ -24,6 +26,10 @@ class PycOptions:
     ``invalidation`` defaults to timestamp pycs when sources stay and to unchecked-hash
     pycs when they go (a sourceless pyc is never checked, and a hash header keeps the
     file independent of the source's mtime).
+    ``outside_packages`` decides, for sourceless output, what happens to a ``.py`` in a plain
+    directory inside a package (templates such as alembic's ``env.py``, see
+    :func:`hatch_pyc._layout.outside_packages`): kept as source (the default) or compiled like
+    any module.
     """
 
     levels: tuple[int, ...] = (0,)
@@ -35,6 +41,7 @@ class PycOptions:
     force: bool = False
     ddir: str | None = None
     source_date_epoch: int | None = field(default=None)
+    outside_packages: OutsidePackages = "keep-source"
 
     def __post_init__(self) -> None:
         problems = list(_problems(self))
@@ -74,6 +81,8 @@ def _problems(options: PycOptions) -> Iterable[str]:
         yield f"invalidation mode {options.invalidation!r} must be one of {', '.join(INVALIDATION_MODES)}"
     if options.on_error not in ON_ERROR:
         yield f"on-error {options.on_error!r} must be one of {', '.join(ON_ERROR)}"
+    if options.outside_packages not in OUTSIDE_PACKAGES:
+        yield f"outside-packages {options.outside_packages!r} must be one of {', '.join(OUTSIDE_PACKAGES)}"
     if isinstance(options.workers, bool) or not isinstance(options.workers, int) or options.workers < 0:
         yield f"workers {options.workers!r} must be a whole number (0 means one per CPU)"
     if isinstance(options.exclude, str):
