@@ -18,6 +18,7 @@ __version__ = "0.1.0"
 _MODULES = {
     "_compile": ("CompileResult", "compile_plan", "compile_tree"),
     "_errors": (
+        "CommitFailed",
         "CompileFailed",
         "HatchPycError",
         "ImageCommandFailed",
@@ -25,6 +26,7 @@ _MODULES = {
         "InvalidOptions",
         "InvalidPyc",
         "InvalidTarget",
+        "Interrupted",
         "OutputFailed",
         "SourceError",
     ),
@@ -46,6 +48,7 @@ _MODULE_OF = {name: module for module, names in _MODULES.items() for name in nam
 
 __all__ = [
     "CodeInfo",
+    "CommitFailed",
     "CompileFailed",
     "CompilePlan",
     "CompileResult",
@@ -57,6 +60,7 @@ __all__ = [
     "InvalidTarget",
     "InvalidWheel",
     "Interpreter",
+    "Interrupted",
     "OutputFailed",
     "PlannedSource",
     "PycHeader",
@@ -86,9 +90,11 @@ if TYPE_CHECKING:
     # and no module __getattr__ that would make every misspelt name pass as Any.
     from hatch_pyc._compile import CompileResult, compile_plan, compile_tree
     from hatch_pyc._errors import (
+        CommitFailed,
         CompileFailed,
         HatchPycError,
         ImageCommandFailed,
+        Interrupted,
         InvalidInput,
         InvalidOptions,
         InvalidPyc,

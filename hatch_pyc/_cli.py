@@ -74,14 +74,15 @@ def main(argv: Sequence[str] | None = None) -> int:
         return EXIT_FAILED if isinstance(exc, ImageCommandFailed) else EXIT_USAGE
     except OSError as exc:  # a full disk, a read-only directory: one line naming the file
         where = f"{exc.filename}: " if exc.filename else ""
-        say(f"hatch-pyc: error: {where}{exc.strerror or exc}; nothing was left half-written")
+        say(f"hatch-pyc: error: {where}{exc.strerror or exc}")
         return EXIT_USAGE
-    except KeyboardInterrupt:
-        say("hatch-pyc: interrupted; nothing was left half-written")
-        return 130
-    except _Terminated:
-        say("hatch-pyc: terminated; nothing was left half-written")
-        return 143
+    except (KeyboardInterrupt, _Terminated) as exc:
+        what, code = ("interrupted", 130) if isinstance(exc, KeyboardInterrupt) else ("terminated", 143)
+        # compile: a commit holds signals until it is done (see _cli_compile), so one that lands
+        # here came before it; every other command writes each output whole or not at all.
+        truth = "nothing was changed" if args.command == "compile" else "no output was left half-written"
+        say(f"hatch-pyc: {what}; {truth}")
+        return code
     finally:
         signal.signal(signal.SIGTERM, previous)
 

@@ -4,14 +4,17 @@ from __future__ import annotations
 
 import argparse
 import os
-from typing import TYPE_CHECKING
+import signal
+from typing import TYPE_CHECKING, TextIO
 
 from hatch_pyc._cli_shared import (
     EXIT_OK,
     add_exclude,
     add_on_error_and_workers,
     add_optimize,
+    add_outside_packages,
     progress_bar,
+    reserved_output,
     say,
     show_progress,
 )
@@ -40,11 +43,18 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
     )
     add_optimize(comp, "optimisation level 0, 1 or 2; repeat for several (default: 0)", repeatable=True)
     comp.add_argument(
+        "--allow-other-python",
+        action="store_true",
+        help="compile for --python even where the tree belongs to another CPython (a venv, a pythonX.Y "
+        "site-packages or standard library), whose interpreter will not load these pycs",
+    )
+    comp.add_argument(
         "--strip",
         action="store_true",
         help="sourceless: write mod.pyc and remove mod.py once every pyc is written and verified",
     )
     add_exclude(comp, "the import root")
+    add_outside_packages(comp)
     comp.add_argument(
         "--invalidation-mode",
         choices=INVALIDATION_MODES,
@@ -86,6 +96,7 @@ def _options_from(args: argparse.Namespace) -> PycOptions:
         force=args.force,
         ddir=args.ddir,
         source_date_epoch=int(sde) if (sde and args.use_source_date_epoch) else None,
+        outside_packages=args.outside_packages,
     )
 
 
@@ -94,19 +105,49 @@ def run_compile(args: argparse.Namespace) -> int:
     from hatch_pyc._plan import plan_compile
 
     options = _options_from(args)
-    plan = plan_compile(args.paths, options, python=args.python, stdlib=args.stdlib)
+    plan = plan_compile(
+        args.paths, options, python=args.python, stdlib=args.stdlib, allow_other_python=args.allow_other_python
+    )
     if args.dry_run:
         for item in plan.sources:
             outs = ", ".join(str(path) for _, path in item.outputs)
             print(f"{item.source} -> {outs}" + ("  (source removed)" if options.strip else ""))
         for path in plan.excluded:
             print(f"{path}  (excluded: keeps its source)")
+        for path in plan.outside:
+            print(f"{path}  (outside packages: keeps its source)")
         say(f"hatch-pyc: would compile {len(plan.sources)} sources for {plan.interpreter} (dry run)")
         return EXIT_OK
-    from hatch_pyc._compile import compile_plan
+    from hatch_pyc._compile import CompileResult, compile_plan
+    from hatch_pyc._errors import Interrupted
 
-    with progress_bar(show_progress(args), f"compiling for CPython {plan.interpreter.minor}") as bar:
-        result = compile_plan(plan, progress=bar)
+    # Every output is opened before the tree changes: a --json that cannot be written fails now.
+    with reserved_output(args.json) as json_out:
+        try:
+            with progress_bar(show_progress(args), f"compiling for CPython {plan.interpreter.minor}") as bar:
+                result = compile_plan(plan, progress=bar)
+        except Interrupted as exc:
+            done = exc.result
+            assert isinstance(done, CompileResult)
+            _report(args, done, json_out)
+            what = "interrupted" if exc.signum == signal.SIGINT else "terminated"
+            say(f"hatch-pyc: {what} during the commit, which was completed first: {_summary(done)}")
+            return 128 + exc.signum
+        _report(args, result, json_out)
+    if not args.quiet:
+        say(_summary(result))
+    return EXIT_OK
+
+
+def _report(args: argparse.Namespace, result: CompileResult, json_out: TextIO | None) -> None:
+    recovery = result.recovery
+    if recovery.restored or recovery.removed:
+        say(
+            f"hatch-pyc: put right what a killed run left: {len(recovery.restored)} set-aside files restored, "
+            f"{len(recovery.removed)} temporaries removed"
+        )
+    for kept in recovery.kept:
+        say(f"hatch-pyc: warning: {kept}: a source a killed run set aside, kept because its name is taken now")
     if args.verbose:
         for item in result.compiled:
             print(f"compiled {item.source}")
@@ -114,14 +155,10 @@ def run_compile(args: argparse.Namespace) -> int:
             print(f"current  {item.source}")
     for error in result.kept_source:
         say(f"hatch-pyc: warning: {error} (kept as source)")
-    if args.json:
+    if json_out is not None:
         import json
 
-        with open(args.json, "w", encoding="utf-8") as handle:
-            json.dump(_result_json(result), handle, indent=2)
-    if not args.quiet:
-        say(_summary(result))
-    return EXIT_OK
+        json.dump(_result_json(result), json_out, indent=2)
 
 
 def _summary(result: CompileResult) -> str:
@@ -138,8 +175,12 @@ def _summary(result: CompileResult) -> str:
         parts.append(f"{len(plan.excluded)} excluded")
     if result.kept_source:
         parts.append(f"{len(result.kept_source)} kept as source after errors")
+    if plan.outside:
+        parts.append(f"{len(plan.outside)} kept as source (outside packages: templates or data)")
     if plan.options.strip:
         parts.append(f"{len(result.stripped)} sources removed")
+    if result.records:
+        parts.append(f"{len(result.records)} RECORD files updated")
     return f"hatch-pyc: {'; '.join(parts)} in {result.seconds:.2f} s"
 
 
@@ -155,6 +196,8 @@ def _result_json(result: CompileResult) -> dict[str, object]:
         "compiled": len(result.compiled),
         "up_to_date": len(result.up_to_date),
         "excluded": [str(p) for p in plan.excluded],
+        "outside_packages": [str(p) for p in plan.outside],
+        "records": [str(p) for p in result.records],
         "kept_source": [str(e) for e in result.kept_source],
         "stripped": len(result.stripped),
         "pyc_written": result.pyc_written,

@@ -14,6 +14,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import TextIO
 
+from hatch_pyc._errors import OutputFailed
 from hatch_pyc._options import ON_ERROR, OUTSIDE_PACKAGES
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
@@ -31,6 +32,34 @@ def show_progress(args: argparse.Namespace) -> bool:
     if os.environ.get("CI") and not args.progress:
         return False
     return bool(args.progress or sys.stderr.isatty())
+
+
+@contextmanager
+def reserved_output(path: str | None) -> Iterator[TextIO | None]:
+    """A text file for ``path`` opened *before* the work that fills it: a path that cannot be
+    written fails the command before anything else has changed. The text goes to a hidden
+    temporary beside ``path`` and replaces it only when the block completes."""
+    if path is None:
+        yield None
+        return
+    final = os.path.abspath(path)
+    if os.path.isdir(final):
+        raise OutputFailed(f"{path}: is a directory; nothing was changed")
+    directory, name = os.path.split(final)
+    tmp = os.path.join(directory, f".{name}.{os.getpid()}-{os.urandom(4).hex()}.hatch-pyc-tmp")
+    try:
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
+    except OSError as exc:
+        raise OutputFailed(f"{path}: cannot write it ({exc.strerror or exc}); nothing was changed") from None
+    handle = open(fd, "w", encoding="utf-8")
+    try:
+        yield handle
+        handle.close()
+        os.replace(tmp, final)
+    except BaseException:
+        handle.close()
+        os.unlink(tmp)
+        raise
 
 
 @contextmanager

@@ -1,29 +1,40 @@
-"""Compile a plan: skip what is current, compile the rest in the target, commit, then strip.
+"""Compile a plan: skip what is current, compile the rest in the target, then commit.
 
 The run is two-phase so that nothing is lost: workers write every pyc under a temporary
-name; only when all of them succeeded are they renamed into place, and only after that are
-sources removed (``strip``). A failure or an interrupt before the commit removes the
-temporary files and leaves the tree exactly as it was.
+name; only when all of them succeeded does the commit (:mod:`hatch_pyc._commit`) move them
+into place, set the stripped sources aside and replace the RECORD of every distribution
+whose files changed (:mod:`hatch_pyc._records`), all of it or none of it. A failure or an
+interrupt before the commit removes the temporary files and leaves the tree exactly as it was.
 """
 
 from __future__ import annotations
 
 import base64
 import os
+import stat
 import struct
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from hatch_pyc._errors import CompileFailed, InvalidInput, OutputFailed, SourceError, first_problem
+from hatch_pyc._commit import TMP_SUFFIX, Commit, Recovery, held_signals, new_token, recover, tmp_name
+from hatch_pyc._errors import (
+    CompileFailed,
+    Interrupted,
+    InvalidInput,
+    OutputFailed,
+    SourceError,
+    first_problem,
+)
 from hatch_pyc._layout import is_cache_of
 from hatch_pyc._options import PycOptions
 from hatch_pyc._plan import CompilePlan, PlannedSource, plan_compile
 from hatch_pyc._pool import Task, run_tasks
+from hatch_pyc._records import find_distributions, updated_record
 
 Progress = Callable[[int, int], None]
-TMP_SUFFIX = ".hatch-pyc-tmp"
+__all__ = ["TMP_SUFFIX", "CompileResult", "DeliveredPyc", "compile_plan", "compile_tree"]
 
 
 @dataclass(frozen=True)
@@ -49,6 +60,8 @@ class CompileResult:
     pyc_linked: int = 0
     seconds: float = 0.0
     delivered: dict[Path, DeliveredPyc] = field(default_factory=dict)  # final pyc path -> its bytes
+    records: list[Path] = field(default_factory=list)  # RECORD files rewritten to match the tree
+    recovery: Recovery = field(default_factory=Recovery)  # what a killed earlier run left, put right
 
     @property
     def excluded(self) -> list[Path]:
@@ -59,18 +72,22 @@ class CompileResult:
 def _timestamp_current(item: PlannedSource, magic: bytes) -> bool:
     """Whether every timestamp pyc of ``item`` is valid for its source as it is now."""
     expected = magic + struct.pack("<III", 0, int(item.mtime) & 0xFFFFFFFF, item.size & 0xFFFFFFFF)
-    for _, final in item.outputs:
-        try:
-            with open(final, "rb") as handle:
-                if handle.read(16) != expected:
-                    return False
-        except OSError:
+    return all(_starts_with(final, expected) for _, final in item.outputs)
+
+
+def _starts_with(path: Path, expected: bytes) -> bool:
+    """Whether the regular file at ``path`` starts with ``expected`` (a FIFO there cannot block)."""
+    try:
+        fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_NOCTTY", 0))
+    except OSError:
+        return False
+    with open(fd, "rb") as handle:
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
             return False
-    return True
+        return handle.read(len(expected)) == expected
 
 
-def _tmp_name(final: Path, token: str) -> Path:
-    return final.with_name(f".{final.name}.{token}{TMP_SUFFIX}")
+_tmp_name = tmp_name
 
 
 def compile_plan(plan: CompilePlan, *, progress: Progress | None = None) -> CompileResult:
@@ -80,10 +97,10 @@ def compile_plan(plan: CompilePlan, *, progress: Progress | None = None) -> Comp
     interp = plan.interpreter
     result = CompileResult(plan)
     mode = options.invalidation_mode
-    token = f"{os.getpid()}-{os.urandom(4).hex()}"
+    token = new_token()
 
     if not plan.deliver:
-        _remove_stale_temporaries(plan)
+        result.recovery = _recover(plan)
     todo: list[PlannedSource] = []
     for item in plan.sources:
         quick_check = not options.force and not plan.sourceless and mode == "timestamp"
@@ -163,6 +180,7 @@ def compile_plan(plan: CompilePlan, *, progress: Progress | None = None) -> Comp
     # Directories the workers will create (``__pycache__``): a failed run removes them again.
     new_dirs = [] if plan.deliver else [d for d in {f.parent for i in todo for _, f in i.outputs} if not d.is_dir()]
     committed = False
+    records: list[tuple[Path, Path]] = []  # (tmp, RECORD)
     try:
         run_tasks(interp, tasks, options.worker_count, on_answer)
         if input_errors:
@@ -172,13 +190,18 @@ def compile_plan(plan: CompilePlan, *, progress: Progress | None = None) -> Comp
         errors.sort(key=lambda e: e.path)
         if errors and options.on_error == "fail":
             raise CompileFailed(errors)
-        for tmp, final in written:
-            os.replace(tmp, final)
+        failed = {e.path for e in errors}
+        strip = [i for i in result.compiled if str(i.source) not in failed] if plan.remove_sources else []
+        removed = _removals(strip)
+        if not plan.deliver and (written or removed):
+            records = _new_records(plan, written, removed, token)
+        arrived = _commit(token, written, removed, records)
         committed = True
     finally:
         if not committed:
             _remove_quietly(tmp for tmp, _ in written)
             _remove_quietly(_tmp_name(final, token) for item in todo for _, final in item.outputs)
+            _remove_quietly(tmp for tmp, _ in records)
             for directory in new_dirs:  # each a __pycache__ (or a sourceless pyc's) in a directory that stays
                 try:
                     directory.rmdir()
@@ -186,55 +209,127 @@ def compile_plan(plan: CompilePlan, *, progress: Progress | None = None) -> Comp
                     pass  # not empty: something else was put there meanwhile
 
     result.kept_source = errors
-    if plan.remove_sources:
-        failed = {e.path for e in errors}
-        result.stripped = _strip_sources([i for i in result.compiled if str(i.source) not in failed])
+    result.stripped = [item.source for item in strip]
+    result.records = [record for _, record in records]
     result.compiled.sort(key=lambda i: i.source)
     result.seconds = time.perf_counter() - started
+    if arrived:
+        raise Interrupted(arrived[0], result)
     return result
 
 
-def _remove_stale_temporaries(plan: CompilePlan) -> None:
-    """Remove temporaries a killed run left beside the pycs it was writing."""
-    directories = {final.parent for item in plan.sources for _, final in item.outputs}
-    for directory in directories:
+def _removals(strip: Sequence[PlannedSource]) -> dict[Path, Path | None]:
+    """What stripping removes: each source (-> its sourceless pyc) and its stale ``__pycache__`` entries."""
+    removed: dict[Path, Path | None] = {}
+    for item in strip:
+        ((_, pyc),) = item.outputs
+        removed[item.source] = pyc
+        cache = item.source.parent / "__pycache__"
         try:
-            names = os.listdir(directory)
+            entries = sorted(os.listdir(cache)) if not cache.is_symlink() else []
         except OSError:
             continue
-        _remove_quietly(directory / name for name in names if name.endswith(TMP_SUFFIX))
+        for entry in entries:
+            if is_cache_of(entry, item.source.stem):
+                removed[cache / entry] = None
+    return removed
 
 
-def _remove_quietly(paths: object) -> None:
-    for path in paths:  # type: ignore[attr-defined]
+def _new_records(
+    plan: CompilePlan, written: list[tuple[Path, Path]], removed: dict[Path, Path | None], token: str
+) -> list[tuple[Path, Path]]:
+    """Write the new RECORD of each distribution whose files the run changes, under a temporary name."""
+    hashed = plan.sourceless
+    written_by_key = {os.path.normpath(final): (final, tmp, hashed) for tmp, final in written}
+    removed_by_key = {os.path.normpath(path): pyc for path, pyc in removed.items()}
+    records: list[tuple[Path, Path]] = []
+    try:
+        for dist in find_distributions(root.import_root for root in plan.roots):
+            text = updated_record(dist, written_by_key, removed_by_key)
+            if text is None:
+                continue
+            tmp = _tmp_name(dist.record, token)
+            mode = stat.S_IMODE(os.stat(dist.record).st_mode)
+            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_NOFOLLOW", 0), mode)
+            records.append((tmp, dist.record))
+            with open(fd, "w", encoding="utf-8", newline="") as handle:
+                handle.write(text)
+    except OSError as exc:
+        _remove_quietly(tmp for tmp, _ in records)
+        raise OutputFailed(
+            f"{exc.filename}: cannot write the new RECORD ({exc.strerror}); nothing was changed"
+        ) from exc
+    return records
+
+
+def _commit(
+    token: str, written: list[tuple[Path, Path]], removed: dict[Path, Path | None], records: list[tuple[Path, Path]]
+) -> list[int]:
+    """Move pycs into place, set removed files aside, replace RECORDs: all or none; return held signals."""
+    commit = Commit(token)
+    with held_signals() as arrived:
+        try:
+            for tmp, final in written:
+                commit.install(tmp, final)
+            for path in removed:
+                commit.set_aside(path)
+            for tmp, record in records:
+                commit.install(tmp, record)
+        except OSError as exc:
+            commit.roll_back()  # raises CommitFailed if the tree could not be put back
+            where = exc.filename or "the tree"
+            doing = "remove it" if exc.filename and Path(exc.filename) in removed else "replace it"
+            raise OutputFailed(
+                f"{where}: cannot {doing} ({exc.strerror or exc}); the commit was undone, nothing was changed"
+            ) from exc
+        commit.finish()
+        for cache in sorted({path.parent for path, pyc in removed.items() if pyc is None}):
+            try:
+                cache.rmdir()
+            except OSError:
+                pass  # not empty: other modules' pycs remain
+    return arrived
+
+
+def _recover(plan: CompilePlan) -> Recovery:
+    """Put right what a killed run left in the directories this run writes to.
+
+    Its temporaries are removed only when they were made for a file this run writes (a planned
+    pyc or RECORD); its set-aside files (sources, pycs, a RECORD) are put back or removed.
+    """
+    planned: set[str] = set()
+    directories: set[Path] = set(plan.directories)
+    for directory in plan.directories:
+        cache = directory / "__pycache__"
+        if cache.is_dir() and not cache.is_symlink():
+            directories.add(cache)
+    for item in plan.sources:
+        for _, final in item.outputs:
+            planned.add(os.path.normpath(final))
+    for root in plan.roots:
+        try:
+            names = os.listdir(root.import_root)
+        except OSError:
+            continue
+        for name in names:
+            if name.endswith(".dist-info"):
+                directories.add(root.import_root / name)
+                planned.add(os.path.normpath(root.import_root / name / "RECORD"))
+
+    def may_touch(original: Path, kind: str) -> bool:
+        if kind == "tmp":
+            return os.path.normpath(original) in planned
+        return original.name == "RECORD" or original.name.endswith((".py", ".pyc"))
+
+    return recover(directories, may_touch)
+
+
+def _remove_quietly(paths: Iterable[Path]) -> None:
+    for path in paths:
         try:
             os.unlink(path)
         except FileNotFoundError:
             pass
-
-
-def _strip_sources(items: Sequence[PlannedSource]) -> list[Path]:
-    """Remove each source whose sourceless pyc is in place, then its now-useless cache entries."""
-    removed: list[Path] = []
-    caches: set[Path] = set()
-    for item in items:
-        ((_, pyc),) = item.outputs
-        if not pyc.is_file() or pyc.stat().st_size < 16:
-            raise InvalidInput(f"{pyc}: missing after commit; {item.source} was kept")
-        item.source.unlink()
-        removed.append(item.source)
-        cache = item.source.parent / "__pycache__"
-        if cache.is_dir():
-            for entry in os.listdir(cache):
-                if is_cache_of(entry, item.source.stem):
-                    os.unlink(cache / entry)
-            caches.add(cache)
-    for cache in caches:
-        try:
-            cache.rmdir()
-        except OSError:
-            pass  # not empty: other modules' pycs remain
-    return removed
 
 
 def compile_tree(
@@ -244,7 +339,14 @@ def compile_tree(
     python: str | None = None,
     stdlib: bool = False,
     progress: Progress | None = None,
+    allow_other_python: bool = False,
 ) -> CompileResult:
-    """Compile package trees, site-packages or venvs in place for one target CPython."""
-    plan = plan_compile(paths, options or PycOptions(), python=python, stdlib=stdlib)
+    """Compile package trees, site-packages or venvs in place for one target CPython.
+
+    Raises :class:`~hatch_pyc.Interrupted` (after completing it) when SIGINT or SIGTERM arrived
+    during the commit.
+    """
+    plan = plan_compile(
+        paths, options or PycOptions(), python=python, stdlib=stdlib, allow_other_python=allow_other_python
+    )
     return compile_plan(plan, progress=progress)

@@ -58,6 +58,22 @@ class OutputFailed(HatchPycError, OSError):
     """An output could not be written (a full disk, a read-only directory); nothing was changed."""
 
 
+class CommitFailed(HatchPycError, OSError):
+    """A commit failed and undoing it failed too: the message names what is left to put right."""
+
+
+class Interrupted(HatchPycError):
+    """SIGINT or SIGTERM arrived during a commit, which was completed first: the run is done.
+
+    ``result`` is the run's :class:`~hatch_pyc.CompileResult`; ``signum`` the signal.
+    """
+
+    def __init__(self, signum: int, result: object) -> None:
+        self.signum = signum
+        self.result = result
+        super().__init__(f"signal {signum} arrived during the commit, which was completed first")
+
+
 class ImageCommandFailed(HatchPycError, RuntimeError):
     """A command run in a container image did not exit 0: the image fails the check, not the usage."""
 
@@ -70,12 +86,14 @@ class ImageCommandFailed(HatchPycError, RuntimeError):
 
 
 __all__ = [
+    "CommitFailed",
     "CompileFailed",
     "HatchPycError",
     "ImageCommandFailed",
     "InvalidInput",
     "InvalidOptions",
     "InvalidPyc",
+    "Interrupted",
     "InvalidTarget",
     "OutputFailed",
     "SourceError",

@@ -4,16 +4,24 @@ from __future__ import annotations
 
 import os
 import re
+import stat
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from hatch_pyc._errors import InvalidInput, InvalidOptions
-from hatch_pyc._layout import cache_path, sourceless_path
+from hatch_pyc._layout import cache_path, outside_packages, sourceless_path
 from hatch_pyc._options import PycOptions
 from hatch_pyc._targets import Interpreter, find_interpreter
 
 _SITE_VERSION = re.compile(r"python(\d)\.(\d+)t?$")
+_CFG_VERSION = re.compile(r"^\s*version(?:_info)?\s*=\s*(\d+)\.(\d+)", re.MULTILINE)
+_KINDS = {
+    stat.S_IFIFO: "a FIFO (named pipe)",
+    stat.S_IFCHR: "a character device",
+    stat.S_IFBLK: "a block device",
+    stat.S_IFSOCK: "a socket",
+}
 
 
 @dataclass(frozen=True)
@@ -51,6 +59,9 @@ class CompilePlan:
     roots: list[Root]
     sources: list[PlannedSource] = field(default_factory=list)
     excluded: list[Path] = field(default_factory=list)
+    # Sourceless runs keep as source a .py in a plain directory inside a package (a template)
+    outside: list[Path] = field(default_factory=list)
+    directories: list[Path] = field(default_factory=list)  # every directory walked (where sources may be)
     # Sourceless pycs are always rewritten and read back; ``remove_sources`` deletes each
     # source once every pyc is in place (off when the pycs go to another tree, as for wheels).
     sourceless: bool = False
@@ -80,33 +91,75 @@ def _venv_python(venv: Path) -> Path | None:
     return None
 
 
-def _implied_target(path: Path) -> str | None:
-    """The interpreter a path belongs to, when the path says so (a venv or .../python3.X/site-packages)."""
-    if (path / "pyvenv.cfg").is_file():
-        python = _venv_python(path)
-        if python is None:
-            raise InvalidInput(f"{path}: a virtual environment with no bin/python")
-        return str(python)
+@dataclass(frozen=True)
+class TreeOwner:
+    """The CPython a tree belongs to, as the tree itself says."""
+
+    minor: str  # "3.12"
+    evidence: str  # how that is known, for messages
+    interpreter: str  # what find_interpreter() is given to use it: a venv's python, else the version
+
+
+def tree_owner(path: Path) -> TreeOwner | None:
+    """The interpreter ``path`` belongs to: a venv (``pyvenv.cfg``), a ``pythonX.Y/site-packages``
+    (or ``dist-packages``), or an interpreter's standard library (``pythonX.Y`` holding ``os.py``)."""
+    path = path.absolute()
+    for part in (path, *path.parents):
+        cfg = part / "pyvenv.cfg"
+        if cfg.is_file():
+            python = _venv_python(part)
+            if python is None:
+                raise InvalidInput(f"{part}: a virtual environment with no bin/python")
+            try:
+                match = _CFG_VERSION.search(cfg.read_text(encoding="utf-8", errors="replace"))
+            except OSError:
+                match = None
+            if match is None:  # no version in pyvenv.cfg: the lib/pythonX.Y directory says it
+                found = [m for m in (_SITE_VERSION.search(p.parent.name) for p in venv_site_packages(part)) if m]
+                match = found[0] if len(found) == 1 else None
+            minor = f"{match.group(1)}.{match.group(2)}" if match else ""
+            return TreeOwner(minor, f"the virtual environment {part}", str(python))
     for part in (path, *path.parents):
         if part.name in ("site-packages", "dist-packages"):
             match = _SITE_VERSION.search(part.parent.name)
             if match:
-                return f"{match.group(1)}.{match.group(2)}"
+                minor = f"{match.group(1)}.{match.group(2)}"
+                return TreeOwner(minor, f"{part} is CPython {minor}'s", minor)
             return None
+        match = _SITE_VERSION.search(part.name)
+        if match and (part / "os.py").is_file():
+            minor = f"{match.group(1)}.{match.group(2)}"
+            return TreeOwner(minor, f"{part} is CPython {minor}'s standard library", minor)
     return None
 
 
-def resolve_target(paths: Sequence[Path], python: str | None) -> Interpreter:
-    """The explicit target, else the one the paths imply, else the running interpreter."""
-    if python is not None:
-        return find_interpreter(python)
-    implied = {spec for spec in (_implied_target(p) for p in paths) if spec is not None}
-    if len(implied) > 1:
-        raise InvalidOptions(
-            f"the paths belong to different interpreters ({', '.join(sorted(implied))}); "
-            "compile them separately or pass --python"
-        )
-    return find_interpreter(implied.pop() if implied else None)
+def resolve_target(paths: Sequence[Path], python: str | None, *, allow_other_python: bool = False) -> Interpreter:
+    """The explicit target, else the one the paths imply, else the running interpreter.
+
+    A tree that belongs to a known interpreter (a venv, a site-packages, a standard library)
+    is compiled for that interpreter's version only: pycs of another version are bytecode its
+    interpreter never reads, and stripped sources would be gone. ``allow_other_python`` says a
+    different explicit target is meant (a tree staged for another image, say).
+    """
+    owners = {p: owner for p in paths if (owner := tree_owner(p)) is not None}
+    if python is None:
+        implied = {owner.interpreter for owner in owners.values()}
+        if len(implied) > 1:
+            raise InvalidOptions(
+                f"the paths belong to different interpreters ({', '.join(sorted(implied))}); "
+                "compile them separately or pass --python"
+            )
+        return find_interpreter(implied.pop() if implied else None)
+    interp = find_interpreter(python)
+    if not allow_other_python:
+        for path, owner in owners.items():
+            if owner.minor and owner.minor != interp.minor:
+                raise InvalidOptions(
+                    f"{path}: belongs to CPython {owner.minor} ({owner.evidence}) but the target is CPython "
+                    f"{interp.minor}, whose pycs that interpreter cannot load; target {owner.minor}, or pass "
+                    f"--allow-other-python if the tree is meant for {interp.minor}"
+                )
+    return interp
 
 
 def find_roots(paths: Sequence[Path], interpreter: Interpreter, *, stdlib: bool = False) -> list[Root]:
@@ -135,12 +188,14 @@ def find_roots(paths: Sequence[Path], interpreter: Interpreter, *, stdlib: bool 
     return roots
 
 
-def _walk_sources(root: Root, skip_dirs: frozenset[Path]) -> Iterator[Path]:
+def _walk_sources(root: Root, skip_dirs: frozenset[Path], directories: list[Path]) -> Iterator[Path]:
     if root.walk.is_file():
+        directories.append(root.walk.parent)
         yield root.walk
         return
     for dirpath, dirnames, filenames in os.walk(root.walk):
         here = Path(dirpath)
+        directories.append(here)
         dirnames[:] = sorted(d for d in dirnames if d != "__pycache__" and (here / d) not in skip_dirs)
         for name in sorted(filenames):
             if name.endswith(".py"):
@@ -153,8 +208,16 @@ def plan_compile(
     *,
     python: str | None = None,
     stdlib: bool = False,
+    allow_other_python: bool = False,
 ) -> CompilePlan:
-    """Decide what a run compiles and where each pyc goes, without writing anything."""
+    """Decide what a run compiles and where each pyc goes, without writing anything.
+
+    Everything that would make the run write or read where it must not is refused here, before
+    anything is written: a target other than the tree's own interpreter (see
+    :func:`resolve_target`), a ``.py`` that is not a regular file (a FIFO would block the run,
+    a device never end), a ``__pycache__`` that is a link (pycs would be written, and stale ones
+    removed, wherever it points).
+    """
     as_paths = [Path(p) for p in paths]
     if not as_paths and not stdlib:
         raise InvalidOptions("nothing to compile: give a path (or --stdlib)")
@@ -163,7 +226,7 @@ def plan_compile(
             "--stdlib with --strip would delete the standard library's sources; in an image they sit in the base "
             "layers, so deleting them only hides them and the image grows: compile the stdlib with sources kept"
         )
-    interpreter = resolve_target(as_paths, python)
+    interpreter = resolve_target(as_paths, python, allow_other_python=allow_other_python)
     roots = find_roots(as_paths, interpreter, stdlib=stdlib)
     spec = None
     if options.exclude:
@@ -186,8 +249,16 @@ def plan_compile(
         else frozenset()
     )
     seen: set[Path] = set()
+    checked_dirs: set[Path] = set()
     for root in roots:
-        for source in _walk_sources(root, skip):
+        packages: dict[str, bool] = {}
+
+        def is_package(rel: str, root: Root = root, packages: dict[str, bool] = packages) -> bool:
+            if rel not in packages:
+                packages[rel] = (root.import_root / rel / "__init__.py").is_file()
+            return packages[rel]
+
+        for source in _walk_sources(root, skip, plan.directories):
             if source in seen:
                 continue
             seen.add(source)
@@ -195,14 +266,40 @@ def plan_compile(
             if spec is not None and spec.match_file(relpath):
                 plan.excluded.append(source)
                 continue
+            if options.strip and options.outside_packages == "keep-source" and outside_packages(relpath, is_package):
+                plan.outside.append(source)
+                continue
             try:
-                stat = source.stat()
+                info = source.stat()
             except OSError as exc:
                 raise InvalidInput(f"{source}: cannot read it ({exc.strerror})") from exc
+            if not stat.S_ISREG(info.st_mode):
+                kind = _KINDS.get(stat.S_IFMT(info.st_mode), "not a regular file")
+                raise InvalidInput(
+                    f"{source}: {kind}, not a regular file; only regular files are compiled (exclude it)"
+                )
+            if source.parent not in checked_dirs:
+                checked_dirs.add(source.parent)
+                _check_cache_dir(source.parent / "__pycache__")
             if options.strip:
                 outputs: tuple[tuple[int, Path], ...] = ((options.levels[0], sourceless_path(source)),)
             else:
                 outputs = tuple((lv, cache_path(source, interpreter.cache_tag, lv)) for lv in options.levels)
             dfile = f"{options.ddir.rstrip('/')}/{relpath}" if options.ddir else relpath
-            plan.sources.append(PlannedSource(source, relpath, dfile, outputs, stat.st_size, stat.st_mtime))
+            plan.sources.append(PlannedSource(source, relpath, dfile, outputs, info.st_size, info.st_mtime))
     return plan
+
+
+def _check_cache_dir(cache: Path) -> None:
+    """A ``__pycache__`` must be a directory of the tree: never a link (pycs would go where it points)."""
+    try:
+        info = cache.lstat()
+    except FileNotFoundError:
+        return
+    if stat.S_ISLNK(info.st_mode):
+        raise InvalidInput(
+            f"{cache}: a symbolic link (to {os.readlink(cache)}); hatch-pyc never writes or removes files "
+            "through a link: remove it (Python recreates __pycache__) or exclude the package"
+        )
+    if not stat.S_ISDIR(info.st_mode):
+        raise InvalidInput(f"{cache}: not a directory; remove it (Python recreates __pycache__) or exclude the package")

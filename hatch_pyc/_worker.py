@@ -14,11 +14,13 @@ final name.
 """
 
 import codecs
+import errno
 import importlib.util
 import json
 import marshal
 import os
 import re
+import stat
 import struct
 import sys
 
@@ -304,14 +306,31 @@ class _WriteError(Exception):
     """Writing a pyc failed (full disk, read-only directory): not the source's fault."""
 
 
-def _write(path, data, mode):
-    directory = os.path.dirname(path)
+def _open_dir(directory):
+    """The directory a pyc goes to, opened without following a link: nothing is written through one."""
+    flags = os.O_RDONLY | getattr(os, "O_DIRECTORY", 0) | getattr(os, "O_NOFOLLOW", 0)
     try:
+        return os.open(directory, flags)
+    except FileNotFoundError:
         try:
-            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, mode)
-        except FileNotFoundError:
-            os.makedirs(directory, exist_ok=True)
-            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, mode)
+            os.mkdir(directory)  # a __pycache__ in a directory of the tree (the parent checked it is not a link)
+        except FileExistsError:
+            pass
+        return os.open(directory, flags)
+
+
+def _write(path, data, mode):
+    directory, name = os.path.split(path)
+    try:
+        dir_fd = _open_dir(directory)
+        try:
+            if not _DIR_FD:
+                dir_fd_arg, target = None, path
+            else:
+                dir_fd_arg, target = dir_fd, name
+            fd = os.open(target, os.O_WRONLY | os.O_CREAT | os.O_EXCL | _NOFOLLOW, mode, dir_fd=dir_fd_arg)
+        finally:
+            os.close(dir_fd)
         with open(fd, "wb") as handle:
             handle.write(data)
     except OSError as exc:
@@ -319,14 +338,42 @@ def _write(path, data, mode):
             os.unlink(path)
         except OSError:
             pass
+        if exc.errno in (errno.ELOOP, errno.ENOTDIR):
+            raise _WriteError("%s: a link or not a directory; nothing is written through it" % directory) from None
         raise _WriteError("%s: %s" % (directory, exc.strerror or exc)) from None
+
+
+_NOFOLLOW = getattr(os, "O_NOFOLLOW", 0)
+_DIR_FD = os.open in os.supports_dir_fd
+
+
+class _NotRegular(Exception):
+    """A path that is not a regular file (a FIFO, a device): never read, it could block or never end."""
+
+
+def _read_regular(path, limit=None):
+    """The bytes of a regular file (the first ``limit``), opened so that a FIFO cannot block the read."""
+    fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_NOCTTY", 0))
+    with open(fd, "rb") as handle:
+        mode = os.fstat(fd).st_mode
+        if not stat.S_ISREG(mode):
+            raise _NotRegular(_KINDS.get(stat.S_IFMT(mode), "not a regular file"))
+        return handle.read() if limit is None else handle.read(limit)
+
+
+_KINDS = {
+    stat.S_IFIFO: "a FIFO (named pipe)",
+    stat.S_IFCHR: "a character device",
+    stat.S_IFBLK: "a block device",
+    stat.S_IFSOCK: "a socket",
+    stat.S_IFDIR: "a directory",
+}
 
 
 def _starts_with(path, header):
     try:
-        with open(path, "rb") as handle:
-            return handle.read(len(header)) == header
-    except OSError:
+        return _read_regular(path, len(header)) == header
+    except (OSError, _NotRegular):
         return False
 
 
@@ -423,11 +470,10 @@ def _compile_one(task):
         file_mode = 0o644
     else:
         src = task["src"]
-        with open(src, "rb") as handle:
-            source = handle.read()
-        stat = os.stat(src)
-        mtime = task.get("mtime", stat.st_mtime)
-        file_mode = (stat.st_mode | 0o200) & 0o666
+        source = _read_regular(src)
+        info = os.stat(src)
+        mtime = task.get("mtime", info.st_mtime)
+        file_mode = (info.st_mode | 0o200) & 0o666
     header = _header(task["mode"], source, mtime, len(source))
     if task.get("check") and all(_starts_with(path, header) for path in task["check"]):
         return None  # every pyc is current for this source, level, mode and interpreter
@@ -490,6 +536,8 @@ def _run_task(task):
         return {"error": {"kind": "OSError", "msg": str(exc), "lineno": None, "write": True}}
     except _BadInput as exc:
         return {"error": {"kind": "InvalidInput", "msg": str(exc), "lineno": None, "input": True}}
+    except _NotRegular as exc:
+        return {"error": {"kind": "NotARegularFile", "msg": "%s, not a regular file" % exc, "lineno": None}}
     except _Unfaithful as exc:
         return {"error": {"kind": "UnfaithfulBytecode", "msg": str(exc), "lineno": None}}
     except SyntaxError as exc:

@@ -1,0 +1,224 @@
+"""The commit of an in-place run: all of it or none of it, whatever fails or arrives meanwhile.
+
+Workers write every pyc under a temporary name. The commit then, in order: moves each new pyc
+into place (an existing file it replaces is kept under a backup name), sets each removed file
+aside (renamed, not deleted), and moves each new RECORD into place. Every step is recorded, so
+an error in any of them (a source its user may not remove, a full disk) undoes the steps
+before it and the tree is as it was. Only once all of them succeeded are the backups and the
+set-aside files deleted: the step that cannot be undone is also the one that cannot fail for
+want of permission (removing a file one may rename).
+
+SIGINT and SIGTERM are held from the first step to the last and acted on afterwards, so an
+interrupt lands before the commit (nothing changed) or after it (all of it done), never inside.
+SIGKILL cannot be held: a killed commit leaves its temporaries and set-aside files under names
+that say which run made them; the next run on the tree puts set-aside files back where they
+were (when nothing has taken their place) and removes the rest, so re-running the command
+completes the work.
+
+Every name this module makes is ``.<name>.<pid>-<8 hex>.hatch-pyc-tmp`` (a new file) or
+``...hatch-pyc-old`` (a file set aside). Clean-up touches only such names whose ``<name>`` is
+a file the run plans to write or remove, made by a process that is no longer running.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import signal
+import threading
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from hatch_pyc._errors import CommitFailed
+
+TMP_SUFFIX = ".hatch-pyc-tmp"
+OLD_SUFFIX = ".hatch-pyc-old"
+_OURS = re.compile(r"^\.(?P<name>.+)\.(?P<pid>\d+)-[0-9a-f]{8}\.hatch-pyc-(?P<kind>tmp|old)$")
+
+
+def new_token() -> str:
+    """What makes this run's temporary names its own: the process id and 32 random bits."""
+    return f"{os.getpid()}-{os.urandom(4).hex()}"
+
+
+def tmp_name(final: Path, token: str) -> Path:
+    """The hidden name a new file is written under until the commit."""
+    return final.with_name(f".{final.name}.{token}{TMP_SUFFIX}")
+
+
+def old_name(path: Path, token: str) -> Path:
+    """The hidden name a replaced or removed file is kept under until the commit is complete."""
+    return path.with_name(f".{path.name}.{token}{OLD_SUFFIX}")
+
+
+@dataclass
+class Commit:
+    """The steps of one commit, each undoable until :meth:`finish`."""
+
+    token: str
+    _undo: list[Callable[[], None]] = field(default_factory=list)
+    _leftovers: list[Path] = field(default_factory=list)  # deleted by finish()
+
+    def install(self, tmp: Path, final: Path) -> None:
+        """Move ``tmp`` to ``final``, keeping a file already there under its backup name."""
+        backup = old_name(final, self.token)
+        if os.path.isdir(final) and not os.path.islink(final):
+            raise IsADirectoryError(21, "a directory where the pyc goes", str(final))
+        had = moved = False
+        try:
+            os.link(final, backup, follow_symlinks=False)
+            had = True
+        except FileNotFoundError:
+            pass
+        except OSError:  # no hard links here (some file systems): rename the old file aside
+            if os.path.lexists(final):
+                os.rename(final, backup)
+                had = moved = True
+        try:
+            os.replace(tmp, final)
+        except BaseException:
+            if moved:
+                os.rename(backup, final)
+            elif had:
+                os.unlink(backup)
+            raise
+        if had:
+            self._leftovers.append(backup)
+            self._undo.append(lambda: os.replace(backup, final))
+        else:
+            self._undo.append(lambda: os.unlink(final))
+
+    def set_aside(self, path: Path) -> None:
+        """Remove ``path`` from the tree, reversibly: rename it to its hidden name."""
+        aside = old_name(path, self.token)
+        os.rename(path, aside)
+        self._undo.append(lambda: os.rename(aside, path))
+        self._leftovers.append(aside)
+
+    def roll_back(self) -> None:
+        """Undo every step, newest first; raise :class:`CommitFailed` naming what could not be undone."""
+        failures: list[str] = []
+        for undo in reversed(self._undo):
+            try:
+                undo()
+            except OSError as exc:
+                failures.append(f"{exc.filename}: {exc.strerror or exc}")
+        self._undo.clear()
+        if failures:
+            raise CommitFailed(
+                f"the commit failed and could not be undone entirely: {failures[0]}"
+                + (f" (and {len(failures) - 1} more)" if len(failures) > 1 else "")
+                + "; re-run the command to complete it"
+            )
+        for leftover in self._leftovers:
+            if os.path.lexists(leftover):  # a backup that was a hard link: the original is back
+                os.unlink(leftover)
+        self._leftovers.clear()
+
+    def finish(self) -> None:
+        """Delete the backups and the set-aside files: the commit is complete."""
+        for path in self._leftovers:
+            try:
+                os.unlink(path)
+            except FileNotFoundError:
+                pass
+        self._leftovers.clear()
+        self._undo.clear()
+
+
+@contextmanager
+def held_signals() -> Iterator[list[int]]:
+    """Hold SIGINT and SIGTERM while the block runs; yield the list of those that arrived.
+
+    Only the main thread can set handlers; elsewhere nothing is held (and nothing is listed).
+    """
+    arrived: list[int] = []
+    if threading.current_thread() is not threading.main_thread():
+        yield arrived
+        return
+    wanted = [signal.SIGINT, signal.SIGTERM]
+    previous = {sig: signal.getsignal(sig) for sig in wanted}
+
+    def hold(signum: int, frame: object) -> None:
+        arrived.append(signum)
+
+    for sig in wanted:
+        signal.signal(sig, hold)
+    try:
+        yield arrived
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler if handler is not None else signal.SIG_DFL)
+
+
+def _alive(pid: int) -> bool:
+    if pid == os.getpid():
+        return True
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True  # another user's process
+    return True
+
+
+@dataclass
+class Recovery:
+    """What clean-up after a killed run did."""
+
+    restored: list[Path] = field(default_factory=list)  # set-aside files put back
+    removed: list[Path] = field(default_factory=list)  # temporaries and obsolete backups deleted
+    kept: list[Path] = field(default_factory=list)  # set-aside sources left alone: something took their place
+
+
+def recover(directories: Iterable[Path], may_touch: Callable[[Path, str], bool]) -> Recovery:
+    """Undo what a killed run left in ``directories``: only names it made, for files ``may_touch`` allows.
+
+    ``may_touch(original, kind)`` says whether a temporary (``kind`` "tmp") or a set-aside file
+    ("old") made for ``original`` is one this run may clean up. A set-aside file is put back
+    when its name is free; a backup whose file is in place is deleted; a set-aside source whose
+    name was taken since is kept (and reported) unless it is byte-identical.
+    """
+    recovery = Recovery()
+    for directory in sorted(set(directories)):
+        try:
+            names = sorted(os.listdir(directory))
+        except OSError:
+            continue
+        for name in names:
+            match = _OURS.match(name)
+            if match is None or _alive(int(match["pid"])):
+                continue
+            original = directory / match["name"]
+            if not may_touch(original, match["kind"]):
+                continue
+            found = directory / name
+            if match["kind"] == "tmp":
+                _unlink(found)
+                recovery.removed.append(found)
+            elif not os.path.lexists(original):
+                os.rename(found, original)
+                recovery.restored.append(original)
+            elif original.suffix != ".py" or _same_bytes(found, original):
+                _unlink(found)
+                recovery.removed.append(found)
+            else:
+                recovery.kept.append(found)
+    return recovery
+
+
+def _same_bytes(a: Path, b: Path) -> bool:
+    try:
+        return a.read_bytes() == b.read_bytes()
+    except OSError:
+        return False
+
+
+def _unlink(path: Path) -> None:
+    try:
+        os.unlink(path)
+    except FileNotFoundError:
+        pass

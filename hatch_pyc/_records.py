@@ -1,0 +1,159 @@
+"""Keep installed distributions' RECORD files true when a run adds pycs or removes sources.
+
+pip, uv and installer-based tools uninstall exactly what RECORD lists, and
+``importlib.metadata.files()`` (hence ``packages_distributions()``) reads it. A run that
+removes ``mod.py`` and writes ``mod.pyc`` must say so there, or an uninstall leaves the
+package importable and metadata loses its modules. The rules follow pip's own RECORD:
+
+- a removed source's line becomes its sourceless pyc's, with the pyc's sha256 and size (the
+  pyc is now the distribution's file, as in a sourceless wheel);
+- ``__pycache__`` pycs written for a listed source are listed without hash or size, as pip
+  lists the pycs it compiles at install time (Python may rewrite them);
+- lines of files the run removed (a stripped source's stale ``__pycache__`` entries) go;
+- every other line is kept as it was, in its place.
+
+The new RECORD is computed before the commit and replaces the old one inside it.
+"""
+
+from __future__ import annotations
+
+import base64
+import csv
+import hashlib
+import io
+import os
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from hatch_pyc._errors import InvalidInput
+
+
+@dataclass
+class InstalledDistribution:
+    """One ``*.dist-info`` directory and the rows of its RECORD."""
+
+    dist_info: Path
+    rows: list[list[str]]
+    # normalised absolute path -> index of its row
+    index: dict[str, int] = field(default_factory=dict)
+
+    @property
+    def record(self) -> Path:
+        """The RECORD file."""
+        return self.dist_info / "RECORD"
+
+
+def _key(path: str | os.PathLike[str]) -> str:
+    return os.path.normpath(os.fspath(path))
+
+
+def find_distributions(site_dirs: Iterable[Path]) -> list[InstalledDistribution]:
+    """The distributions installed in ``site_dirs`` (the import roots of a run) that have a RECORD."""
+    found: list[InstalledDistribution] = []
+    for site in sorted(set(site_dirs)):
+        try:
+            names = sorted(os.listdir(site))
+        except OSError:
+            continue
+        for name in names:
+            if not name.endswith(".dist-info"):
+                continue
+            dist_info = site / name
+            record = dist_info / "RECORD"
+            if not record.is_file():
+                continue
+            if dist_info.is_symlink():
+                raise InvalidInput(
+                    f"{dist_info}: a symbolic link; hatch-pyc would have to rewrite RECORD through it (remove the link)"
+                )
+            try:
+                text = record.read_text(encoding="utf-8")
+            except (OSError, UnicodeDecodeError) as exc:
+                raise InvalidInput(f"{record}: cannot read it ({exc})") from exc
+            rows = [row for row in csv.reader(io.StringIO(text)) if row]
+            dist = InstalledDistribution(dist_info, rows)
+            for i, row in enumerate(rows):
+                dist.index[_key(site / row[0])] = i
+            found.append(dist)
+    return found
+
+
+def file_hash(path: Path) -> tuple[str, str]:
+    """RECORD's hash and size fields for the file at ``path``."""
+    data = path.read_bytes()
+    digest = base64.urlsafe_b64encode(hashlib.sha256(data).digest()).rstrip(b"=").decode("ascii")
+    return f"sha256={digest}", str(len(data))
+
+
+def _relative(path: Path, site: Path) -> str:
+    return os.path.relpath(path, site).replace(os.sep, "/")
+
+
+def updated_record(
+    dist: InstalledDistribution,
+    written: Mapping[str, tuple[Path, Path, bool]],
+    removed: Mapping[str, Path | None],
+) -> str | None:
+    """RECORD's new text, or None when the run changed none of the distribution's files.
+
+    ``written``: normalised final path -> (final, file holding its bytes, hashed in RECORD);
+    ``removed``: normalised removed path -> the sourceless pyc that replaces it (None: just gone).
+    A pyc is added only for a source the distribution lists (its owner).
+    """
+    site = dist.dist_info.parent
+    rows = [list(row) for row in dist.rows]
+    changed = False
+    replaced: dict[int, list[list[str]]] = {}  # row index -> the rows that take its place
+    listed = set(dist.index)
+
+    def row_for(final: Path) -> list[str]:
+        key = _key(final)
+        _, holder, hashed = written[key]
+        if hashed:
+            digest, size = file_hash(holder)
+            return [_relative(final, site), digest, size]
+        return [_relative(final, site), "", ""]
+
+    for key, i in dist.index.items():
+        if key in removed:
+            changed = True
+            pyc = removed[key]
+            replaced[i] = [row_for(pyc)] if pyc is not None and _key(pyc) in written else []
+            if pyc is not None:
+                listed.add(_key(pyc))
+        elif key in written:
+            changed = True
+            final = written[key][0]
+            old = rows[i]
+            replaced[i] = [row_for(final) if len(old) < 2 or old[1] else [old[0], "", ""]]
+    # pycs written for a source this distribution lists (a __pycache__ entry, or a sourceless
+    # pyc whose source stays because of --on-error keep-source is never written, so not here)
+    by_source: dict[str, list[str]] = {}
+    for key, (final, _, _) in written.items():
+        if key in listed:
+            continue
+        source = _source_of(final)
+        if source is not None and source in dist.index and source not in removed:
+            by_source.setdefault(source, []).append(key)
+    for source, keys in by_source.items():
+        i = dist.index[source]
+        current = replaced.get(i, [rows[i]])
+        replaced[i] = current + [row_for(written[k][0]) for k in sorted(keys)]
+        changed = True
+    if not changed:
+        return None
+    out = io.StringIO()
+    writer = csv.writer(out, lineterminator="\n")
+    for i, row in enumerate(rows):
+        for new in replaced.get(i, [row]):
+            writer.writerow(new)
+    return out.getvalue()
+
+
+def _source_of(pyc: Path) -> str | None:
+    """The source a ``__pycache__`` pyc belongs to (``pkg/__pycache__/m.cpython-312.opt-1.pyc`` -> ``pkg/m.py``)."""
+    if pyc.parent.name != "__pycache__" or not pyc.name.endswith(".pyc"):
+        return None
+    stem = pyc.name.split(".", 1)[0]
+    return _key(pyc.parent.parent / f"{stem}.py")
