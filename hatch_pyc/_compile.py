@@ -101,6 +101,8 @@ def compile_plan(plan: CompilePlan, *, progress: Progress | None = None) -> Comp
 
     if not plan.deliver:
         result.recovery = _recover(plan)
+        if result.recovery.restored and plan.replan is not None:
+            plan = result.plan = plan.replan()  # the restored sources are to be compiled too
     todo: list[PlannedSource] = []
     for item in plan.sources:
         quick_check = not options.force and not plan.sourceless and mode == "timestamp"

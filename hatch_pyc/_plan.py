@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 import re
 import stat
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -68,6 +68,9 @@ class CompilePlan:
     remove_sources: bool = False
     # ``deliver``: write nothing; each pyc comes back in the result, deflated for a zip (wheels).
     deliver: bool = False
+    # Plans the same paths again (the run restored sources a killed run had set aside, which the
+    # walk could not see): set by plan_compile.
+    replan: Callable[[], CompilePlan] | None = field(default=None, repr=False)
 
 
 def import_root_of(directory: Path) -> Path:
@@ -239,6 +242,9 @@ def plan_compile(
         roots=roots,
         sourceless=options.strip,
         remove_sources=options.strip,
+        replan=lambda: plan_compile(
+            paths, options, python=interpreter.executable, stdlib=stdlib, allow_other_python=True
+        ),
     )
     # A stdlib walk must not descend into the site-packages that lives inside it.
     # (for a venv interpreter purelib is the venv's, so the base's own site-packages is named too).
