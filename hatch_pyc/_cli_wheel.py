@@ -3,9 +3,20 @@
 from __future__ import annotations
 
 import argparse
+from typing import TYPE_CHECKING
 
-from hatch_pyc._cli_shared import EXIT_OK, add_exclude, add_on_error_and_workers, add_optimize, say
+from hatch_pyc._cli_shared import (
+    EXIT_OK,
+    add_exclude,
+    add_on_error_and_workers,
+    add_optimize,
+    add_outside_packages,
+    say,
+)
 from hatch_pyc._options import PycOptions
+
+if TYPE_CHECKING:
+    from hatch_pyc._wheel import WheelConversion
 
 
 def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -27,6 +38,7 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
     add_optimize(whl, "optimisation level of the bytecode (default: 0)", repeatable=False)
     add_exclude(whl, "the install root (site-packages)")
     add_on_error_and_workers(whl)
+    add_outside_packages(whl)
     whl.add_argument("--ddir", metavar="DIR", help="prefix for file names recorded in the code objects")
     whl.add_argument("--json", metavar="FILE", help="write a JSON list of the wheels written")
     whl.add_argument("-q", "--quiet", action="store_true", help="print errors only")
@@ -46,14 +58,14 @@ def run_wheel(args: argparse.Namespace) -> int:
         on_error=args.on_error,
         workers=args.workers,
         ddir=args.ddir,
+        outside_packages=args.outside_packages,
     )
     outputs = []
     for wheel in args.wheels:
         for result in convert_wheel(wheel, args.output, targets, options):
             outputs.append(result)
             if not args.quiet:
-                kept = f", {len(result.kept_source)} kept as source" if result.kept_source else ""
-                say(f"hatch-pyc: {result.output} ({len(result.compiled)} modules compiled{kept})")
+                say(f"hatch-pyc: {result.output} ({summarise(result)})")
     if args.json:
         import json
 
@@ -67,6 +79,7 @@ def run_wheel(args: argparse.Namespace) -> int:
                         "tag": r.tag,
                         "compiled": r.compiled,
                         "kept_source": r.kept_source,
+                        "outside_packages": r.outside_packages,
                     }
                     for r in outputs
                 ],
@@ -74,3 +87,15 @@ def run_wheel(args: argparse.Namespace) -> int:
                 indent=2,
             )
     return EXIT_OK
+
+
+def summarise(result: WheelConversion) -> str:
+    """``12 modules compiled, 1 kept as source, 5 kept as source (outside packages: alembic/templates/)``."""
+    parts = [f"{len(result.compiled)} modules compiled"]
+    if result.kept_source:
+        parts.append(f"{len(result.kept_source)} kept as source")
+    if result.outside_packages:
+        dirs = result.outside_package_dirs
+        named = ", ".join(dirs[:3]) + (f" and {len(dirs) - 3} more" if len(dirs) > 3 else "")
+        parts.append(f"{len(result.outside_packages)} kept as source (outside packages: {named})")
+    return ", ".join(parts)

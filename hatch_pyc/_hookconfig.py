@@ -7,14 +7,14 @@ from dataclasses import dataclass
 from typing import Any
 
 from hatch_pyc._errors import InvalidOptions
-from hatch_pyc._options import ON_ERROR, PycOptions
+from hatch_pyc._options import ON_ERROR, OUTSIDE_PACKAGES, PycOptions
 
 PLUGIN_NAME = "pyc"
 # Read by hatchling itself, not by the hook.
 _HATCHLING_KEYS = frozenset(
     {"dependencies", "require-runtime-dependencies", "require-runtime-features", "enable-by-default"}
 )
-_KEYS = ("optimize", "exclude", "python", "on-error", "report", "verify")
+_KEYS = ("optimize", "exclude", "python", "on-error", "outside-packages", "report", "verify")
 
 
 @dataclass(frozen=True)
@@ -61,6 +61,11 @@ def load_hook_config(config: Mapping[str, Any], table: str = "tool.hatch.build.t
         problems.append(f"{_option('on-error', table)} must be one of: {', '.join(ON_ERROR)}")
         on_error = "fail"
 
+    outside = config.get("outside-packages", "keep-source")
+    if outside not in OUTSIDE_PACKAGES:
+        problems.append(f"{_option('outside-packages', table)} must be one of: {', '.join(OUTSIDE_PACKAGES)}")
+        outside = "keep-source"
+
     report = config.get("report", False)
     if not isinstance(report, bool):
         problems.append(f"{_option('report', table)} must be a boolean")
@@ -73,7 +78,9 @@ def load_hook_config(config: Mapping[str, Any], table: str = "tool.hatch.build.t
     if problems:
         raise InvalidOptions("\n".join(problems))
     return HookConfig(
-        options=PycOptions(levels=(optimize,), strip=True, exclude=tuple(exclude), on_error=on_error),
+        options=PycOptions(
+            levels=(optimize,), strip=True, exclude=tuple(exclude), on_error=on_error, outside_packages=outside
+        ),
         python=python,
         report=report,
         verify=verify,

@@ -33,6 +33,7 @@ from packaging.utils import InvalidWheelFilename, parse_wheel_filename
 
 from hatch_pyc._compile import DeliveredPyc, compile_plan
 from hatch_pyc._errors import HatchPycError, InvalidInput, first_problem
+from hatch_pyc._layout import outside_packages
 from hatch_pyc._options import PycOptions
 from hatch_pyc._plan import CompilePlan, PlannedSource
 from hatch_pyc._targets import Interpreter
@@ -63,6 +64,26 @@ class WheelConversion:
     compiled: list[str] = field(default_factory=list)  # arcnames of the .py now .pyc
     kept_source: list[str] = field(default_factory=list)  # excluded or kept after an error
     tag: str = ""
+    # .py in plain directories inside packages (templates such as alembic's env.py), kept as
+    # source under the default ``outside_packages="keep-source"``; never in ``kept_source``.
+    outside_packages: list[str] = field(default_factory=list)
+
+    @property
+    def outside_package_dirs(self) -> list[str]:
+        """The plain directories holding :attr:`outside_packages` (``alembic/templates/``): what a summary names.
+
+        Each is the directory just below the file's innermost package, whose ``__init__.py`` is
+        a module of the wheel and so is in :attr:`compiled` or :attr:`kept_source`.
+        """
+        modules = {*self.compiled, *self.kept_source}
+        dirs = set()
+        for arcname in self.outside_packages:
+            parts = arcname.split("/")[:-1]
+            package = len(parts) - 1  # parts[:package] is the innermost package
+            while package > 0 and "/".join(parts[:package]) + "/__init__.py" not in modules:
+                package -= 1
+            dirs.add("/".join(parts[: package + 1]) + "/")
+        return sorted(dirs)
 
 
 @dataclass(frozen=True)
@@ -219,6 +240,16 @@ def _importable(arcname: str, dist_info: str, data_dir: str) -> str | None:
     return arcname
 
 
+def _outside_packages(arcname: str, rel: str, names: set[str]) -> bool:
+    """Whether the module-looking ``arcname`` is data in a plain directory inside a package.
+
+    ``rel`` is its path below its import root (the wheel's root or ``*.data/purelib|platlib``);
+    a directory is a package when the wheel holds its ``__init__.py`` under that same root.
+    """
+    root = arcname[: len(arcname) - len(rel)]
+    return outside_packages(rel, lambda directory: f"{root}{directory}/__init__.py" in names)
+
+
 def _read_raw(src: io.BufferedReader, info: zipfile.ZipInfo) -> int:
     """Seek ``src`` to the compressed data of ``info``; return its length."""
     src.seek(info.header_offset)
@@ -368,12 +399,17 @@ def convert_wheel(
 
             spec = pathspec.GitIgnoreSpec.from_lines(options.exclude)
         excluded: list[str] = []
+        outside: list[str] = []  # templates and the like: copied as they are, like data
+        names = {info.filename for info in infos}
         for info in infos:
             rel = _importable(info.filename, dist_info, data_dir)
             if rel is None:
                 continue
             if spec is not None and spec.match_file(rel):
                 excluded.append(info.filename)
+                continue
+            if options.outside_packages == "keep-source" and _outside_packages(info.filename, rel, names):
+                outside.append(info.filename)
                 continue
             sources[info.filename] = (rel, info)
         rest = [m.info.filename for m in members if m.info.filename in entries and m.info.filename not in sources]
@@ -428,6 +464,7 @@ def convert_wheel(
                 sorted(compiled),
                 sorted(excluded + [a for a in sources if a not in compiled]),
                 tag_text,
+                sorted(outside),
             )
             _write_wheel(
                 zf,

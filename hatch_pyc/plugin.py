@@ -105,6 +105,9 @@ class PycBuildHook(BuildHookInterface):  # type: ignore[type-arg]
             with original:
                 self._verify(f"{original.name}/{os.path.basename(artifact_path)}", artifact_path, interp)
         kept = f"; kept as source: {', '.join(result.kept_source)}" if result.kept_source else ""
+        if result.outside_packages:
+            dirs = ", ".join(result.outside_package_dirs)
+            kept += f"; {len(result.outside_packages)} kept as source (outside packages: {dirs})"
         self.app.display_info(
             f"hatch-pyc: {len(result.compiled)} modules compiled to .pyc for CPython {interp.minor}{kept}"
         )

@@ -62,13 +62,16 @@ def test_src_layout_wheel_is_sourceless_installs_runs_and_uninstalls(tmp_path: P
     project = copy_project("src-layout", tmp_path, target.minor)
     proc = hatchling_build(project, "-t", "wheel")
     assert proc.returncode == 0, proc.stderr
+    # srcpkg/extras/ (force-included, no __init__.py) is a plain directory inside a package: its
+    # tool.py is kept as source by default, and still imports (a namespace package nested in srcpkg).
     assert (
-        f"5 modules compiled to .pyc for CPython {target.minor}; kept as source: srcpkg/reads_source.py" in proc.stderr
-    )
+        f"4 modules compiled to .pyc for CPython {target.minor}; kept as source: srcpkg/reads_source.py; "
+        "1 kept as source (outside packages: srcpkg/extras/)"
+    ) in proc.stderr
     wheel = project / "dist" / f"srcpkg-1.2.0-{target.python_tag}-none-any.whl"
     names = validate(wheel)
-    assert sorted(n for n in names if n.endswith(".py")) == ["srcpkg/reads_source.py"]
-    assert {"srcpkg/__init__.pyc", "srcpkg/extras/tool.pyc", "srcpkg/sub/data.txt", "srcpkg/py.typed"} <= set(names)
+    assert sorted(n for n in names if n.endswith(".py")) == ["srcpkg/extras/tool.py", "srcpkg/reads_source.py"]
+    assert {"srcpkg/__init__.pyc", "srcpkg/cli.pyc", "srcpkg/sub/data.txt", "srcpkg/py.typed"} <= set(names)
     assert names[-1] == "srcpkg-1.2.0.dist-info/RECORD"
     with zipfile.ZipFile(wheel) as zf:
         assert f"Tag: {target.python_tag}-none-any" in zf.read("srcpkg-1.2.0.dist-info/WHEEL").decode()
@@ -139,6 +142,44 @@ def test_namespace_package(tmp_path: Path, target: Interpreter) -> None:
     assert run_python(str(python), "import ns.part.mod as m; print(m.NAME)").stdout.strip() == "namespace part"
 
 
+def test_templates_keep_their_source_and_are_copied_as_source(tmp_path: Path, target: Interpreter) -> None:
+    project = copy_project("templates", tmp_path, target.minor)
+    proc = hatchling_build(project, "-t", "wheel")
+    assert proc.returncode == 0, proc.stderr
+    assert (
+        f"2 modules compiled to .pyc for CPython {target.minor}; 1 kept as source (outside packages: tmplpkg/templates/)"
+        in proc.stderr
+    )
+    wheel = project / "dist" / f"tmplpkg-0.1-{target.python_tag}-none-any.whl"
+    assert sorted(n for n in validate(wheel) if n.startswith("tmplpkg/")) == [
+        "tmplpkg/__init__.pyc",
+        "tmplpkg/__main__.pyc",
+        "tmplpkg/templates/generic/env.py",
+        "tmplpkg/templates/generic/script.py.mako",
+    ]
+    python = make_venv(target, tmp_path / "venv")
+    pip(python, "install", "--no-index", str(wheel))
+    out = run_python(str(python), "", args=("-m", "tmplpkg", "migrations"), cwd=tmp_path).stdout
+    assert out.strip() == "tmplpkg: migrations created from the generic template"
+    assert sorted(p.name for p in (tmp_path / "migrations").iterdir()) == ["env.py", "script.py.mako"]
+    template = project / "tmplpkg/templates/generic/env.py"
+    assert (tmp_path / "migrations/env.py").read_text() == template.read_text()
+    # The copy is a script the user runs (and edits), with the sourceless package importable.
+    ran = subprocess.run(
+        [str(python), "env.py"], cwd=tmp_path / "migrations", capture_output=True, text=True, check=False
+    )
+    assert ran.stdout.strip() == "env.py ran from templates", ran.stderr
+
+    pyproject = project / "pyproject.toml"
+    pyproject.write_text(pyproject.read_text() + 'outside-packages = "compile"\n')
+    shutil.rmtree(project / "dist")
+    proc = hatchling_build(project, "-t", "wheel")
+    assert proc.returncode == 0, proc.stderr
+    assert f"3 modules compiled to .pyc for CPython {target.minor}\n" in proc.stderr
+    names = validate(wheel)
+    assert "tmplpkg/templates/generic/env.pyc" in names and "tmplpkg/templates/generic/env.py" not in names
+
+
 def test_syntax_error_fails_the_build_naming_file_and_line(tmp_path: Path) -> None:
     project = copy_project("syntax-error", tmp_path, f"{sys.version_info[0]}.{sys.version_info[1]}")
     proc = hatchling_build(project, "-t", "wheel")
@@ -190,12 +231,15 @@ def test_config_unit() -> None:
     assert config.options.exclude == ("a/",)
     assert config.python == "3.12"
     with pytest.raises(InvalidOptions) as info:
-        load_hook_config({"optimize": True, "on-error": "ignore", "python": ""}, "t.pyc")
+        load_hook_config({"optimize": True, "on-error": "ignore", "python": "", "outside-packages": "drop"}, "t.pyc")
     assert str(info.value).splitlines() == [
         "Option `optimize` for build hook `pyc` (t.pyc.optimize) must be an integer from 0 to 2",
         "Option `python` for build hook `pyc` (t.pyc.python) must be a non-empty string (a version, command or path)",
         "Option `on-error` for build hook `pyc` (t.pyc.on-error) must be one of: fail, keep-source",
+        "Option `outside-packages` for build hook `pyc` (t.pyc.outside-packages) must be one of: keep-source, compile",
     ]
+    assert load_hook_config({}).options.outside_packages == "keep-source"
+    assert load_hook_config({"outside-packages": "compile"}).options.outside_packages == "compile"
 
 
 def test_target_outside_requires_python_is_refused(tmp_path: Path) -> None:
@@ -223,7 +267,10 @@ def test_python_dash_m_build_with_the_plugin_from_a_file_url(tmp_path: Path) -> 
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     (wheel,) = (tmp_path / "out").glob("*.whl")
     assert wheel.name == f"srcpkg-1.2.0-cp{sys.version_info[0]}{sys.version_info[1]}-none-any.whl"
-    assert sorted(n for n in validate(wheel) if n.endswith(".py")) == ["srcpkg/reads_source.py"]
+    assert sorted(n for n in validate(wheel) if n.endswith(".py")) == [
+        "srcpkg/extras/tool.py",
+        "srcpkg/reads_source.py",
+    ]
 
 
 def test_report_option_writes_the_report_beside_the_wheel(tmp_path: Path) -> None:

@@ -391,3 +391,25 @@ def test_a_kill_inside_the_removal_is_put_right_by_a_rerun(tmp_path: Path) -> No
     assert not [n for n in names if "hatch-pyc" in n or n.endswith(".py")]
     assert len([n for n in names if n.endswith(".pyc")]) == len(sources)
     assert run_python(HERE, "import pkg.m4321; print(pkg.m4321.X)", path=root).stdout.strip() == "4321"
+
+
+# 9. Templates that look like code keep their source in a sourceless tree.
+
+
+@pytest.mark.parametrize("choice", ["keep-source", "compile"])
+def test_a_py_outside_packages_keeps_its_source_unless_told(tmp_path: Path, choice: str) -> None:
+    files = {
+        "pkg/__init__.py": "",
+        "pkg/templates/generic/env.py": "# edit me: ${placeholder}\nTARGET = None\n",
+        "pkg/templates/generic/script.py.mako": "${up}\n",
+        "ns/sub/mod.py": "X = 1\n",  # a namespace package from the import root: a module
+        "top.py": "T = 1\n",
+    }
+    tree = write_tree(tmp_path / "site", files)
+    proc = run_cli("compile", "--strip", "--outside-packages", choice, str(tree), check=True)
+    kept = choice == "keep-source"
+    assert (tree / "pkg/templates/generic/env.py").exists() == kept
+    assert (tree / "pkg/templates/generic/env.pyc").exists() == (not kept)
+    assert ("1 kept as source (outside packages: templates or data)" in proc.stderr) == kept
+    assert (tree / "ns/sub/mod.pyc").is_file() and (tree / "top.pyc").is_file() and (tree / "pkg/__init__.pyc").is_file()
+    assert not (tree / "ns/sub/mod.py").exists()

@@ -196,6 +196,85 @@ def test_abi3_and_generic_tags(tmp_path: Path) -> None:
         wheel_target_tag("x-1-py313-none-any.whl", py312)
 
 
+# A package that ships a template directory (no __init__.py) and copies it for the user, as
+# alembic's `alembic init` does; plus a top-level namespace package and a package in purelib.
+TEMPLATE_ENV = "# Edit me: the template a user gets.\ntarget_metadata = None\n"
+TEMPLATE_FILES: dict[str, bytes | str] = {
+    "pkg/__init__.py": (
+        "import pathlib, shutil\n"
+        "TEMPLATES = pathlib.Path(__file__).parent / 'templates'\n"
+        "def init(dest, template='generic'):\n"
+        "    pathlib.Path(dest).mkdir()\n"
+        "    for path in (TEMPLATES / template).iterdir():\n"
+        "        if path.is_file():  # as alembic does: pip's __pycache__ is not a template\n"
+        "            shutil.copy(path, dest)\n"
+    ),
+    "pkg/templates/generic/env.py": TEMPLATE_ENV,
+    "pkg/templates/generic/script.py.mako": "revision = ${repr(up_revision)}\n",
+    "ns/sub/mod.py": "NAME = 'namespace'\n",
+    "demo-1.0.data/purelib/other/__init__.py": "",
+    "demo-1.0.data/purelib/other/examples/hello.py": "print('hello')\n",
+}
+
+
+def test_templates_inside_packages_keep_their_source(tmp_path: Path, target: Interpreter) -> None:
+    wheel = make_wheel(tmp_path, TEMPLATE_FILES)
+    (result,) = convert_wheel(wheel, tmp_path / "out", [target], PycOptions(strip=True))
+    out = entries(result.output)
+    assert result.outside_packages == ["demo-1.0.data/purelib/other/examples/hello.py", "pkg/templates/generic/env.py"]
+    assert result.outside_package_dirs == ["demo-1.0.data/purelib/other/examples/", "pkg/templates/"]
+    assert result.compiled == ["demo-1.0.data/purelib/other/__init__.py", "ns/sub/mod.py", "pkg/__init__.py"]
+    assert result.kept_source == []
+    assert {"pkg/__init__.pyc", "ns/sub/mod.pyc", "pkg/templates/generic/env.py"} <= set(out)
+    assert "pkg/templates/generic/env.pyc" not in out and "pkg/templates/generic/script.py.mako" in out
+    site = tmp_path / "site"
+    subprocess.run(
+        [*pip_for(target), "install", "-q", "--no-deps", "--no-index", "--target", str(site), str(result.output)],
+        check=True,
+    )
+    code = "import pkg, ns.sub.mod as m; pkg.init('proj'); print(pkg.__file__.endswith('.pyc'), m.NAME)"
+    assert run_python(target, code, path=site, cwd=tmp_path).stdout.split() == ["True", "namespace"]
+    assert sorted(p.name for p in (tmp_path / "proj").iterdir()) == ["env.py", "script.py.mako"]
+    assert (tmp_path / "proj/env.py").read_text() == TEMPLATE_ENV
+
+
+def test_templates_compile_when_asked_and_exclude_comes_first(tmp_path: Path) -> None:
+    wheel = make_wheel(tmp_path, TEMPLATE_FILES)
+    options = PycOptions(strip=True, outside_packages="compile")
+    (result,) = convert_wheel(wheel, tmp_path / "compiled", [find_interpreter(None)], options)
+    assert result.outside_packages == [] and result.kept_source == []
+    assert "pkg/templates/generic/env.py" in result.compiled
+    out = entries(result.output)
+    assert "pkg/templates/generic/env.pyc" in out and "pkg/templates/generic/env.py" not in out
+    # A template that is also excluded is reported as excluded: the user said so.
+    options = PycOptions(strip=True, exclude=("pkg/templates/",))
+    (result,) = convert_wheel(wheel, tmp_path / "excluded", [find_interpreter(None)], options)
+    assert result.kept_source == ["pkg/templates/generic/env.py"]
+    assert result.outside_packages == ["demo-1.0.data/purelib/other/examples/hello.py"]
+
+
+def test_the_cli_says_what_it_kept_outside_packages(tmp_path: Path) -> None:
+    import json
+
+    wheel = make_wheel(tmp_path, TEMPLATE_FILES)
+    report = tmp_path / "wheels.json"
+    proc = run_cli("wheel", str(wheel), "-o", str(tmp_path / "out"), "--json", str(report), check=True)
+    assert (
+        "(3 modules compiled, 2 kept as source (outside packages: demo-1.0.data/purelib/other/examples/, "
+        "pkg/templates/))"
+    ) in proc.stderr
+    (entry,) = json.loads(report.read_text())
+    assert entry["outside_packages"] == [
+        "demo-1.0.data/purelib/other/examples/hello.py",
+        "pkg/templates/generic/env.py",
+    ]
+    assert entry["kept_source"] == []
+    proc = run_cli("wheel", str(wheel), "-o", str(tmp_path / "all"), "--outside-packages", "compile", check=True)
+    assert "(5 modules compiled)" in proc.stderr
+    (converted,) = (tmp_path / "all").iterdir()
+    assert not [n for n in entries(converted) if n.endswith(".py")]
+
+
 HOSTILE = {
     "absolute path": ({"demo/__init__.py": ""}, [zipfile.ZipInfo("/etc/evil")], "absolute"),
     "dot-dot": ({"demo/__init__.py": ""}, [zipfile.ZipInfo("demo/../../evil.py")], "'..'"),
