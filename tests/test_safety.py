@@ -411,5 +411,7 @@ def test_a_py_outside_packages_keeps_its_source_unless_told(tmp_path: Path, choi
     assert (tree / "pkg/templates/generic/env.py").exists() == kept
     assert (tree / "pkg/templates/generic/env.pyc").exists() == (not kept)
     assert ("1 kept as source (outside packages: templates or data)" in proc.stderr) == kept
-    assert (tree / "ns/sub/mod.pyc").is_file() and (tree / "top.pyc").is_file() and (tree / "pkg/__init__.pyc").is_file()
+    assert (
+        (tree / "ns/sub/mod.pyc").is_file() and (tree / "top.pyc").is_file() and (tree / "pkg/__init__.pyc").is_file()
+    )
     assert not (tree / "ns/sub/mod.py").exists()
