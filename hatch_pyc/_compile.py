@@ -223,15 +223,17 @@ def compile_plan(plan: CompilePlan, *, progress: Progress | None = None) -> Comp
 def _removals(strip: Sequence[PlannedSource]) -> dict[Path, Path | None]:
     """What stripping removes: each source (-> its sourceless pyc) and its stale ``__pycache__`` entries."""
     removed: dict[Path, Path | None] = {}
+    listed: dict[Path, list[str]] = {}
     for item in strip:
         ((_, pyc),) = item.outputs
         removed[item.source] = pyc
         cache = item.source.parent / "__pycache__"
-        try:
-            entries = sorted(os.listdir(cache)) if not cache.is_symlink() else []
-        except OSError:
-            continue
-        for entry in entries:
+        if cache not in listed:
+            try:
+                listed[cache] = sorted(os.listdir(cache)) if not cache.is_symlink() else []
+            except OSError:
+                listed[cache] = []
+        for entry in listed[cache]:
             if is_cache_of(entry, item.source.stem):
                 removed[cache / entry] = None
     return removed

@@ -198,6 +198,7 @@ def write_layer(
             workers=options.workers,
             ddir=options.ddir or str(paths.purelib),
             source_date_epoch=epoch,
+            outside_packages=options.outside_packages,
         )
         result = compile_tree([site], layer_options, python=interp.executable)
         out.parent.mkdir(parents=True, exist_ok=True)

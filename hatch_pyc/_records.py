@@ -148,6 +148,8 @@ def updated_record(
     for i, row in enumerate(rows):
         for new in replaced.get(i, [row]):
             writer.writerow(new)
+    if all(replaced.get(i, [row]) == [row] for i, row in enumerate(rows)):
+        return None  # every changed file was listed as it is now (pycs pip had compiled, recompiled)
     return out.getvalue()
 
 
