@@ -92,3 +92,32 @@ def test_alembic_init_copies_env_py_from_a_sourceless_alembic(
     upgraded = run([alembic, "upgrade", "head"], project)
     assert "Running upgrade  -> " in upgraded.stderr
     assert (project / "app.db").is_file()
+
+
+@pytest.mark.slow
+def test_alembic_init_works_from_a_venv_stripped_in_place_and_uninstalls_cleanly(
+    tmp_path: Path, interp: Interpreter, alembic_wheels: Path
+) -> None:
+    venv = tmp_path / "venv"
+    subprocess.run([interp.executable, "-m", "venv", "--without-pip", str(venv)], check=True)
+    python = venv / "bin" / "python"
+    pip = [sys.executable, "-m", "pip", "--python", str(python), "--disable-pip-version-check"]
+    subprocess.run([*pip, "install", "-q", "--no-index", "-f", str(alembic_wheels), ALEMBIC], check=True)
+    (site,) = venv.glob("lib/python3*/site-packages")
+    template = (site / "alembic/templates/generic/env.py").read_text()
+
+    proc = run_cli("compile", "--strip", str(venv), check=True)
+    assert "kept as source (outside packages: templates or data)" in proc.stderr
+    assert (site / "alembic/command.pyc").is_file() and not (site / "alembic/command.py").exists()
+
+    project = tmp_path / "project"
+    project.mkdir()
+    run([str(venv / "bin" / "alembic"), "init", "migrations"], project)
+    assert (project / "migrations/env.py").read_text() == template
+    assert not (project / "migrations/env.pyc").exists()
+
+    # RECORD lists what is on disk now: uv removes all of alembic, templates and pycs alike.
+    subprocess.run(
+        [sys.executable, "-m", "uv", "pip", "uninstall", "-q", "--python", str(python), "alembic"], check=True
+    )
+    assert not (site / "alembic").exists()
