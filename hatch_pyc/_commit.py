@@ -138,8 +138,9 @@ def held_signals() -> Iterator[list[int]]:
     if threading.current_thread() is not threading.main_thread():
         yield arrived
         return
-    wanted = [signal.SIGINT, signal.SIGTERM]
-    previous = {sig: signal.getsignal(sig) for sig in wanted}
+    # A signal the process ignores (``nohup``, a background job's SIGINT) stays ignored.
+    previous = {sig: signal.getsignal(sig) for sig in (signal.SIGINT, signal.SIGTERM)}
+    wanted = [sig for sig, handler in previous.items() if handler is not signal.SIG_IGN]
 
     def hold(signum: int, frame: object) -> None:
         arrived.append(signum)
@@ -149,7 +150,8 @@ def held_signals() -> Iterator[list[int]]:
     try:
         yield arrived
     finally:
-        for sig, handler in previous.items():
+        for sig in wanted:
+            handler = previous[sig]
             signal.signal(sig, handler if handler is not None else signal.SIG_DFL)
 
 

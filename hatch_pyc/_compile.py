@@ -252,14 +252,21 @@ def _new_records(
             text = updated_record(dist, written_by_key, removed_by_key)
             if text is None:
                 continue
+            if dist.dist_info.is_symlink():
+                raise InvalidInput(
+                    f"{dist.dist_info}: a symbolic link; its RECORD would have to be rewritten through it "
+                    "(replace the link with the directory, or exclude the distribution's files)"
+                )
             tmp = _tmp_name(dist.record, token)
             mode = stat.S_IMODE(os.stat(dist.record).st_mode)
             fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_NOFOLLOW", 0), mode)
             records.append((tmp, dist.record))
-            with open(fd, "w", encoding="utf-8", newline="") as handle:
+            with open(fd, "w", encoding="utf-8", errors="surrogateescape", newline="") as handle:
                 handle.write(text)
-    except OSError as exc:
+    except BaseException as exc:
         _remove_quietly(tmp for tmp, _ in records)
+        if not isinstance(exc, OSError):
+            raise
         raise OutputFailed(
             f"{exc.filename}: cannot write the new RECORD ({exc.strerror}); nothing was changed"
         ) from exc

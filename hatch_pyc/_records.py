@@ -35,6 +35,7 @@ class InstalledDistribution:
 
     dist_info: Path
     rows: list[list[str]]
+    newline: str = "\n"  # kept as the installer wrote it (pip writes "\r\n")
     # normalised absolute path -> index of its row
     index: dict[str, int] = field(default_factory=dict)
 
@@ -63,16 +64,14 @@ def find_distributions(site_dirs: Iterable[Path]) -> list[InstalledDistribution]
             record = dist_info / "RECORD"
             if not record.is_file():
                 continue
-            if dist_info.is_symlink():
-                raise InvalidInput(
-                    f"{dist_info}: a symbolic link; hatch-pyc would have to rewrite RECORD through it (remove the link)"
-                )
             try:
-                text = record.read_text(encoding="utf-8")
-            except (OSError, UnicodeDecodeError) as exc:
+                # bytes that are not UTF-8 survive a rewrite unchanged
+                with open(record, encoding="utf-8", errors="surrogateescape", newline="") as handle:
+                    text = handle.read()
+            except OSError as exc:
                 raise InvalidInput(f"{record}: cannot read it ({exc})") from exc
             rows = [row for row in csv.reader(io.StringIO(text)) if row]
-            dist = InstalledDistribution(dist_info, rows)
+            dist = InstalledDistribution(dist_info, rows, "\r\n" if "\r\n" in text else "\n")
             for i, row in enumerate(rows):
                 dist.index[_key(site / row[0])] = i
             found.append(dist)
@@ -144,7 +143,7 @@ def updated_record(
     if not changed:
         return None
     out = io.StringIO()
-    writer = csv.writer(out, lineterminator="\n")
+    writer = csv.writer(out, lineterminator=dist.newline)
     for i, row in enumerate(rows):
         for new in replaced.get(i, [row]):
             writer.writerow(new)

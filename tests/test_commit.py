@@ -113,3 +113,15 @@ def test_signals_are_held_and_listed_then_handlers_come_back() -> None:
         os.kill(os.getpid(), signal.SIGINT)
     assert arrived == [signal.SIGTERM, signal.SIGINT]
     assert signal.getsignal(signal.SIGTERM) is before
+
+
+def test_an_ignored_signal_stays_ignored() -> None:
+    import signal
+
+    previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
+    try:
+        with held_signals() as arrived:
+            os.kill(os.getpid(), signal.SIGINT)
+        assert arrived == [] and signal.getsignal(signal.SIGINT) is signal.SIG_IGN
+    finally:
+        signal.signal(signal.SIGINT, previous)

@@ -83,3 +83,13 @@ def test_a_run_that_changed_nothing_listed_leaves_record_alone(tmp_path: Path) -
     old = site / "demo/__pycache__/__init__.cpython-312.pyc"
     assert updated_record(dist, {str(old): (old, old, False)}, {}) is None
     assert updated_record(dist, {}, {}) is None
+
+
+def test_line_endings_are_kept_as_the_installer_wrote_them(tmp_path: Path) -> None:
+    site = _site(tmp_path)
+    record = site / "demo-1.0.dist-info/RECORD"
+    record.write_bytes(RECORD.replace("\n", "\r\n").encode())
+    (dist,) = find_distributions([site])
+    new = site / "demo/__pycache__/keep.cpython-312.pyc"
+    text = updated_record(dist, {str(new): (new, new, False)}, {})
+    assert text is not None and text.count("\r\n") == 7 and "\n" not in text.replace("\r\n", "")
