@@ -74,13 +74,22 @@ def main(argv: Sequence[str] | None = None) -> int:
         return EXIT_FAILED if isinstance(exc, ImageCommandFailed) else EXIT_USAGE
     except OSError as exc:  # a full disk, a read-only directory: one line naming the file
         where = f"{exc.filename}: " if exc.filename else ""
-        say(f"hatch-pyc: error: {where}{exc.strerror or exc}")
+        done = getattr(args, "changed", None)
+        say(
+            f"hatch-pyc: error: {where}{exc.strerror or exc}"
+            + (f" after the run had completed ({done})" if done else "")
+        )
         return EXIT_USAGE
     except (KeyboardInterrupt, _Terminated) as exc:
         what, code = ("interrupted", 130) if isinstance(exc, KeyboardInterrupt) else ("terminated", 143)
-        # compile: a commit holds signals until it is done (see _cli_compile), so one that lands
-        # here came before it; every other command writes each output whole or not at all.
-        truth = "nothing was changed" if args.command == "compile" else "no output was left half-written"
+        # compile: a commit holds signals until it is done (see _cli_compile); ``changed`` is set
+        # once it is, so a signal that lands here came before it, or while reporting after it.
+        # Every other command writes each output whole or not at all.
+        done = getattr(args, "changed", None)
+        if done:
+            truth = f"the run had completed: {done}"
+        else:
+            truth = "nothing was changed" if args.command == "compile" else "no output was left half-written"
         say(f"hatch-pyc: {what}; {truth}")
         return code
     finally:
@@ -89,4 +98,9 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 def main_entry() -> None:
     """Console-script entry point."""
-    sys.exit(main())
+    try:
+        code = main()
+    except KeyboardInterrupt:  # before main() could set up its handling: nothing was started
+        say("hatch-pyc: interrupted; nothing was changed")
+        code = 130
+    sys.exit(code)

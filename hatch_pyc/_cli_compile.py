@@ -119,7 +119,11 @@ def run_compile(args: argparse.Namespace) -> int:
         say(f"hatch-pyc: would compile {len(plan.sources)} sources for {plan.interpreter} (dry run)")
         return EXIT_OK
     from hatch_pyc._compile import CompileResult, compile_plan
-    from hatch_pyc._errors import Interrupted
+    from hatch_pyc._errors import Interrupted, InvalidOptions
+    from hatch_pyc._plan import plan_touches
+
+    if args.json and plan_touches(plan, args.json):
+        raise InvalidOptions(f"--json {args.json}: a file this run compiles or writes, or a module in its tree")
 
     # Every output is opened before the tree changes: a --json that cannot be written fails now.
     with reserved_output(args.json) as json_out:
@@ -129,10 +133,13 @@ def run_compile(args: argparse.Namespace) -> int:
         except Interrupted as exc:
             done = exc.result
             assert isinstance(done, CompileResult)
+            args.changed = _summary(done)
             _report(args, done, json_out)
             what = "interrupted" if exc.signum == signal.SIGINT else "terminated"
             say(f"hatch-pyc: {what} during the commit, which was completed first: {_summary(done)}")
             return 128 + exc.signum
+        # From here on the tree is compiled: an error or a signal while reporting must say so (_cli.main).
+        args.changed = _summary(result)
         _report(args, result, json_out)
     if not args.quiet:
         say(_summary(result))
@@ -140,6 +147,10 @@ def run_compile(args: argparse.Namespace) -> int:
 
 
 def _report(args: argparse.Namespace, result: CompileResult, json_out: TextIO | None) -> None:
+    if json_out is not None:  # first: the record of what was done survives a failing terminal
+        import json
+
+        json.dump(_result_json(result), json_out, indent=2)
     recovery = result.recovery
     if recovery.restored or recovery.removed:
         say(
@@ -155,10 +166,8 @@ def _report(args: argparse.Namespace, result: CompileResult, json_out: TextIO | 
             print(f"current  {item.source}")
     for error in result.kept_source:
         say(f"hatch-pyc: warning: {error} (kept as source)")
-    if json_out is not None:
-        import json
-
-        json.dump(_result_json(result), json_out, indent=2)
+    for path in result.leftovers:
+        say(f"hatch-pyc: warning: {path}: could not be deleted after the commit; remove it by hand")
 
 
 def _summary(result: CompileResult) -> str:

@@ -91,7 +91,10 @@ class Commit:
             self._undo.append(lambda: os.unlink(final))
 
     def set_aside(self, path: Path) -> None:
-        """Remove ``path`` from the tree, reversibly: rename it to its hidden name."""
+        """Remove ``path`` (a file or a link, never a directory) from the tree, reversibly: rename it
+        to its hidden name."""
+        if os.path.isdir(path) and not os.path.islink(path):
+            raise IsADirectoryError(21, "a directory, not a file to remove", str(path))
         aside = old_name(path, self.token)
         os.rename(path, aside)
         self._undo.append(lambda: os.rename(aside, path))
@@ -117,15 +120,20 @@ class Commit:
                 os.unlink(leftover)
         self._leftovers.clear()
 
-    def finish(self) -> None:
-        """Delete the backups and the set-aside files: the commit is complete."""
+    def finish(self) -> list[Path]:
+        """Delete the backups and the set-aside files: the commit is complete. Return those that
+        could not be deleted (the commit stands; they are hidden files to remove by hand)."""
+        failed: list[Path] = []
         for path in self._leftovers:
             try:
                 os.unlink(path)
             except FileNotFoundError:
                 pass
+            except OSError:
+                failed.append(path)
         self._leftovers.clear()
         self._undo.clear()
+        return failed
 
 
 @contextmanager
@@ -155,16 +163,33 @@ def held_signals() -> Iterator[list[int]]:
             signal.signal(sig, handler if handler is not None else signal.SIG_DFL)
 
 
-def _alive(pid: int) -> bool:
-    if pid == os.getpid():
-        return True
+def _process_start(pid: int) -> float | None:
+    """When process ``pid`` started (seconds since the epoch, to about a second), where /proc says."""
     try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True  # another user's process
-    return True
+        with open(f"/proc/{pid}/stat", "rb") as handle:
+            fields = handle.read().rsplit(b")", 1)[1].split()
+        with open("/proc/stat", "rb") as handle:
+            boot = next(int(line.split()[1]) for line in handle if line.startswith(b"btime "))
+        return boot + int(fields[19]) / os.sysconf("SC_CLK_TCK")
+    except (OSError, ValueError, IndexError, StopIteration):
+        return None
+
+
+def _owner_running(pid: int, made: float) -> bool:
+    """Whether the process that made a file at time ``made`` may still be running.
+
+    A pid is reused (in a container, a retried build often gets the same one): a process that
+    started after the file was made is not the one that made it.
+    """
+    if pid != os.getpid():
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            return False
+        except PermissionError:
+            pass  # another user's process: alive
+    started = _process_start(pid)
+    return started is None or started <= made + 1  # boot time is known to the second
 
 
 @dataclass
@@ -176,13 +201,14 @@ class Recovery:
     kept: list[Path] = field(default_factory=list)  # set-aside sources left alone: something took their place
 
 
-def recover(directories: Iterable[Path], may_touch: Callable[[Path, str], bool]) -> Recovery:
-    """Undo what a killed run left in ``directories``: only names it made, for files ``may_touch`` allows.
+def recover(directories: Iterable[Path], planned: Callable[[Path], bool]) -> Recovery:
+    """Undo what a killed run left in ``directories``, touching only names such a run makes.
 
-    ``may_touch(original, kind)`` says whether a temporary (``kind`` "tmp") or a set-aside file
-    ("old") made for ``original`` is one this run may clean up. A set-aside file is put back
-    when its name is free; a backup whose file is in place is deleted; a set-aside source whose
-    name was taken since is kept (and reported) unless it is byte-identical.
+    ``planned(path)`` says whether this run writes ``path`` (a pyc, a RECORD). A temporary is
+    removed only when made for a planned file. A set-aside file is put back when its name is
+    free (that loses nothing); when the name is taken it is removed only if it holds the same
+    bytes, or if it is the backup of a planned file (the run rewrites that file anyway); anything
+    else is kept and reported.
     """
     recovery = Recovery()
     for directory in sorted(set(directories)):
@@ -192,19 +218,24 @@ def recover(directories: Iterable[Path], may_touch: Callable[[Path, str], bool])
             continue
         for name in names:
             match = _OURS.match(name)
-            if match is None or _alive(int(match["pid"])):
-                continue
-            original = directory / match["name"]
-            if not may_touch(original, match["kind"]):
+            if match is None:
                 continue
             found = directory / name
+            try:
+                made = found.lstat().st_ctime  # a rename or a link sets it; the mtime is the file's own
+            except OSError:
+                continue
+            if _owner_running(int(match["pid"]), made):
+                continue
+            original = directory / match["name"]
             if match["kind"] == "tmp":
-                _unlink(found)
-                recovery.removed.append(found)
+                if planned(original):
+                    _unlink(found)
+                    recovery.removed.append(found)
             elif not os.path.lexists(original):
                 os.rename(found, original)
                 recovery.restored.append(original)
-            elif original.suffix != ".py" or _same_bytes(found, original):
+            elif _same_bytes(found, original) or (planned(original) and original.suffix != ".py"):
                 _unlink(found)
                 recovery.removed.append(found)
             else:

@@ -61,6 +61,7 @@ class CompileResult:
     seconds: float = 0.0
     delivered: dict[Path, DeliveredPyc] = field(default_factory=dict)  # final pyc path -> its bytes
     records: list[Path] = field(default_factory=list)  # RECORD files rewritten to match the tree
+    leftovers: list[Path] = field(default_factory=list)  # set-aside files the commit could not delete
     recovery: Recovery = field(default_factory=Recovery)  # what a killed earlier run left, put right
 
     @property
@@ -197,7 +198,7 @@ def compile_plan(plan: CompilePlan, *, progress: Progress | None = None) -> Comp
         removed = _removals(strip)
         if not plan.deliver and (written or removed):
             records = _new_records(plan, written, removed, token)
-        arrived = _commit(token, written, removed, records)
+        arrived, result.leftovers = _commit(token, written, removed, records)
         committed = True
     finally:
         if not committed:
@@ -234,7 +235,7 @@ def _removals(strip: Sequence[PlannedSource]) -> dict[Path, Path | None]:
             except OSError:
                 listed[cache] = []
         for entry in listed[cache]:
-            if is_cache_of(entry, item.source.stem):
+            if is_cache_of(entry, item.source.stem) and not (cache / entry).is_dir():  # a file (or a link)
                 removed[cache / entry] = None
     return removed
 
@@ -267,16 +268,18 @@ def _new_records(
         _remove_quietly(tmp for tmp, _ in records)
         if not isinstance(exc, OSError):
             raise
-        raise OutputFailed(
-            f"{exc.filename}: cannot write the new RECORD ({exc.strerror}); nothing was changed"
-        ) from exc
+        where = exc.filename or (records[-1][1] if records else "RECORD")
+        raise OutputFailed(f"{where}: cannot write the new RECORD ({exc.strerror}); nothing was changed") from exc
     return records
 
 
 def _commit(
     token: str, written: list[tuple[Path, Path]], removed: dict[Path, Path | None], records: list[tuple[Path, Path]]
-) -> list[int]:
-    """Move pycs into place, set removed files aside, replace RECORDs: all or none; return held signals."""
+) -> tuple[list[int], list[Path]]:
+    """Move pycs into place, set removed files aside, replace RECORDs: all or none.
+
+    Return the signals held meanwhile and the set-aside files that could not be deleted at the end.
+    """
     commit = Commit(token)
     with held_signals() as arrived:
         try:
@@ -293,20 +296,21 @@ def _commit(
             raise OutputFailed(
                 f"{where}: cannot {doing} ({exc.strerror or exc}); the commit was undone, nothing was changed"
             ) from exc
-        commit.finish()
+        leftovers = commit.finish()
         for cache in sorted({path.parent for path, pyc in removed.items() if pyc is None}):
             try:
                 cache.rmdir()
             except OSError:
                 pass  # not empty: other modules' pycs remain
-    return arrived
+    return arrived, leftovers
 
 
 def _recover(plan: CompilePlan) -> Recovery:
     """Put right what a killed run left in the directories this run writes to.
 
     Its temporaries are removed only when they were made for a file this run writes (a planned
-    pyc or RECORD); its set-aside files (sources, pycs, a RECORD) are put back or removed.
+    pyc or RECORD); its set-aside files are put back, or removed by the rules of
+    :func:`hatch_pyc._commit.recover`.
     """
     planned: set[str] = set()
     directories: set[Path] = set(plan.directories)
@@ -327,19 +331,16 @@ def _recover(plan: CompilePlan) -> Recovery:
                 directories.add(root.import_root / name)
                 planned.add(os.path.normpath(root.import_root / name / "RECORD"))
 
-    def may_touch(original: Path, kind: str) -> bool:
-        if kind == "tmp":
-            return os.path.normpath(original) in planned
-        return original.name == "RECORD" or original.name.endswith((".py", ".pyc"))
-
-    return recover(directories, may_touch)
+    return recover(directories, lambda path: os.path.normpath(path) in planned)
 
 
 def _remove_quietly(paths: Iterable[Path]) -> None:
+    """Best-effort clean-up on the way out of a failed run: never hides the error that ended it
+    (a temporary that cannot be removed now is removed by the next run)."""
     for path in paths:
         try:
             os.unlink(path)
-        except FileNotFoundError:
+        except OSError:
             pass
 
 

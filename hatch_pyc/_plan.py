@@ -73,12 +73,50 @@ class CompilePlan:
     replan: Callable[[], CompilePlan] | None = field(default=None, repr=False)
 
 
+def plan_touches(plan: CompilePlan, path: str | os.PathLike[str]) -> bool:
+    """Whether writing ``path`` would clobber what the run works on: a source, a pyc it writes, or any
+    ``.py`` / ``.pyc`` in a directory it walks (a new one there would become a module)."""
+    target = os.path.realpath(path)
+    if target.endswith((".py", ".pyc")) and os.path.dirname(target) in {os.path.realpath(d) for d in plan.directories}:
+        return True
+    files = [*plan.excluded, *plan.outside]
+    for item in plan.sources:
+        files.append(item.source)
+        files.extend(final for _, final in item.outputs)
+    return target in {os.path.realpath(f) for f in files}
+
+
 def import_root_of(directory: Path) -> Path:
     """Walk up past package directories (those with ``__init__.py``) to where imports start."""
     current = directory
     while (current / "__init__.py").is_file() and current.parent != current:
         current = current.parent
     return current
+
+
+def site_root_of(path: Path) -> Path | None:
+    """The installation directory ``path`` lies in: a ``site-packages`` or ``dist-packages``, or (for a
+    ``pip install --target`` tree) the nearest directory holding a ``*.dist-info``; else None.
+
+    Inside one, imports start there even when the path is in a namespace package (``jaraco/functools``)
+    or a plain directory (``alembic/templates``), and that is where the install records are.
+    """
+    for part in (path, *path.parents):
+        if part.name in ("site-packages", "dist-packages"):
+            return part
+    for part in (path, *path.parents):
+        try:
+            with os.scandir(part) as entries:
+                if any(e.name.endswith(".dist-info") and e.is_dir() for e in entries):
+                    return part
+        except OSError:
+            continue
+    return None
+
+
+def _import_root(directory: Path) -> Path:
+    """Where imports start for a directory the user named (see :func:`site_root_of`)."""
+    return site_root_of(directory) or import_root_of(directory)
 
 
 def venv_site_packages(venv: Path) -> list[Path]:
@@ -113,13 +151,15 @@ def tree_owner(path: Path) -> TreeOwner | None:
             python = _venv_python(part)
             if python is None:
                 raise InvalidInput(f"{part}: a virtual environment with no bin/python")
-            try:
-                match = _CFG_VERSION.search(cfg.read_text(encoding="utf-8", errors="replace"))
-            except OSError:
-                match = None
-            if match is None:  # no version in pyvenv.cfg: the lib/pythonX.Y directory says it
-                found = [m for m in (_SITE_VERSION.search(p.parent.name) for p in venv_site_packages(part)) if m]
-                match = found[0] if len(found) == 1 else None
+            # The lib/pythonX.Y directory is where that interpreter looks: it wins over what
+            # pyvenv.cfg says (which a copied or edited venv may get wrong).
+            found = [m for m in (_SITE_VERSION.search(p.parent.name) for p in venv_site_packages(part)) if m]
+            match = found[0] if len(found) == 1 else None
+            if match is None:
+                try:
+                    match = _CFG_VERSION.search(cfg.read_text(encoding="utf-8", errors="replace"))
+                except OSError:
+                    match = None
             minor = f"{match.group(1)}.{match.group(2)}" if match else ""
             return TreeOwner(minor, f"the virtual environment {part}", str(python))
     for part in (path, *path.parents):
@@ -175,14 +215,14 @@ def find_roots(paths: Sequence[Path], interpreter: Interpreter, *, stdlib: bool 
         if path.is_file():
             if path.suffix != ".py":
                 raise InvalidInput(f"{path}: not a .py file")
-            roots.append(Root(import_root_of(path.parent), path))
+            roots.append(Root(_import_root(path.parent), path))
         elif (path / "pyvenv.cfg").is_file():
             sites = venv_site_packages(path)
             if not sites:
                 raise InvalidInput(f"{path}: a virtual environment with no site-packages")
             roots.extend(Root(site, site) for site in sites)
         elif path.is_dir():
-            roots.append(Root(import_root_of(path), path))
+            roots.append(Root(_import_root(path), path))
         else:
             raise InvalidInput(f"{path}: neither a file nor a directory")
     if stdlib:

@@ -114,8 +114,14 @@ def updated_record(
             return [_relative(final, site), digest, size]
         return [_relative(final, site), "", ""]
 
+    # The sourceless pycs that take the place of sources this distribution lists: a line the RECORD
+    # already has for one of them (a sourceless install compiled again) gives way to the source's.
+    taking_place = {_key(pyc) for k in dist.index if (pyc := removed.get(k)) is not None}
     for key, i in dist.index.items():
-        if key in removed:
+        if key in taking_place and key not in removed:
+            changed = True
+            replaced[i] = []
+        elif key in removed:
             changed = True
             pyc = removed[key]
             replaced[i] = [row_for(pyc)] if pyc is not None and _key(pyc) in written else []

@@ -86,13 +86,17 @@ def test_recovery_restores_removes_and_keeps_by_the_rules(tmp_path: Path) -> Non
     (tree / f".b.pyc.{token}.hatch-pyc-tmp").write_text("partial")  # not planned: kept
     (tree / f".c.pyc.{live}.hatch-pyc-tmp").write_text("a run in progress")  # alive: kept
     (tree / f".d.pyc.{dead}-0123ABCD.hatch-pyc-tmp").write_text("not our form")  # kept
+    (tree / "other.pyc").write_text("a file this run does not write\n")
+    (tree / f".other.pyc.{token}.hatch-pyc-old").write_text("its backup: not ours to judge\n")  # kept
     planned = {os.path.normpath(tree / n) for n in ("a.pyc", "c.pyc", "d.pyc")}
-    result = recover([tree], lambda original, kind: kind == "old" or os.path.normpath(original) in planned)
+    result = recover([tree], lambda original: os.path.normpath(original) in planned)
     assert result.restored == [tree / "gone.py"] and (tree / "gone.py").read_text() == "set aside\n"
-    assert result.kept == [tree / f".taken.py.{token}.hatch-pyc-old"]
+    assert result.kept == [tree / f".other.pyc.{token}.hatch-pyc-old", tree / f".taken.py.{token}.hatch-pyc-old"]
     assert sorted(p.name for p in tree.iterdir()) == sorted(
         [
             "a.pyc",
+            "other.pyc",
+            f".other.pyc.{token}.hatch-pyc-old",
             "gone.py",
             "same.py",
             "taken.py",
@@ -125,3 +129,19 @@ def test_an_ignored_signal_stays_ignored() -> None:
         assert arrived == [] and signal.getsignal(signal.SIGINT) is signal.SIG_IGN
     finally:
         signal.signal(signal.SIGINT, previous)
+
+
+def test_a_reused_pid_is_not_taken_for_the_run_that_made_a_file() -> None:
+    import time
+
+    from hatch_pyc._commit import _owner_running
+
+    with subprocess.Popen([sys.executable, "-c", "import time; time.sleep(30)"]) as proc:
+        try:
+            time.sleep(0.2)
+            assert _owner_running(proc.pid, time.time())  # made while it runs: its own
+            assert not _owner_running(proc.pid, time.time() - 60)  # made before it started: a dead run's
+        finally:
+            proc.kill()
+    assert not _owner_running(_dead_pid(), time.time())
+    assert not _owner_running(os.getpid(), time.time() - 3600)  # this process, reused from a killed run

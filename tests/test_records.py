@@ -93,3 +93,17 @@ def test_line_endings_are_kept_as_the_installer_wrote_them(tmp_path: Path) -> No
     new = site / "demo/__pycache__/keep.cpython-312.pyc"
     text = updated_record(dist, {str(new): (new, new, False)}, {})
     assert text is not None and text.count("\r\n") == 7 and "\n" not in text.replace("\r\n", "")
+
+
+def test_a_listed_pyc_that_takes_a_sources_place_is_listed_once(tmp_path: Path) -> None:
+    site = _site(tmp_path)
+    record = site / "demo-1.0.dist-info/RECORD"
+    record.write_text(RECORD + "demo/keep.pyc,sha256=old,3\n")
+    (dist,) = find_distributions([site])
+    pyc = site / "demo/keep.pyc"
+    tmp = tmp_path / "t"
+    tmp.write_bytes(b"pyc")
+    text = updated_record(dist, {str(pyc): (pyc, tmp, True)}, {str(site / "demo/keep.py"): pyc})
+    assert text is not None
+    rows = [row for row in csv.reader(text.splitlines()) if row[0].startswith("demo/keep")]
+    assert rows == [["demo/keep.pyc", _digest(b"pyc"), "3"]]

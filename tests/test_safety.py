@@ -415,3 +415,85 @@ def test_a_py_outside_packages_keeps_its_source_unless_told(tmp_path: Path, choi
         (tree / "ns/sub/mod.pyc").is_file() and (tree / "top.pyc").is_file() and (tree / "pkg/__init__.pyc").is_file()
     )
     assert not (tree / "ns/sub/mod.py").exists()
+
+
+# Found by an adversarial review: each once broke a promise above.
+
+
+@pytest.mark.parametrize("where", ["pkg/mod.py", "pkg/new.py", "pkg/mod.pyc"])
+def test_json_never_lands_on_what_the_run_compiles(tmp_path: Path, where: str) -> None:
+    tree = write_tree(tmp_path / "tree", {"pkg/__init__.py": "", "pkg/mod.py": "def important():\n    return 42\n"})
+    before = full_snapshot(tree)
+    proc = run_cli("compile", "--strip", "--json", str(tree / where), str(tree))
+    assert proc.returncode == 2
+    assert proc.stderr.splitlines() == [
+        f"hatch-pyc: error: --json {tree / where}: a file this run compiles or writes, or a module in its tree"
+    ]
+    assert full_snapshot(tree) == before
+
+
+def _site_with_record(tmp_path: Path) -> Path:
+    site = tmp_path / "lib" / f"python{HERE.minor}" / "site-packages"
+    files = {
+        "ns/pkg/__init__.py": "X = 1\n",
+        "ns/pkg/mod.py": "Y = 2\n",
+        "tool/__init__.py": "",
+        "tool/templates/generic/env.py": "TEMPLATE = 1\n",
+    }
+    write_tree(site, files)
+    record = "".join(f"{rel},sha256=x,1\n" for rel in files) + "nspkg-1.0.dist-info/RECORD,,\n"
+    write_tree(site, {"nspkg-1.0.dist-info/RECORD": record, "nspkg-1.0.dist-info/METADATA": "Name: nspkg\n"})
+    return site
+
+
+def test_a_path_below_site_packages_imports_from_it_and_updates_its_records(tmp_path: Path) -> None:
+    site = _site_with_record(tmp_path)
+    proc = run_cli("compile", "--strip", str(site / "ns/pkg"), check=True)
+    assert "1 RECORD files updated" in proc.stderr
+    rows = [line.split(",")[0] for line in (site / "nspkg-1.0.dist-info/RECORD").read_text().splitlines()]
+    assert "ns/pkg/__init__.pyc" in rows and "ns/pkg/__init__.py" not in rows
+    info = run_cli("inspect", "--json", str(site / "ns/pkg/mod.pyc"), check=True).stdout
+    assert json.loads(info)["co_filename"] == "ns/pkg/mod.py"  # relative to the site-packages, not to ns/
+    # a template directory named on its own is still a template of its package
+    proc = run_cli("compile", "--strip", str(site / "tool/templates/generic"), check=True)
+    assert (site / "tool/templates/generic/env.py").is_file() and not (site / "tool/templates/generic/env.pyc").exists()
+
+
+def test_a_directory_where_a_stale_pyc_would_be_is_left_alone(tmp_path: Path) -> None:
+    tree = write_tree(
+        tmp_path / "tree",
+        {"pkg/__init__.py": "", "pkg/mod.py": "X = 1\n", f"pkg/__pycache__/mod.{HERE.cache_tag}.pyc/keep": "mine\n"},
+    )
+    run_cli("compile", "--strip", str(tree), check=True)
+    assert (tree / f"pkg/__pycache__/mod.{HERE.cache_tag}.pyc/keep").read_text() == "mine\n"
+    assert not [p for p in tree.rglob("*") if "hatch-pyc" in p.name]
+    assert (tree / "pkg/mod.pyc").is_file() and not (tree / "pkg/mod.py").exists()
+
+
+def test_an_error_after_the_commit_says_the_run_completed(tmp_path: Path) -> None:
+    tree = _many_modules(tmp_path / "t", count=2000)  # a listing larger than a pipe holds
+    with subprocess.Popen(
+        [sys.executable, "-m", "hatch_pyc", "compile", "-v", "--strip", str(tree)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    ) as proc:
+        assert proc.stdout is not None and proc.stderr is not None
+        proc.stdout.readline()
+        proc.stdout.close()  # the reader went away (`| head -1`): the listing fails half-way
+        err = proc.stderr.read()
+        proc.wait(timeout=60)
+    assert proc.returncode == 2
+    assert "Broken pipe after the run had completed (hatch-pyc: compiled 2001 of 2001 sources" in err
+    assert "nothing was changed" not in err
+    assert not list(tree.rglob("*.py"))
+
+
+def test_the_lib_directory_of_a_venv_wins_over_what_pyvenv_cfg_claims(tmp_path: Path) -> None:
+    from hatch_pyc._plan import tree_owner
+
+    venv = _venv(tmp_path / "venv", HERE)
+    cfg = venv / "pyvenv.cfg"
+    cfg.write_text(cfg.read_text().replace(f"version = {HERE.minor}", "version = 3.99"))
+    owner = tree_owner(_site(venv))
+    assert owner is not None and owner.minor == HERE.minor
