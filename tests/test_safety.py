@@ -497,3 +497,23 @@ def test_the_lib_directory_of_a_venv_wins_over_what_pyvenv_cfg_claims(tmp_path: 
     cfg.write_text(cfg.read_text().replace(f"version = {HERE.minor}", "version = 3.99"))
     owner = tree_owner(_site(venv))
     assert owner is not None and owner.minor == HERE.minor
+
+
+def test_a_worker_never_writes_through_a_linked_directory(tmp_path: Path) -> None:
+    """The workers' own guard, for a link that appears after the plan checked the tree."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("hatch_pyc_worker", Path(hatch_pyc.__file__).parent / "_worker.py")
+    assert spec is not None and spec.loader is not None
+    worker = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(worker)
+    outside = (tmp_path / "outside").resolve()
+    outside.mkdir()
+    (tmp_path / "__pycache__").symlink_to(outside, target_is_directory=True)
+    with pytest.raises(worker._WriteError, match="a link or not a directory"):
+        worker._write(str(tmp_path / "__pycache__" / "m.pyc.tmp"), b"data", 0o644)
+    assert list(outside.iterdir()) == []
+    fifo = tmp_path / "pipe.py"
+    os.mkfifo(fifo)
+    with pytest.raises(worker._NotRegular, match="FIFO"):
+        worker._read_regular(str(fifo))
