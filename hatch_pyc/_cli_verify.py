@@ -3,9 +3,13 @@
 from __future__ import annotations
 
 import argparse
+from typing import TYPE_CHECKING
 
 from hatch_pyc._cli_shared import EXIT_FAILED, EXIT_OK, add_exclude, add_optimize, progress_bar, say, show_progress
 from hatch_pyc._options import PycOptions
+
+if TYPE_CHECKING:
+    from hatch_pyc._verify import SourceFix
 
 
 def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -15,7 +19,8 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
         help="import every module sourceless and compare with the sources",
         description="Import every module of TARGET's sourceless variant in fresh processes of the target CPython "
         "and compare with the sources: modules that fail only without sources are named with the exclude "
-        "pattern that keeps their source (exit 1). TARGET is a tree, site-packages, venv, wheel or project.",
+        "patterns that fix them, each tried by importing the module with those sources kept (exit 1). "
+        "TARGET is a tree, site-packages, venv, wheel or project.",
     )
     ver.add_argument("target", metavar="TARGET")
     ver.add_argument("--python", metavar="PY", help="target CPython (default: the venv's, else the running one)")
@@ -55,15 +60,27 @@ def run_verify(args: argparse.Namespace) -> int:
                 {
                     "python": ".".join(map(str, interp.version)),
                     "modules": result.modules,
-                    "sourceless_only": [{"module": m, "error": e, "exclude": p} for m, e, p in result.sourceless_only],
+                    "sourceless_only": [
+                        {
+                            "module": m,
+                            "error": e,
+                            "exclude": p,
+                            "fix": {
+                                "exclude": list(result.fixes[m].patterns),
+                                "checked": result.fixes[m].checked,
+                                "minimal": result.fixes[m].minimal,
+                            },
+                        }
+                        for m, e, p in result.sourceless_only
+                    ],
                     "both": [{"module": m, "error": e} for m, e in result.both],
                 },
                 handle,
                 indent=2,
             )
-    for module, error, pattern in result.sourceless_only:
+    for module, error, _ in result.sourceless_only:
         print(f"FAIL {module}: imports from source but not sourceless: {error}")
-        print(f"     keep its source with: --exclude '{pattern}'  (hook: exclude = [\"{pattern}\"])")
+        print(f"     {describe_fix(result.fixes[module])}")
     if result.both and not args.quiet:
         print(f"{len(result.both)} module(s) fail with and without sources (not caused by compiling):")
         for module, error in result.both:
@@ -74,3 +91,16 @@ def run_verify(args: argparse.Namespace) -> int:
         f"{len(result.both)} fail either way"
     )
     return EXIT_FAILED if result.sourceless_only else EXIT_OK
+
+
+def describe_fix(fix: SourceFix, shown: int = 8) -> str:
+    """One line: the exclude patterns that fix a module, and whether verify tried them (all are in --json)."""
+    patterns = fix.patterns if len(fix.patterns) <= shown else fix.patterns[:shown]
+    more = f" and {len(fix.patterns) - len(patterns)} more (see --json)" if len(patterns) < len(fix.patterns) else ""
+    options = " ".join(f"--exclude '{p}'" for p in patterns) + more
+    hook = ", ".join(f'"{p}"' for p in patterns) + (", ..." if more else "")
+    if not fix.checked:
+        how, note = "keep its source with:", "not checked: no import with sources kept succeeded within the probe limit"
+    else:
+        how, note = "fixed by", "checked" if fix.minimal else "checked; some may not be needed"
+    return f"{how} {options} ({note})  (hook: exclude = [{hook}])"

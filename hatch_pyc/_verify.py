@@ -1,8 +1,10 @@
 """Verify a compiled variant: import every module in fresh processes, compare with the sources.
 
 A module that imports from source but fails sourceless (it reads its own source through
-``inspect.getsource``, ``linecache`` or ``__file__``) is what breaks a precompiled deployment
-where nobody looks; this finds it before production, with the ``exclude`` pattern that fixes it.
+``inspect.getsource``, ``linecache`` or ``__file__``, or another module's docstring at ``-O 2``)
+is what breaks a precompiled deployment where nobody looks; this finds it before production,
+with the ``exclude`` patterns that fix it: found by putting sources back beside the pycs of a
+scratch tree until the module imports, so every suggestion has been tried.
 """
 
 from __future__ import annotations
@@ -29,10 +31,17 @@ results = os.fdopen(os.dup(1), "w")
 os.dup2(2, 1)
 sys.stdout = sys.stderr
 sys.path.insert(0, sys.argv[1])
-for name in sys.argv[2:]:
+inside = os.path.join(sys.argv[1], "")
+for name in sys.argv[3:]:
     try:
+        known = set(sys.modules)
         importlib.import_module(name)
         result = {"module": name, "ok": True}
+        if sys.argv[2] == "loaded":  # the modules of the tree this import loaded, in load order
+            result["loaded"] = [
+                n for n, m in list(sys.modules.items())
+                if n not in known and str(getattr(m, "__file__", None) or "").startswith(inside)
+            ]
     except BaseException as exc:  # SystemExit and KeyboardInterrupt from module code count as failures
         try:
             last = traceback.format_exception_only(type(exc), exc)[-1].strip()
@@ -56,6 +65,23 @@ class ModuleOutcome:
     module: str
     ok: bool
     error: str | None = None
+    loaded: tuple[str, ...] = ()  # with ``record_loaded``: the tree's modules the import loaded
+
+
+@dataclass(frozen=True)
+class SourceFix:
+    """The ``exclude`` patterns that make one module import sourceless, and how sure verify is of them.
+
+    ``checked``: the module imported with exactly these sources kept (else the patterns are the
+    module's own source, the best guess). ``minimal``: dropping any one of them breaks the import
+    again; false when the probe limit cut the search short, or when the set was found for another
+    module and proven on this one without taking it apart (the set works either way).
+    """
+
+    module: str
+    patterns: tuple[str, ...]
+    checked: bool
+    minimal: bool
 
 
 @dataclass
@@ -63,9 +89,12 @@ class VerifyResult:
     """Modules that fail only without sources (the problem), and those that fail either way."""
 
     modules: int = 0
-    sourceless_only: list[tuple[str, str, str]] = field(default_factory=list)  # (module, error, exclude pattern)
+    # (module, error, exclude pattern): the first of the module's fix patterns
+    sourceless_only: list[tuple[str, str, str]] = field(default_factory=list)
     both: list[tuple[str, str]] = field(default_factory=list)
     compiled_ok: int = 0
+    fixes: dict[str, SourceFix] = field(default_factory=dict)  # every pattern a sourceless-only module needs
+    probes: int = 0  # imports run to find and check the fixes
 
     @property
     def ok(self) -> bool:
@@ -103,11 +132,15 @@ def import_all(
     timeout: float = 60.0,
     progress: Callable[[int, int], None] | None = None,
     batch_size: int | None = None,
+    record_loaded: bool = False,
+    write_bytecode: bool = False,
 ) -> dict[str, ModuleOutcome]:
     """Import each module in fresh child processes (batches, a pool, a timeout per module).
 
     A batch shares one process, so a module can see what the ones before it did (a package left
     half-imported, a patched standard library); ``batch_size=1`` imports each module alone.
+    ``record_loaded`` lists, for each module that imports, the modules of ``root`` it loaded.
+    ``write_bytecode`` lets the children cache the sources they compile (``-B`` otherwise).
     """
     pending: queue.SimpleQueue[list[str]] = queue.SimpleQueue()
     size = batch_size or max(1, min(25, len(modules) // (workers * 4) or 1))
@@ -117,11 +150,22 @@ def import_all(
     lock = threading.Lock()
     env = {k: v for k, v in os.environ.items() if not k.startswith("PYTHON")}
     env["PYTHONHASHSEED"] = "0"
+    mode = "loaded" if record_loaded else "-"
 
     def run_batch(batch: list[str]) -> None:
         while batch:
             proc = subprocess.Popen(
-                [interp.executable, "-E", "-s", "-B", "-c", _CHILD, str(root), *batch],
+                [
+                    interp.executable,
+                    "-E",
+                    "-s",
+                    *([] if write_bytecode else ["-B"]),
+                    "-c",
+                    _CHILD,
+                    str(root),
+                    mode,
+                    *batch,
+                ],
                 stdin=subprocess.DEVNULL,
                 stdout=subprocess.PIPE,
                 stderr=subprocess.DEVNULL,
@@ -150,7 +194,8 @@ def import_all(
                     continue
                 waited = 0.0
                 result = json.loads(line)
-                record(ModuleOutcome(result["module"], result["ok"], result.get("error")))
+                loaded = tuple(result.get("loaded", ()))
+                record(ModuleOutcome(result["module"], result["ok"], result.get("error"), loaded))
                 batch.remove(result["module"])
             proc.wait()
             reader.join()
@@ -183,7 +228,7 @@ def _pump(stream: Iterable[str], lines: queue.SimpleQueue[str]) -> None:
         lines.put(line)
 
 
-def _exclude_pattern(relpath: str) -> str:
+def exclude_pattern(relpath: str) -> str:
     return relpath[: -len("c")] if relpath.endswith(".pyc") else relpath
 
 
@@ -194,11 +239,19 @@ def verify_tree(
     options: PycOptions | None = None,
     compiled: Path | None = None,
     progress: Callable[[int, int], None] | None = None,
+    max_probes: int = 400,
+    probes_per_module: int = 64,
 ) -> VerifyResult:
-    """Compare imports of ``tree`` (sources) with its sourceless variant (made here unless ``compiled`` is given)."""
+    """Compare imports of ``tree`` (sources) with its sourceless variant (made here unless ``compiled`` is given).
+
+    Each module that fails only without sources is then imported again with sources put back
+    (in a scratch copy: ``compiled`` is never modified) until a small set of them is found that
+    lets it import: at most ``probes_per_module`` imports for one module, ``max_probes`` in all.
+    """
     options = options or PycOptions(strip=True)
     workers = options.worker_count
     with tempfile.TemporaryDirectory(prefix="hatch-pyc-verify-") as scratch:
+        owned = compiled is None
         if compiled is None:
             compiled = Path(scratch) / "compiled"
             shutil.copytree(tree, compiled, symlinks=True)
@@ -222,16 +275,34 @@ def verify_tree(
         suspects = [n for n in failed if n in before and before[n].ok]
         if suspects:
             alone_after = import_all(interp, compiled, suspects, workers=workers, batch_size=1)
-            alone_before = import_all(interp, tree, suspects, workers=workers, batch_size=1)
+            alone_before = import_all(interp, tree, suspects, workers=workers, batch_size=1, record_loaded=True)
             for name in suspects:
                 after[name] = alone_after[name]
                 before[name] = alone_before[name]
             failed = [n for n in failed if not after[n].ok]
-    result = VerifyResult(modules=len(names), compiled_ok=len(names) - len(failed))
+        result = VerifyResult(modules=len(names), compiled_ok=len(names) - len(failed))
+        needs = [n for n in failed if n in before and before[n].ok]
+        if needs:
+            from hatch_pyc._verify_fix import Prober, find_fixes, link_tree
+
+            prober = Prober(
+                interp,
+                compiled if owned else link_tree(compiled, Path(scratch) / "probe"),
+                tree=tree,
+                modules=modules,
+                source_modules=source_modules,
+                workers=workers,
+                limit=max_probes,
+            )
+            try:
+                result.fixes = find_fixes(prober, {n: before[n].loaded for n in needs}, probes_per_module)
+            finally:
+                prober.place(())
+            result.probes = prober.spent
     for name in failed:
         error = after[name].error or "failed"
-        if name in before and before[name].ok:
-            result.sourceless_only.append((name, error, _exclude_pattern(modules[name])))
+        if name in result.fixes:
+            result.sourceless_only.append((name, error, result.fixes[name].patterns[0]))
         else:
             result.both.append((name, error))
     return result

@@ -148,8 +148,16 @@ class PycBuildHook(BuildHookInterface):  # type: ignore[type-arg]
             compiled = stage_target(artifact_path, Path(b), interp)
             result = verify_tree(sources.tree, interp, compiled=compiled.tree)
         if result.sourceless_only:
-            lines = "\n".join(f'  {m}: {e} (exclude = ["{p}"])' for m, e, p in result.sourceless_only)
+            lines = "\n".join(f"  {m}: {e} ({_fix_hint(result, m, p)})" for m, e, p in result.sourceless_only)
             raise ValueError(f"hatch-pyc: modules that import from source but not sourceless:\n{lines}")
         self.app.display_info(
             f"hatch-pyc: verified {result.modules} modules sourceless ({len(result.both)} fail with sources too)"
         )
+
+
+def _fix_hint(result: Any, module: str, first: str) -> str:
+    """The hook's ``exclude`` value that fixes ``module``, as verify found and proved it (often not its own file)."""
+    fix = result.fixes.get(module)
+    patterns = tuple(fix.patterns) if fix is not None else (first,)
+    listed = ", ".join(f'"{p}"' for p in patterns)
+    return f"exclude = [{listed}]" + ("" if fix is not None and fix.checked else ", not checked")

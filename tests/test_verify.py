@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import json
+import shutil
 import sys
 from pathlib import Path
 
-from conftest import run_cli, snapshot, write_tree
+from conftest import run_cli, run_python, snapshot, write_tree
 from test_hook import copy_project, hatchling_build
 
 from hatch_pyc import Interpreter, PycOptions
@@ -76,7 +78,7 @@ def test_cli_exit_codes_and_exclude(tmp_path: Path) -> None:
     proc = run_cli("verify", str(tree))
     assert proc.returncode == 1
     assert "FAIL pkg.needs_source: imports from source but not sourceless: OSError" in proc.stdout
-    assert "--exclude 'pkg/needs_source.py'" in proc.stdout
+    assert "fixed by --exclude 'pkg/needs_source.py' (checked)" in proc.stdout
     fixed = run_cli(
         "verify",
         str(tree),
@@ -139,3 +141,84 @@ def test_needs_its_source_is_claimed_only_for_the_module_alone(tmp_path: Path, t
     result = verify_tree(tree, target, options=PycOptions(strip=True, workers=1))
     assert result.sourceless_only == [] and result.both == []
     assert result.compiled_ok == 8
+
+
+# At -O 2 a docstring is gone from the pyc: b fails sourceless because a's is, and a imports fine.
+DOCSTRINGS = {
+    "pkg/__init__.py": "",
+    "pkg/a.py": 'def f():\n    """The docstring b reads."""\n',
+    "pkg/b.py": "from pkg.a import f\ng_doc = f.__doc__.upper()\n",
+    "pkg/c.py": "import pkg.b\n",
+    "pkg/a2.py": 'def h():\n    """Another."""\n',
+    "pkg/both.py": "from pkg.a import f\nfrom pkg.a2 import h\nDOCS = f.__doc__ + h.__doc__\n",
+    "pkg/needs_source.py": TREE["pkg/needs_source.py"],
+    "pkg/d.py": "import pkg.b, pkg.needs_source\n",  # needs what two other failures needed
+}
+SMALL = {k: v for k, v in DOCSTRINGS.items() if k not in ("pkg/c.py", "pkg/d.py")}
+
+
+def test_the_fix_names_the_module_whose_source_is_needed_and_is_proven(tmp_path: Path, target: Interpreter) -> None:
+    """sympy.physics.vector.printing reads the __doc__ of a function of sympy.interactive.printing:
+    keeping the failing module's own source does not help, keeping the other module's does."""
+    tree = write_tree(tmp_path / "t", DOCSTRINGS)
+    compiled = tmp_path / "compiled"
+    shutil.copytree(tree, compiled)
+    run_cli("compile", "--python", target.minor, "--strip", "-O", "2", str(compiled), check=True)
+    before = snapshot(compiled)
+    result = verify_tree(tree, target, options=PycOptions(levels=(2,), strip=True), compiled=compiled)
+    assert snapshot(compiled) == before  # the probes ran in a copy of the caller's tree
+    assert [(m, p) for m, _, p in result.sourceless_only] == [
+        ("pkg.b", "pkg/a.py"),
+        ("pkg.both", "pkg/a.py"),
+        ("pkg.c", "pkg/a.py"),
+        ("pkg.d", "pkg/a.py"),
+        ("pkg.needs_source", "pkg/needs_source.py"),
+    ]
+    assert {m: (f.patterns, f.checked, f.minimal) for m, f in result.fixes.items()} == {
+        "pkg.b": (("pkg/a.py",), True, True),
+        "pkg.both": (("pkg/a.py", "pkg/a2.py"), True, True),
+        "pkg.c": (("pkg/a.py",), True, True),
+        "pkg.d": (("pkg/a.py", "pkg/needs_source.py"), True, True),
+        "pkg.needs_source": (("pkg/needs_source.py",), True, True),  # its own source, as before
+    }
+    # The hints work as the user would apply them, and the old one (b's own source) does not.
+    for exclude, works in ((["pkg/a.py"], True), (["pkg/b.py"], False), (["pkg/a.py", "pkg/a2.py"], True)):
+        copy = tmp_path / "-".join(exclude).replace("/", "_")
+        shutil.copytree(tree, copy)
+        options = [arg for pattern in exclude for arg in ("--exclude", pattern)]
+        run_cli("compile", "--python", target.minor, "--strip", "-O", "2", *options, str(copy), check=True)
+        code = "import pkg.b, pkg.c" if len(exclude) == 1 else "import pkg.both"
+        assert (run_python(target, code, path=copy, check=False).returncode == 0) is works, exclude
+
+
+def test_probe_limits_leave_a_working_set_or_say_it_is_unchecked(tmp_path: Path) -> None:
+    from hatch_pyc import find_interpreter
+
+    interp = find_interpreter(None)
+    tree = write_tree(tmp_path / "t", SMALL)
+    options = PycOptions(levels=(2,), strip=True)
+    # Three imports: its own source (fails), every candidate (works), one half; then the limit.
+    cut = verify_tree(tree, interp, options=options, probes_per_module=3).fixes["pkg.both"]
+    assert cut.checked and not cut.minimal
+    assert {"pkg/a.py", "pkg/a2.py"} < set(cut.patterns)
+    starved = verify_tree(tree, interp, options=options, max_probes=0)
+    assert {m: (f.patterns, f.checked) for m, f in starved.fixes.items()} == {
+        "pkg.b": (("pkg/b.py",), False),  # what verify suggested before it checked anything
+        "pkg.both": (("pkg/both.py",), False),
+        "pkg.needs_source": (("pkg/needs_source.py",), False),
+    }
+    assert starved.probes == 0
+
+
+def test_cli_shows_the_checked_fix(tmp_path: Path) -> None:
+    tree = write_tree(tmp_path / "t", SMALL)
+    proc = run_cli("verify", "-O", "2", str(tree), "--json", str(tmp_path / "v.json"))
+    assert proc.returncode == 1
+    assert "FAIL pkg.b: imports from source but not sourceless: AttributeError" in proc.stdout
+    assert "fixed by --exclude 'pkg/a.py' (checked)  (hook: exclude = [\"pkg/a.py\"])" in proc.stdout
+    assert "fixed by --exclude 'pkg/a.py' --exclude 'pkg/a2.py' (checked)" in proc.stdout
+    both = json.loads((tmp_path / "v.json").read_text())["sourceless_only"][1]
+    assert both["module"] == "pkg.both" and both["exclude"] == "pkg/a.py"
+    assert both["fix"] == {"exclude": ["pkg/a.py", "pkg/a2.py"], "checked": True, "minimal": True}
+    fixed = run_cli("verify", "-O", "2", str(tree), "--exclude", "pkg/a.py", "--exclude", "pkg/a2.py", "-q")
+    assert "fixed by --exclude 'pkg/needs_source.py' (checked)" in fixed.stdout and "pkg.b" not in fixed.stdout
