@@ -31,7 +31,7 @@ from hatch_pyc._layout import is_cache_of
 from hatch_pyc._options import PycOptions
 from hatch_pyc._plan import CompilePlan, PlannedSource, plan_compile
 from hatch_pyc._pool import Task, run_tasks
-from hatch_pyc._records import find_distributions, updated_record
+from hatch_pyc._records import find_distributions, pycs_by_source, updated_record
 
 Progress = Callable[[int, int], None]
 __all__ = ["TMP_SUFFIX", "CompileResult", "DeliveredPyc", "compile_plan", "compile_tree"]
@@ -247,10 +247,11 @@ def _new_records(
     hashed = plan.sourceless
     written_by_key = {os.path.normpath(final): (final, tmp, hashed) for tmp, final in written}
     removed_by_key = {os.path.normpath(path): pyc for path, pyc in removed.items()}
+    cached = pycs_by_source(written_by_key)
     records: list[tuple[Path, Path]] = []
     try:
         for dist in find_distributions(root.import_root for root in plan.roots):
-            text = updated_record(dist, written_by_key, removed_by_key)
+            text = updated_record(dist, written_by_key, removed_by_key, cached)
             if text is None:
                 continue
             if dist.dist_info.is_symlink():

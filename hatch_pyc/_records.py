@@ -72,8 +72,9 @@ def find_distributions(site_dirs: Iterable[Path]) -> list[InstalledDistribution]
                 raise InvalidInput(f"{record}: cannot read it ({exc})") from exc
             rows = [row for row in csv.reader(io.StringIO(text)) if row]
             dist = InstalledDistribution(dist_info, rows, "\r\n" if "\r\n" in text else "\n")
+            base = os.fspath(site)
             for i, row in enumerate(rows):
-                dist.index[_key(site / row[0])] = i
+                dist.index[os.path.normpath(os.path.join(base, row[0]))] = i
             found.append(dist)
     return found
 
@@ -93,12 +94,14 @@ def updated_record(
     dist: InstalledDistribution,
     written: Mapping[str, tuple[Path, Path, bool]],
     removed: Mapping[str, Path | None],
+    cached: Mapping[str, list[str]] | None = None,
 ) -> str | None:
     """RECORD's new text, or None when the run changed none of the distribution's files.
 
     ``written``: normalised final path -> (final, file holding its bytes, hashed in RECORD);
-    ``removed``: normalised removed path -> the sourceless pyc that replaces it (None: just gone).
-    A pyc is added only for a source the distribution lists (its owner).
+    ``removed``: normalised removed path -> the sourceless pyc that replaces it (None: just gone);
+    ``cached``: :func:`pycs_by_source` of ``written`` (computed here when not given: a run with
+    many distributions computes it once). A pyc is added only for a source the distribution lists.
     """
     site = dist.dist_info.parent
     rows = [list(row) for row in dist.rows]
@@ -134,13 +137,13 @@ def updated_record(
             replaced[i] = [row_for(final) if len(old) < 2 or old[1] else [old[0], "", ""]]
     # pycs written for a source this distribution lists (a __pycache__ entry, or a sourceless
     # pyc whose source stays because of --on-error keep-source is never written, so not here)
-    by_source: dict[str, list[str]] = {}
-    for key, (final, _, _) in written.items():
-        if key in listed:
-            continue
-        source = _source_of(final)
-        if source is not None and source in dist.index and source not in removed:
-            by_source.setdefault(source, []).append(key)
+    if cached is None:
+        cached = pycs_by_source(written)
+    by_source = {
+        source: new
+        for source, keys in cached.items()
+        if source in dist.index and source not in removed and (new := [k for k in keys if k not in listed])
+    }
     for source, keys in by_source.items():
         i = dist.index[source]
         current = replaced.get(i, [rows[i]])
@@ -158,9 +161,14 @@ def updated_record(
     return out.getvalue()
 
 
-def _source_of(pyc: Path) -> str | None:
-    """The source a ``__pycache__`` pyc belongs to (``pkg/__pycache__/m.cpython-312.opt-1.pyc`` -> ``pkg/m.py``)."""
-    if pyc.parent.name != "__pycache__" or not pyc.name.endswith(".pyc"):
-        return None
-    stem = pyc.name.split(".", 1)[0]
-    return _key(pyc.parent.parent / f"{stem}.py")
+def pycs_by_source(written: Iterable[str]) -> dict[str, list[str]]:
+    """The ``__pycache__`` pycs among ``written`` (normalised paths), by the source each belongs to
+    (``pkg/__pycache__/m.cpython-312.opt-1.pyc`` -> ``pkg/m.py``)."""
+    found: dict[str, list[str]] = {}
+    for key in written:
+        cache, name = os.path.split(key)
+        directory, last = os.path.split(cache)
+        if last != "__pycache__" or not name.endswith(".pyc"):
+            continue
+        found.setdefault(os.path.join(directory, name.split(".", 1)[0] + ".py"), []).append(key)
+    return found
