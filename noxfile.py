@@ -30,6 +30,7 @@ TEST_DEPS = [
     "markdown>=3",
     "pillow>=10",
     "hypothesis>=6",
+    "uv>=0.5",  # tests uninstall with uv: RECORD must hold what it removes
 ]
 nox.options.sessions = ["tests", "lint", "types", "docs", "docker"]
 nox.options.reuse_existing_virtualenvs = True
