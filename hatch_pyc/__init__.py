@@ -42,7 +42,7 @@ _MODULES = {
         "find_interpreter",
         "find_interpreters",
     ),
-    "_wheel": ("InvalidWheel", "WheelConversion", "convert_wheel"),
+    "_wheel": ("InvalidWheel", "WheelConversion", "convert_wheel", "convert_wheels"),
 }
 _MODULE_OF = {name: module for module, names in _MODULES.items() for name in names}
 
@@ -73,6 +73,7 @@ __all__ = [
     "compile_plan",
     "compile_tree",
     "convert_wheel",
+    "convert_wheels",
     "describe_interpreter",
     "discover_interpreters",
     "find_interpreter",
@@ -114,7 +115,7 @@ if TYPE_CHECKING:
         find_interpreter,
         find_interpreters,
     )
-    from hatch_pyc._wheel import InvalidWheel, WheelConversion, convert_wheel
+    from hatch_pyc._wheel import InvalidWheel, WheelConversion, convert_wheel, convert_wheels
 else:
 
     def __getattr__(name: str) -> Any:

@@ -68,10 +68,21 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
 
 
 def run_layer(args: argparse.Namespace) -> int:
-    """Write the layer (and the image, when asked); print its digests."""
+    """Write the layer (and the image, when asked); print its digests.
+
+    The base is read and checked before anything is written, and the outputs are renamed into
+    place only when every step has succeeded: a run that fails leaves neither the layer nor the
+    layout (nor a directory made for them).
+    """
+    import tempfile
+    from pathlib import Path
+
     from hatch_pyc._layer import write_layer
+    from hatch_pyc._oci import StagedOutputs, read_base, write_image
     from hatch_pyc._targets import find_interpreter
 
+    image = bool(args.oci_layout or args.docker)
+    _check_outputs(args, image)
     interp = find_interpreter(args.python)
     options = PycOptions(
         levels=tuple(args.optimize or (0,)),
@@ -81,31 +92,40 @@ def run_layer(args: argparse.Namespace) -> int:
         on_error=args.on_error,
         workers=args.workers,
     )
-    layer = write_layer(
-        args.wheels,
-        args.output,
-        interp,
-        prefix=args.prefix,
-        options=options,
-        scripts=args.scripts_dir,
-        python=args.interpreter_path,
-    )
-    print(f"layer    {layer.path}")
+    outputs = StagedOutputs()
+    with tempfile.TemporaryDirectory(prefix="hatch-pyc-base-") as scratch:
+        base = read_base(args.base, Path(scratch)) if args.base else None
+        try:
+            layer = write_layer(
+                args.wheels,
+                outputs.path(args.output),
+                interp,
+                prefix=args.prefix,
+                options=options,
+                scripts=args.scripts_dir,
+                python=args.interpreter_path,
+            )
+            written = None
+            if image:
+                written = write_image(
+                    layer,
+                    base=base,
+                    layout=args.oci_layout,
+                    tag=args.tag or args.docker,
+                    created_by=f"hatch-pyc layer --prefix {args.prefix}",
+                    docker=args.docker,
+                    outputs=outputs,
+                )
+            outputs.commit()
+        except BaseException:
+            outputs.discard()
+            raise
+    print(f"layer    {args.output}")
     print(f"digest   {layer.digest}")
     print(f"diff_id  {layer.diff_id}")
     print(f"size     {layer.size}")
-    if args.oci_layout or args.docker:
-        from hatch_pyc._oci import write_image
-
-        image = write_image(
-            layer,
-            base=args.base,
-            layout=args.oci_layout,
-            tag=args.tag or args.docker,
-            created_by=f"hatch-pyc layer --prefix {args.prefix}",
-            docker=args.docker,
-        )
-        print(f"image    {image.config_digest}" + (f" ({image.layout})" if image.layout else ""))
+    if written:
+        print(f"image    {written.config_digest}" + (f" ({written.layout})" if written.layout else ""))
     if not args.quiet:
         pycs = layer.compile.pyc_written + layer.compile.pyc_linked
         say(
@@ -113,3 +133,25 @@ def run_layer(args: argparse.Namespace) -> int:
             f"({layer.compile.pyc_linked} hard links) for CPython {interp.minor}"
         )
     return EXIT_OK
+
+
+def _check_outputs(args: argparse.Namespace, image: bool) -> None:
+    """Refuse outputs that cannot be written, and a --base nothing would use, before any work."""
+    import os
+
+    from hatch_pyc._errors import InvalidOptions
+
+    if args.base and not image:
+        raise InvalidOptions("--base is the base of --oci-layout or --docker; give one of them, or drop --base")
+    if os.path.isdir(args.output):
+        raise InvalidOptions(f"-o {args.output}: a directory; give the layer file's name")
+    if args.oci_layout:
+        if os.path.abspath(args.oci_layout) == os.path.abspath(args.output):
+            raise InvalidOptions(f"--oci-layout {args.oci_layout}: the same path as -o; give each its own")
+        is_tar = args.oci_layout.endswith(".tar")
+        if os.path.exists(args.oci_layout) and os.path.isdir(args.oci_layout) == is_tar:
+            kind = "a directory" if is_tar else "a file"
+            raise InvalidOptions(
+                f"--oci-layout {args.oci_layout}: {kind}, but the name asks for "
+                + ("a tar (it ends in .tar)" if is_tar else "a directory (it does not end in .tar)")
+            )

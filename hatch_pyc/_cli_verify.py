@@ -19,7 +19,8 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
         help="import every module sourceless and compare with the sources",
         description="Import every module of TARGET's sourceless variant in fresh processes of the target CPython "
         "and compare with the sources: modules that fail only without sources are named with the exclude "
-        "patterns that fix them, each tried by importing the module with those sources kept (exit 1). "
+        "patterns that fix them, each tried by importing the module with those sources kept (exit 1); "
+        "modules that fail sourceless and have no source to compare with fail the run too. "
         "TARGET is a tree, site-packages, venv, wheel or project.",
     )
     ver.add_argument("target", metavar="TARGET")
@@ -74,6 +75,7 @@ def run_verify(args: argparse.Namespace) -> int:
                         for m, e, p in result.sourceless_only
                     ],
                     "both": [{"module": m, "error": e} for m, e in result.both],
+                    "no_source": [{"module": m, "error": e, "pyc": p} for m, e, p in result.no_source],
                 },
                 handle,
                 indent=2,
@@ -81,6 +83,9 @@ def run_verify(args: argparse.Namespace) -> int:
     for module, error, _ in result.sourceless_only:
         print(f"FAIL {module}: imports from source but not sourceless: {error}")
         print(f"     {describe_fix(result.fixes[module])}")
+    for module, error, pyc in result.no_source:
+        print(f"FAIL {module}: fails sourceless, and there is no source to compare with ({pyc} has no .py): {error}")
+        print("     verify the tree, wheel or venv that still has its sources (before --strip) to tell")
     if result.both and not args.quiet:
         print(f"{len(result.both)} module(s) fail with and without sources (not caused by compiling):")
         for module, error in result.both:
@@ -89,8 +94,9 @@ def run_verify(args: argparse.Namespace) -> int:
         f"hatch-pyc: {result.modules} modules imported sourceless for CPython {interp.minor}: "
         f"{result.compiled_ok} ok, {len(result.sourceless_only)} fail only without sources, "
         f"{len(result.both)} fail either way"
+        + (f", {len(result.no_source)} fail with no source to compare with" if result.no_source else "")
     )
-    return EXIT_FAILED if result.sourceless_only else EXIT_OK
+    return EXIT_OK if result.ok else EXIT_FAILED
 
 
 def describe_fix(fix: SourceFix, shown: int = 8) -> str:

@@ -48,7 +48,7 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
 def run_wheel(args: argparse.Namespace) -> int:
     """Convert every wheel for every target; name each wheel written."""
     from hatch_pyc._targets import find_interpreter
-    from hatch_pyc._wheel import convert_wheel
+    from hatch_pyc._wheel import convert_wheels
 
     targets = [find_interpreter(spec) for spec in (args.python or [None])]
     options = PycOptions(
@@ -60,12 +60,11 @@ def run_wheel(args: argparse.Namespace) -> int:
         ddir=args.ddir,
         outside_packages=args.outside_packages,
     )
-    outputs = []
-    for wheel in args.wheels:
-        for result in convert_wheel(wheel, args.output, targets, options):
-            outputs.append(result)
-            if not args.quiet:
-                say(f"hatch-pyc: {result.output} ({summarise(result)})")
+    # Every (wheel, target) pair is checked before anything is written; all outputs or none.
+    outputs = convert_wheels(args.wheels, args.output, targets, options)
+    if not args.quiet:
+        for result in outputs:
+            say(f"hatch-pyc: {result.output} ({summarise(result)})")
     if args.json:
         import json
 
@@ -80,6 +79,7 @@ def run_wheel(args: argparse.Namespace) -> int:
                         "compiled": r.compiled,
                         "kept_source": r.kept_source,
                         "outside_packages": r.outside_packages,
+                        "replaced": r.replaced,
                     }
                     for r in outputs
                 ],
@@ -98,4 +98,8 @@ def summarise(result: WheelConversion) -> str:
         dirs = result.outside_package_dirs
         named = ", ".join(dirs[:3]) + (f" and {len(dirs) - 3} more" if len(dirs) > 3 else "")
         parts.append(f"{len(result.outside_packages)} kept as source (outside packages: {named})")
+    if result.replaced:
+        more = len(result.replaced) - 3
+        shipped = ", ".join(result.replaced[:3]) + (f" and {more} more" if more > 0 else "")
+        parts.append(f"{len(result.replaced)} shipped .pyc replaced by the compiled module ({shipped})")
     return ", ".join(parts)

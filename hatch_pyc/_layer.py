@@ -71,9 +71,10 @@ def image_paths(prefix: str, interp: Interpreter, scripts: str | None = None, py
 
 
 def _install(wheels: Sequence[Path], root: Path, paths: ImagePaths) -> None:
-    from installer import install
+    """Install each wheel through the gate (:func:`~hatch_pyc._wheelcheck.open_wheel`)."""
     from installer.destinations import SchemeDictionaryDestination
-    from installer.sources import WheelFile
+
+    from hatch_pyc._wheelcheck import open_wheel
 
     def inside(p: PurePosixPath) -> str:
         return str(root / p.relative_to("/"))
@@ -89,12 +90,8 @@ def _install(wheels: Sequence[Path], root: Path, paths: ImagePaths) -> None:
         destination = SchemeDictionaryDestination(
             scheme, interpreter=str(paths.interpreter), script_kind="posix", bytecode_optimization_levels=()
         )
-        try:
-            with WheelFile.open(wheel) as source:
-                source.validate_record(validate_contents=True)
-                install(source, destination, {"INSTALLER": b"hatch-pyc"})
-        except (ValueError, OSError) as exc:
-            raise InvalidInput(f"{wheel}: cannot install it ({exc})") from exc
+        with open_wheel(wheel) as checked:
+            checked.install(destination)
 
 
 def _tar_info(name: str, st: os.stat_result, epoch: int) -> tarfile.TarInfo:
@@ -201,9 +198,12 @@ def write_layer(
             outside_packages=options.outside_packages,
         )
         result = compile_tree([site], layer_options, python=interp.executable)
+        # Written to a hidden name and renamed whole; a failure leaves neither it nor the directories made for it.
+        made = [p for p in reversed(out.parents) if not p.exists()]
         out.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp_name = tempfile.mkstemp(prefix=f".{out.name}.", suffix=".hatch-pyc-tmp", dir=out.parent)
+        tmp_name = ""
         try:
+            fd, tmp_name = tempfile.mkstemp(prefix=f".{out.name}.", suffix=".hatch-pyc-tmp", dir=out.parent)
             with os.fdopen(fd, "wb") as raw:
                 blob = _Digesting(raw)
                 with gzip.GzipFile(filename="", mode="wb", fileobj=blob, mtime=0, compresslevel=6) as gz:
@@ -212,7 +212,13 @@ def write_layer(
             os.chmod(tmp_name, 0o644)
             os.replace(tmp_name, out)
         except BaseException:
-            Path(tmp_name).unlink(missing_ok=True)
+            if tmp_name:
+                Path(tmp_name).unlink(missing_ok=True)
+            for directory in reversed(made):
+                try:
+                    directory.rmdir()
+                except OSError:
+                    break
             raise
     return LayerResult(
         path=out,

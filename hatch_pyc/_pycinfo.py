@@ -113,16 +113,51 @@ def read_header(path: str | os.PathLike[str]) -> PycHeader:
     return parse_header(data, str(Path(path)))
 
 
+# Runs in the interpreter the pyc is for, with what it may spend fixed before it reads a byte:
+# marshal allocates what a count declares before it reads the first item (a 21-byte pyc declaring
+# a tuple of 2**31 items asks for 16 GiB), and ``dis`` repeats what shared references repeat, so a
+# small pyc can ask for any amount. The address-space limit makes such a request fail at once with
+# MemoryError; the parent's timeout bounds the rest. A pre-scan of the marshal stream would have to
+# know every CPython's code object layout and still would not bound ``dis``.
 _CODE_INFO = r"""
-import dis, io, json, marshal, sys
-data = open(sys.argv[1], "rb").read()
-code = marshal.loads(data[16:])
-out = io.StringIO()
-if sys.argv[2] == "1":
-    dis.dis(code, file=out)
-print(json.dumps({"filename": code.co_filename, "name": code.co_name,
-                  "python": "%d.%d.%d" % sys.version_info[:3], "dis": out.getvalue()}))
+import json, resource, sys
+def fail(kind):
+    sys.stdout.write(json.dumps({"refused": kind}))
+    sys.exit(3)
+try:
+    with open("/proc/self/statm") as statm:
+        used = int(statm.read().split()[0]) * resource.getpagesize()
+except (OSError, ValueError):
+    used = None
+if used is not None:
+    soft, hard = resource.getrlimit(resource.RLIMIT_AS)
+    limit = used + int(sys.argv[3])
+    if hard == resource.RLIM_INFINITY or limit < hard:
+        resource.setrlimit(resource.RLIMIT_AS, (limit, hard))
+try:
+    import dis, io, marshal
+    with open(sys.argv[1], "rb") as handle:
+        data = handle.read(int(sys.argv[4]) + 1)
+    code = marshal.loads(data[16:])
+    if type(code).__name__ != "code":
+        sys.exit("ValueError: the pyc holds a %s, not a code object" % type(code).__name__)
+    out = io.StringIO()
+    if sys.argv[2] == "1":
+        dis.dis(code, file=out)
+    text = json.dumps({"filename": code.co_filename, "name": code.co_name,
+                       "python": "%d.%d.%d" % sys.version_info[:3], "dis": out.getvalue()})
+except MemoryError:
+    fail("memory")
+except RecursionError:
+    fail("depth")
+print(text)
 """
+# What decoding an untrusted pyc may cost: address space beyond what the interpreter holds at
+# start (a real pyc takes some 10 times its size to load and ``dis``), and time.
+DECODE_MEMORY = 256 << 20
+DECODE_MEMORY_PER_BYTE = 64
+DECODE_SECONDS = 60.0
+DECODE_SECONDS_PER_MIB = 5.0  # ``dis`` of a 12.8 MB pyc takes 14 s
 
 
 @dataclass(frozen=True)
@@ -135,8 +170,15 @@ class CodeInfo:
     dis: str
 
 
-def read_code_info(path: str | os.PathLike[str], *, with_dis: bool = False) -> CodeInfo | None:
-    """Load the pyc's code object in a CPython with its magic number; ``None`` if none is found."""
+def read_code_info(
+    path: str | os.PathLike[str], *, with_dis: bool = False, timeout: float | None = None
+) -> CodeInfo | None:
+    """Load the pyc's code object in a CPython with its magic number; ``None`` if none is found.
+
+    The pyc is untrusted: it is decoded in a child process with its memory and time bounded
+    (``DECODE_MEMORY`` plus ``DECODE_MEMORY_PER_BYTE`` times its size; ``timeout`` seconds, by
+    default ``DECODE_SECONDS`` plus ``DECODE_SECONDS_PER_MIB`` per MiB).
+    """
     import json
     import subprocess
     import sys
@@ -158,14 +200,26 @@ def read_code_info(path: str | os.PathLike[str], *, with_dis: bool = False) -> C
         if interp.magic != header.magic:
             return None
         executable = interp.executable
-    proc = subprocess.run(
-        [executable, "-I", "-B", "-c", _CODE_INFO, os.fspath(path), "1" if with_dis else "0"],
-        capture_output=True,
-        text=True,
-        check=False,
-    )
+    size = os.stat(path).st_size
+    budget = DECODE_MEMORY + DECODE_MEMORY_PER_BYTE * size
+    if timeout is None:
+        timeout = DECODE_SECONDS + DECODE_SECONDS_PER_MIB * size / (1 << 20)
+    command = [executable, "-I", "-B", "-c", _CODE_INFO, os.fspath(path), "1" if with_dis else "0", str(budget)]
+    try:
+        proc = subprocess.run([*command, str(size)], capture_output=True, text=True, check=False, timeout=timeout)
+    except subprocess.TimeoutExpired:
+        raise InvalidPyc(
+            f"{path}: decoding it took more than {timeout:.0f} s; refused (a damaged or hostile pyc)"
+        ) from None
+    if proc.returncode == 3 and proc.stdout.startswith('{"refused"'):
+        why = json.loads(proc.stdout)["refused"]
+        if why == "memory":
+            reason = f"needs over {budget >> 20} MiB, more than a pyc of {size} bytes can hold"
+        else:
+            reason = "nests objects deeper than the interpreter can follow"
+        raise InvalidPyc(f"{path}: decoding it {reason}; refused (a damaged or hostile pyc)")
     if proc.returncode != 0:
-        last = (proc.stderr.strip().splitlines() or ["no output"])[-1]
+        last = (proc.stderr.strip().splitlines() or [f"exit status {proc.returncode}"])[-1]
         raise InvalidPyc(f"{path}: the header is valid but the code does not load ({last})")
     info = json.loads(proc.stdout)
     return CodeInfo(info["filename"], info["name"], info["python"], info["dis"])

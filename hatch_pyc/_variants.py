@@ -58,16 +58,17 @@ class StagedTarget:
 
 
 def _install_wheel(wheel: Path, dest: Path, interp: Interpreter) -> None:
-    from installer import install
+    """Install through the gate (:func:`~hatch_pyc._wheelcheck.open_wheel`): a refused wheel writes nothing."""
     from installer.destinations import SchemeDictionaryDestination
-    from installer.sources import WheelFile
 
-    dest.mkdir(parents=True, exist_ok=True)
-    scheme = {key: str(dest / key) for key in ("scripts", "headers", "data")}
-    scheme.update(purelib=str(dest), platlib=str(dest))
-    destination = SchemeDictionaryDestination(scheme, interpreter=interp.executable, script_kind="posix")
-    with WheelFile.open(wheel) as source:
-        install(source, destination, {"INSTALLER": b"hatch-pyc"})
+    from hatch_pyc._wheelcheck import open_wheel
+
+    with open_wheel(wheel) as checked:
+        dest.mkdir(parents=True, exist_ok=True)
+        scheme = {key: str(dest / key) for key in ("scripts", "headers", "data")}
+        scheme.update(purelib=str(dest), platlib=str(dest))
+        destination = SchemeDictionaryDestination(scheme, interpreter=interp.executable, script_kind="posix")
+        checked.install(destination)
     for extra in ("scripts", "headers", "data"):
         shutil.rmtree(dest / extra, ignore_errors=True)
 

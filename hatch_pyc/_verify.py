@@ -9,16 +9,23 @@ scratch tree until the module imports, so every suggestion has been tried.
 
 from __future__ import annotations
 
+import contextlib
+import itertools
 import json
 import os
 import queue
+import secrets
+import select
 import shutil
+import signal
 import subprocess
 import tempfile
 import threading
-from collections.abc import Callable, Iterable, Sequence
+import time
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from hatch_pyc._compile import compile_tree
 from hatch_pyc._options import PycOptions
@@ -86,20 +93,24 @@ class SourceFix:
 
 @dataclass
 class VerifyResult:
-    """Modules that fail only without sources (the problem), and those that fail either way."""
+    """Modules that fail only without sources (the problem), those that fail either way, and those
+    that fail sourceless with no source to compare with (a pyc without its ``.py``: verify cannot tell).
+    """
 
     modules: int = 0
     # (module, error, exclude pattern): the first of the module's fix patterns
     sourceless_only: list[tuple[str, str, str]] = field(default_factory=list)
     both: list[tuple[str, str]] = field(default_factory=list)
+    # (module, error, path of its pyc): fail sourceless, and the tree has no source to import instead
+    no_source: list[tuple[str, str, str]] = field(default_factory=list)
     compiled_ok: int = 0
     fixes: dict[str, SourceFix] = field(default_factory=dict)  # every pattern a sourceless-only module needs
     probes: int = 0  # imports run to find and check the fixes
 
     @property
     def ok(self) -> bool:
-        """No module fails only because its source is gone."""
-        return not self.sourceless_only
+        """No module fails only because its source is gone, or fails where that cannot be ruled out."""
+        return not self.sourceless_only and not self.no_source
 
 
 def find_modules(tree: Path) -> dict[str, str]:
@@ -151,55 +162,29 @@ def import_all(
     env = {k: v for k, v in os.environ.items() if not k.startswith("PYTHON")}
     env["PYTHONHASHSEED"] = "0"
     mode = "loaded" if record_loaded else "-"
+    groups: set[_ImportGroup] = set()  # running, so that an interrupted run can end them all
 
     def run_batch(batch: list[str]) -> None:
         while batch:
-            proc = subprocess.Popen(
-                [
-                    interp.executable,
-                    "-E",
-                    "-s",
-                    *([] if write_bytecode else ["-B"]),
-                    "-c",
-                    _CHILD,
-                    str(root),
-                    mode,
-                    *batch,
-                ],
-                stdin=subprocess.DEVNULL,
-                stdout=subprocess.PIPE,
-                stderr=subprocess.DEVNULL,
-                text=True,
-                env=env,
-                cwd=root,
-            )
-            assert proc.stdout is not None
-            lines: queue.SimpleQueue[str] = queue.SimpleQueue()
-            reader = threading.Thread(target=_pump, args=(proc.stdout, lines), daemon=True)
-            reader.start()
-            waited = 0.0
-            while batch:
-                try:
-                    line = lines.get(timeout=0.25)
-                except queue.Empty:
-                    waited += 0.25
-                    if not reader.is_alive() and lines.empty():
-                        # The child died mid-batch (os._exit, a crash): blame the module it was on.
-                        record(ModuleOutcome(batch.pop(0), False, f"the interpreter exited ({proc.wait()})"))
+            command = [interp.executable, "-E", "-s", *([] if write_bytecode else ["-B"]), "-c", _CHILD]
+            group = _ImportGroup([*command, str(root), mode, *batch], env, root)
+            with lock:
+                groups.add(group)
+            try:
+                for result, error in group.results(timeout):
+                    if result is not None:
+                        loaded = tuple(result.get("loaded", ()))
+                        record(ModuleOutcome(result["module"], result["ok"], result.get("error"), loaded))
+                        batch.remove(result["module"])
+                        if not batch:
+                            break
+                    else:  # the process died, or hung, on the first module that has not reported
+                        record(ModuleOutcome(batch.pop(0), False, error))
                         break
-                    if waited >= timeout:
-                        proc.kill()
-                        record(ModuleOutcome(batch.pop(0), False, f"timed out after {timeout:g} s"))
-                        break
-                    continue
-                waited = 0.0
-                result = json.loads(line)
-                loaded = tuple(result.get("loaded", ()))
-                record(ModuleOutcome(result["module"], result["ok"], result.get("error"), loaded))
-                batch.remove(result["module"])
-            proc.wait()
-            reader.join()
-            proc.stdout.close()
+            finally:
+                group.end()
+                with lock:
+                    groups.discard(group)
 
     def record(outcome: ModuleOutcome) -> None:
         with lock:
@@ -216,16 +201,149 @@ def import_all(
             run_batch(batch)
 
     threads = [threading.Thread(target=drive, daemon=True) for _ in range(max(1, workers))]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
+    try:
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+    finally:  # Ctrl-C or SIGTERM in the main thread: the imports run in sessions of their own, so end them here
+        with lock:
+            for group in list(groups):
+                group.kill()
     return outcomes
 
 
-def _pump(stream: Iterable[str], lines: queue.SimpleQueue[str]) -> None:
-    for line in stream:
-        lines.put(line)
+class _ImportGroup:
+    """One import process in a session of its own, and everything it starts that stays in that session.
+
+    Modules may fork at import (a server, a watchdog, a multiprocessing pool). Their children inherit
+    the results pipe, so results are read as they come, never to end of file, and the process is
+    judged by its own exit; the whole session's process group is killed on timeout and when the batch
+    is done, so the timeout bounds every process in it and none outlives verify. A process that
+    leaves the group (``setsid`` or ``setpgid``) is found by a token in its environment and killed
+    too, unless it also changed or dropped its environment: only a cgroup could bound that.
+    """
+
+    _tokens = itertools.count()
+
+    def __init__(self, argv: list[str], env: dict[str, str], cwd: Path) -> None:
+        self.token = f"{os.getpid()}-{next(self._tokens)}-{secrets.token_hex(4)}"
+        self.proc = subprocess.Popen(
+            argv,
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.DEVNULL,
+            env={**env, _TOKEN: self.token},
+            cwd=cwd,
+            start_new_session=True,
+        )
+        assert self.proc.stdout is not None
+        self.stream = self.proc.stdout
+        os.set_blocking(self.stream.fileno(), False)
+        self.buffer = b""
+        self.eof = False
+
+    def results(self, timeout: float) -> Iterator[tuple[dict[str, Any] | None, str]]:
+        """``(result, "")`` for each module as it reports; then ``(None, why)`` if the process stops first.
+
+        ``timeout`` is per result: the clock restarts with each one.
+        """
+        deadline = time.monotonic() + timeout
+        while True:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                self.kill()
+                yield None, f"timed out after {timeout:g} s"
+                return
+            if not self.eof:
+                readable, _, _ = select.select([self.stream], [], [], min(left, 0.25))
+                if readable:
+                    got = False
+                    for result in self._read():
+                        got = True
+                        yield result, ""
+                    if got:
+                        deadline = time.monotonic() + timeout
+            else:
+                time.sleep(min(left, 0.05))
+            status = self._exited()
+            if status is not None:
+                # Everything it wrote is in the pipe now: read it without waiting for end of file
+                # (a child it left behind may hold the pipe open).
+                yield from ((result, "") for result in self._read())
+                yield None, f"the interpreter exited ({status})"
+                return
+
+    def _read(self) -> Iterator[dict[str, Any]]:
+        while not self.eof:
+            try:
+                chunk = os.read(self.stream.fileno(), 1 << 16)
+            except BlockingIOError:
+                break
+            if not chunk:
+                self.eof = True
+                break
+            self.buffer += chunk
+        *lines, self.buffer = self.buffer.split(b"\n")
+        for line in lines:
+            try:
+                result = json.loads(line)
+            except ValueError:
+                continue  # not a line the import process wrote (a child it started may share the pipe)
+            if isinstance(result, dict) and isinstance(result.get("module"), str):
+                yield result
+
+    def _exited(self) -> int | None:
+        """The exit status, leaving the process a zombie: its pid (the group's id) cannot be reused yet."""
+        if not hasattr(os, "waitid"):  # macOS before Python 3.13: reaped (the group keeps its id while it has members)
+            return self.proc.poll()
+        try:
+            info = os.waitid(os.P_PID, self.proc.pid, os.WEXITED | os.WNOHANG | os.WNOWAIT)
+        except ChildProcessError:
+            return self.proc.returncode
+        if info is None:
+            return None
+        return -info.si_status if info.si_code in (os.CLD_KILLED, os.CLD_DUMPED) else info.si_status
+
+    def kill(self) -> None:
+        """SIGKILL the process group (the import process has not been reaped, so the id is still ours)."""
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.killpg(self.proc.pid, signal.SIGKILL)
+
+    def end(self) -> None:
+        """Kill the group and what left it, reap the import process, close the pipe."""
+        self.kill()
+        self.proc.wait()
+        _kill_tagged(self.token)
+        self.stream.close()
+
+
+_TOKEN = "HATCH_PYC_VERIFY_IMPORT"
+
+
+def _kill_tagged(token: str) -> None:
+    """SIGKILL every process of this user whose environment carries ``token`` (Linux ``/proc``; else nothing)."""
+    needle = f"{_TOKEN}={token}".encode()
+    for _ in range(3):  # a process may fork while it is being killed
+        found = False
+        try:
+            entries = os.listdir("/proc")
+        except OSError:
+            return
+        for entry in entries:
+            if not entry.isdigit():
+                continue
+            try:
+                with open(f"/proc/{entry}/environ", "rb") as handle:
+                    environ = handle.read()
+            except OSError:
+                continue
+            if needle in environ.split(b"\0"):
+                found = True
+                with contextlib.suppress(ProcessLookupError, PermissionError):
+                    os.kill(int(entry), signal.SIGKILL)
+        if not found:
+            return
 
 
 def exclude_pattern(relpath: str) -> str:
@@ -258,7 +376,9 @@ def verify_tree(
             strip = PycOptions(levels=options.levels[:1], strip=True, exclude=options.exclude, on_error="keep-source")
             compile_tree([compiled], strip, python=interp.executable)
         modules = find_modules(compiled)
-        source_modules = find_modules(tree)
+        # Only a ``.py`` is a source to compare with: a tree compiled with ``--strip`` has pycs alone,
+        # and importing those again would "prove" that each failure happens with sources too.
+        source_modules = {name: rel for name, rel in find_modules(tree).items() if rel.endswith(".py")}
         names = list(modules)
         total = len(names) * 2
 
@@ -303,6 +423,8 @@ def verify_tree(
         error = after[name].error or "failed"
         if name in result.fixes:
             result.sourceless_only.append((name, error, result.fixes[name].patterns[0]))
-        else:
+        elif name in before:
             result.both.append((name, error))
+        else:
+            result.no_source.append((name, error, modules[name]))
     return result

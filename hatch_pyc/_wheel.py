@@ -1,9 +1,10 @@
 """Turn a wheel into a sourceless wheel for one CPython.
 
-The input is untrusted: entry names, types, sizes and every RECORD hash are checked before
-anything is written. Members that do not change are copied as their already-compressed
-bytes; only the compiled modules, WHEEL and RECORD are new. The output is written to a
-temporary file beside its final name and renamed when complete.
+The input is untrusted: it is opened through the gate (:mod:`hatch_pyc._wheelcheck`), and
+every target and every RECORD hash is checked before anything is written. Members that do
+not change are copied as their already-compressed bytes; only the compiled modules, WHEEL
+and RECORD are new. Outputs are written to temporary files beside their final names and
+renamed when all are complete.
 """
 
 from __future__ import annotations
@@ -14,22 +15,19 @@ import csv
 import hashlib
 import io
 import os
-import posixpath
-import stat
 import struct
 import tempfile
 import time
 import zipfile
-import zlib
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from email.parser import BytesParser
 from pathlib import Path
-from typing import IO, TYPE_CHECKING, BinaryIO, cast
+from typing import IO, TYPE_CHECKING
 
 from packaging.tags import Tag
-from packaging.utils import InvalidWheelFilename, parse_wheel_filename
+from packaging.utils import parse_wheel_filename
 
 from hatch_pyc._compile import DeliveredPyc, compile_plan
 from hatch_pyc._errors import HatchPycError, InvalidInput, first_problem
@@ -37,21 +35,13 @@ from hatch_pyc._layout import outside_packages
 from hatch_pyc._options import PycOptions
 from hatch_pyc._plan import CompilePlan, PlannedSource
 from hatch_pyc._targets import Interpreter
+from hatch_pyc._wheelcheck import CheckedWheel, InvalidWheel, open_wheel, retag
 
 if TYPE_CHECKING:
     from installer.records import RecordEntry
 
-# An entry inflating more than this many times its compressed size, to more than this
-# many bytes, is treated as a decompression bomb.
-MAX_RATIO = 200
-MAX_ENTRY_BYTES = 1 << 30
-MAX_TOTAL_BYTES = 4 << 30
 _COPY_CHUNK = 1 << 20
 _LOCAL_HEADER = struct.Struct("<4s2B4HL2L2H")
-
-
-class InvalidWheel(InvalidInput):
-    """A wheel that is malformed, inconsistent or hostile."""
 
 
 @dataclass
@@ -67,6 +57,9 @@ class WheelConversion:
     # .py in plain directories inside packages (templates such as alembic's env.py), kept as
     # source under the default ``outside_packages="keep-source"``; never in ``kept_source``.
     outside_packages: list[str] = field(default_factory=list)
+    # ``mod.pyc`` entries the input shipped beside a ``mod.py`` that was compiled: never loaded
+    # there (the source wins), they are replaced by the compiled module, never written twice.
+    replaced: list[str] = field(default_factory=list)
 
     @property
     def outside_package_dirs(self) -> list[str]:
@@ -98,132 +91,10 @@ def _record_hash(data: bytes) -> str:
     return "sha256=" + base64.urlsafe_b64encode(digest).rstrip(b"=").decode("ascii")
 
 
-def _check_names(zf: zipfile.ZipFile, wheel: Path) -> list[zipfile.ZipInfo]:
-    """Refuse entries that could write outside the target or hide what they are."""
-    seen: set[str] = set()
-    total = 0
-    infos = []
-    for info in zf.infolist():
-        name = info.filename
-        if name.endswith("/"):
-            continue  # directory entries carry nothing; they are not copied
-        normalised = posixpath.normpath(name)
-        if name.startswith(("/", "\\")) or (len(name) > 1 and name[1] == ":") or "\\" in name:
-            raise InvalidWheel(f"{wheel}: entry {name!r} has an absolute or non-POSIX path")
-        if normalised != name or ".." in name.split("/") or name.startswith("./"):
-            raise InvalidWheel(f"{wheel}: entry {name!r} is not a plain relative path ('..' or '.' parts)")
-        if stat.S_ISLNK(info.external_attr >> 16):
-            raise InvalidWheel(f"{wheel}: entry {name!r} is a symbolic link")
-        if name in seen:
-            raise InvalidWheel(f"{wheel}: entry {name!r} appears more than once")
-        seen.add(name)
-        if info.file_size > MAX_ENTRY_BYTES or (
-            info.file_size > (1 << 20) and info.file_size > MAX_RATIO * max(info.compress_size, 1)
-        ):
-            raise InvalidWheel(
-                f"{wheel}: entry {name!r} inflates to {info.file_size} bytes from {info.compress_size} "
-                "(a decompression bomb?)"
-            )
-        total += info.file_size
-        infos.append(info)
-    if total > MAX_TOTAL_BYTES:
-        raise InvalidWheel(f"{wheel}: entries inflate to {total} bytes in all (a decompression bomb?)")
-    return infos
-
-
-def _dist_info_dir(infos: Sequence[zipfile.ZipInfo], wheel: Path) -> str:
-    tops = {info.filename.split("/", 1)[0] for info in infos}
-    candidates = sorted(t for t in tops if t.endswith(".dist-info") and f"{t}/WHEEL" in {i.filename for i in infos})
-    if len(candidates) != 1:
-        raise InvalidWheel(f"{wheel}: expected one .dist-info directory with a WHEEL file, found {candidates}")
-    return candidates[0]
-
-
-def _unreadable(wheel: Path, exc: BaseException) -> InvalidWheel:
-    return InvalidWheel(f"{wheel}: cannot be read as a wheel ({exc})")
-
-
-def _record_entries(zf: zipfile.ZipFile, wheel: Path) -> dict[str, RecordEntry]:
-    """Check every entry's name against RECORD (installer's rules); return RECORD's rows by name.
-
-    Contents are checked against these rows where they are read, each entry once: modules by
-    the compile workers, everything else by :func:`_check_contents`.
-    """
-    from installer.records import RecordEntry, parse_record_file
-    from installer.sources import WheelFile
-
-    try:
-        source = WheelFile(zf)
-        source.validate_record(validate_contents=False)
-        rows = list(parse_record_file(source.read_dist_info("RECORD").splitlines()))
-    except ValueError as exc:
-        issues = [str(issue).replace(f"In {zf.filename}, ", "") for issue in getattr(exc, "issues", None) or [exc]]
-        raise InvalidWheel(f"{wheel}: {first_problem(issues)}") from exc
-    except (zipfile.BadZipFile, OSError, EOFError, KeyError) as exc:
-        raise _unreadable(wheel, exc) from exc
-    return {row[0]: RecordEntry.from_elements(*row) for row in rows if row[1] and row[2]}
-
-
 def _digest_and_size(entry: RecordEntry | None, info: zipfile.ZipInfo) -> tuple[str, int]:
     if entry is None or entry.hash_ is None or entry.size is None:
         return "", info.file_size  # RECORD itself, signatures
     return str(entry.hash_), entry.size
-
-
-def _mismatch(name: str) -> str:
-    return f"hash / size of {name} didn't match RECORD"  # installer's words (and the worker's)
-
-
-def _check_contents(wheel: Path, entries: dict[str, RecordEntry], names: Sequence[str]) -> None:
-    """Stream ``names`` through their RECORD hashes, on a handle of its own (another thread runs it)."""
-    try:
-        with zipfile.ZipFile(wheel) as zf:
-            bad = []
-            for name in names:
-                with zf.open(name) as stream:
-                    if not entries[name].validate_stream(cast(BinaryIO, stream)):
-                        bad.append(name)
-    except (zipfile.BadZipFile, OSError, EOFError, zlib.error) as exc:
-        raise _unreadable(wheel, exc) from exc
-    if bad:
-        raise InvalidWheel(f"{wheel}: {first_problem([_mismatch(name) for name in bad])}")
-
-
-def retag(tags: frozenset[Tag], interp: Interpreter, wheel: Path) -> tuple[str, list[Tag]]:
-    """The tags of the sourceless wheel: the python tag made ``cpXY``, ABI and platform kept.
-
-    Bytecode is ABI- and platform-neutral, so a pure wheel becomes ``cpXY-none-any``; a binary
-    wheel keeps its ABI and platform tags (its extension modules still need them).
-    """
-    major, minor = interp.version[:2]
-    cp = f"cp{major}{minor}"
-    kept: set[Tag] = set()
-    for tag in tags:
-        interp_tag = tag.interpreter
-        generic = interp_tag in (f"py{major}", cp) or (
-            interp_tag.startswith(f"py{major}") and interp_tag[3:].isdigit() and int(interp_tag[3:]) <= minor
-        )
-        stable = tag.abi == "abi3" and interp_tag.startswith(f"cp{major}") and int(interp_tag[3:] or 0) <= minor
-        if generic or stable or interp_tag == cp:
-            if tag.abi not in ("none", "abi3") and not tag.abi.startswith(cp):
-                continue
-            # abi3 promises "this and every later CPython", which bytecode cannot keep: the ABI tag
-            # becomes the target's own, so installers on other versions refuse the wheel.
-            kept.add(Tag(cp, cp if tag.abi == "abi3" else tag.abi, tag.platform))
-    if not kept:
-        wanted = ", ".join(sorted(str(t) for t in tags))
-        raise InvalidWheel(f"{wheel}: its tags ({wanted}) do not include CPython {major}.{minor}")
-    # Keep the order the original file name gives (e.g. manylinux_2_17 before manylinux2014).
-    _, abi_part, platform_part = wheel.name[: -len(".whl")].rsplit("-", 3)[-3:]
-    abi_order, platform_order = abi_part.split("."), platform_part.split(".")
-    abis = sorted({t.abi for t in kept}, key=lambda a: (abi_order.index(a) if a in abi_order else len(abi_order), a))
-    platforms = sorted(
-        {t.platform for t in kept},
-        key=lambda p: (platform_order.index(p) if p in platform_order else len(platform_order), p),
-    )
-    if len(kept) != len(abis) * len(platforms):
-        raise InvalidWheel(f"{wheel}: its tags cannot be written as one compressed tag set: {sorted(map(str, kept))}")
-    return f"{cp}-{'.'.join(abis)}-{'.'.join(platforms)}", sorted(kept, key=str)
 
 
 def _importable(arcname: str, dist_info: str, data_dir: str) -> str | None:
@@ -351,6 +222,15 @@ def _wheel_text(data: bytes, tags: list[Tag]) -> bytes:
     return ("\n".join(lines + [f"Tag: {t}" for t in tags]) + "\n").encode("utf-8")
 
 
+def _epoch() -> int | None:
+    text = os.environ.get("SOURCE_DATE_EPOCH")
+    return int(text) if text and text.isdigit() else None
+
+
+def _output_name(checked: CheckedWheel, tag_text: str) -> str:
+    return f"{checked.path.name[: -len('.whl')].rsplit('-', 3)[0]}-{tag_text}.whl"
+
+
 def convert_wheel(
     wheel: str | os.PathLike[str],
     out_dir: str | os.PathLike[str] | None,
@@ -363,32 +243,106 @@ def convert_wheel(
 
     ``output`` names the file instead (one target only; it may be ``wheel`` itself, which
     is replaced atomically once the new wheel is complete: how the build hook uses it).
+    Every target is checked before anything is written, and the outputs are renamed into
+    place together once all of them are complete.
     """
+    options = _check_options(options, targets, output)
+    staged: list[tuple[Path, Path]] = []
+    with open_wheel(Path(wheel)) as checked:
+        try:
+            results = _convert(checked, out_dir, targets, options, output=output, staged=staged)
+        except BaseException:
+            _discard(staged)
+            raise
+    _commit(staged)
+    return results
+
+
+def convert_wheels(
+    wheels: Sequence[str | os.PathLike[str]],
+    out_dir: str | os.PathLike[str],
+    targets: Sequence[Interpreter],
+    options: PycOptions | None = None,
+) -> list[WheelConversion]:
+    """Convert every wheel for every target, or write nothing.
+
+    Every (wheel, target) pair is checked first (the gate, the tags, ``Requires-Python``,
+    two outputs with one name); a refusal names the pair and nothing is written. The outputs
+    are then written to hidden temporary files and renamed into place only when all are done.
+    """
+    options = _check_options(options, targets, None)
+    problems: list[str] = []
+    outputs: dict[str, Path] = {}
+    for wheel in wheels:
+        with open_wheel(Path(wheel)) as checked:
+            for interp in targets:
+                try:
+                    tag_text, _ = checked.check_target(interp)
+                except InvalidWheel as exc:
+                    problems.append(str(exc))
+                    continue
+                name = _output_name(checked, tag_text)
+                if name in outputs and outputs[name] != checked.path:
+                    problems.append(f"{outputs[name]} and {checked.path} would both be written as {name}")
+                outputs[name] = checked.path
+    if problems:
+        raise InvalidWheel(first_problem(problems) + "; nothing was written")
+    staged: list[tuple[Path, Path]] = []
+    results: list[WheelConversion] = []
+    try:
+        for wheel in dict.fromkeys(Path(w) for w in wheels):
+            with open_wheel(wheel) as checked:
+                results.extend(_convert(checked, out_dir, targets, options, output=None, staged=staged))
+    except BaseException:
+        _discard(staged)
+        raise
+    _commit(staged)
+    return results
+
+
+def _check_options(
+    options: PycOptions | None, targets: Sequence[Interpreter], output: str | os.PathLike[str] | None
+) -> PycOptions:
     options = options or PycOptions()
     if len(options.levels) != 1:
         raise InvalidInput("a sourceless wheel holds one optimisation level")
-    path = Path(wheel)
-    if not path.is_file():
-        raise InvalidWheel(f"{path}: no such file")
-    try:
-        _name, _version, _build, tags = parse_wheel_filename(path.name)
-    except InvalidWheelFilename as exc:
-        raise InvalidWheel(f"{path}: {exc}") from exc
     if output is not None and len(targets) != 1:
         raise InvalidInput("an explicit output name takes exactly one target")
-    epoch_text = os.environ.get("SOURCE_DATE_EPOCH")
-    epoch = int(epoch_text) if epoch_text and epoch_text.isdigit() else None
-    try:
-        zf = zipfile.ZipFile(path)
-    except (zipfile.BadZipFile, OSError) as exc:
-        raise InvalidWheel(f"{path}: not a zip archive ({exc})") from exc
-    with zf, ThreadPoolExecutor(max_workers=1, thread_name_prefix="hatch-pyc-record") as background:
-        infos = _check_names(zf, path)
-        dist_info = _dist_info_dir(infos, path)
-        entries = _record_entries(zf, path)
-        data_dir = dist_info[: -len(".dist-info")] + ".data"
-        members = [_Member(i, *_digest_and_size(entries.get(i.filename), i)) for i in infos]
+    return options
 
+
+def _discard(staged: list[tuple[Path, Path]]) -> None:
+    for tmp, _final in staged:
+        tmp.unlink(missing_ok=True)
+
+
+def _commit(staged: list[tuple[Path, Path]]) -> None:
+    """Rename every finished temporary into place; on an error remove those not yet renamed."""
+    for index, (tmp, final) in enumerate(staged):
+        try:
+            os.replace(tmp, final)
+        except BaseException:
+            _discard(staged[index:])
+            raise
+
+
+def _convert(
+    checked: CheckedWheel,
+    out_dir: str | os.PathLike[str] | None,
+    targets: Sequence[Interpreter],
+    options: PycOptions,
+    *,
+    output: str | os.PathLike[str] | None,
+    staged: list[tuple[Path, Path]],
+) -> list[WheelConversion]:
+    """Convert one checked wheel for each target; append each finished (temporary, final) to ``staged``."""
+    path, zf, dist_info, entries = checked.path, checked.zf, checked.dist_info, checked.record
+    retagged = [(interp, *checked.check_target(interp)) for interp in targets]  # every target, first
+    epoch = _epoch()
+    infos = checked.infos
+    data_dir = checked.data_dir
+    members = [_Member(i, *_digest_and_size(entries.get(i.filename), i)) for i in infos]
+    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="hatch-pyc-record") as background:
         # The importable sources: the workers read them from the wheel and check each against
         # RECORD themselves; everything else is checked here, beside compilation (zlib and
         # hashlib release the GIL). Nothing is written before both passed.
@@ -400,7 +354,7 @@ def convert_wheel(
             spec = pathspec.GitIgnoreSpec.from_lines(options.exclude)
         excluded: list[str] = []
         outside: list[str] = []  # templates and the like: copied as they are, like data
-        names = {info.filename for info in infos}
+        names = checked.names
         for info in infos:
             rel = _importable(info.filename, dist_info, data_dir)
             if rel is None:
@@ -413,12 +367,11 @@ def convert_wheel(
                 continue
             sources[info.filename] = (rel, info)
         rest = [m.info.filename for m in members if m.info.filename in entries and m.info.filename not in sources]
-        checked = background.submit(_check_contents, path, entries, rest)
+        contents = background.submit(checked.check_contents, rest)
         archive = path.resolve()
 
         results = []
-        for interp in targets:
-            tag_text, new_tags = retag(tags, interp, path)
+        for interp, tag_text, new_tags in retagged:
             out_root = Path(interp.python_tag)  # names only: the pycs come back in memory
             plan = CompilePlan(
                 interpreter=interp,
@@ -448,15 +401,16 @@ def convert_wheel(
             try:
                 result = compile_plan(plan)
             except HatchPycError as exc:
-                checked.result()  # a wheel that fails its RECORD is the first thing to report
+                contents.result()  # a wheel that fails its RECORD is the first thing to report
                 if type(exc) is InvalidInput:  # a member the worker could not read or check
                     raise InvalidWheel(str(exc)) from exc
                 raise
-            checked.result()
+            contents.result()
             kept = {e.path for e in result.kept_source}
             compiled = {a for a in sources if str(archive / a) not in kept}
-            out_name = f"{path.name[: -len('.whl')].rsplit('-', 3)[0]}-{tag_text}.whl"
-            final = Path(output) if output is not None else Path(out_dir or ".") / out_name
+            # A shipped mod.pyc beside a compiled mod.py: replaced, so no name is written twice.
+            replaced = sorted(a[:-3] + ".pyc" for a in compiled if a[:-3] + ".pyc" in names)
+            final = Path(output) if output is not None else Path(out_dir or ".") / _output_name(checked, tag_text)
             conversion = WheelConversion(
                 path,
                 final,
@@ -465,11 +419,12 @@ def convert_wheel(
                 sorted(excluded + [a for a in sources if a not in compiled]),
                 tag_text,
                 sorted(outside),
+                replaced,
             )
-            _write_wheel(
+            tmp = _write_wheel(
                 zf,
                 path,
-                members=members,
+                members=[m for m in members if m.info.filename not in replaced],
                 dist_info=dist_info,
                 compiled=compiled,
                 pyc_root=out_root,
@@ -478,6 +433,7 @@ def convert_wheel(
                 final=final,
                 epoch=epoch,
             )
+            staged.append((tmp, final))
             results.append(conversion)
         return results
 
@@ -494,7 +450,8 @@ def _write_wheel(
     tags: list[Tag],
     final: Path,
     epoch: int | None,
-) -> None:
+) -> Path:
+    """Write the new wheel to a hidden temporary beside ``final``; return its path (the caller renames it)."""
     final.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp_name = tempfile.mkstemp(prefix=f".{final.name}.", suffix=".hatch-pyc-tmp", dir=final.parent)
     os.close(fd)
@@ -527,6 +484,10 @@ def _write_wheel(
                 else:
                     writer.copy_raw(raw, info, when)
                     rows.append((name, member.digest, str(member.size)))
+            written = [row[0] for row in rows]
+            if len(set(written)) != len(written):  # the converter's own promise, kept by construction
+                twice = sorted({n for n in written if written.count(n) > 1})
+                raise InvalidWheel(f"{wheel}: the converted wheel would hold {twice[0]!r} twice")
             buffer = io.StringIO()
             csv_writer = csv.writer(buffer, delimiter=",", quotechar='"', lineterminator="\n")
             csv_writer.writerows(rows)
@@ -536,11 +497,11 @@ def _write_wheel(
         writer.close()
         mode = final.stat().st_mode & 0o777 if final.exists() else 0o644
         tmp.chmod(mode)
-        os.replace(tmp, final)
     except BaseException:
         writer.abort()
         tmp.unlink(missing_ok=True)
         raise
+    return tmp
 
 
 def wheel_target_tag(wheel: str | os.PathLike[str], interp: Interpreter) -> str:
@@ -550,4 +511,4 @@ def wheel_target_tag(wheel: str | os.PathLike[str], interp: Interpreter) -> str:
     return retag(tags, interp, path)[0]
 
 
-__all__ = ["InvalidWheel", "WheelConversion", "convert_wheel", "retag", "wheel_target_tag"]
+__all__ = ["InvalidWheel", "WheelConversion", "convert_wheel", "convert_wheels", "retag", "wheel_target_tag"]

@@ -45,13 +45,16 @@ class PycBuildHook(BuildHookInterface):  # type: ignore[type-arg]
             interp = find_interpreter(config.python)
         except HatchPycError as exc:
             raise ValueError(str(exc)) from None
+        from hatch_pyc._wheelcheck import admits
+
         constraint = self.metadata.core.python_constraint
         full = ".".join(map(str, interp.version))
-        if constraint and not constraint.contains(full, prereleases=True):
+        if not admits(constraint or None, interp):
             raise ValueError(
                 f"build hook `{PLUGIN_NAME}` targets CPython {full} ({interp.executable}), which is outside "
                 f"requires-python `{constraint}`; set `python` in {self._table()} to a version it allows"
             )
+        self._refuse_sdist_trap(config, interp)
         existing = build_data.get("tag")
         if existing:
             if not str(existing).startswith(interp.python_tag + "-"):
@@ -71,6 +74,30 @@ class PycBuildHook(BuildHookInterface):  # type: ignore[type-arg]
         else:
             build_data["tag"] = f"{interp.python_tag}-none-any"
         self._pyc = (config, interp)
+
+    def _refuse_sdist_trap(self, config: HookConfig, interp: Any) -> None:
+        """Building from an sdist (pip installing it) for a CPython other than the one running: refuse.
+
+        ``pip install project.tar.gz`` builds the wheel with the interpreter it installs for and
+        installs it whatever its tag says, so bytecode pinned to another CPython would be
+        installed and fail at import with "bad magic number". An sdist is recognised by its
+        PKG-INFO, which a source checkout does not have.
+        """
+        import sys
+
+        if not os.path.isfile(os.path.join(self.root, "PKG-INFO")):
+            return
+        running = f"cp{sys.version_info[0]}{sys.version_info[1]}"
+        if sys.implementation.name == "cpython" and running == interp.python_tag:
+            return
+        here = f"{sys.implementation.name} {sys.version_info[0]}.{sys.version_info[1]}"
+        raise ValueError(
+            f"hatch-pyc: building a wheel from an sdist with {here}, but build hook `{PLUGIN_NAME}` targets "
+            f"CPython {interp.minor} (`python = {config.python!r}` in {self._table()}): the installed modules "
+            f"would fail to import with 'bad magic number'. Install a {interp.python_tag} wheel, or build this sdist "
+            f"with CPython {interp.minor} (`python{interp.minor} -m build --wheel` / `python{interp.minor} -m pip "
+            "install`); a project that wants sdist installs to work everywhere leaves `python` unset"
+        )
 
     def finalize(self, version: str, build_data: dict[str, Any], artifact_path: str) -> None:
         """Rewrite the finished wheel in place: ``.py`` -> ``.pyc``, RECORD regenerated."""
@@ -105,6 +132,8 @@ class PycBuildHook(BuildHookInterface):  # type: ignore[type-arg]
             with original:
                 self._verify(f"{original.name}/{os.path.basename(artifact_path)}", artifact_path, interp)
         kept = f"; kept as source: {', '.join(result.kept_source)}" if result.kept_source else ""
+        if result.replaced:
+            kept += f"; shipped .pyc replaced by the compiled module: {', '.join(result.replaced)}"
         if result.outside_packages:
             dirs = ", ".join(result.outside_package_dirs)
             kept += f"; {len(result.outside_packages)} kept as source (outside packages: {dirs})"
@@ -147,9 +176,12 @@ class PycBuildHook(BuildHookInterface):  # type: ignore[type-arg]
             sources = stage_target(source_wheel, Path(a), interp)
             compiled = stage_target(artifact_path, Path(b), interp)
             result = verify_tree(sources.tree, interp, compiled=compiled.tree)
-        if result.sourceless_only:
-            lines = "\n".join(f"  {m}: {e} ({_fix_hint(result, m, p)})" for m, e, p in result.sourceless_only)
-            raise ValueError(f"hatch-pyc: modules that import from source but not sourceless:\n{lines}")
+        if not result.ok:
+            lines = [f"  {m}: {e} ({_fix_hint(result, m, p)})" for m, e, p in result.sourceless_only]
+            # a module the project ships only as a pyc: nothing to compare with, so it fails the build too
+            lines += [f"  {m}: {e} (no source to compare with: {p})" for m, e, p in result.no_source]
+            joined = "\n".join(lines)
+            raise ValueError(f"hatch-pyc: modules that do not import sourceless:\n{joined}")
         self.app.display_info(
             f"hatch-pyc: verified {result.modules} modules sourceless ({len(result.both)} fail with sources too)"
         )

@@ -10,7 +10,7 @@ import zipfile
 from pathlib import Path
 
 import pytest
-from conftest import REPO, modules_imported_by, run_python
+from conftest import REPO, _require, modules_imported_by, run_python
 from installer.sources import WheelFile
 
 from hatch_pyc import Interpreter, InvalidOptions
@@ -292,3 +292,79 @@ def test_report_option_writes_the_report_beside_the_wheel(tmp_path: Path) -> Non
     assert "median_ms" in report["variants"][2]["imports"]["flatpkg"]
     assert "### hatch-pyc report" in (project / "dist" / f"{stem}.report.md").read_text()
     assert "flatpkg/__init__.pyc" in validate(project / "dist" / f"{stem}.whl")
+
+
+def test_a_pinned_target_building_from_an_sdist_on_another_cpython_fails(
+    tmp_path: Path, other_target: Interpreter
+) -> None:
+    """An unpacked sdist (PKG-INFO at its root) built by a CPython other than the pinned one: refused."""
+    project = copy_project("src-layout", tmp_path, other_target.minor)
+    (project / "PKG-INFO").write_text("Metadata-Version: 2.1\nName: srcpkg\nVersion: 1.2.0\n")
+    proc = hatchling_build(project, "-t", "wheel")
+    assert proc.returncode != 0
+    running = f"{sys.version_info[0]}.{sys.version_info[1]}"
+    assert f"building a wheel from an sdist with cpython {running}" in proc.stderr
+    assert f"targets CPython {other_target.minor}" in proc.stderr and "bad magic number" in proc.stderr
+    assert not list(project.glob("dist/*.whl"))
+    # From the source tree (no PKG-INFO), the pinned target is a deliberate cross-build: allowed.
+    (project / "PKG-INFO").unlink()
+    assert hatchling_build(project, "-t", "wheel").returncode == 0
+
+
+def test_a_pinned_target_building_from_its_sdist_on_the_same_cpython_works(tmp_path: Path) -> None:
+    project = copy_project("src-layout", tmp_path, f"{sys.version_info[0]}.{sys.version_info[1]}")
+    (project / "PKG-INFO").write_text("Metadata-Version: 2.1\nName: srcpkg\nVersion: 1.2.0\n")
+    proc = hatchling_build(project, "-t", "wheel")
+    assert proc.returncode == 0, proc.stderr
+
+
+@pytest.mark.slow
+def test_pip_installing_the_sdist_of_a_pinned_project(tmp_path: Path) -> None:
+    """A real sdist from ``python -m build --sdist``, installed by real pip on two CPythons.
+
+    On the pinned CPython it installs sourceless and imports; on another, the build fails with the
+    reason (before, pip reported "Successfully installed" and the import failed: bad magic number).
+    """
+    pinned, other = _require("3.12"), _require("3.13")
+    project = copy_project("src-layout", tmp_path, pinned.minor)
+    pyproject = project / "pyproject.toml"
+    pyproject.write_text(pyproject.read_text().replace('"hatch-pyc"', f'"hatch-pyc @ {REPO.as_uri()}"'))
+    proc = subprocess.run(
+        [sys.executable, "-m", "build", "--sdist", "--outdir", str(tmp_path / "out"), str(project)],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    (sdist,) = (tmp_path / "out").glob("*.tar.gz")
+
+    def pip_install(interp: Interpreter, venv: Path) -> subprocess.CompletedProcess[str]:
+        python = make_venv(interp, venv)
+        return subprocess.run(
+            [
+                sys.executable,
+                "-m",
+                "pip",
+                "--python",
+                str(python),
+                "install",
+                "--disable-pip-version-check",
+                str(sdist),
+            ],
+            capture_output=True,
+            text=True,
+            check=False,
+        )
+
+    bad = pip_install(other, tmp_path / "venv313")
+    assert bad.returncode != 0
+    assert "building a wheel from an sdist with cpython 3.13" in bad.stdout + bad.stderr
+    assert "bad magic number" in bad.stdout + bad.stderr
+    assert not list((tmp_path / "venv313").glob("lib/python3.13/site-packages/srcpkg*"))
+
+    good = pip_install(pinned, tmp_path / "venv312")
+    assert good.returncode == 0, good.stdout[-3000:] + good.stderr[-3000:]
+    site = next((tmp_path / "venv312").glob("lib/python3.12/site-packages"))
+    assert (site / "srcpkg" / "__init__.pyc").is_file() and not (site / "srcpkg" / "__init__.py").exists()
+    out = run_python(str(tmp_path / "venv312" / "bin" / "python"), "import srcpkg; print(srcpkg.__version__)")
+    assert out.stdout.strip() == "1.2.0"

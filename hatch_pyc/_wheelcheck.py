@@ -1,0 +1,335 @@
+"""The one gate for untrusted wheels: every command that reads a wheel opens it here.
+
+``hatch-pyc wheel``, the build hook, ``layer``, ``verify`` and ``report`` all call
+:func:`open_wheel`, so a check added here protects every one of them. Before a caller sees
+anything, the archive's entry names, types and sizes are checked (nothing can be written
+outside a target, no link, no duplicate, no bomb), every entry is matched against RECORD and
+RECORD against the archive, and what the wheel says about itself is made to agree: its file
+name, its ``.dist-info`` directory, METADATA and WHEEL. Where pip, uv or installer refuse a
+wheel, the gate refuses it too, with one line naming the wheel and the reason.
+
+Contents are checked against RECORD by :meth:`CheckedWheel.check_contents`, separately,
+because the converter streams the modules it compiles through their hashes in its workers
+rather than reading each entry twice.
+"""
+
+from __future__ import annotations
+
+import posixpath
+import stat
+import zipfile
+import zlib
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from email.message import Message
+from email.parser import BytesParser
+from pathlib import Path
+from types import TracebackType
+from typing import TYPE_CHECKING, BinaryIO, cast
+
+from packaging.specifiers import InvalidSpecifier, SpecifierSet
+from packaging.tags import Tag
+from packaging.utils import InvalidWheelFilename, NormalizedName, canonicalize_name, parse_wheel_filename
+from packaging.version import InvalidVersion, Version
+
+from hatch_pyc._errors import InvalidInput, first_problem
+from hatch_pyc._targets import Interpreter
+
+if TYPE_CHECKING:
+    from installer.destinations import WheelDestination
+    from installer.records import RecordEntry
+
+# An entry inflating more than this many times its compressed size, to more than this
+# many bytes, is treated as a decompression bomb.
+MAX_RATIO = 200
+MAX_ENTRY_BYTES = 1 << 30
+MAX_TOTAL_BYTES = 4 << 30
+_SCHEMES = ("purelib", "platlib", "scripts", "data", "headers")
+
+
+class InvalidWheel(InvalidInput):
+    """A wheel that is malformed, inconsistent or hostile."""
+
+
+def _check_names(zf: zipfile.ZipFile, wheel: Path) -> list[zipfile.ZipInfo]:
+    """Refuse entries that could write outside the target or hide what they are."""
+    seen: set[str] = set()
+    total = 0
+    infos = []
+    for info in zf.infolist():
+        name = info.filename
+        if name.endswith("/"):
+            continue  # directory entries carry nothing; they are not copied
+        normalised = posixpath.normpath(name)
+        if name.startswith(("/", "\\")) or (len(name) > 1 and name[1] == ":") or "\\" in name:
+            raise InvalidWheel(f"{wheel}: entry {name!r} has an absolute or non-POSIX path")
+        if normalised != name or ".." in name.split("/") or name.startswith("./"):
+            raise InvalidWheel(f"{wheel}: entry {name!r} is not a plain relative path ('..' or '.' parts)")
+        if stat.S_ISLNK(info.external_attr >> 16):
+            raise InvalidWheel(f"{wheel}: entry {name!r} is a symbolic link")
+        if name in seen:
+            raise InvalidWheel(f"{wheel}: entry {name!r} appears more than once")
+        seen.add(name)
+        if info.file_size > MAX_ENTRY_BYTES or (
+            info.file_size > (1 << 20) and info.file_size > MAX_RATIO * max(info.compress_size, 1)
+        ):
+            raise InvalidWheel(
+                f"{wheel}: entry {name!r} inflates to {info.file_size} bytes from {info.compress_size} "
+                "(a decompression bomb?)"
+            )
+        total += info.file_size
+        infos.append(info)
+    if total > MAX_TOTAL_BYTES:
+        raise InvalidWheel(f"{wheel}: entries inflate to {total} bytes in all (a decompression bomb?)")
+    return infos
+
+
+def _unreadable(wheel: Path, exc: BaseException) -> InvalidWheel:
+    return InvalidWheel(f"{wheel}: cannot be read as a wheel ({exc})")
+
+
+def _mismatch(name: str) -> str:
+    return f"hash / size of {name} didn't match RECORD"  # installer's words (and the worker's)
+
+
+def _dist_info_dir(infos: Sequence[zipfile.ZipInfo], wheel: Path, name: NormalizedName, version: Version) -> str:
+    """The one ``.dist-info`` directory, named for the wheel's own name and version (pip, installer)."""
+    tops = sorted({i.filename.split("/", 1)[0] for i in infos if "/" in i.filename})
+    found = [t for t in tops if t.endswith(".dist-info")]
+    if len(found) != 1:
+        raise InvalidWheel(f"{wheel}: expected one .dist-info directory, found {len(found)} ({', '.join(found)})")
+    dist_info = found[0]
+    dir_name, _, dir_version = dist_info[: -len(".dist-info")].rpartition("-")
+    if canonicalize_name(dir_name) != name:
+        raise InvalidWheel(f"{wheel}: its .dist-info directory {dist_info} is not named for {name}")
+    try:
+        same = Version(dir_version) == version
+    except InvalidVersion:
+        same = False
+    if not same:
+        raise InvalidWheel(f"{wheel}: its .dist-info directory {dist_info} is not for version {version}")
+    return dist_info
+
+
+def _headers(zf: zipfile.ZipFile, wheel: Path, member: str) -> Message:
+    try:
+        data = zf.read(member)
+    except KeyError:
+        raise InvalidWheel(f"{wheel}: has no {member}") from None
+    except (zipfile.BadZipFile, OSError, EOFError, zlib.error) as exc:
+        raise _unreadable(wheel, exc) from exc
+    return BytesParser().parsebytes(data, headersonly=True)
+
+
+def _check_wheel_file(message: Message, wheel: Path) -> bool:
+    """Check WHEEL as installers do; return Root-Is-Purelib."""
+    version = message.get("Wheel-Version")
+    major = str(version).strip().split(".", 1)[0] if version else ""
+    if not major.isdigit():
+        raise InvalidWheel(f"{wheel}: WHEEL has no valid Wheel-Version ({version!r})")
+    if int(major) != 1:
+        raise InvalidWheel(f"{wheel}: Wheel-Version {version} is not supported (installers read only 1.x)")
+    if not message.get_all("Tag"):
+        raise InvalidWheel(f"{wheel}: WHEEL has no Tag line")
+    purelib = message.get("Root-Is-Purelib")
+    # pip reads "True" as purelib, installer as platlib: only the two spellings mean one thing.
+    if purelib not in ("true", "false"):
+        raise InvalidWheel(f"{wheel}: WHEEL's Root-Is-Purelib is {purelib!r}, not 'true' or 'false'")
+    return purelib == "true"
+
+
+def _check_metadata(message: Message, wheel: Path, name: NormalizedName, version: Version) -> SpecifierSet | None:
+    """METADATA's Name and Version must be the file name's (pip, uv); return Requires-Python."""
+    meta_name, meta_version = message.get("Name"), message.get("Version")
+    if not meta_name or canonicalize_name(str(meta_name)) != name:
+        raise InvalidWheel(f"{wheel}: METADATA names {meta_name!r}, not {name}")
+    try:
+        same = meta_version is not None and Version(str(meta_version)) == version
+    except InvalidVersion:
+        same = False
+    if not same:
+        raise InvalidWheel(f"{wheel}: METADATA says version {meta_version!r}, not {version}")
+    requires = message.get("Requires-Python")
+    if requires is None or not str(requires).strip():
+        return None
+    try:
+        return SpecifierSet(str(requires))
+    except InvalidSpecifier:
+        raise InvalidWheel(f"{wheel}: METADATA's Requires-Python {requires!r} is not a valid specifier") from None
+
+
+def _record_entries(zf: zipfile.ZipFile, wheel: Path, dist_info: str, names: set[str]) -> dict[str, RecordEntry]:
+    """Match every entry against RECORD (installer's rules) and RECORD against the entries."""
+    from installer.records import RecordEntry, parse_record_file
+    from installer.sources import WheelFile
+
+    try:
+        source = WheelFile(zf)
+        source.validate_record(validate_contents=False)
+        rows = list(parse_record_file(source.read_dist_info("RECORD").splitlines()))
+    except ValueError as exc:
+        issues = [str(issue).replace(f"In {zf.filename}, ", "") for issue in getattr(exc, "issues", None) or [exc]]
+        raise InvalidWheel(f"{wheel}: {first_problem(issues)}") from exc
+    except (zipfile.BadZipFile, OSError, EOFError, KeyError, zlib.error) as exc:
+        raise _unreadable(wheel, exc) from exc
+    missing = [row[0] for row in rows if row[0] not in names]
+    if missing:
+        problems = [f"RECORD lists {name!r}, which the archive does not hold" for name in missing]
+        raise InvalidWheel(f"{wheel}: {first_problem(problems)}")
+    return {row[0]: RecordEntry.from_elements(*row) for row in rows if row[1] and row[2]}
+
+
+def admits(constraint: SpecifierSet | None, interp: Interpreter) -> bool:
+    """Whether a ``Requires-Python`` (or ``requires-python``) allows the target CPython."""
+    return constraint is None or constraint.contains(".".join(map(str, interp.version)), prereleases=True)
+
+
+def retag(tags: frozenset[Tag], interp: Interpreter, wheel: Path) -> tuple[str, list[Tag]]:
+    """The tags of the sourceless wheel: the python tag made ``cpXY``, ABI and platform kept.
+
+    Bytecode is ABI- and platform-neutral, so a pure wheel becomes ``cpXY-none-any``; a binary
+    wheel keeps its ABI and platform tags (its extension modules still need them).
+    """
+    major, minor = interp.version[:2]
+    cp = f"cp{major}{minor}"
+    kept: set[Tag] = set()
+    for tag in tags:
+        interp_tag = tag.interpreter
+        generic = interp_tag in (f"py{major}", cp) or (
+            interp_tag.startswith(f"py{major}") and interp_tag[3:].isdigit() and int(interp_tag[3:]) <= minor
+        )
+        stable = (
+            tag.abi == "abi3"
+            and interp_tag.startswith(f"cp{major}")
+            and (interp_tag[3:] or "0").isdigit()
+            and int(interp_tag[3:] or 0) <= minor
+        )
+        if generic or stable or interp_tag == cp:
+            if tag.abi not in ("none", "abi3") and not tag.abi.startswith(cp):
+                continue
+            # abi3 promises "this and every later CPython", which bytecode cannot keep: the ABI tag
+            # becomes the target's own, so installers on other versions refuse the wheel.
+            kept.add(Tag(cp, cp if tag.abi == "abi3" else tag.abi, tag.platform))
+    if not kept:
+        wanted = ", ".join(sorted(str(t) for t in tags))
+        raise InvalidWheel(f"{wheel}: its tags ({wanted}) do not include CPython {major}.{minor}")
+    # Keep the order the original file name gives (e.g. manylinux_2_17 before manylinux2014).
+    _, abi_part, platform_part = wheel.name[: -len(".whl")].rsplit("-", 3)[-3:]
+    abi_order, platform_order = abi_part.split("."), platform_part.split(".")
+    abis = sorted({t.abi for t in kept}, key=lambda a: (abi_order.index(a) if a in abi_order else len(abi_order), a))
+    platforms = sorted(
+        {t.platform for t in kept},
+        key=lambda p: (platform_order.index(p) if p in platform_order else len(platform_order), p),
+    )
+    if len(kept) != len(abis) * len(platforms):
+        raise InvalidWheel(f"{wheel}: its tags cannot be written as one compressed tag set: {sorted(map(str, kept))}")
+    return f"{cp}-{'.'.join(abis)}-{'.'.join(platforms)}", sorted(kept, key=str)
+
+
+@dataclass
+class CheckedWheel:
+    """An open wheel that passed the gate: what it holds and what it says about itself."""
+
+    path: Path
+    zf: zipfile.ZipFile
+    name: NormalizedName
+    version: Version
+    tags: frozenset[Tag]
+    infos: list[zipfile.ZipInfo]  # file entries in archive order (directory entries left out)
+    dist_info: str
+    record: dict[str, RecordEntry]  # RECORD's rows that carry a hash and a size, by name
+    metadata: Message
+    requires_python: SpecifierSet | None
+    root_is_purelib: bool
+    names: set[str] = field(default_factory=set)
+
+    @property
+    def data_dir(self) -> str:
+        """``<name>-<version>.data``, as the ``.dist-info`` directory spells it."""
+        return self.dist_info[: -len(".dist-info")] + ".data"
+
+    def __enter__(self) -> CheckedWheel:
+        return self
+
+    def __exit__(self, kind: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None) -> None:
+        self.close()
+
+    def close(self) -> None:
+        """Close the archive."""
+        self.zf.close()
+
+    def check_target(self, interp: Interpreter) -> tuple[str, list[Tag]]:
+        """The sourceless wheel's tags for ``interp``; refuse a target the wheel does not admit."""
+        if not admits(self.requires_python, interp):
+            full = ".".join(map(str, interp.version))
+            raise InvalidWheel(
+                f"{self.path}: its Requires-Python `{self.requires_python}` excludes CPython {full} "
+                "(installers would refuse the wheel); choose a target it allows"
+            )
+        return retag(self.tags, interp, self.path)
+
+    def check_contents(self, names: Iterable[str] | None = None) -> None:
+        """Stream entries (default: all RECORD hashes) through their hashes, on a handle of its own.
+
+        A handle of its own, so another thread can run it while this one reads ``zf``.
+        """
+        wanted = list(self.record) if names is None else [n for n in names if n in self.record]
+        try:
+            with zipfile.ZipFile(self.path) as zf:
+                bad = []
+                for name in wanted:
+                    with zf.open(name) as stream:
+                        if not self.record[name].validate_stream(cast(BinaryIO, stream)):
+                            bad.append(name)
+        except (zipfile.BadZipFile, OSError, EOFError, zlib.error) as exc:
+            raise _unreadable(self.path, exc) from exc
+        if bad:
+            raise InvalidWheel(f"{self.path}: {first_problem([_mismatch(name) for name in bad])}")
+
+    def install(self, destination: WheelDestination) -> None:
+        """Install with ``installer`` after checking every entry's contents."""
+        from installer import install
+        from installer.sources import WheelFile
+
+        self.check_contents()
+        try:
+            install(WheelFile(self.zf), destination, {"INSTALLER": b"hatch-pyc"})
+        except (ValueError, KeyError, zipfile.BadZipFile, EOFError, zlib.error) as exc:
+            raise InvalidWheel(f"{self.path}: cannot install it ({exc})") from exc
+
+
+def open_wheel(wheel: str | Path) -> CheckedWheel:
+    """Open ``wheel`` and run every check that does not need its contents; the caller closes it."""
+    path = Path(wheel)
+    if not path.is_file():
+        raise InvalidWheel(f"{path}: no such file")
+    try:
+        _name, version, _build, tags = parse_wheel_filename(path.name)
+    except InvalidWheelFilename as exc:
+        raise InvalidWheel(f"{path}: {exc}") from exc
+    name = canonicalize_name(_name)
+    try:
+        zf = zipfile.ZipFile(path)
+    except (zipfile.BadZipFile, OSError) as exc:
+        raise InvalidWheel(f"{path}: not a zip archive ({exc})") from exc
+    try:
+        infos = _check_names(zf, path)
+        names = {info.filename for info in infos}
+        dist_info = _dist_info_dir(infos, path, name, version)
+        purelib = _check_wheel_file(_headers(zf, path, f"{dist_info}/WHEEL"), path)
+        metadata = _headers(zf, path, f"{dist_info}/METADATA")
+        requires_python = _check_metadata(metadata, path, name, version)
+        data_dir = dist_info[: -len(".dist-info")] + ".data/"
+        for entry in names:
+            if entry.startswith(data_dir) and entry[len(data_dir) :].split("/", 1)[0] not in _SCHEMES:
+                raise InvalidWheel(f"{path}: entry {entry!r} is in no install scheme ({', '.join(_SCHEMES)})")
+        record = _record_entries(zf, path, dist_info, names)
+    except BaseException:
+        zf.close()
+        raise
+    return CheckedWheel(
+        path, zf, name, version, tags, infos, dist_info, record, metadata, requires_python, purelib, names
+    )
+
+
+__all__ = ["CheckedWheel", "InvalidWheel", "admits", "open_wheel", "retag"]

@@ -1,0 +1,281 @@
+"""Hostile base images for ``hatch-pyc layer --oci-layout OUT --base BASE``.
+
+Each base is built here from dicts, as a directory and as a tar, and run through the CLI as a
+user would: exit 2, one line naming the file and the problem, no traceback, no output left
+(neither the layer nor the layout, nor a directory made for them), and nothing read from or
+written outside the base and OUT (the whole test directory is compared byte for byte).
+"""
+
+from __future__ import annotations
+
+import gzip
+import json
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+from conftest import snapshot
+from test_layer import APP, BASE_LAYER, docker_base, layer_cli, oci_base, sha256, write_base
+from test_wheel import make_wheel
+
+ESCAPE = "sha256:../../../secret"
+SECRET = b"do not ship me\n"
+LAYER_BLOB = f"blobs/sha256/{sha256(BASE_LAYER)[7:]}"
+ZSTD = "application/vnd.oci.image.layer.v1.tar+zstd"
+DIGEST_RULE = "is not 'sha256:' and 64 lowercase hex digits"
+
+
+def _entry(index: dict[str, Any], **change: object) -> dict[str, Any]:
+    return {**index, "manifests": [{**index["manifests"][0], **change}]}
+
+
+def _layer(manifest: dict[str, Any], **change: object) -> dict[str, Any]:
+    return {**manifest, "layers": [{**manifest["layers"][0], **change}]}
+
+
+def _config(manifest: dict[str, Any], **change: object) -> dict[str, Any]:
+    return {**manifest, "config": {**manifest["config"], **change}}
+
+
+def _swap_layer_bytes(files: dict[str, bytes]) -> dict[str, bytes]:
+    """The layer blob replaced by other bytes of the same size: only hashing it can tell."""
+    other = bytearray(files[LAYER_BLOB])
+    other[-5] ^= 0xFF
+    return {**files, LAYER_BLOB: bytes(other)}
+
+
+def _nested_indexes(files: dict[str, bytes], depth: int) -> dict[str, bytes]:
+    """index.json -> an index -> an index ... -> the manifest."""
+    entry = json.loads(files["index.json"])["manifests"][0]
+    for _ in range(depth):
+        data = json.dumps(
+            {"schemaVersion": 2, "mediaType": "application/vnd.oci.image.index.v1+json", "manifests": [entry]}
+        )
+        blob = data.encode()
+        files = {**files, f"blobs/sha256/{sha256(blob)[7:]}": blob}
+        entry = {"mediaType": "application/vnd.oci.image.index.v1+json", "digest": sha256(blob), "size": len(blob)}
+    return {**files, "index.json": json.dumps({"schemaVersion": 2, "manifests": [entry]}).encode()}
+
+
+# case: (the base's files, the file the message names, what it says)
+CASES: dict[str, tuple[Callable[[], dict[str, bytes]], str, str]] = {
+    # 6: digests become paths only when they are sha256 + 64 hex; blobs must hash to them
+    "index-digest-escapes": (
+        lambda: oci_base(index=lambda i: _entry(i, digest=ESCAPE, size=len(SECRET))),
+        "index.json manifests[]",
+        DIGEST_RULE,
+    ),
+    "layer-digest-escapes": (
+        lambda: oci_base(manifest=lambda m: _layer(m, digest=ESCAPE, size=len(SECRET))),
+        "layers[0]",
+        DIGEST_RULE,
+    ),
+    "config-digest-escapes": (
+        lambda: oci_base(manifest=lambda m: _config(m, digest=ESCAPE, size=len(SECRET))),
+        "config",
+        DIGEST_RULE,
+    ),
+    "diff-id-escapes": (
+        lambda: oci_base(config=lambda c: {**c, "rootfs": {"type": "layers", "diff_ids": [ESCAPE]}}),
+        "rootfs.diff_ids",
+        DIGEST_RULE,
+    ),
+    "digest-in-upper-case": (
+        lambda: oci_base(manifest=lambda m: _layer(m, digest=sha256(BASE_LAYER).upper().replace("SHA256", "sha256"))),
+        "layers[0]",
+        DIGEST_RULE,
+    ),
+    "layer-bytes-not-its-digest": (lambda: _swap_layer_bytes(oci_base()), LAYER_BLOB, "does not match its digest"),
+    "layer-size-not-its-descriptor": (
+        lambda: oci_base(manifest=lambda m: _layer(m, size=len(BASE_LAYER) + 1)),
+        LAYER_BLOB,
+        "but its descriptor says",
+    ),
+    "index-names-another-manifest": (
+        lambda: oci_base(index=lambda i: _entry(i, digest=sha256(BASE_LAYER), size=len(BASE_LAYER))),
+        LAYER_BLOB,
+        "not valid JSON",
+    ),
+    "zstd-layer": (lambda: oci_base(manifest=lambda m: _layer(m, mediaType=ZSTD)), "layers[0]", "media type"),
+    "gzip-layer-said-tar": (
+        lambda: oci_base(manifest=lambda m: _layer(m, mediaType="application/vnd.oci.image.layer.v1.tar")),
+        "layers[0]",
+        "its bytes are gzip",
+    ),
+    "config-is-not-an-image-config": (
+        lambda: oci_base(manifest=lambda m: _config(m, mediaType="application/vnd.cncf.helm.config.v1+json")),
+        "config",
+        "media type",
+    ),
+    "index-of-an-artifact": (
+        lambda: oci_base(index=lambda i: _entry(i, mediaType="application/vnd.in-toto+json")),
+        "index.json",
+        "not an image manifest or index",
+    ),
+    "indexes-nested-too-deep": (lambda: _nested_indexes(oci_base(), 3), "blobs/sha256/", "indexes nested"),
+    # 7: empty or malformed documents
+    "index-empty": (lambda: oci_base(index=lambda i: b""), "index.json", "empty, not JSON"),
+    "index-not-json": (lambda: oci_base(index=lambda i: b'{"manifests": ['), "index.json", "not valid JSON"),
+    "index-a-list": (lambda: oci_base(index=lambda i: []), "index.json", "not a JSON object"),
+    "index-without-manifests": (lambda: oci_base(index=lambda i: {"schemaVersion": 2}), "index.json", "manifests"),
+    "index-manifests-empty": (lambda: oci_base(index=lambda i: {"manifests": []}), "index.json", "manifests"),
+    "index-entry-without-size": (
+        lambda: oci_base(index=lambda i: {"manifests": [{"digest": i["manifests"][0]["digest"]}]}),
+        "index.json manifests[]",
+        "size None",
+    ),
+    "index-nested-too-deeply": (lambda: oci_base(index=lambda i: b"[" * 100_000), "index.json", "nested too deeply"),
+    "index-schema-version-1": (
+        lambda: oci_base(index=lambda i: {**i, "schemaVersion": 1}),
+        "index.json",
+        "schemaVersion",
+    ),
+    "manifest-empty": (lambda: oci_base(manifest=lambda m: b""), "blobs/sha256/", "empty, not JSON"),
+    "manifest-without-layers": (
+        lambda: oci_base(manifest=lambda m: {k: v for k, v in m.items() if k != "layers"}),
+        "blobs/sha256/",
+        "layers is not a list",
+    ),
+    "manifest-without-config": (
+        lambda: oci_base(manifest=lambda m: {k: v for k, v in m.items() if k != "config"}),
+        "config",
+        "not a descriptor",
+    ),
+    "config-not-json": (lambda: oci_base(config=lambda c: b"\xff\xfe{"), "blobs/sha256/", "not valid JSON"),
+    "config-a-string": (lambda: oci_base(config=lambda c: "linux"), "blobs/sha256/", "not a JSON object"),
+    "config-history-a-string": (lambda: oci_base(config=lambda c: {**c, "history": "x"}), "blobs/sha256/", "history"),
+    "config-rootfs-a-string": (lambda: oci_base(config=lambda c: {**c, "rootfs": "x"}), "blobs/sha256/", "rootfs"),
+    # docker save archives: the same, and their paths stay inside the archive
+    "docker-manifest-empty": (lambda: docker_base(manifest=lambda e: b""), "manifest.json", "empty, not JSON"),
+    "docker-manifest-not-json": (lambda: docker_base(manifest=lambda e: b"[{"), "manifest.json", "not valid JSON"),
+    "docker-manifest-an-object": (lambda: docker_base(manifest=lambda e: e), "manifest.json", "not a non-empty list"),
+    "docker-manifest-without-layers": (
+        lambda: docker_base(manifest=lambda e: [{"Config": e["Config"]}]),
+        "manifest.json",
+        "Layers is not a list",
+    ),
+    "docker-config-escapes": (
+        lambda: docker_base(manifest=lambda e: [{**e, "Config": "../secret"}]),
+        "manifest.json",
+        "not a relative path inside the archive",
+    ),
+    "docker-layer-absolute": (
+        lambda: docker_base(manifest=lambda e: [{**e, "Layers": ["/etc/passwd"]}]),
+        "manifest.json",
+        "not a relative path inside the archive",
+    ),
+    "docker-config-not-its-name": (
+        lambda: {
+            **docker_base(),
+            "manifest.json": json.dumps([{"Config": "0" * 64 + ".json", "Layers": []}]).encode(),
+            "0" * 64 + ".json": b"{}",
+        },
+        "0000",
+        "does not match its digest",
+    ),
+    "docker-layer-missing": (
+        lambda: docker_base(manifest=lambda e: [{**e, "Layers": ["gone/layer.tar"]}]),
+        "gone/layer.tar",
+        "missing",
+    ),
+    "docker-config-malformed": (lambda: docker_base(config=lambda c: b"{"), ".json", "not valid JSON"),
+    "docker-corrupt-gzip-layer": (
+        lambda: {
+            **docker_base(config=lambda c: {**c, "rootfs": {"type": "layers", "diff_ids": []}}),
+            "0123abcd/layer.tar": gzip.compress(bytes(range(256)) * 64)[:-20],
+        },
+        "layer sha256:",
+        "not a readable gzip stream",
+    ),
+}
+
+
+@pytest.fixture(scope="module")
+def wheel(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return make_wheel(tmp_path_factory.mktemp("wheel"), APP, name="app")
+
+
+def _refused(proc: Any) -> str:
+    assert proc.returncode == 2, proc.stderr
+    assert "Traceback" not in proc.stderr, proc.stderr
+    assert proc.stdout == ""
+    lines = proc.stderr.splitlines()
+    assert len(lines) == 1 and lines[0].startswith("hatch-pyc: error: --base "), proc.stderr
+    return str(lines[0])
+
+
+@pytest.mark.parametrize("form", ["dir", "tar"])
+@pytest.mark.parametrize("case", sorted(CASES))
+def test_hostile_base_is_refused_and_leaves_nothing(wheel: Path, tmp_path: Path, case: str, form: str) -> None:
+    files, names, says = CASES[case]
+    base = write_base(tmp_path / "in/base", files(), form)
+    (tmp_path / "in/secret").write_bytes(SECRET)  # what ../../../secret would reach from the base's blobs/sha256
+    (tmp_path / "out/sibling").mkdir(parents=True)
+    (tmp_path / "out/sibling/keep.txt").write_text("keep\n")
+    layout = tmp_path / "out/new" / ("image" if form == "dir" else "image.tar")
+    before = snapshot(tmp_path)
+    line = _refused(
+        layer_cli(wheel, tmp_path / "out/new/layer.tar.gz", "--base", str(base), "--oci-layout", str(layout))
+    )
+    assert names in line and says in line, line
+    assert snapshot(tmp_path) == before  # no layer, no layout, no out/new, nothing beside or above them
+
+
+@pytest.mark.parametrize(
+    "entry",
+    [
+        pytest.param(("blobs/sha256", "symlink"), id="symlink"),
+        pytest.param(("blobs/sha256/../../../secret", "traversal"), id="dotdot"),
+        pytest.param(("index.json", "duplicate"), id="duplicate"),
+    ],
+)
+def test_unsafe_tar_entries_are_refused(wheel: Path, tmp_path: Path, entry: tuple[str, str]) -> None:
+    import io
+    import tarfile
+
+    name, kind = entry
+    buffer = io.BytesIO()
+    with tarfile.open(fileobj=buffer, mode="w") as tar:
+        for rel, data in oci_base().items():
+            info = tarfile.TarInfo(rel)
+            info.size = len(data)
+            tar.addfile(info, io.BytesIO(data))
+        info = tarfile.TarInfo(name)
+        if kind == "symlink":
+            info.type, info.linkname = tarfile.SYMTYPE, "/etc"
+        tar.addfile(info, io.BytesIO(b""))
+    (tmp_path / "base.tar").write_bytes(buffer.getvalue())
+    before = snapshot(tmp_path)
+    out = tmp_path / "out"
+    line = _refused(
+        layer_cli(wheel, out / "l.tar.gz", "--base", str(tmp_path / "base.tar"), "--oci-layout", str(out / "i"))
+    )
+    assert "unsafe entry" in line and repr(name) in line
+    assert snapshot(tmp_path) == before
+
+
+def test_a_blob_linked_out_of_a_base_directory_is_refused(wheel: Path, tmp_path: Path) -> None:
+    """Even with the right digest, a blob is read only from inside the base: the link is refused, unread."""
+    base = write_base(tmp_path / "base", oci_base(), "dir")
+    (tmp_path / "elsewhere").write_bytes(BASE_LAYER)
+    (base / LAYER_BLOB).unlink()
+    (base / LAYER_BLOB).symlink_to(tmp_path / "elsewhere")
+    before = snapshot(tmp_path)
+    out = tmp_path / "out"
+    line = _refused(layer_cli(wheel, out / "l.tar.gz", "--base", str(base), "--oci-layout", str(out / "i")))
+    assert f"{LAYER_BLOB}: a link out of the base" in line
+    assert snapshot(tmp_path) == before
+
+
+def test_base_not_a_layout_nor_an_archive(wheel: Path, tmp_path: Path) -> None:
+    for name, content in (("empty", None), ("junk.tar", b"not a tar at all" * 100)):
+        base = tmp_path / name
+        if content is None:
+            base.mkdir()
+        else:
+            base.write_bytes(content)
+        out = tmp_path / "out"
+        line = _refused(layer_cli(wheel, out / "l.tar.gz", "--base", str(base), "--oci-layout", str(out / "i")))
+        assert line.startswith(f"hatch-pyc: error: --base {base}: ")
+        assert not out.exists()
