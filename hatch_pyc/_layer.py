@@ -70,8 +70,9 @@ def image_paths(prefix: str, interp: Interpreter, scripts: str | None = None, py
     )
 
 
-def _install(wheels: Sequence[Path], root: Path, paths: ImagePaths) -> None:
-    """Install each wheel through the gate (:func:`~hatch_pyc._wheelcheck.open_wheel`)."""
+def _install(wheels: Sequence[Path], root: Path, paths: ImagePaths, interp: Interpreter) -> None:
+    """Install each wheel through the gate (:func:`~hatch_pyc._wheelcheck.open_wheel`), refusing one
+    whose tags or Requires-Python exclude the image's interpreter, as installers would."""
     from installer.destinations import SchemeDictionaryDestination
 
     from hatch_pyc._wheelcheck import open_wheel
@@ -91,6 +92,7 @@ def _install(wheels: Sequence[Path], root: Path, paths: ImagePaths) -> None:
             scheme, interpreter=str(paths.interpreter), script_kind="posix", bytecode_optimization_levels=()
         )
         with open_wheel(wheel) as checked:
+            checked.check_target(interp)
             checked.install(destination)
 
 
@@ -183,7 +185,7 @@ def write_layer(
     out = Path(output)
     with tempfile.TemporaryDirectory(prefix="hatch-pyc-layer-") as scratch:
         root = Path(scratch) / "root"
-        _install([Path(w) for w in wheels], root, paths)
+        _install([Path(w) for w in wheels], root, paths, interp)
         site = root / paths.purelib.relative_to("/")
         # Timestamp pycs must match the time every file will have in the layer.
         layer_options = PycOptions(

@@ -64,6 +64,7 @@ def _install_wheel(wheel: Path, dest: Path, interp: Interpreter) -> None:
     from hatch_pyc._wheelcheck import open_wheel
 
     with open_wheel(wheel) as checked:
+        checked.check_target(interp)  # a wheel the target's installers would refuse is not measured
         dest.mkdir(parents=True, exist_ok=True)
         scheme = {key: str(dest / key) for key in ("scripts", "headers", "data")}
         scheme.update(purelib=str(dest), platlib=str(dest))

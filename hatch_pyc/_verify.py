@@ -32,7 +32,12 @@ from hatch_pyc._options import PycOptions
 from hatch_pyc._targets import Interpreter
 
 _CHILD = r"""
-import importlib, json, os, sys, traceback
+import sys
+# -c puts the working directory (the tree) first on sys.path: a module there named json or
+# traceback would replace the ones this harness needs before any module is checked.
+if sys.path and sys.path[0] in ("", "."):
+    del sys.path[0]
+import importlib, json, os, traceback
 # Results go to a private copy of stdout; whatever modules print (from Python or C) goes to stderr.
 results = os.fdopen(os.dup(1), "w")
 os.dup2(2, 1)
@@ -173,6 +178,8 @@ def import_all(
             try:
                 for result, error in group.results(timeout):
                     if result is not None:
+                        if result.get("module") not in batch:
+                            continue  # a forked child of an import (or the module itself) wrote it: not ours
                         loaded = tuple(result.get("loaded", ()))
                         record(ModuleOutcome(result["module"], result["ok"], result.get("error"), loaded))
                         batch.remove(result["module"])

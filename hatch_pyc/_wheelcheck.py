@@ -281,7 +281,9 @@ class CheckedWheel:
                     with zf.open(name) as stream:
                         if not self.record[name].validate_stream(cast(BinaryIO, stream)):
                             bad.append(name)
-        except (zipfile.BadZipFile, OSError, EOFError, zlib.error) as exc:
+        except Exception as exc:
+            # any decoder's failure (zlib, bz2, lzma, an unsupported method, an encrypted entry) is a wheel
+            # that cannot be read: one line, as every reader says it
             raise _unreadable(self.path, exc) from exc
         if bad:
             raise InvalidWheel(f"{self.path}: {first_problem([_mismatch(name) for name in bad])}")

@@ -184,3 +184,28 @@ def test_decoding_is_bounded_in_time_too(tmp_path: Path) -> None:
     assert read_code_info(pyc) is not None
     with pytest.raises(InvalidPyc, match=r"slow\.pyc: decoding it took more than 0 s; refused"):
         read_code_info(pyc, timeout=0.001)
+
+
+# Found by an adversarial review.
+
+
+def test_a_forked_child_that_goes_on_importing_does_not_confuse_verify(tmp_path: Path) -> None:
+    files = {f"pkg/m{i}.py": "X = 1\n" for i in range(12)}
+    files["pkg/__init__.py"] = ""
+    files["pkg/a.py"] = "import os, time\nif os.fork() == 0:\n    time.sleep(0.3)\n"  # the child returns and imports on
+    files["pkg/b.py"] = "import time\ntime.sleep(1.0)\n"
+    tree = write_tree(tmp_path / "t", files)
+    proc = run_cli("verify", "--workers", "1", str(tree))
+    assert proc.returncode == 0, proc.stderr
+    assert "Traceback" not in proc.stderr
+
+
+def test_a_tree_module_named_like_the_harness_needs_does_not_replace_it(tmp_path: Path) -> None:
+    tree = write_tree(tmp_path / "t", {"json.py": "raise SystemExit('shadowed')\n", "other.py": "X = 1\n"})
+    proc = run_cli("verify", str(tree), "--json", str(tmp_path / "v.json"))
+    assert "exited" not in proc.stderr + proc.stdout, proc.stdout
+    import json
+
+    report = json.loads((tmp_path / "v.json").read_text())
+    # Before, the tree's json.py replaced the harness's own and every module "exited (1)".
+    assert proc.returncode == 0 and report["both"] == [] and report["sourceless_only"] == []

@@ -351,3 +351,25 @@ def test_the_wheels_guide_example_runs_as_written(tmp_path: Path) -> None:
     for minor, wheel in zip(("3.12", "3.13"), yaml, strict=True):
         run_cli("wheel", str(tmp_path / wheel), "-o", str(tmp_path / "sourceless"), "--python", minor, check=True)
     assert len(before) == 4 and len(list((tmp_path / "sourceless").iterdir())) == 6
+
+
+# Found by an adversarial review of the gate.
+
+
+def test_an_entry_no_decoder_can_read_is_refused_in_one_line_everywhere(tmp_path: Path) -> None:
+    (tmp_path / "in").mkdir()
+    wheel = wheel_from(tmp_path / "in", GOOD, _good())
+    data = bytearray(wheel.read_bytes())
+    with zipfile.ZipFile(wheel) as zf:
+        info = zf.getinfo("demo/__init__.py")
+    for offset in (info.header_offset + 8, data.rfind(b"PK\x01\x02", 0) + 10):  # local and central method
+        data[offset : offset + 2] = (99).to_bytes(2, "little")  # 99: AES, which zipfile cannot decode
+    wheel.write_bytes(bytes(data))
+    _refused_everywhere(tmp_path, wheel, "")
+
+
+def test_a_wheel_whose_requires_python_excludes_the_target_is_refused_by_every_reader(tmp_path: Path) -> None:
+    (tmp_path / "in").mkdir()
+    newer = f">={sys.version_info[0]}.{sys.version_info[1] + 1}"
+    wheel = wheel_from(tmp_path / "in", GOOD, _good(metadata=_meta(extra=f"Requires-Python: {newer}\n")))
+    _refused_everywhere(tmp_path, wheel, "excludes CPython")
