@@ -31,6 +31,7 @@ TEST_DEPS = [
     "pillow>=10",
     "hypothesis>=6",
     "uv>=0.5",  # tests uninstall with uv: RECORD must hold what it removes
+    "pytest-xdist>=3",
 ]
 nox.options.sessions = ["tests", "lint", "types", "docs", "docker"]
 nox.options.reuse_existing_virtualenvs = True
@@ -73,9 +74,12 @@ PYTHONS = _pythons()
 
 @nox.session(python=PYTHONS)
 def tests(session: nox.Session) -> None:
-    """The test suite, run by each CPython; every test also targets every CPython found."""
+    """The test suite, run by each CPython; every test also targets every CPython found.
+
+    Spread over one worker per CPU (pytest-xdist): the tests are real processes that mostly wait
+    on each other, and six sessions of them in a row would take CI past 40 minutes."""
     session.install(".[docker]", *TEST_DEPS)
-    session.run("pytest", "-m", "not docker", *session.posargs)
+    session.run("pytest", "-m", "not docker", "-n", "auto", *session.posargs)
 
 
 @nox.session(python="3.11")
