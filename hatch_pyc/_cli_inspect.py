@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from hatch_pyc._cli_shared import EXIT_OK
+from hatch_pyc._cli_shared import EXIT_OK, show
 
 
 def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -33,17 +33,17 @@ def run_inspect(args: argparse.Namespace) -> int:
     if args.json:
         import json
 
-        print(json.dumps(info, indent=2))
+        show(json.dumps(info, indent=2))
         return EXIT_OK
     width = max(len(k) for k in info)
     if header.python is None:
         info["python"] = f"unknown (magic {header.magic_number} is not a CPython release this hatch-pyc knows)"
     for key, value in info.items():
-        print(f"{key:<{width}}  {value}")
+        show(f"{key:<{width}}  {value}", lines=False)
     if code is None:
         if header.python is not None:
-            print(f"{'code':<{width}}  (no CPython {header.python} found here to load it)")
+            show(f"{'code':<{width}}  (no CPython {header.python} found here to load it)")
     elif args.dis:
-        print()
-        print(code.dis, end="")
+        show()
+        show(code.dis, end="")
     return EXIT_OK

@@ -78,7 +78,8 @@ def run_layer(args: argparse.Namespace) -> int:
     from pathlib import Path
 
     from hatch_pyc._layer import write_layer
-    from hatch_pyc._oci import StagedOutputs, read_base, write_image
+    from hatch_pyc._oci import StagedOutputs, write_image
+    from hatch_pyc._oci_base import read_base
     from hatch_pyc._targets import find_interpreter
 
     image = bool(args.oci_layout or args.docker)

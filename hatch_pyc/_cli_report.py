@@ -10,7 +10,7 @@ import argparse
 import os
 from typing import TYPE_CHECKING, Any
 
-from hatch_pyc._cli_shared import EXIT_FAILED, EXIT_OK, add_optimize, progress_bar, show_progress
+from hatch_pyc._cli_shared import EXIT_FAILED, EXIT_OK, add_optimize, progress_bar, show, show_progress
 
 if TYPE_CHECKING:
     from hatch_pyc._report import GateResult
@@ -178,7 +178,7 @@ def run_images(args: argparse.Namespace) -> int:
     if not args.quiet:
         render_images_terminal(report, lines)
     elif lines:
-        print("\n".join(lines))
+        show("\n".join(lines))
     return EXIT_FAILED if gate and gate.failures else EXIT_OK
 
 

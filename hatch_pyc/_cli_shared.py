@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import re
 import sys
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -20,9 +21,35 @@ from hatch_pyc._options import ON_ERROR, OUTSIDE_PACKAGES
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
 
 
+# What a message may not send to a terminal as it is: control characters (an escape sequence in a
+# file name or an untrusted module's error rewrites the screen; a newline splits a one-line error)
+# and lone surrogates (a name that is not UTF-8, which cannot be printed at all).
+_UNSAFE = re.compile("[\x00-\x1f\x7f-\x9f\ud800-\udfff]")
+
+
+def _escaped(match: re.Match[str]) -> str:
+    char = match.group()
+    return f"\\x{ord(char):02x}" if ord(char) < 0x100 else f"\\u{ord(char):04x}"
+
+
+def terminal_safe(text: str, *, lines: bool = False) -> str:
+    """``text`` with control characters and lone surrogates written as escapes (``\\x1b``, ``\\udcff``).
+
+    ``lines=True`` keeps newlines (and tabs): for text that is several lines by design.
+    """
+    if lines:
+        return "\n".join(terminal_safe(line.replace("\t", "    ")) for line in text.split("\n"))
+    return _UNSAFE.sub(_escaped, text)
+
+
 def say(message: str, stream: TextIO | None = None) -> None:
-    """A message for the user, on stderr unless told otherwise."""
-    print(message, file=stream or sys.stderr)
+    """A message for the user, on stderr unless told otherwise; one line, whatever it quotes."""
+    print(terminal_safe(message), file=stream or sys.stderr)
+
+
+def show(text: str = "", *, lines: bool = True, end: str = "\n") -> None:
+    """Output on stdout, control characters and lone surrogates escaped (newlines kept with ``lines``)."""
+    print(terminal_safe(text, lines=lines), end=end)
 
 
 def show_progress(args: argparse.Namespace) -> bool:

@@ -5,7 +5,16 @@ from __future__ import annotations
 import argparse
 from typing import TYPE_CHECKING
 
-from hatch_pyc._cli_shared import EXIT_FAILED, EXIT_OK, add_exclude, add_optimize, progress_bar, say, show_progress
+from hatch_pyc._cli_shared import (
+    EXIT_FAILED,
+    EXIT_OK,
+    add_exclude,
+    add_optimize,
+    progress_bar,
+    say,
+    show,
+    show_progress,
+)
 from hatch_pyc._options import PycOptions
 
 if TYPE_CHECKING:
@@ -81,15 +90,18 @@ def run_verify(args: argparse.Namespace) -> int:
                 indent=2,
             )
     for module, error, _ in result.sourceless_only:
-        print(f"FAIL {module}: imports from source but not sourceless: {error}")
-        print(f"     {describe_fix(result.fixes[module])}")
+        show(f"FAIL {module}: imports from source but not sourceless: {error}", lines=False)
+        show(f"     {describe_fix(result.fixes[module])}")
     for module, error, pyc in result.no_source:
-        print(f"FAIL {module}: fails sourceless, and there is no source to compare with ({pyc} has no .py): {error}")
-        print("     verify the tree, wheel or venv that still has its sources (before --strip) to tell")
+        show(
+            f"FAIL {module}: fails sourceless, and there is no source to compare with ({pyc} has no .py): {error}",
+            lines=False,
+        )
+        show("     verify the tree, wheel or venv that still has its sources (before --strip) to tell")
     if result.both and not args.quiet:
-        print(f"{len(result.both)} module(s) fail with and without sources (not caused by compiling):")
+        show(f"{len(result.both)} module(s) fail with and without sources (not caused by compiling):")
         for module, error in result.both:
-            print(f"     {module}: {error}")
+            show(f"     {module}: {error}", lines=False)
     say(
         f"hatch-pyc: {result.modules} modules imported sourceless for CPython {interp.minor}: "
         f"{result.compiled_ok} ok, {len(result.sourceless_only)} fail only without sources, "

@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import argparse
-from typing import TYPE_CHECKING
+import signal
+from typing import TYPE_CHECKING, TextIO
 
 from hatch_pyc._cli_shared import (
     EXIT_OK,
@@ -11,6 +12,7 @@ from hatch_pyc._cli_shared import (
     add_on_error_and_workers,
     add_optimize,
     add_outside_packages,
+    reserved_output,
     say,
 )
 from hatch_pyc._options import PycOptions
@@ -47,6 +49,7 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
 
 def run_wheel(args: argparse.Namespace) -> int:
     """Convert every wheel for every target; name each wheel written."""
+    from hatch_pyc._errors import Interrupted
     from hatch_pyc._targets import find_interpreter
     from hatch_pyc._wheel import convert_wheels
 
@@ -61,32 +64,46 @@ def run_wheel(args: argparse.Namespace) -> int:
         outside_packages=args.outside_packages,
     )
     # Every (wheel, target) pair is checked before anything is written; all outputs or none.
-    outputs = convert_wheels(args.wheels, args.output, targets, options)
+    # The --json file is opened first too: one that cannot be written fails the run before it starts.
+    with reserved_output(args.json) as json_out:
+        try:
+            outputs = convert_wheels(args.wheels, args.output, targets, options)
+        except Interrupted as exc:  # it arrived while the outputs were renamed into place, which was finished
+            outputs = exc.result  # type: ignore[assignment]
+            args.changed = f"{len(outputs)} wheel(s) written"
+            _report(args, outputs, json_out)
+            what = "interrupted" if exc.signum == signal.SIGINT else "terminated"
+            say(f"hatch-pyc: {what} while the wheels were moved into place, which was completed first: {args.changed}")
+            return 128 + exc.signum
+        args.changed = f"{len(outputs)} wheel(s) written"
+        _report(args, outputs, json_out)
+    return EXIT_OK
+
+
+def _report(args: argparse.Namespace, outputs: list[WheelConversion], json_out: TextIO | None) -> None:
     if not args.quiet:
         for result in outputs:
             say(f"hatch-pyc: {result.output} ({summarise(result)})")
-    if args.json:
+    if json_out is not None:
         import json
 
-        with open(args.json, "w", encoding="utf-8") as handle:
-            json.dump(
-                [
-                    {
-                        "source": str(r.source),
-                        "output": str(r.output),
-                        "python": r.interpreter.minor,
-                        "tag": r.tag,
-                        "compiled": r.compiled,
-                        "kept_source": r.kept_source,
-                        "outside_packages": r.outside_packages,
-                        "replaced": r.replaced,
-                    }
-                    for r in outputs
-                ],
-                handle,
-                indent=2,
-            )
-    return EXIT_OK
+        json.dump(
+            [
+                {
+                    "source": str(r.source),
+                    "output": str(r.output),
+                    "python": r.interpreter.minor,
+                    "tag": r.tag,
+                    "compiled": r.compiled,
+                    "kept_source": r.kept_source,
+                    "outside_packages": r.outside_packages,
+                    "replaced": r.replaced,
+                }
+                for r in outputs
+            ],
+            json_out,
+            indent=2,
+        )
 
 
 def summarise(result: WheelConversion) -> str:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime
 import os
+import stat
 import struct
 from dataclasses import dataclass
 from pathlib import Path
@@ -106,10 +107,17 @@ def parse_header(data: bytes, name: str = "<bytes>") -> PycHeader:
 def read_header(path: str | os.PathLike[str]) -> PycHeader:
     """Read and decode the header of the pyc at ``path``."""
     try:
-        with open(path, "rb") as handle:
-            data = handle.read(16)
+        # O_NONBLOCK: a FIFO given as the pyc must not wait for a writer; it is refused below.
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK)
     except OSError as exc:
         raise InvalidPyc(f"{path}: cannot read it ({exc.strerror or exc})") from exc
+    with open(fd, "rb") as handle:
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            raise InvalidPyc(f"{path}: not a regular file")
+        try:
+            data = handle.read(16)
+        except OSError as exc:
+            raise InvalidPyc(f"{path}: cannot read it ({exc.strerror or exc})") from exc
     return parse_header(data, str(Path(path)))
 
 

@@ -4,7 +4,10 @@ The input is untrusted: it is opened through the gate (:mod:`hatch_pyc._wheelche
 every target and every RECORD hash is checked before anything is written. Members that do
 not change are copied as their already-compressed bytes; only the compiled modules, WHEEL
 and RECORD are new. Outputs are written to temporary files beside their final names and
-renamed when all are complete.
+renamed when all are complete, together: a failure while renaming puts back what the earlier
+renames replaced, SIGINT and SIGTERM wait until the renames are done, and temporaries left by a
+killed run (``.<name>.<pid>-<hex>.hatch-pyc-tmp``) are removed by the next run that writes
+the same output.
 """
 
 from __future__ import annotations
@@ -15,8 +18,8 @@ import csv
 import hashlib
 import io
 import os
+import stat
 import struct
-import tempfile
 import time
 import zipfile
 from collections.abc import Sequence
@@ -29,8 +32,9 @@ from typing import IO, TYPE_CHECKING
 from packaging.tags import Tag
 from packaging.utils import parse_wheel_filename
 
+from hatch_pyc._commit import Commit, held_signals, new_token, recover, tmp_name
 from hatch_pyc._compile import DeliveredPyc, compile_plan
-from hatch_pyc._errors import HatchPycError, InvalidInput, first_problem
+from hatch_pyc._errors import HatchPycError, Interrupted, InvalidInput, first_problem
 from hatch_pyc._layout import outside_packages
 from hatch_pyc._options import PycOptions
 from hatch_pyc._plan import CompilePlan, PlannedSource
@@ -132,9 +136,18 @@ def _read_raw(src: io.BufferedReader, info: zipfile.ZipInfo) -> int:
     return info.compress_size
 
 
+def _file_attr(like: zipfile.ZipInfo) -> int:
+    """A regular file's ``external_attr``: 0o755 if the input's mode had an execute bit, else 0o644.
+
+    That is all an installer reads of it (pip and installer make a file executable or not);
+    set-id, sticky and world-writable bits, or a file type, from an untrusted wheel are dropped.
+    """
+    return (stat.S_IFREG | (0o755 if (like.external_attr >> 16) & 0o111 else 0o644)) << 16
+
+
 def _new_info(name: str, like: zipfile.ZipInfo, date_time: tuple[int, int, int, int, int, int]) -> zipfile.ZipInfo:
     info = zipfile.ZipInfo(name, date_time=date_time)
-    info.external_attr = like.external_attr or (0o644 << 16)
+    info.external_attr = _file_attr(like)
     info.create_system = 3
     info.compress_type = zipfile.ZIP_DEFLATED
     return info
@@ -161,7 +174,7 @@ class _Writer:
 
     def copy_raw(self, src: io.BufferedReader, info: zipfile.ZipInfo, date_time: tuple[int, ...]) -> None:
         out = zipfile.ZipInfo(info.filename, date_time=date_time)  # type: ignore[arg-type]
-        out.external_attr = info.external_attr
+        out.external_attr = _file_attr(info)
         out.create_system = 3
         out.compress_type = info.compress_type
         out.CRC = info.CRC
@@ -248,13 +261,14 @@ def convert_wheel(
     """
     options = _check_options(options, targets, output)
     staged: list[tuple[Path, Path]] = []
+    token = new_token()
     with open_wheel(Path(wheel)) as checked:
         try:
-            results = _convert(checked, out_dir, targets, options, output=output, staged=staged)
+            results = _convert(checked, out_dir, targets, options, output=output, staged=staged, token=token)
         except BaseException:
             _discard(staged)
             raise
-    _commit(staged)
+    _commit(staged, token, results)
     return results
 
 
@@ -289,14 +303,15 @@ def convert_wheels(
         raise InvalidWheel(first_problem(problems) + "; nothing was written")
     staged: list[tuple[Path, Path]] = []
     results: list[WheelConversion] = []
+    token = new_token()
     try:
         for wheel in dict.fromkeys(Path(w) for w in wheels):
             with open_wheel(wheel) as checked:
-                results.extend(_convert(checked, out_dir, targets, options, output=None, staged=staged))
+                results.extend(_convert(checked, out_dir, targets, options, output=None, staged=staged, token=token))
     except BaseException:
         _discard(staged)
         raise
-    _commit(staged)
+    _commit(staged, token, results)
     return results
 
 
@@ -316,14 +331,27 @@ def _discard(staged: list[tuple[Path, Path]]) -> None:
         tmp.unlink(missing_ok=True)
 
 
-def _commit(staged: list[tuple[Path, Path]]) -> None:
-    """Rename every finished temporary into place; on an error remove those not yet renamed."""
-    for index, (tmp, final) in enumerate(staged):
+def _commit(staged: list[tuple[Path, Path]], token: str, results: list[WheelConversion]) -> None:
+    """Rename every finished temporary into place, all or none (see :mod:`hatch_pyc._commit`).
+
+    A rename that fails puts back every file the earlier ones replaced and removes the
+    temporaries; SIGINT and SIGTERM are held until the renames are done, then reported as
+    :class:`Interrupted` carrying ``results`` (every output was written).
+    """
+    commit = Commit(token)
+    with held_signals() as arrived:
         try:
-            os.replace(tmp, final)
+            for tmp, final in staged:
+                commit.install(tmp, final)
         except BaseException:
-            _discard(staged[index:])
+            try:
+                commit.roll_back()
+            finally:
+                _discard(staged)
             raise
+        commit.finish()
+    if arrived:
+        raise Interrupted(arrived[0], results)
 
 
 def _convert(
@@ -334,6 +362,7 @@ def _convert(
     *,
     output: str | os.PathLike[str] | None,
     staged: list[tuple[Path, Path]],
+    token: str,
 ) -> list[WheelConversion]:
     """Convert one checked wheel for each target; append each finished (temporary, final) to ``staged``."""
     path, zf, dist_info, entries = checked.path, checked.zf, checked.dist_info, checked.record
@@ -432,6 +461,7 @@ def _convert(
                 tags=new_tags,
                 final=final,
                 epoch=epoch,
+                token=token,
             )
             staged.append((tmp, final))
             results.append(conversion)
@@ -450,12 +480,16 @@ def _write_wheel(
     tags: list[Tag],
     final: Path,
     epoch: int | None,
+    token: str,
 ) -> Path:
-    """Write the new wheel to a hidden temporary beside ``final``; return its path (the caller renames it)."""
+    """Write the new wheel to a hidden temporary beside ``final``; return its path (the caller renames it).
+
+    Temporaries and backups of ``final`` that a killed run left are removed first.
+    """
     final.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp_name = tempfile.mkstemp(prefix=f".{final.name}.", suffix=".hatch-pyc-tmp", dir=final.parent)
-    os.close(fd)
-    tmp = Path(tmp_name)
+    recover([final.parent], lambda path: path == final)
+    tmp = tmp_name(final, token)
+    os.close(os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
     rows: list[tuple[str, str, str]] = []
     record_name = f"{dist_info}/RECORD"
     writer = _Writer(tmp)

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import posixpath
 import stat
+import unicodedata
 import zipfile
 import zlib
 from collections.abc import Iterable, Sequence
@@ -60,10 +61,9 @@ def _check_names(zf: zipfile.ZipFile, wheel: Path) -> list[zipfile.ZipInfo]:
         name = info.filename
         if name.endswith("/"):
             continue  # directory entries carry nothing; they are not copied
-        normalised = posixpath.normpath(name)
         if name.startswith(("/", "\\")) or (len(name) > 1 and name[1] == ":") or "\\" in name:
             raise InvalidWheel(f"{wheel}: entry {name!r} has an absolute or non-POSIX path")
-        if normalised != name or ".." in name.split("/") or name.startswith("./"):
+        if posixpath.normpath(name) != name or any(part in ("", ".", "..") for part in name.split("/")):
             raise InvalidWheel(f"{wheel}: entry {name!r} is not a plain relative path ('..' or '.' parts)")
         if stat.S_ISLNK(info.external_attr >> 16):
             raise InvalidWheel(f"{wheel}: entry {name!r} is a symbolic link")
@@ -82,6 +82,50 @@ def _check_names(zf: zipfile.ZipFile, wheel: Path) -> list[zipfile.ZipInfo]:
     if total > MAX_TOTAL_BYTES:
         raise InvalidWheel(f"{wheel}: entries inflate to {total} bytes in all (a decompression bomb?)")
     return infos
+
+
+def _install_path(entry: str, data_dir: str) -> str:
+    """Where an installer puts ``entry``, as ``<scheme>/<path>``; the root, purelib and platlib
+    share one name space (they are one directory in a venv and on most systems)."""
+    if entry.startswith(data_dir):
+        scheme, _, rest = entry[len(data_dir) :].partition("/")
+        return f"{'lib' if scheme in ('purelib', 'platlib') else scheme}/{rest}"
+    return f"lib/{entry}"
+
+
+def _check_install_paths(names: Iterable[str], data_dir: str, tags: frozenset[Tag], wheel: Path) -> None:
+    """Refuse two entries an installer would write to one path, or a file where a directory goes.
+
+    ``pkg/mod.py`` beside ``<name>.data/purelib/pkg/mod.py`` is one file installed twice; ``pkg/m``
+    beside ``pkg/m/x.py`` cannot be installed at all. Names equal once Unicode-normalised are one
+    file on macOS; names equal but for case are one file on macOS and Windows, so they are
+    refused in a wheel that may be installed there (a ``-any`` or macOS or Windows tag).
+    """
+    folds_case = any(tag.platform == "any" or tag.platform.startswith(("macosx", "win", "ios")) for tag in tags)
+
+    def fold(path: str) -> str:
+        path = unicodedata.normalize("NFC", path)
+        return path.casefold() if folds_case else path
+
+    files: dict[str, str] = {}  # folded install path -> entry
+    for entry in sorted(names):
+        where = _install_path(entry, data_dir)
+        key = fold(where)
+        if key in files:
+            other = files[key]
+            how = (
+                ""
+                if where == _install_path(other, data_dir)
+                else " where names differing in case or Unicode form are one"
+            )
+            raise InvalidWheel(f"{wheel}: entries {other!r} and {entry!r} install to the same path{how}")
+        files[key] = entry
+    for key, entry in files.items():
+        parent = key.rpartition("/")[0]
+        while parent.count("/") >= 1:
+            if parent in files:
+                raise InvalidWheel(f"{wheel}: entry {files[parent]!r} is a file where {entry!r} needs a directory")
+            parent = parent.rpartition("/")[0]
 
 
 def _unreadable(wheel: Path, exc: BaseException) -> InvalidWheel:
@@ -179,9 +223,23 @@ def _record_entries(zf: zipfile.ZipFile, wheel: Path, dist_info: str, names: set
     return {row[0]: RecordEntry.from_elements(*row) for row in rows if row[1] and row[2]}
 
 
+# Patch releases a ``Requires-Python`` is tried against: a sourceless wheel is tagged for a minor
+# version, not for the patch release that compiled it.
+_PATCHES = 100
+
+
 def admits(constraint: SpecifierSet | None, interp: Interpreter) -> bool:
-    """Whether a ``Requires-Python`` (or ``requires-python``) allows the target CPython."""
-    return constraint is None or constraint.contains(".".join(map(str, interp.version)), prereleases=True)
+    """Whether a ``Requires-Python`` (or ``requires-python``) allows some release of the target's minor version.
+
+    The sourceless wheel is tagged ``cpXY`` and installs on every X.Y.z; installers still check
+    ``Requires-Python`` against the exact version that installs it. So ``>=3.12.5`` admits a
+    target of 3.12.1 (the wheel serves 3.12.5 and later) and only a constraint no 3.12.z meets
+    (``>=3.13``, ``<3.12``) refuses it.
+    """
+    if constraint is None:
+        return True
+    major, minor = interp.version[:2]
+    return any(constraint.contains(f"{major}.{minor}.{patch}", prereleases=True) for patch in range(_PATCHES))
 
 
 def retag(tags: frozenset[Tag], interp: Interpreter, wheel: Path) -> tuple[str, list[Tag]]:
@@ -261,9 +319,9 @@ class CheckedWheel:
     def check_target(self, interp: Interpreter) -> tuple[str, list[Tag]]:
         """The sourceless wheel's tags for ``interp``; refuse a target the wheel does not admit."""
         if not admits(self.requires_python, interp):
-            full = ".".join(map(str, interp.version))
+            minor = "{}.{}".format(*interp.version[:2])
             raise InvalidWheel(
-                f"{self.path}: its Requires-Python `{self.requires_python}` excludes CPython {full} "
+                f"{self.path}: its Requires-Python `{self.requires_python}` excludes CPython {minor} "
                 "(installers would refuse the wheel); choose a target it allows"
             )
         return retag(self.tags, interp, self.path)
@@ -323,8 +381,10 @@ def open_wheel(wheel: str | Path) -> CheckedWheel:
         requires_python = _check_metadata(metadata, path, name, version)
         data_dir = dist_info[: -len(".dist-info")] + ".data/"
         for entry in names:
-            if entry.startswith(data_dir) and entry[len(data_dir) :].split("/", 1)[0] not in _SCHEMES:
+            scheme, _, rest = entry[len(data_dir) :].partition("/")
+            if entry.startswith(data_dir) and (scheme not in _SCHEMES or not rest):
                 raise InvalidWheel(f"{path}: entry {entry!r} is in no install scheme ({', '.join(_SCHEMES)})")
+        _check_install_paths(names, data_dir, tags, path)
         record = _record_entries(zf, path, dist_info, names)
     except BaseException:
         zf.close()

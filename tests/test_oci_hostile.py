@@ -114,6 +114,17 @@ CASES: dict[str, tuple[Callable[[], dict[str, bytes]], str, str]] = {
         "not an image manifest or index",
     ),
     "indexes-nested-too-deep": (lambda: _nested_indexes(oci_base(), 3), "blobs/sha256/", "indexes nested"),
+    # diff_ids are digests too: the layers must unpack to them (docker load would refuse the image)
+    "diff-id-not-the-layers": (
+        lambda: oci_base(config=lambda c: {**c, "rootfs": {"type": "layers", "diff_ids": [sha256(b"other")]}}),
+        "blobs/sha256/",
+        f"rootfs.diff_ids[0] is {sha256(b'other')}, but layer {sha256(BASE_LAYER)} unpacks to",
+    ),
+    "diff-ids-more-than-layers": (
+        lambda: oci_base(config=lambda c: {**c, "rootfs": {"type": "layers", "diff_ids": [sha256(b"a")] * 2}}),
+        "blobs/sha256/",
+        "rootfs.diff_ids lists 2 layers, the manifest 1",
+    ),
     # 7: empty or malformed documents
     "index-empty": (lambda: oci_base(index=lambda i: b""), "index.json", "empty, not JSON"),
     "index-not-json": (lambda: oci_base(index=lambda i: b'{"manifests": ['), "index.json", "not valid JSON"),
@@ -228,6 +239,7 @@ def test_hostile_base_is_refused_and_leaves_nothing(wheel: Path, tmp_path: Path,
         pytest.param(("blobs/sha256", "symlink"), id="symlink"),
         pytest.param(("blobs/sha256/../../../secret", "traversal"), id="dotdot"),
         pytest.param(("index.json", "duplicate"), id="duplicate"),
+        pytest.param(("./index.json", "duplicate"), id="duplicate-spelled-differently"),
     ],
 )
 def test_unsafe_tar_entries_are_refused(wheel: Path, tmp_path: Path, entry: tuple[str, str]) -> None:
@@ -279,3 +291,42 @@ def test_base_not_a_layout_nor_an_archive(wheel: Path, tmp_path: Path) -> None:
         line = _refused(layer_cli(wheel, out / "l.tar.gz", "--base", str(base), "--oci-layout", str(out / "i")))
         assert line.startswith(f"hatch-pyc: error: --base {base}: ")
         assert not out.exists()
+
+
+def test_a_gzip_layer_inflating_past_its_bound_is_refused(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A gzip layer is inflated to check its diff_id, at most MAX_INFLATED + MAX_RATIO x its size."""
+    from hatch_pyc import _oci_base
+    from hatch_pyc._errors import InvalidInput
+
+    base = write_base(tmp_path / "base", oci_base(), "dir")
+    inflated = len(gzip.decompress(BASE_LAYER))
+    monkeypatch.setattr(_oci_base, "MAX_RATIO", 1)
+    monkeypatch.setattr(_oci_base, "MAX_INFLATED", inflated - len(BASE_LAYER) - 1)  # one byte short
+    with pytest.raises(InvalidInput, match=r"inflates to more than \d+ bytes .*a decompression bomb"):
+        _oci_base.read_base(str(base), tmp_path / "scratch")
+    monkeypatch.setattr(_oci_base, "MAX_INFLATED", inflated - len(BASE_LAYER))  # exactly enough
+    assert _oci_base.read_base(str(base), tmp_path / "scratch").diff_ids == [sha256(gzip.decompress(BASE_LAYER))]
+
+
+def test_a_failing_move_puts_back_the_layout_files_it_replaced(tmp_path: Path) -> None:
+    """The layout is merged into an existing one first and the layer file moved last; when that move
+    fails (something took its name meanwhile), the replaced index.json is put back and the new blobs go."""
+    from hatch_pyc._oci import StagedOutputs
+
+    out = tmp_path / "out"
+    layout = out / "image"
+    (layout / "blobs/sha256").mkdir(parents=True)
+    (layout / "index.json").write_text('{"schemaVersion": 2, "manifests": []}\n')
+    (layout / "blobs/sha256/old").write_text("an old blob\n")
+    (out / "layer.tar.gz").mkdir()  # the layer's name, taken by a directory: its move fails
+    before = snapshot(tmp_path)
+    outputs = StagedOutputs()
+    outputs.path(out / "layer.tar.gz").write_bytes(b"the new layer")
+    staged = outputs.path(layout)
+    (staged / "blobs/sha256").mkdir(parents=True)
+    (staged / "blobs/sha256/new").write_text("a new blob\n")
+    (staged / "index.json").write_text('{"schemaVersion": 2, "manifests": ["new"]}\n')
+    with pytest.raises(IsADirectoryError):
+        outputs.commit()
+    outputs.discard()
+    assert snapshot(tmp_path) == before

@@ -7,13 +7,14 @@ that no process the run started is left.
 
 from __future__ import annotations
 
+import json
 import os
 import struct
 import time
 from pathlib import Path
 
 import pytest
-from conftest import run_cli, write_tree
+from conftest import run_cli, run_python, write_tree
 
 from hatch_pyc import Interpreter, InvalidPyc, find_interpreter, read_code_info
 
@@ -209,3 +210,43 @@ def test_a_tree_module_named_like_the_harness_needs_does_not_replace_it(tmp_path
     report = json.loads((tmp_path / "v.json").read_text())
     # Before, the tree's json.py replaced the harness's own and every module "exited (1)".
     assert proc.returncode == 0 and report["both"] == [] and report["sourceless_only"] == []
+
+
+def test_inspect_prints_hostile_names_escaped(tmp_path: Path, target: Interpreter) -> None:
+    """Names in a pyc are untrusted text: escape sequences and lone surrogates are shown escaped,
+    never sent to the terminal and never a traceback (a surrogate cannot be encoded to UTF-8)."""
+    pyc = tmp_path / "hostile.pyc"
+    run_python(  # compiled by the target: its own magic number and marshal format
+        target,
+        "import importlib.util, marshal, sys\n"
+        "code = compile('X = 1', '\\x1b[31mred\\udcff.py', 'exec').replace(co_name='\\x1b[2J\\udcfe')\n"
+        f"open({str(pyc)!r}, 'wb').write(importlib.util.MAGIC_NUMBER + bytes(12) + marshal.dumps(code))\n",
+    )
+    for extra in ((), ("--dis",)):
+        proc = run_cli("inspect", *extra, str(pyc))
+        assert proc.returncode == 0, proc.stderr
+        assert "\x1b" not in proc.stdout and "Traceback" not in proc.stderr
+        assert "co_filename        \\x1b[31mred\\udcff.py" in proc.stdout
+        assert "co_name            \\x1b[2J\\udcfe" in proc.stdout
+    shown = json.loads(run_cli("inspect", "--json", str(pyc), check=True).stdout)
+    assert shown["co_name"] == "\x1b[2J\udcfe"  # JSON carries the name itself, escaped by JSON's own rules
+
+
+def test_inspect_of_a_fifo_does_not_wait_for_a_writer(tmp_path: Path) -> None:
+    fifo = tmp_path / "pipe.pyc"
+    os.mkfifo(fifo)
+    started = time.monotonic()
+    proc = run_cli("inspect", str(fifo))
+    assert time.monotonic() - started < 20
+    assert proc.returncode == 2
+    assert _one_line(proc.stderr) == f"hatch-pyc: error: {fifo}: not a regular file"
+
+
+def test_verify_prints_an_untrusted_modules_error_escaped_on_one_line(tmp_path: Path) -> None:
+    files = {"pkg/__init__.py": "", "pkg/bad.py": "raise RuntimeError('\\x1b[2Jcleared\\nFAKE ok line')\n"}
+    tree = write_tree(tmp_path / "t", files)
+    proc = run_cli("verify", str(tree))
+    assert proc.returncode == 0, proc.stderr  # fails with and without sources: not caused by compiling
+    assert "\x1b" not in proc.stdout
+    assert "     pkg.bad: RuntimeError: \\x1b[2Jcleared\\x0aFAKE ok line" in proc.stdout
+    assert not any(line.startswith("FAKE") for line in proc.stdout.splitlines())

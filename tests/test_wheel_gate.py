@@ -137,6 +137,43 @@ CASES: dict[str, tuple[str, dict[str, bytes | str], dict[str, object], str]] = {
         {},
         "entry 'demo-1.0.data/elsewhere/x.txt' is in no install scheme",
     ),
+    "entry-dot": (GOOD, {**_good(), ".": "x"}, {}, "is not a plain relative path"),
+    "scheme-directory-as-a-file": (
+        GOOD,
+        {**_good(), "demo-1.0.data/purelib": "x"},
+        {},
+        "entry 'demo-1.0.data/purelib' is in no install scheme",
+    ),
+    "file-where-a-directory-goes": (
+        GOOD,
+        {**_good(), "demo/mod.py": "A = 1\n", "demo/mod.py/inner.py": "B = 2\n"},
+        {},
+        "entry 'demo/mod.py' is a file where 'demo/mod.py/inner.py' needs a directory",
+    ),
+    "root-and-purelib-one-file": (
+        GOOD,
+        {**_good(), "demo-1.0.data/purelib/demo/__init__.py": "X = 2\n"},
+        {},
+        "entries 'demo-1.0.data/purelib/demo/__init__.py' and 'demo/__init__.py' install to the same path",
+    ),
+    "purelib-and-platlib-one-file": (
+        GOOD,
+        {**_good(), "demo-1.0.data/purelib/extra.py": "A = 1\n", "demo-1.0.data/platlib/extra.py": "B = 2\n"},
+        {},
+        "install to the same path",
+    ),
+    "names-equal-but-for-case": (
+        GOOD,
+        {**_good(), "demo/Mod.py": "A = 1\n", "demo/mod.py": "B = 2\n"},
+        {},
+        "entries 'demo/Mod.py' and 'demo/mod.py' install to the same path where names differing in case",
+    ),
+    "names-equal-but-for-unicode-form": (
+        GOOD,
+        {**_good(), "demo/caf\u00e9.py": "A = 1\n", "demo/cafe\u0301.py": "B = 2\n"},
+        {},
+        "install to the same path where names differing in case or Unicode form are one",
+    ),
     "bad-requires-python": (
         GOOD,
         _good(metadata=_meta(extra="Requires-Python: >=3.x\n")),
@@ -373,3 +410,138 @@ def test_a_wheel_whose_requires_python_excludes_the_target_is_refused_by_every_r
     newer = f">={sys.version_info[0]}.{sys.version_info[1] + 1}"
     wheel = wheel_from(tmp_path / "in", GOOD, _good(metadata=_meta(extra=f"Requires-Python: {newer}\n")))
     _refused_everywhere(tmp_path, wheel, "excludes CPython")
+
+
+def test_names_equal_but_for_case_pass_in_a_linux_only_wheel(tmp_path: Path) -> None:
+    """Linux file systems tell ``Mod.py`` from ``mod.py``: a wheel only Linux installs may hold both."""
+    name = "demo-1.0-cp311-cp311-manylinux_2_17_x86_64.whl"
+    entries = {**_good(wheel=_wheel_file(purelib="false", tags=("cp311-cp311-manylinux_2_17_x86_64",)))}
+    wheel = wheel_from(tmp_path, name, {**entries, "demo/Mod.py": "A = 1\n", "demo/mod.py": "B = 2\n"})
+    with open_wheel(wheel) as checked:
+        assert {"demo/Mod.py", "demo/mod.py"} <= checked.names
+
+
+@pytest.mark.parametrize(
+    ("requires", "admitted"),
+    [
+        (">={minor}.{later}", True),  # a later patch release of the target's minor version: the wheel serves it
+        ("<={minor}.0", True),
+        ("=={minor}.*", True),
+        ("!={minor}.*", False),
+        ("<{minor}", False),
+        (">={next}", False),
+    ],
+)
+def test_requires_python_is_checked_against_the_targets_minor_version(
+    tmp_path: Path, requires: str, admitted: bool
+) -> None:
+    """The output is tagged cpXY and installs on every X.Y.z: refused only when no X.Y.z is allowed."""
+    interp = find_interpreter(RUNNING)
+    major, minor, patch = interp.version[:3]
+    text = requires.format(minor=f"{major}.{minor}", later=patch + 1, next=f"{major}.{minor + 1}")
+    wheel = wheel_from(tmp_path, GOOD, _good(metadata=_meta(extra=f"Requires-Python: {text}\n")))
+    proc = run_cli("wheel", str(wheel), "-o", str(tmp_path / "out"), "--python", RUNNING)
+    if admitted:
+        assert proc.returncode == 0, proc.stderr
+        assert len(list((tmp_path / "out").iterdir())) == 1
+    else:
+        assert proc.returncode == 2, proc.stderr
+        assert f"excludes CPython {major}.{minor} " in proc.stderr
+        assert not (tmp_path / "out").exists() or not list((tmp_path / "out").iterdir())
+
+
+def test_hostile_mode_bits_are_not_copied_to_the_output(tmp_path: Path) -> None:
+    """Set-id, sticky, world-writable bits and file types in external_attr become 0o644 or 0o755."""
+    wheel = make_wheel(tmp_path, {"demo/__init__.py": "", "demo/data.txt": "d", "demo/tool.sh": "#!/bin/sh\n"})
+    hostile = {"demo/data.txt": 0o106666, "demo/tool.sh": 0o107777, "demo/__init__.py": 0o020644}
+    data = bytearray(wheel.read_bytes())
+    with zipfile.ZipFile(wheel) as zf:
+        central = {i.filename: i for i in zf.infolist()}
+    for name, mode in hostile.items():  # patch external_attr in each central directory record
+        record = data.find(b"PK\x01\x02" + data[central[name].header_offset + 4 : central[name].header_offset + 6])
+        while data[record + 46 : record + 46 + len(name)] != name.encode():
+            record = data.find(b"PK\x01\x02", record + 1)
+        data[record + 38 : record + 42] = (mode << 16).to_bytes(4, "little")
+    wheel.write_bytes(bytes(data))
+    with zipfile.ZipFile(wheel) as zf:
+        assert {i.filename: i.external_attr >> 16 for i in zf.infolist() if i.filename in hostile} == hostile
+    run_cli("wheel", str(wheel), "-o", str(tmp_path / "out"), check=True)
+    (converted,) = (tmp_path / "out").iterdir()
+    with zipfile.ZipFile(converted) as zf:
+        modes = {i.filename: i.external_attr >> 16 for i in zf.infolist()}
+    assert modes["demo/data.txt"] == 0o100644
+    assert modes["demo/tool.sh"] == 0o100755
+    assert modes["demo/__init__.pyc"] == 0o100644
+    assert all(mode in (0o100644, 0o100755) for mode in modes.values()), modes
+
+
+def _outputs_of(out: Path) -> dict[str, bytes]:
+    return {p.name: p.read_bytes() for p in out.iterdir() if p.is_file()}
+
+
+def test_a_failing_rename_puts_back_what_earlier_renames_replaced(tmp_path: Path) -> None:
+    """Outputs move into place together: when the second cannot (a directory holds its name), the
+    first, which replaced an older wheel, is undone and the older wheel is back, byte for byte."""
+    first = make_wheel(tmp_path, {"a/__init__.py": "A = 1\n"}, name="a")
+    second = make_wheel(tmp_path, {"b/__init__.py": "B = 1\n"}, name="b")
+    out = tmp_path / "out"
+    out.mkdir()
+    tag = f"cp{sys.version_info[0]}{sys.version_info[1]}-none-any"
+    (out / f"a-1.0-{tag}.whl").write_bytes(b"an older output\n")
+    (out / f"b-1.0-{tag}.whl").mkdir()
+    before = snapshot(out)
+    proc = run_cli("wheel", str(first), str(second), "-o", str(out))
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr, proc.stderr
+    (line,) = proc.stderr.strip().splitlines()
+    assert f"b-1.0-{tag}.whl" in line
+    assert snapshot(out) == before  # the older a-*.whl is back; no temporary or backup is left
+
+
+def test_a_killed_runs_temporaries_are_removed_by_the_next_run(tmp_path: Path) -> None:
+    """SIGKILL cannot be held: what a killed run left under its own names goes when the output is written again."""
+    wheel = make_wheel(tmp_path, {"demo/__init__.py": ""})
+    out = tmp_path / "out"
+    out.mkdir()
+    dead = subprocess.run(
+        [sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True, check=True
+    )
+    pid = int(dead.stdout)
+    tag = f"cp{sys.version_info[0]}{sys.version_info[1]}-none-any"
+    left = out / f".demo-1.0-{tag}.whl.{pid}-0badc0de.hatch-pyc-tmp"
+    other = out / f".other-1.0-{tag}.whl.{pid}-0badc0de.hatch-pyc-tmp"  # not this run's output: kept
+    mine = out / "notes.txt"
+    for path in (left, other, mine):
+        path.write_bytes(b"half a wheel")
+    run_cli("wheel", str(wheel), "-o", str(out), check=True)
+    assert sorted(p.name for p in out.iterdir()) == sorted([f"demo-1.0-{tag}.whl", other.name, mine.name])
+
+
+INTERRUPT_DURING_COMMIT = r"""
+import os, signal, sys
+from hatch_pyc import _commit, _wheel
+from hatch_pyc._errors import Interrupted
+from hatch_pyc._targets import find_interpreter
+real = _commit.Commit.install
+def install(self, tmp, final):
+    real(self, tmp, final)
+    os.kill(os.getpid(), signal.SIGINT)  # after the first output moved: held until the last
+_commit.Commit.install = install
+try:
+    _wheel.convert_wheels(sys.argv[1:3], sys.argv[3], [find_interpreter(None)])
+except Interrupted as exc:
+    print("interrupted after", len(exc.result), "outputs:", sorted(os.listdir(sys.argv[3])))
+"""
+
+
+def test_an_interrupt_while_outputs_move_lands_after_the_last(tmp_path: Path) -> None:
+    first = make_wheel(tmp_path, {"a/__init__.py": ""}, name="a")
+    second = make_wheel(tmp_path, {"b/__init__.py": ""}, name="b")
+    out = tmp_path / "out"
+    proc = subprocess.run(
+        [sys.executable, "-c", INTERRUPT_DURING_COMMIT, str(first), str(second), str(out)],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    tag = f"cp{sys.version_info[0]}{sys.version_info[1]}-none-any"
+    assert proc.stdout.strip() == f"interrupted after 2 outputs: ['a-1.0-{tag}.whl', 'b-1.0-{tag}.whl']"
