@@ -63,6 +63,31 @@ def other_target() -> Interpreter:
 Files = Mapping[str, "str | bytes"]
 
 
+@pytest.fixture(scope="session")
+def interpreter_copy(tmp_path_factory: pytest.TempPathFactory) -> Interpreter:
+    """The running CPython with a standard library of its own: its binary copied into a scratch prefix
+    beside a real copy (not links) of its stdlib, which CPython finds from the binary's place.
+
+    Tests that run a command which could change an interpreter (``compile --stdlib``) run it on this,
+    so that not even a broken guard in the code under test can touch the machine's own CPythons.
+    """
+    import shutil
+    import sysconfig
+
+    from hatch_pyc import describe_interpreter
+
+    prefix = tmp_path_factory.mktemp("cpython")
+    name = f"python{sys.version_info[0]}.{sys.version_info[1]}"
+    binary = Path(os.path.realpath(getattr(sys, "_base_executable", sys.executable)))
+    (prefix / "bin").mkdir()
+    shutil.copy2(binary, prefix / "bin" / name)
+    skip = shutil.ignore_patterns("test", "__pycache__", "site-packages", "dist-packages", "idlelib", "turtledemo")
+    shutil.copytree(sysconfig.get_paths()["stdlib"], prefix / "lib" / name, ignore=skip)
+    copy = describe_interpreter(str(prefix / "bin" / name))
+    assert copy.stdlib == str(prefix / "lib" / name), f"the copy did not find its own stdlib: {copy.stdlib}"
+    return copy
+
+
 def write_tree(root: Path, files: Files) -> Path:
     """Write ``{relpath: text or bytes}`` under ``root`` (text is dedented)."""
     for rel, content in files.items():

@@ -169,13 +169,17 @@ def test_sigkill_mid_strip_loses_nothing_and_a_rerun_cleans_up(tmp_path: Path) -
     assert run_python(sys.executable, "import pkg3.m3; print(pkg3.m3.f2(2))", path=root).stdout.strip() == "[4, 4, 4]"
 
 
-def test_stdlib_is_planned_without_its_site_packages_and_never_stripped(target: Interpreter) -> None:
-    proc = run_cli("compile", "--stdlib", "--dry-run", "--python", target.minor, check=True)
+def test_stdlib_is_planned_without_its_site_packages_and_never_stripped(interpreter_copy: Interpreter) -> None:
+    """On a copy of the running CPython: with the guard removed, this strips that copy, never a real stdlib."""
+    stdlib = Path(interpreter_copy.stdlib)
+    proc = run_cli("compile", "--stdlib", "--dry-run", "--python", interpreter_copy.executable, check=True)
     lines = proc.stdout.splitlines()
-    assert any(line.startswith(f"{target.stdlib}/os.py -> ") for line in lines)
+    assert any(line.startswith(f"{stdlib}/os.py -> ") for line in lines)
     assert not any("site-packages" in line.split(" -> ")[0] for line in lines)
-    refused = run_cli("compile", "--stdlib", "--strip", "--python", target.minor)
+    before = snapshot(stdlib)
+    refused = run_cli("compile", "--stdlib", "--strip", "--python", interpreter_copy.executable)
     assert refused.returncode == 2 and "would delete the standard library's sources" in refused.stderr
+    assert snapshot(stdlib) == before
 
 
 def test_version_imports_the_parser_and_no_command() -> None:
