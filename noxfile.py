@@ -1,6 +1,6 @@
 """Sessions: tests on every CPython 3.10+ found, lint, types, docs, docker, oracle, bench.
 
-Run ``python -m nox`` for the default set (tests, lint, types, docs, docker).
+Run ``python -m nox`` for the default set (tests, lint, types, docs, docker, corpus_ci).
 """
 
 from __future__ import annotations
@@ -33,7 +33,7 @@ TEST_DEPS = [
     "uv>=0.5",  # tests uninstall with uv: RECORD must hold what it removes
     "pytest-xdist>=3",
 ]
-nox.options.sessions = ["tests", "lint", "types", "docs", "docker"]
+nox.options.sessions = ["tests", "lint", "types", "docs", "docker", "corpus_ci"]
 nox.options.reuse_existing_virtualenvs = True
 nox.options.download_python = "never"  # use the machine's CPythons; never fetch one
 # On CI a missing interpreter is a failure; on a laptop it is a skipped session.
@@ -70,6 +70,10 @@ def _pythons() -> list[str]:
 
 _select_pyenv_versions()
 PYTHONS = _pythons()
+_RUNNING = f"{sys.version_info[0]}.{sys.version_info[1]}"
+MATRIX_RUNNER = _RUNNING if _RUNNING in PYTHONS else PYTHONS[0]
+# The corpus re-checked on every change: pure and binary wheels, one of them with data files.
+CORPUS_CI = ("six", "idna", "pyyaml", "markupsafe", "attrs")
 
 
 @nox.session(python=PYTHONS)
@@ -79,6 +83,9 @@ def tests(session: nox.Session) -> None:
     Spread over one worker per CPU (pytest-xdist): the tests are real processes that mostly wait
     on each other, and six sessions of them in a row would take CI past 40 minutes."""
     session.install(".[docker]", *TEST_DEPS)
+    # The (runner, target) matrix once: this session's CPython targets only itself, except in the
+    # session of the CPython running nox, which targets every one (tests/conftest.py).
+    session.env["HATCH_PYC_TEST_TARGETS"] = "all" if session.python == MATRIX_RUNNER else "own"
     session.run("pytest", "-m", "not docker", "-n", "auto", *session.posargs)
 
 
@@ -107,6 +114,14 @@ def corpus(session: nox.Session) -> None:
     """Convert, install and verify 80 popular PyPI wheels on every CPython found (docs/corpus.md)."""
     session.install(".", "pytest>=8")
     session.run("python", "scripts/corpus.py", *session.posargs)
+
+
+@nox.session(python="3.11")
+def corpus_ci(session: nox.Session) -> None:
+    """The corpus check on a small, fixed subset, on every CPython found: its promises re-checked on every change."""
+    session.install(".", "pytest>=8")
+    only = [arg for name in CORPUS_CI for arg in ("--only", name)]
+    session.run("python", "scripts/corpus.py", *only, *session.posargs)
 
 
 @nox.session(python="3.11")

@@ -10,6 +10,7 @@ from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
+import hypothesis
 import pytest
 
 from hatch_pyc import Interpreter, InvalidTarget, find_interpreter
@@ -18,9 +19,16 @@ from hatch_pyc._targets import OLDEST_TARGET, discover_interpreters
 
 REPO = Path(__file__).resolve().parent.parent
 
+# Property tests draw their examples from a fixed seed on CI (derandomize), so a failure there is
+# reproduced by running the same test again; elsewhere they explore (and keep a failing example in
+# .hypothesis/ for the next run).
+hypothesis.settings.register_profile("ci", derandomize=True, print_blob=True)
+if os.environ.get("CI"):
+    hypothesis.settings.load_profile("ci")
 
-def _targets() -> tuple[str, ...]:
-    """The CPythons the tests compile for: every one this machine has (3.10 and newer).
+
+def _available() -> tuple[str, ...]:
+    """The CPythons this machine has (3.10 and newer).
 
     On CI every released minor version from 3.10 to the newest in hatch-pyc's magic table must
     be there (a missing one fails the run, see ``_require``); elsewhere, whatever is installed.
@@ -32,6 +40,20 @@ def _targets() -> tuple[str, ...]:
     return tuple(sorted(found, key=lambda v: tuple(map(int, v.split(".")))))
 
 
+def _targets() -> tuple[str, ...]:
+    """The CPythons the ``target`` fixture compiles for: every one available, or with
+    ``HATCH_PYC_TEST_TARGETS=own`` only the one running the tests.
+
+    The nox sessions run the whole matrix once: the session of one CPython targets every CPython,
+    the others only their own (noxfile.py), so no (runner, target) pair that says something new
+    is left out and none is run six times.
+    """
+    if os.environ.get("HATCH_PYC_TEST_TARGETS") == "own":
+        return (f"{sys.version_info[0]}.{sys.version_info[1]}",)
+    return AVAILABLE
+
+
+AVAILABLE = _available()
 TARGETS = _targets()
 
 
@@ -54,7 +76,7 @@ def target(request: pytest.FixtureRequest) -> Interpreter:
 @pytest.fixture
 def other_target() -> Interpreter:
     """A CPython different from the one running the tests."""
-    for minor in TARGETS:
+    for minor in AVAILABLE:
         if minor != f"{sys.version_info[0]}.{sys.version_info[1]}":
             return _require(minor)
     raise AssertionError("unreachable")
