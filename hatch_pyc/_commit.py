@@ -48,6 +48,16 @@ def tmp_name(final: Path, token: str) -> Path:
     return final.with_name(f".{final.name}.{token}{TMP_SUFFIX}")
 
 
+def write_name(final: Path) -> Path:
+    """Where to write ``final`` so that it appears whole: a new temporary beside it, or ``final``
+    itself when it is already one of these hidden names (an output staged by a caller that
+    renames it into place). Temporaries a killed run left for ``final`` are removed first."""
+    if _OURS.match(final.name):
+        return final
+    recover([final.parent], lambda path: path == final)
+    return tmp_name(final, new_token())
+
+
 def old_name(path: Path, token: str) -> Path:
     """The hidden name a replaced or removed file is kept under until the commit is complete."""
     return path.with_name(f".{path.name}.{token}{OLD_SUFFIX}")

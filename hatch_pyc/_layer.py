@@ -20,6 +20,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 
+from hatch_pyc._commit import write_name
 from hatch_pyc._compile import CompileResult, compile_tree
 from hatch_pyc._errors import InvalidInput
 from hatch_pyc._options import PycOptions
@@ -203,10 +204,9 @@ def write_layer(
         # Written to a hidden name and renamed whole; a failure leaves neither it nor the directories made for it.
         made = [p for p in reversed(out.parents) if not p.exists()]
         out.parent.mkdir(parents=True, exist_ok=True)
-        tmp_name = ""
+        tmp_name = write_name(out)
         try:
-            fd, tmp_name = tempfile.mkstemp(prefix=f".{out.name}.", suffix=".hatch-pyc-tmp", dir=out.parent)
-            with os.fdopen(fd, "wb") as raw:
+            with open(tmp_name, "xb") as raw:
                 blob = _Digesting(raw)
                 with gzip.GzipFile(filename="", mode="wb", fileobj=blob, mtime=0, compresslevel=6) as gz:
                     tar_stream = _Digesting(gz)
@@ -214,8 +214,7 @@ def write_layer(
             os.chmod(tmp_name, 0o644)
             os.replace(tmp_name, out)
         except BaseException:
-            if tmp_name:
-                Path(tmp_name).unlink(missing_ok=True)
+            tmp_name.unlink(missing_ok=True)
             for directory in reversed(made):
                 try:
                     directory.rmdir()

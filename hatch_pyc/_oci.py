@@ -27,7 +27,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from hatch_pyc._commit import Commit, held_signals, new_token, recover, tmp_name
+from hatch_pyc._commit import Commit, held_signals, new_token, recover, tmp_name, write_name
 from hatch_pyc._errors import InvalidInput
 from hatch_pyc._layer import DEFAULT_EPOCH, LayerResult
 from hatch_pyc._oci_base import (
@@ -282,9 +282,9 @@ def _write_dir(files: dict[str, Path | bytes], out: Path) -> None:
 
 def _write_tar(files: dict[str, Path | bytes], out: Path, epoch: int) -> None:
     out.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{out.name}.", suffix=".hatch-pyc-tmp", dir=out.parent)
+    tmp = write_name(out)
     try:
-        with os.fdopen(fd, "wb") as raw, tarfile.open(fileobj=raw, mode="w", format=tarfile.PAX_FORMAT) as tar:
+        with open(tmp, "xb") as raw, tarfile.open(fileobj=raw, mode="w", format=tarfile.PAX_FORMAT) as tar:
             directories = sorted({str(Path(n).parent) for n in files if "/" in n} | {"blobs"})
             for name in sorted([*directories, *files]):
                 info = tarfile.TarInfo(name)

@@ -100,11 +100,24 @@ class PycBuildHook(BuildHookInterface):  # type: ignore[type-arg]
         )
 
     def finalize(self, version: str, build_data: dict[str, Any], artifact_path: str) -> None:
-        """Rewrite the finished wheel in place: ``.py`` -> ``.pyc``, RECORD regenerated."""
+        """Rewrite the finished wheel in place: ``.py`` -> ``.pyc``, RECORD regenerated.
+
+        hatchling has written the wheel (sources, and the ``cpXY`` tag set in ``initialize``) into
+        the output directory before calling this: if the rewrite fails, that wheel is removed with
+        the report beside it, so a failed build leaves nothing that looks like a built wheel.
+        """
         state = getattr(self, "_pyc", None)
         if state is None:
             return
         config, interp = state
+        try:
+            self._convert(artifact_path, config, interp)
+        except BaseException:
+            _discard(artifact_path, report=config.report)
+            raise
+
+    def _convert(self, artifact_path: str, config: HookConfig, interp: Any) -> None:
+        """The rewrite itself (and the report and verification asked for): any failure fails the build."""
         from hatch_pyc._errors import CompileFailed, HatchPycError
         from hatch_pyc._wheel import convert_wheel
 
@@ -185,6 +198,16 @@ class PycBuildHook(BuildHookInterface):  # type: ignore[type-arg]
         self.app.display_info(
             f"hatch-pyc: verified {result.modules} modules sourceless ({len(result.both)} fail with sources too)"
         )
+
+
+def _discard(artifact_path: str, *, report: bool) -> None:
+    """Remove what a failed build wrote to the output directory: the wheel, and its report if asked for."""
+    stem = artifact_path[: -len(".whl")]
+    for path in (artifact_path, *((f"{stem}.report.json", f"{stem}.report.md") if report else ())):
+        try:
+            os.unlink(path)
+        except OSError:
+            pass  # already gone (or not ours to remove): the build's own error is the one to show
 
 
 def _fix_hint(result: Any, module: str, first: str) -> str:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import subprocess
@@ -95,16 +96,25 @@ def test_full_disk_wheel_leaves_no_partial_file(small_disk: Path, tmp_path: Path
     assert not list(out.iterdir())
 
 
-def _kill_when_temp_appears(cmd: list[str], where: Path) -> None:
+def _kill_when_temp_appears(cmd: list[str], where: Path) -> Path:
+    """Run ``cmd``, SIGKILL it (and its children) as soon as its temporary appears in ``where``, return that
+    temporary. The test fails unless the kill landed mid-write: the temporary seen, the command still running."""
     proc = subprocess.Popen(cmd, start_new_session=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    temporary = None
     deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:
-        if any(p.name.endswith(".hatch-pyc-tmp") for p in where.rglob("*")):
-            break
-        assert proc.poll() is None, "finished before it could be killed"
-        time.sleep(0.002)
-    os.killpg(proc.pid, signal.SIGKILL)
-    proc.wait()
+    try:
+        while temporary is None and time.monotonic() < deadline:
+            temporary = next((p for p in where.rglob("*") if p.name.endswith(".hatch-pyc-tmp")), None)
+            if temporary is None:
+                assert proc.poll() is None, "finished before it could be killed"
+                time.sleep(0.002)
+    finally:
+        with contextlib.suppress(ProcessLookupError):  # already gone: the assertions below say why
+            os.killpg(proc.pid, signal.SIGKILL)
+        returncode = proc.wait()
+    assert temporary is not None, f"no temporary appeared in {where} within 60 s: the kill was not mid-write"
+    assert returncode == -signal.SIGKILL, f"the command exited ({returncode}) before the kill landed"
+    return temporary
 
 
 def _big_wheel(tmp_path: Path) -> Path:
@@ -140,9 +150,11 @@ def test_sigkill_mid_write_leaves_no_partial_output(tmp_path: Path, command: str
             "-o",
             str(final),
         ]
-    _kill_when_temp_appears(cmd, out)
+    temporary = _kill_when_temp_appears(cmd, out)
     assert not final.exists()
+    assert temporary.exists()  # SIGKILL cannot be caught: the half-written temporary is still there
     assert wheel.exists()
     # A rerun produces the whole output.
     subprocess.run(cmd, check=True, capture_output=True)
     assert final.exists()
+    assert sorted(p.name for p in out.iterdir()) == [final.name]  # and it removes what the killed run left

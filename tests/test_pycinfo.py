@@ -8,6 +8,7 @@ import struct
 from pathlib import Path
 
 import pytest
+from conftest import run_python
 
 from hatch_pyc import Interpreter, InvalidPyc, parse_header, read_code_info, read_header
 from hatch_pyc._pycinfo import RELEASED_MAGIC, python_version_of_magic
@@ -38,21 +39,34 @@ def test_headers_written_by_py_compile(tmp_path: Path, mode: py_compile.PycInval
     assert info is not None and info.name == "<module>"
 
 
-def test_the_magic_table_names_each_target_as_the_target_itself_says(target: Interpreter) -> None:
-    """Asked of the interpreter, never copied from the table: its own magic number names it."""
-    number = int.from_bytes(target.magic[:2], "little")
-    if number > max(RELEASED_MAGIC) and target.minor not in RELEASED_MAGIC.values():
+def test_the_magic_table_names_each_target_as_the_target_itself_says(target: Interpreter, tmp_path: Path) -> None:
+    """Asked of each interpreter, never copied from the table (nor from hatch-pyc's own probe of it)."""
+    answer = run_python(
+        target, "import importlib.util, sys; print(importlib.util.MAGIC_NUMBER.hex(), '%d.%d' % sys.version_info[:2])"
+    )
+    magic_hex, minor = answer.stdout.split()
+    magic = bytes.fromhex(magic_hex)
+    assert magic[2:] == b"\r\n"
+    number = int.from_bytes(magic[:2], "little")
+    if number > max(RELEASED_MAGIC) and minor not in RELEASED_MAGIC.values():
         # a CPython newer than this hatch-pyc (an alpha): named unknown, never guessed
         assert python_version_of_magic(number) is None
         return
-    assert python_version_of_magic(number) == target.minor
-    assert RELEASED_MAGIC[number] == target.minor  # a final release's number is in the table
+    assert RELEASED_MAGIC[number] == minor  # a final release's number is in the table, under its version
+    assert python_version_of_magic(number) == minor
+    # Its pre-releases bumped the number up to it: the one before it names the same version.
+    assert python_version_of_magic(number - 1) == minor
+    # And a pyc it writes itself is read as its own.
+    src = tmp_path / "m.py"
+    src.write_text("X = 1\n")
+    run_python(target, f"import py_compile; py_compile.compile({str(src)!r}, cfile={str(src) + 'c'!r}, doraise=True)")
+    header = read_header(tmp_path / "m.pyc")
+    assert (header.magic, header.python) == (magic, minor)
 
 
 def test_magic_numbers_outside_the_table_are_unknown_not_guessed() -> None:
     newest = max(RELEASED_MAGIC)
     assert python_version_of_magic(newest + 100) is None  # a CPython newer than this hatch-pyc
-    assert python_version_of_magic(3520) == "3.12"  # a 3.12 pre-release
     assert python_version_of_magic(62211) is None  # Python 2.7
 
 

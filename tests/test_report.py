@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import copy
 import json
+import math
 import os
 import shutil
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
 from conftest import REPO, run_cli, write_tree
@@ -17,6 +19,9 @@ from hatch_pyc import Interpreter, PycOptions, compile_tree, find_interpreter
 from hatch_pyc._report import build_report, compare
 
 SCHEMA = json.loads((REPO / "docs/report-schema.json").read_text())
+# Rounds the timing tests measure: enough that a 95% interval of the median is narrower than the
+# samples' range (at 5 rounds min..max is the only interval that reaches 95%, whatever the code does).
+ROUNDS = 12
 
 
 def _disk_bytes(root: Path) -> tuple[int, int]:
@@ -56,6 +61,24 @@ def real_site(tmp_path_factory: pytest.TempPathFactory) -> Path:
         check=True,
     )
     return site
+
+
+def _order_statistic_rank(n: int, level: float = 0.95) -> int:
+    """The largest r for which [x(r), x(n+1-r)] (1-based order statistics) holds the median with
+    probability at least ``level``: 1 - 2 P(Binomial(n, 1/2) < r), worked out exactly."""
+    rank = 0
+    while 1 - 2 * sum(math.comb(n, i) for i in range(rank + 1)) / 2**n >= level:
+        rank += 1
+    return rank
+
+
+def assert_median_interval(timing: dict[str, Any]) -> None:
+    """``ci_ms`` is the exact 95% order-statistic interval of ``samples_ms``: it leaves samples out at both ends."""
+    samples = sorted(timing["samples_ms"])
+    rank = _order_statistic_rank(len(samples))
+    assert rank >= 2, f"{len(samples)} samples: a 95% interval would be min..max"
+    assert timing["ci_ms"] == [samples[rank - 1], samples[-rank]], (timing["ci_ms"], samples)
+    assert timing["ci_ms"][0] <= timing["median_ms"] <= timing["ci_ms"][1]
 
 
 def validate_schema(report: dict[str, object]) -> None:
@@ -101,7 +124,7 @@ def test_import_times_and_renderings(real_site: Path, tmp_path: Path) -> None:
         "-O",
         "0",
         "--repeat",
-        "5",
+        str(ROUNDS),
         "--json",
         str(out / "r.json"),
         "--markdown",
@@ -113,13 +136,14 @@ def test_import_times_and_renderings(real_site: Path, tmp_path: Path) -> None:
     assert proc.returncode == 0, proc.stderr
     report = json.loads((out / "r.json").read_text())
     validate_schema(report)
-    assert report["measurement"]["repeat"] == 5
+    assert report["measurement"]["repeat"] == ROUNDS
     assert report["measurement"]["startup_ms"]["median_ms"] > 0
+    assert_median_interval(report["measurement"]["startup_ms"])
     for variant in report["variants"]:
         for module in ("idna", "attrs"):
             timing = variant["imports"][module]
-            assert len(timing["samples_ms"]) == 5
-            assert timing["ci_ms"][0] <= timing["median_ms"] <= timing["ci_ms"][1]
+            assert len(timing["samples_ms"]) == ROUNDS
+            assert_median_interval(timing)
             assert timing["slowest"], "-X importtime rows"
     source = report["variants"][0]["imports"]["attrs"]["median_ms"]
     cached = report["variants"][1]["imports"]["attrs"]["median_ms"]
@@ -181,7 +205,9 @@ def _assert_charts_drawn(page: Path, tmp_path: Path) -> None:
 
 
 def test_gates_fail_and_pass_as_they_should(real_site: Path) -> None:
-    report = build_report(str(real_site), levels=(0,), modules=("idna",), repeat=5)
+    report = build_report(str(real_site), levels=(0,), modules=("idna",), repeat=ROUNDS)
+    for variant in report["variants"]:
+        assert_median_interval(variant["imports"]["idna"])
     same = compare(report, report, max_size_increase=1, max_import_regression=5)
     assert same.failures == []
 
@@ -236,9 +262,10 @@ def test_a_module_that_fails_sourceless_is_named(tmp_path: Path, target: Interpr
             "needs_source/__init__.py": "import inspect\nSRC = inspect.getsource(inspect.currentframe())\n",
         },
     )
-    report = build_report(str(tree), python=target.executable, levels=(0,), repeat=5)
+    report = build_report(str(tree), python=target.executable, levels=(0,), repeat=ROUNDS)
     validate_schema(report)
     variants = {v["name"]: v for v in report["variants"]}
+    assert_median_interval(variants["sourceless-O0"]["imports"]["fine"])
     assert "median_ms" in variants["source"]["imports"]["needs_source"]
     assert "median_ms" in variants["cache-O0"]["imports"]["needs_source"]
     failed = variants["sourceless-O0"]["imports"]["needs_source"]

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 from conftest import run_cli
 
-from hatch_pyc import Interpreter, InvalidTarget, find_interpreter, find_interpreters
+from hatch_pyc import Interpreter, InvalidTarget, _targets, find_interpreter, find_interpreters
 from hatch_pyc._targets import OLDEST_TARGET, describe_interpreter, discover_interpreters
 
 
@@ -53,13 +53,54 @@ def test_missing_targets_are_clear_errors(tmp_path: Path) -> None:
 
 
 def test_the_probe_is_cached_on_disk(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A second describe reads the cache instead of starting the interpreter again."""
     monkeypatch.setenv("HATCH_PYC_CACHE_DIR", str(tmp_path))
+    monkeypatch.delenv("HATCH_PYC_NO_CACHE", raising=False)
     describe_interpreter.cache_clear()
-    first = describe_interpreter(sys.executable)
-    (cached,) = (tmp_path / "interpreters").glob("*.json")
-    describe_interpreter.cache_clear()
-    assert describe_interpreter(sys.executable) == first
+    try:
+        first = describe_interpreter(sys.executable)
+        (cached,) = (tmp_path / "interpreters").glob("*.json")
+        describe_interpreter.cache_clear()
+
+        def no_probe(executable: str) -> dict[str, object]:
+            raise AssertionError(f"{executable} was probed although its cached description is valid")
+
+        monkeypatch.setattr(_targets, "_probe", no_probe)
+        assert describe_interpreter(sys.executable) == first
+    finally:
+        describe_interpreter.cache_clear()
     assert cached.exists()
+
+
+def test_a_stale_cache_entry_is_probed_again(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """An interpreter replaced at the same path (an upgrade) is asked again, not taken from the cache."""
+    monkeypatch.setenv("HATCH_PYC_CACHE_DIR", str(tmp_path / "cache"))
+    monkeypatch.delenv("HATCH_PYC_NO_CACHE", raising=False)
+    fake = _fake_interpreter(tmp_path / "bin" / "python3", version=(3, 98, 0))
+    os.utime(fake, ns=(1_000_000_000, 1_000_000_000))
+    probed: list[str] = []
+    real_probe = _targets._probe
+
+    def counting_probe(executable: str) -> dict[str, object]:
+        probed.append(executable)
+        return real_probe(executable)
+
+    monkeypatch.setattr(_targets, "_probe", counting_probe)
+    describe_interpreter.cache_clear()
+    try:
+        assert describe_interpreter(str(fake)).version == (3, 98, 0)
+        (cached,) = (tmp_path / "cache" / "interpreters").glob("*.json")
+        old_stamp = json.loads(cached.read_text())["stamp"]
+        # Same path, same size (3.98 -> 3.99), same inode: only the mtime in the stamp tells them apart.
+        _fake_interpreter(fake, version=(3, 99, 0))
+        os.utime(fake, ns=(2_000_000_000, 2_000_000_000))
+        describe_interpreter.cache_clear()
+        assert describe_interpreter(str(fake)).version == (3, 99, 0)
+    finally:
+        describe_interpreter.cache_clear()
+    assert probed == [str(fake), str(fake)]
+    saved = json.loads(cached.read_text())
+    assert saved["stamp"] != old_stamp and saved["info"]["version"] == [3, 99, 0]  # the cache is renewed
 
 
 def test_find_interpreters_reports_each_version() -> None:

@@ -91,6 +91,13 @@ def test_cli_exit_codes_and_exclude(tmp_path: Path) -> None:
     )
     assert fixed.returncode == 0, fixed.stdout
     assert "9 modules imported sourceless" in fixed.stderr and "1 fail either way" in fixed.stderr
+    assert json.loads((tmp_path / "v.json").read_text()) == {
+        "python": ".".join(map(str, sys.version_info[:3])),
+        "modules": 9,
+        "sourceless_only": [],
+        "both": [{"module": "pkg.broken", "error": "RuntimeError: broken either way"}],
+        "no_source": [],
+    }
 
 
 def test_hook_verify_option_fails_the_build(tmp_path: Path) -> None:
@@ -99,9 +106,13 @@ def test_hook_verify_option_fails_the_build(tmp_path: Path) -> None:
     pyproject = project / "pyproject.toml"
     text = pyproject.read_text() + "verify = true\n"
     pyproject.write_text(text.replace('exclude = ["srcpkg/reads_source.py"]\n', ""))
+    assert hatchling_build(project, "-t", "sdist").returncode == 0  # an earlier build's output, to be kept
+    before = snapshot(project / "dist")
+    assert list(before) == ["srcpkg-1.2.0.tar.gz"]
     proc = hatchling_build(project, "-t", "wheel")
     assert proc.returncode != 0
     assert "srcpkg.reads_source: OSError" in proc.stderr and 'exclude = ["srcpkg/reads_source.py"]' in proc.stderr
+    assert snapshot(project / "dist") == before  # the wheel that failed verification is not left in dist/
     pyproject.write_text(text)
     ok = hatchling_build(project, "-t", "wheel")
     assert ok.returncode == 0, ok.stderr
@@ -217,8 +228,18 @@ def test_cli_shows_the_checked_fix(tmp_path: Path) -> None:
     assert "FAIL pkg.b: imports from source but not sourceless: AttributeError" in proc.stdout
     assert "fixed by --exclude 'pkg/a.py' (checked)  (hook: exclude = [\"pkg/a.py\"])" in proc.stdout
     assert "fixed by --exclude 'pkg/a.py' --exclude 'pkg/a2.py' (checked)" in proc.stdout
-    both = json.loads((tmp_path / "v.json").read_text())["sourceless_only"][1]
-    assert both["module"] == "pkg.both" and both["exclude"] == "pkg/a.py"
-    assert both["fix"] == {"exclude": ["pkg/a.py", "pkg/a2.py"], "checked": True, "minimal": True}
+    outcome = json.loads((tmp_path / "v.json").read_text())
+    assert (outcome["python"], outcome["modules"]) == (".".join(map(str, sys.version_info[:3])), 6)
+    assert [(f["module"], f["exclude"], f["fix"]) for f in outcome["sourceless_only"]] == [
+        ("pkg.b", "pkg/a.py", {"exclude": ["pkg/a.py"], "checked": True, "minimal": True}),
+        ("pkg.both", "pkg/a.py", {"exclude": ["pkg/a.py", "pkg/a2.py"], "checked": True, "minimal": True}),
+        (
+            "pkg.needs_source",
+            "pkg/needs_source.py",
+            {"exclude": ["pkg/needs_source.py"], "checked": True, "minimal": True},
+        ),
+    ]
+    assert outcome["sourceless_only"][0]["error"].startswith("AttributeError")
+    assert outcome["both"] == [] and outcome["no_source"] == []
     fixed = run_cli("verify", "-O", "2", str(tree), "--exclude", "pkg/a.py", "--exclude", "pkg/a2.py", "-q")
     assert "fixed by --exclude 'pkg/needs_source.py' (checked)" in fixed.stdout and "pkg.b" not in fixed.stdout
