@@ -16,6 +16,7 @@ from hatch_pyc._cli_shared import (
     progress_bar,
     reserved_output,
     say,
+    show,
     show_progress,
 )
 from hatch_pyc._options import INVALIDATION_MODES, PycOptions
@@ -111,11 +112,11 @@ def run_compile(args: argparse.Namespace) -> int:
     if args.dry_run:
         for item in plan.sources:
             outs = ", ".join(str(path) for _, path in item.outputs)
-            print(f"{item.source} -> {outs}" + ("  (source removed)" if options.strip else ""))
+            show(f"{item.source} -> {outs}" + ("  (source removed)" if options.strip else ""), lines=False)
         for path in plan.excluded:
-            print(f"{path}  (excluded: keeps its source)")
+            show(f"{path}  (excluded: keeps its source)", lines=False)
         for path in plan.outside:
-            print(f"{path}  (outside packages: keeps its source)")
+            show(f"{path}  (outside packages: keeps its source)", lines=False)
         say(f"hatch-pyc: would compile {len(plan.sources)} sources for {plan.interpreter} (dry run)")
         return EXIT_OK
     from hatch_pyc._compile import CompileResult, compile_plan
@@ -161,9 +162,9 @@ def _report(args: argparse.Namespace, result: CompileResult, json_out: TextIO | 
         say(f"hatch-pyc: warning: {kept}: a source a killed run set aside, kept because its name is taken now")
     if args.verbose:
         for item in result.compiled:
-            print(f"compiled {item.source}")
+            show(f"compiled {item.source}", lines=False)
         for item in result.up_to_date:
-            print(f"current  {item.source}")
+            show(f"current  {item.source}", lines=False)
     for error in result.kept_source:
         say(f"hatch-pyc: warning: {error} (kept as source)")
     for path in result.leftovers:

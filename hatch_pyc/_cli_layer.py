@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from hatch_pyc._cli_shared import EXIT_OK, add_exclude, add_on_error_and_workers, add_optimize, say
+from hatch_pyc._cli_shared import EXIT_OK, add_exclude, add_on_error_and_workers, add_optimize, say, show
 from hatch_pyc._options import INVALIDATION_MODES, PycOptions
 
 
@@ -121,12 +121,12 @@ def run_layer(args: argparse.Namespace) -> int:
         except BaseException:
             outputs.discard()
             raise
-    print(f"layer    {args.output}")
-    print(f"digest   {layer.digest}")
-    print(f"diff_id  {layer.diff_id}")
-    print(f"size     {layer.size}")
+    show(f"layer    {args.output}", lines=False)
+    show(f"digest   {layer.digest}", lines=False)
+    show(f"diff_id  {layer.diff_id}", lines=False)
+    show(f"size     {layer.size}", lines=False)
     if written:
-        print(f"image    {written.config_digest}" + (f" ({written.layout})" if written.layout else ""))
+        show(f"image    {written.config_digest}" + (f" ({written.layout})" if written.layout else ""), lines=False)
     if not args.quiet:
         pycs = layer.compile.pyc_written + layer.compile.pyc_linked
         say(

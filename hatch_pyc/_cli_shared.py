@@ -22,9 +22,10 @@ EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
 
 
 # What a message may not send to a terminal as it is: control characters (an escape sequence in a
-# file name or an untrusted module's error rewrites the screen; a newline splits a one-line error)
-# and lone surrogates (a name that is not UTF-8, which cannot be printed at all).
-_UNSAFE = re.compile("[\x00-\x1f\x7f-\x9f\ud800-\udfff]")
+# file name or an untrusted module's error rewrites the screen; a newline, or U+2028/U+2029, splits a
+# one-line error), bidirectional controls (U+202E shows "exe.png" for "gnp.exe") and lone surrogates
+# (a name that is not UTF-8, which cannot be printed at all).
+_UNSAFE = re.compile("[\x00-\x1f\x7f-\x9f\u061c\u200e\u200f\u2028-\u202e\u2066-\u2069\ud800-\udfff]")
 
 
 def _escaped(match: re.Match[str]) -> str:

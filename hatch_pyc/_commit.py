@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import os
 import re
+import shutil
 import signal
 import threading
 from collections.abc import Callable, Iterable, Iterator
@@ -194,7 +195,7 @@ def _owner_running(pid: int, made: float) -> bool:
     if pid != os.getpid():
         try:
             os.kill(pid, 0)
-        except ProcessLookupError:
+        except (ProcessLookupError, OverflowError):  # OverflowError: a number no process id can be
             return False
         except PermissionError:
             pass  # another user's process: alive
@@ -211,14 +212,15 @@ class Recovery:
     kept: list[Path] = field(default_factory=list)  # set-aside sources left alone: something took their place
 
 
-def recover(directories: Iterable[Path], planned: Callable[[Path], bool]) -> Recovery:
+def recover(directories: Iterable[Path], planned: Callable[[Path], bool], *, set_aside: bool = False) -> Recovery:
     """Undo what a killed run left in ``directories``, touching only names such a run makes.
 
-    ``planned(path)`` says whether this run writes ``path`` (a pyc, a RECORD). A temporary is
-    removed only when made for a planned file. A set-aside file is put back when its name is
-    free (that loses nothing); when the name is taken it is removed only if it holds the same
-    bytes, or if it is the backup of a planned file (the run rewrites that file anyway); anything
-    else is kept and reported.
+    ``planned(path)`` says whether this run writes ``path`` (a pyc, a RECORD, an output). Only
+    leftovers of planned files are touched, and with ``set_aside`` (an in-place run, which sets
+    sources aside) also files set aside for any name. A temporary (a file, or a staged directory)
+    is removed. A set-aside file is put back when its name is free (that loses nothing); when the
+    name is taken it is removed only if it holds the same bytes, or if it is the backup of a
+    planned file (the run rewrites that file anyway); anything else is kept and reported.
     """
     recovery = Recovery()
     for directory in sorted(set(directories)):
@@ -231,17 +233,18 @@ def recover(directories: Iterable[Path], planned: Callable[[Path], bool]) -> Rec
             if match is None:
                 continue
             found = directory / name
+            original = directory / match["name"]
+            if not (planned(original) or (set_aside and match["kind"] == "old")):
+                continue  # not this run's business: a name like ours for a file it does not write
             try:
                 made = found.lstat().st_ctime  # a rename or a link sets it; the mtime is the file's own
             except OSError:
                 continue
             if _owner_running(int(match["pid"]), made):
                 continue
-            original = directory / match["name"]
             if match["kind"] == "tmp":
-                if planned(original):
-                    _unlink(found)
-                    recovery.removed.append(found)
+                _unlink(found)
+                recovery.removed.append(found)
             elif not os.path.lexists(original):
                 os.rename(found, original)
                 recovery.restored.append(original)
@@ -261,7 +264,11 @@ def _same_bytes(a: Path, b: Path) -> bool:
 
 
 def _unlink(path: Path) -> None:
+    """Remove a leftover: a file or link, or a staged directory (an OCI layout) with what it holds."""
     try:
-        os.unlink(path)
+        if path.is_dir() and not path.is_symlink():
+            shutil.rmtree(path)
+        else:
+            os.unlink(path)
     except FileNotFoundError:
         pass

@@ -332,7 +332,7 @@ def _recover(plan: CompilePlan) -> Recovery:
                 directories.add(root.import_root / name)
                 planned.add(os.path.normpath(root.import_root / name / "RECORD"))
 
-    return recover(directories, lambda path: os.path.normpath(path) in planned)
+    return recover(directories, lambda path: os.path.normpath(path) in planned, set_aside=True)
 
 
 def _remove_quietly(paths: Iterable[Path]) -> None:

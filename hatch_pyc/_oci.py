@@ -95,6 +95,8 @@ class StagedOutputs:
         final.parent.mkdir(parents=True, exist_ok=True)
         self._made = [*missing, *self._made]
         recover([final.parent], lambda path: path == final)
+        if final.is_dir() and not final.is_symlink():  # a layout merged into: a killed merge's backups in it
+            recover([final, *(p for p in final.rglob("*") if p.is_dir())], lambda path: True)
         staged = tmp_name(final, self._token)
         self._staged[final] = staged
         return staged

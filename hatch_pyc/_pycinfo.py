@@ -111,9 +111,10 @@ def read_header(path: str | os.PathLike[str]) -> PycHeader:
         fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK)
     except OSError as exc:
         raise InvalidPyc(f"{path}: cannot read it ({exc.strerror or exc})") from exc
+    if not stat.S_ISREG(os.fstat(fd).st_mode):
+        os.close(fd)
+        raise InvalidPyc(f"{path}: not a regular file")
     with open(fd, "rb") as handle:
-        if not stat.S_ISREG(os.fstat(fd).st_mode):
-            raise InvalidPyc(f"{path}: not a regular file")
         try:
             data = handle.read(16)
         except OSError as exc:

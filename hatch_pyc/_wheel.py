@@ -367,6 +367,10 @@ def _convert(
     """Convert one checked wheel for each target; append each finished (temporary, final) to ``staged``."""
     path, zf, dist_info, entries = checked.path, checked.zf, checked.dist_info, checked.record
     retagged = [(interp, *checked.check_target(interp)) for interp in targets]  # every target, first
+    for _, tag_text, _ in retagged:
+        final = Path(output) if output is not None else Path(out_dir or ".") / _output_name(checked, tag_text)
+        if final.is_dir() and not final.is_symlink():
+            raise InvalidInput(f"{final}: a directory, where the converted wheel goes; nothing was written")
     epoch = _epoch()
     infos = checked.infos
     data_dir = checked.data_dir

@@ -102,13 +102,20 @@ def _check_install_paths(names: Iterable[str], data_dir: str, tags: frozenset[Ta
     refused in a wheel that may be installed there (a ``-any`` or macOS or Windows tag).
     """
     folds_case = any(tag.platform == "any" or tag.platform.startswith(("macosx", "win", "ios")) for tag in tags)
+    windows = any(tag.platform == "any" or tag.platform.startswith("win") for tag in tags)
 
     def fold(path: str) -> str:
         path = unicodedata.normalize("NFC", path)
-        return path.casefold() if folds_case else path
+        # lower(), not casefold(): "straße.py" and "strasse.py" are two files on NTFS and APFS
+        return path.lower() if folds_case else path
 
     files: dict[str, str] = {}  # folded install path -> entry
     for entry in sorted(names):
+        if windows and any(part.endswith((".", " ")) or ":" in part for part in entry.split("/")):
+            raise InvalidWheel(
+                f"{wheel}: entry {entry!r} cannot be written on Windows (a name ending in '.' or ' ', or "
+                "holding ':'), where this wheel may be installed"
+            )
         where = _install_path(entry, data_dir)
         key = fold(where)
         if key in files:
@@ -126,6 +133,27 @@ def _check_install_paths(names: Iterable[str], data_dir: str, tags: frozenset[Ta
             if parent in files:
                 raise InvalidWheel(f"{wheel}: entry {files[parent]!r} is a file where {entry!r} needs a directory")
             parent = parent.rpartition("/")[0]
+
+
+def _check_data_dir(names: Iterable[str], data_dir: str, wheel: Path) -> None:
+    """One ``.data`` directory, spelled as both the ``.dist-info`` directory and the file name spell it.
+
+    pip takes any top-level ``*.data`` directory for the data directory and installer only the one
+    the file name spells, so a second one (or one spelled otherwise) would be installed differently
+    by each; a top-level *file* named like it sends installer into an endless loop.
+    """
+    spelled = "-".join(wheel.name.split("-")[:2]) + ".data/"
+    for entry in sorted(names):
+        top = entry.split("/", 1)[0]
+        if not top.endswith(".data"):
+            continue
+        if "/" not in entry:
+            raise InvalidWheel(f"{wheel}: entry {entry!r} is a file named like the .data directory")
+        if top + "/" != data_dir or data_dir != spelled:
+            raise InvalidWheel(
+                f"{wheel}: entry {entry!r} is in a .data directory other than {spelled[:-1]} "
+                f"(named for the file name and {data_dir[:-6]}.dist-info); installers disagree on what it holds"
+            )
 
 
 def _unreadable(wheel: Path, exc: BaseException) -> InvalidWheel:
@@ -160,7 +188,7 @@ def _headers(zf: zipfile.ZipFile, wheel: Path, member: str) -> Message:
         data = zf.read(member)
     except KeyError:
         raise InvalidWheel(f"{wheel}: has no {member}") from None
-    except (zipfile.BadZipFile, OSError, EOFError, zlib.error) as exc:
+    except Exception as exc:  # any decoder's failure (an unsupported method, an encrypted entry): one line
         raise _unreadable(wheel, exc) from exc
     return BytesParser().parsebytes(data, headersonly=True)
 
@@ -380,6 +408,7 @@ def open_wheel(wheel: str | Path) -> CheckedWheel:
         metadata = _headers(zf, path, f"{dist_info}/METADATA")
         requires_python = _check_metadata(metadata, path, name, version)
         data_dir = dist_info[: -len(".dist-info")] + ".data/"
+        _check_data_dir(names, data_dir, path)
         for entry in names:
             scheme, _, rest = entry[len(data_dir) :].partition("/")
             if entry.startswith(data_dir) and (scheme not in _SCHEMES or not rest):

@@ -225,3 +225,21 @@ def engine() -> Iterator[Any]:
     client = docker_support.require_engine()
     yield client
     client.close()
+
+
+@pytest.fixture(autouse=True)
+def _coverage_context(request: pytest.FixtureRequest) -> Iterator[None]:
+    """For ``scripts/mutation.py``'s coverage map: which test ran each line, in this process and in
+    every Python process the test starts (they inherit ``HATCH_PYC_TEST_ID``; their coverage
+    configuration takes it as its static context). A no-op unless coverage is measuring."""
+    if not os.environ.get("COVERAGE_PROCESS_START"):
+        yield
+        return
+    import coverage
+
+    os.environ["HATCH_PYC_TEST_ID"] = request.node.nodeid
+    current = coverage.Coverage.current()
+    if current is not None:
+        current.switch_context(request.node.nodeid)
+    yield
+    os.environ["HATCH_PYC_TEST_ID"] = ""

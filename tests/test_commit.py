@@ -89,7 +89,7 @@ def test_recovery_restores_removes_and_keeps_by_the_rules(tmp_path: Path) -> Non
     (tree / "other.pyc").write_text("a file this run does not write\n")
     (tree / f".other.pyc.{token}.hatch-pyc-old").write_text("its backup: not ours to judge\n")  # kept
     planned = {os.path.normpath(tree / n) for n in ("a.pyc", "c.pyc", "d.pyc")}
-    result = recover([tree], lambda original: os.path.normpath(original) in planned)
+    result = recover([tree], lambda original: os.path.normpath(original) in planned, set_aside=True)
     assert result.restored == [tree / "gone.py"] and (tree / "gone.py").read_text() == "set aside\n"
     assert result.kept == [tree / f".other.pyc.{token}.hatch-pyc-old", tree / f".taken.py.{token}.hatch-pyc-old"]
     assert sorted(p.name for p in tree.iterdir()) == sorted(
@@ -145,3 +145,37 @@ def test_a_reused_pid_is_not_taken_for_the_run_that_made_a_file() -> None:
             proc.kill()
     assert not _owner_running(_dead_pid(), time.time())
     assert not _owner_running(os.getpid(), time.time() - 3600)  # this process, reused from a killed run
+
+
+def test_recovery_touches_only_leftovers_of_planned_names(tmp_path: Path) -> None:
+    """A name shaped like ours, for a file the run does not write, is not its business: kept as it is,
+    even when it is restorable or a copy of the file beside it (found by an adversarial review)."""
+    pid = _dead_pid()
+    (tmp_path / "other.cfg").write_text("same\n")
+    unplanned = {
+        tmp_path / f".notes.txt.{pid}-deadbeef.hatch-pyc-old": "would be restored as notes.txt\n",
+        tmp_path / f".other.cfg.{pid}-deadbeef.hatch-pyc-old": "same\n",
+        tmp_path / f".other.cfg.{pid}-deadbeef.hatch-pyc-tmp": "half\n",
+    }
+    for path, text in unplanned.items():
+        path.write_text(text)
+    before = full_snapshot(tmp_path)
+    recovery = recover([tmp_path], lambda path: path == tmp_path / "out.whl")
+    assert (recovery.restored, recovery.removed, recovery.kept) == ([], [], [])
+    assert full_snapshot(tmp_path) == before
+
+
+def test_a_process_id_no_process_can_have_does_not_crash_recovery(tmp_path: Path) -> None:
+    leftover = tmp_path / ".out.whl.2147483648-deadbeef.hatch-pyc-tmp"  # os.kill raises OverflowError
+    leftover.write_text("half\n")
+    recovery = recover([tmp_path], lambda path: path == tmp_path / "out.whl")
+    assert recovery.removed == [leftover] and not leftover.exists()
+
+
+def test_a_staged_directory_a_killed_run_left_is_removed(tmp_path: Path) -> None:
+    """A killed ``layer --oci-layout DIR`` leaves its staged layout, a directory: the next run removes it."""
+    staged = tmp_path / f".image.{_dead_pid()}-deadbeef.hatch-pyc-tmp"
+    (staged / "blobs/sha256").mkdir(parents=True)
+    (staged / "index.json").write_text("{}")
+    recovery = recover([tmp_path], lambda path: path == tmp_path / "image")
+    assert recovery.removed == [staged] and not staged.exists()

@@ -250,3 +250,30 @@ def test_verify_prints_an_untrusted_modules_error_escaped_on_one_line(tmp_path: 
     assert "\x1b" not in proc.stdout
     assert "     pkg.bad: RuntimeError: \\x1b[2Jcleared\\x0aFAKE ok line" in proc.stdout
     assert not any(line.startswith("FAKE") for line in proc.stdout.splitlines())
+
+
+def test_compile_prints_hostile_file_names_escaped(tmp_path: Path) -> None:
+    """--dry-run and -v name every file; a name with an escape sequence, a newline or bytes that are not
+    UTF-8 is printed escaped on one line, and never makes the run fail after it compiled the tree."""
+    tree = write_tree(tmp_path / "t", {"pkg/__init__.py": ""})
+    (tree / "pkg" / "e\x1b[2Jvil\nFAKE.py").write_text("X = 1\n")
+    os.rename(tree / "pkg" / "__init__.py", os.fsencode(tree / "pkg") + b"/caf\xff.py")
+    for flags in (("--dry-run",), ("-v",)):
+        proc = run_cli("compile", *flags, str(tree), env={"PYTHONIOENCODING": "utf-8"})
+        assert proc.returncode == 0, proc.stderr
+        assert "\x1b" not in proc.stdout + proc.stderr and "Traceback" not in proc.stderr
+        assert not any(line.startswith("FAKE") for line in proc.stdout.splitlines())
+        assert "e\\x1b[2Jvil\\x0aFAKE.py" in proc.stdout and "caf\\udcff.py" in proc.stdout
+
+
+def test_inspect_of_a_directory_names_the_path(tmp_path: Path) -> None:
+    proc = run_cli("inspect", str(tmp_path))
+    assert proc.returncode == 2
+    assert _one_line(proc.stderr) == f"hatch-pyc: error: {tmp_path}: not a regular file"
+
+
+def test_bidirectional_controls_and_line_separators_are_escaped(tmp_path: Path) -> None:
+    files = {"pkg/__init__.py": "", "pkg/bad.py": "raise RuntimeError('a\\u2028FAKE ok\\u202egnp.exe')\n"}
+    proc = run_cli("verify", str(write_tree(tmp_path / "t", files)))
+    assert "\u2028" not in proc.stdout and "\u202e" not in proc.stdout
+    assert "RuntimeError: a\\u2028FAKE ok\\u202egnp.exe" in proc.stdout

@@ -174,6 +174,30 @@ CASES: dict[str, tuple[str, dict[str, bytes | str], dict[str, object], str]] = {
         {},
         "install to the same path where names differing in case or Unicode form are one",
     ),
+    "second-data-directory": (
+        GOOD,
+        {**_good(), "evil.data/purelib/demo/__init__.py": "X = 2\n"},
+        {},
+        "entry 'evil.data/purelib/demo/__init__.py' is in a .data directory other than demo-1.0",
+    ),
+    "data-directory-spelled-otherwise": (
+        GOOD,
+        {**_good(), "demo-1.00.data/purelib/demo/extra.py": "X = 2\n"},
+        {},
+        "is in a .data directory other than demo-1.0.data (named for the file name and demo-1.0.dist-info)",
+    ),
+    "file-named-like-the-data-directory": (  # sent installer (layer, verify) into an endless loop
+        GOOD,
+        {**_good(), "demo-1.0.data": "boom"},
+        {},
+        "entry 'demo-1.0.data' is a file named like the .data directory",
+    ),
+    "name-windows-cannot-write": (
+        GOOD,
+        {**_good(), "demo/mod.py.": "X = 1\n"},
+        {},
+        "entry 'demo/mod.py.' cannot be written on Windows",
+    ),
     "bad-requires-python": (
         GOOD,
         _good(metadata=_meta(extra="Requires-Python: >=3.x\n")),
@@ -393,16 +417,20 @@ def test_the_wheels_guide_example_runs_as_written(tmp_path: Path) -> None:
 # Found by an adversarial review of the gate.
 
 
-def test_an_entry_no_decoder_can_read_is_refused_in_one_line_everywhere(tmp_path: Path) -> None:
+@pytest.mark.parametrize("entry", ["demo/__init__.py", "demo-1.0.dist-info/METADATA", "demo-1.0.dist-info/WHEEL"])
+def test_an_entry_no_decoder_can_read_is_refused_in_one_line_everywhere(tmp_path: Path, entry: str) -> None:
     (tmp_path / "in").mkdir()
     wheel = wheel_from(tmp_path / "in", GOOD, _good())
     data = bytearray(wheel.read_bytes())
     with zipfile.ZipFile(wheel) as zf:
-        info = zf.getinfo("demo/__init__.py")
-    for offset in (info.header_offset + 8, data.rfind(b"PK\x01\x02", 0) + 10):  # local and central method
+        info = zf.getinfo(entry)
+    central = data.find(b"PK\x01\x02" + data[info.header_offset + 4 : info.header_offset + 6])
+    while data[central + 46 : central + 46 + len(entry)] != entry.encode():
+        central = data.find(b"PK\x01\x02", central + 1)
+    for offset in (info.header_offset + 8, central + 10):  # the local and the central header's method
         data[offset : offset + 2] = (99).to_bytes(2, "little")  # 99: AES, which zipfile cannot decode
     wheel.write_bytes(bytes(data))
-    _refused_everywhere(tmp_path, wheel, "")
+    _refused_everywhere(tmp_path, wheel, "cannot be read as a wheel")
 
 
 def test_a_wheel_whose_requires_python_excludes_the_target_is_refused_by_every_reader(tmp_path: Path) -> None:
@@ -479,22 +507,59 @@ def _outputs_of(out: Path) -> dict[str, bytes]:
     return {p.name: p.read_bytes() for p in out.iterdir() if p.is_file()}
 
 
-def test_a_failing_rename_puts_back_what_earlier_renames_replaced(tmp_path: Path) -> None:
-    """Outputs move into place together: when the second cannot (a directory holds its name), the
-    first, which replaced an older wheel, is undone and the older wheel is back, byte for byte."""
+FAIL_SECOND_MOVE = r"""
+import sys
+from hatch_pyc import _commit, _wheel
+from hatch_pyc._targets import find_interpreter
+real = _commit.Commit.install
+moves = []
+def install(self, tmp, final):
+    moves.append(final)
+    if len(moves) == 2:
+        raise PermissionError(13, "Permission denied", str(final))  # as a read-only name would
+    real(self, tmp, final)
+_commit.Commit.install = install
+try:
+    _wheel.convert_wheels(sys.argv[1:3], sys.argv[3], [find_interpreter(None)])
+except PermissionError as exc:
+    print("failed at", exc.filename)
+"""
+
+
+def test_a_failing_move_puts_back_what_earlier_moves_replaced(tmp_path: Path) -> None:
+    """Outputs move into place together: when the second move fails, the first, which replaced an older
+    wheel, is undone and the older wheel is back, byte for byte, with no temporary or backup left."""
     first = make_wheel(tmp_path, {"a/__init__.py": "A = 1\n"}, name="a")
     second = make_wheel(tmp_path, {"b/__init__.py": "B = 1\n"}, name="b")
     out = tmp_path / "out"
     out.mkdir()
     tag = f"cp{sys.version_info[0]}{sys.version_info[1]}-none-any"
     (out / f"a-1.0-{tag}.whl").write_bytes(b"an older output\n")
-    (out / f"b-1.0-{tag}.whl").mkdir()
     before = snapshot(out)
-    proc = run_cli("wheel", str(first), str(second), "-o", str(out))
-    assert proc.returncode == 2 and "Traceback" not in proc.stderr, proc.stderr
+    proc = subprocess.run(
+        [sys.executable, "-c", FAIL_SECOND_MOVE, str(first), str(second), str(out)],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    assert proc.stdout.strip() == f"failed at {out / f'b-1.0-{tag}.whl'}"
+    assert snapshot(out) == before
+
+
+def test_an_output_name_held_by_a_directory_is_refused_before_any_work(tmp_path: Path) -> None:
+    wheel = make_wheel(tmp_path, {"demo/__init__.py": ""})
+    out = tmp_path / "out"
+    tag = f"cp{sys.version_info[0]}{sys.version_info[1]}-none-any"
+    (out / f"demo-1.0-{tag}.whl").mkdir(parents=True)
+    before = snapshot(tmp_path)
+    proc = run_cli("wheel", str(wheel), "-o", str(out))
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr
     (line,) = proc.stderr.strip().splitlines()
-    assert f"b-1.0-{tag}.whl" in line
-    assert snapshot(out) == before  # the older a-*.whl is back; no temporary or backup is left
+    assert (
+        line
+        == f"hatch-pyc: error: {out / f'demo-1.0-{tag}.whl'}: a directory, where the converted wheel goes; nothing was written"
+    )
+    assert snapshot(tmp_path) == before
 
 
 def test_a_killed_runs_temporaries_are_removed_by_the_next_run(tmp_path: Path) -> None:
@@ -545,3 +610,10 @@ def test_an_interrupt_while_outputs_move_lands_after_the_last(tmp_path: Path) ->
     )
     tag = f"cp{sys.version_info[0]}{sys.version_info[1]}-none-any"
     assert proc.stdout.strip() == f"interrupted after 2 outputs: ['a-1.0-{tag}.whl', 'b-1.0-{tag}.whl']"
+
+
+def test_names_equal_only_once_case_folded_are_two_files(tmp_path: Path) -> None:
+    """NTFS and APFS compare names by simple case mapping: "straße" and "strasse" are two files."""
+    wheel = wheel_from(tmp_path, GOOD, {**_good(), "demo/straße.py": "A = 1\n", "demo/strasse.py": "B = 2\n"})
+    with open_wheel(wheel) as checked:
+        assert {"demo/straße.py", "demo/strasse.py"} <= checked.names
