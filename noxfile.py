@@ -125,6 +125,23 @@ def corpus_ci(session: nox.Session) -> None:
 
 
 @nox.session(python="3.11")
+def mutation(session: nox.Session) -> None:
+    """Mutation testing of the core modules (docs/testing.md): the coverage map, then each module's
+    mutants against the tests that run the mutated line. ``nox -s mutation -- _commit _wheelcheck``."""
+    session.install(".[docker]", *TEST_DEPS, "cosmic-ray>=8.4", "coverage>=7.10")
+    session.run(
+        "python",
+        "scripts/mutation.py",
+        "all",
+        "--markdown",
+        "docs/testing.md",
+        "--survivors",
+        "mutation/survivors.md",
+        *session.posargs,
+    )
+
+
+@nox.session(python="3.11")
 def oracle(session: nox.Session) -> None:
     """Every pyc against each CPython's own compile(): the stdlib with its tests and the benchmarks'
     site-packages, levels 0-2, on every CPython found (docs/correctness.md)."""

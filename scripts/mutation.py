@@ -1,0 +1,371 @@
+#!/usr/bin/env python3
+"""Mutation testing of hatch-pyc's core modules: do the tests notice when a guard breaks?
+
+cosmic-ray makes each mutant (one flipped comparison, negated condition, changed number, emptied
+loop, swapped ``and``/``or``, replaced exception ... at a time) by rewriting the module *on disk*,
+then runs a test command. On disk matters here: most of hatch-pyc's tests run the real CLI in a
+subprocess, and compile workers run under other CPythons, so a mutant must be in the file they
+import. (mutmut 3 switches mutants inside the test process and picks tests by what that process
+calls; it cannot see code that only subprocesses run, which is most of ours.)
+
+The test command (``scripts/mutation_test.py``) runs only the tests that execute the mutated line,
+fastest first, stopping at the first failure. Which tests execute which line comes from a coverage
+map built first: the whole suite under coverage, with every Python process a test starts measured
+too and labelled with that test's id (``tests/conftest.py``).
+
+    python scripts/mutation.py map                          # build .cache/mutation/map.json (~10 min)
+    python scripts/mutation.py run _commit _layout          # mutate these (default: every core module)
+    python scripts/mutation.py report --markdown docs/mutation.md --survivors mutation/survivors.md
+    python scripts/mutation.py all [MODULE ...]             # the three in turn (nox -s mutation)
+
+A mutant *survives* when no selected test fails. Survivors are either killed by a new test or
+listed in ``mutation/equivalent.toml`` with the reason they cannot be (the program behaves the
+same); the score of a module is killed / (mutants - equivalent).
+"""
+
+from __future__ import annotations
+
+import argparse
+import concurrent.futures
+import json
+import os
+import re
+import shutil
+import sqlite3
+import subprocess
+import sys
+import sysconfig
+import time
+from pathlib import Path
+
+import tomllib
+
+REPO = Path(__file__).resolve().parent.parent
+WORK = REPO / ".cache" / "mutation"
+CORE = (
+    "_errors",
+    "_options",
+    "_layout",
+    "_pycinfo",
+    "_plan",
+    "_compile",
+    "_commit",
+    "_records",
+    "_wheelcheck",
+    "_wheel",
+    "_oci_base",
+)
+# Operators whose mutants say nothing: ``|`` is only ever a type union in these modules (annotations,
+# never evaluated), and each arithmetic operator is replaced by one other (``+`` by ``-``, ...)
+# rather than by all eleven, which multiplies mutants without finding more weak tests.
+EXCLUDED_OPERATORS = (
+    r"core/ReplaceBinaryOperator_BitOr_.*",
+    r"core/ReplaceBinaryOperator_.*_(Pow|RShift|LShift|BitOr|BitAnd|BitXor|Mod|FloorDiv|Div|Mul)",
+    r"core/ReplaceBinaryOperator_(Pow|RShift|LShift|BitAnd|BitXor)_.*",
+    r"core/RemoveDecorator",
+)
+EQUIVALENT = REPO / "mutation" / "equivalent.toml"
+TIMEOUT = 600.0  # per mutant: a mutant that makes the tests hang is killed when this runs out
+
+
+def _coveragerc() -> Path:
+    WORK.mkdir(parents=True, exist_ok=True)
+    rc = WORK / "coveragerc"
+    rc.write_text(
+        "[run]\n"
+        "parallel = true\n"
+        f"data_file = {WORK / 'cov' / '.coverage'}\n"
+        f"source = {REPO / 'hatch_pyc'}\n"
+        "context = ${HATCH_PYC_TEST_ID}\n"
+        "disable_warnings = no-data-collected, module-not-measured, module-not-imported, couldnt-parse\n"
+    )
+    return rc
+
+
+def build_map(jobs: int, *, reuse: bool = False) -> None:
+    """Run the suite under coverage in every process; write which tests run each line of each core module.
+
+    ``reuse``: combine what an earlier run measured instead of running the suite again.
+    """
+    import coverage
+
+    rc = _coveragerc()
+    junit = WORK / "durations.xml"
+    if not reuse:
+        _measure(rc, junit, jobs)
+    cov = coverage.Coverage(config_file=str(rc))
+    cov.combine([str(WORK / "cov")], keep=True)
+    data = cov.get_data()
+    lines: dict[str, dict[str, list[str]]] = {}
+    for module in CORE:
+        path = str(REPO / "hatch_pyc" / f"{module}.py")
+        by_line = data.contexts_by_lineno(path)
+        lines[module] = {str(n): sorted(c for c in contexts if c) for n, contexts in by_line.items()}
+    import xml.etree.ElementTree as ET
+
+    durations: dict[str, float] = {}
+    for case in ET.parse(junit).getroot().iter("testcase"):
+        file = case.get("file") or ""
+        classname = case.get("classname", "").split(".")[-1]
+        nodeid = f"{file}::{case.get('name')}" if file else f"tests/{classname}.py::{case.get('name')}"
+        durations[nodeid] = float(case.get("time", "0"))
+    sources = {m: _digest(m) for m in CORE}
+    (WORK / "map.json").write_text(json.dumps({"lines": lines, "durations": durations, "sources": sources}))
+    covered = {m: sum(1 for t in v.values() if t) for m, v in lines.items()}
+    print(f"map: lines run by at least one test: {covered}", flush=True)
+
+
+def _measure(rc: Path, junit: Path, jobs: int) -> None:
+    shutil.rmtree(WORK / "cov", ignore_errors=True)
+    (WORK / "cov").mkdir(parents=True)
+    # Every process of this interpreter starts coverage when COVERAGE_PROCESS_START names a config.
+    pth = Path(sysconfig.get_paths()["purelib"]) / "hatch_pyc_mutation_coverage.pth"
+    pth.write_text("import coverage; coverage.process_startup()\n")
+    env = {**os.environ, "COVERAGE_PROCESS_START": str(rc), "HATCH_PYC_TEST_ID": ""}
+    started = time.monotonic()
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "pytest",
+            "-q",
+            "-m",
+            "not docker",
+            "-n",
+            str(jobs),
+            "-p",
+            "no:cacheprovider",
+            f"--junitxml={junit}",
+            "-W",
+            "ignore::coverage.exceptions.CoverageWarning",
+        ],
+        cwd=REPO,
+        env=env,
+        check=False,
+    )
+    # A test may fail under coverage (signal timing, modules coverage itself imports): what it ran is mapped.
+    print(f"map: suite under coverage in {time.monotonic() - started:.0f} s (exit {proc.returncode})", flush=True)
+
+
+def _digest(module: str) -> str:
+    import hashlib
+
+    return hashlib.sha256((REPO / "hatch_pyc" / f"{module}.py").read_bytes()).hexdigest()
+
+
+def _clone(index: int) -> Path:
+    """A copy of the working tree for one job: its own files to mutate."""
+    target = WORK / f"work-{index}"
+    shutil.rmtree(target, ignore_errors=True)
+    ignore = shutil.ignore_patterns(".git", ".nox", ".cache", "__pycache__", ".hypothesis", "site")
+    shutil.copytree(REPO, target, ignore=ignore)
+    return target
+
+
+def _config(clone: Path, module: str) -> Path:
+    config = WORK / f"{module}.toml"
+    excluded = ", ".join(json.dumps(e) for e in EXCLUDED_OPERATORS)
+    command = f"{sys.executable} {clone / 'scripts' / 'mutation_test.py'} {module} {WORK / 'map.json'}"
+    config.write_text(
+        "[cosmic-ray]\n"
+        f'module-path = "{clone / "hatch_pyc" / f"{module}.py"}"\n'
+        f"timeout = {TIMEOUT}\n"
+        "excluded-modules = []\n"
+        f"test-command = {json.dumps(command)}\n"
+        "[cosmic-ray.distributor]\n"
+        'name = "local"\n'
+        "[cosmic-ray.filters.operators-filter]\n"
+        f"exclude-operators = [{excluded}]\n"
+    )
+    return config
+
+
+def _run_module(clone: Path, module: str) -> None:
+    session = WORK / f"{module}.sqlite"
+    session.unlink(missing_ok=True)
+    config = _config(clone, module)
+    pristine = clone / ".mutation-pristine"
+    pristine.mkdir(exist_ok=True)
+    shutil.copyfile(clone / "hatch_pyc" / f"{module}.py", pristine / f"{module}.py")
+    bindir = Path(sys.executable).parent
+    started = time.monotonic()
+    for tool, *args in (("cosmic-ray", "init"), ("cr-filter-operators",), ("cosmic-ray", "exec")):
+        subprocess.run(
+            [str(bindir / tool), *args, str(config), str(session)]
+            if tool == "cosmic-ray"
+            else [str(bindir / tool), str(session), str(config)],
+            cwd=clone,
+            check=True,
+            stdout=subprocess.DEVNULL,
+        )
+    killed, survived, total = _counts(session)
+    print(
+        f"run: {module}: {total} mutants, {killed} killed, {survived} survived in {time.monotonic() - started:.0f} s",
+        flush=True,
+    )
+
+
+def _counts(session: Path) -> tuple[int, int, int]:
+    rows = _results(session)
+    killed = sum(1 for r in rows if r["outcome"] == "killed")
+    survived = sum(1 for r in rows if r["outcome"] == "survived")
+    return killed, survived, killed + survived
+
+
+def _results(session: Path) -> list[dict[str, object]]:
+    with sqlite3.connect(session) as db:
+        rows = db.execute(
+            "SELECT s.module_path, s.operator_name, s.start_pos_row, s.start_pos_col, s.definition_name, "
+            "r.worker_outcome, r.test_outcome, r.diff, r.output FROM mutation_specs s "
+            "JOIN work_results r ON r.job_id = s.job_id"
+        ).fetchall()
+    results = []
+    for module_path, operator, row, col, definition, worker_outcome, test_outcome, diff, output in rows:
+        worker, test = str(worker_outcome).lower(), str(test_outcome).lower()
+        if worker == "skipped":
+            continue
+        # killed or incompetent (the mutant does not even run); a timeout or a dead worker: noticed too
+        outcome = "survived" if worker == "normal" and test == "survived" else "killed"
+        results.append(
+            {
+                "module": Path(module_path).stem,
+                "operator": operator,
+                "line": row,
+                "col": col,
+                "function": definition,
+                "outcome": outcome,
+                "diff": diff or "",
+                "output": output or "",
+            }
+        )
+    return results
+
+
+def run(modules: list[str], jobs: int) -> None:
+    if not (WORK / "map.json").exists():
+        raise SystemExit("no coverage map: run `python scripts/mutation.py map` first")
+    mapped = json.loads((WORK / "map.json").read_text()).get("sources", {})
+    stale = [m for m in modules if mapped.get(m) != _digest(m)]
+    if stale:  # its line numbers would pick the wrong tests
+        raise SystemExit(
+            f"the coverage map is older than {', '.join(stale)}: run `python scripts/mutation.py map` again"
+        )
+    clones = [_clone(i) for i in range(jobs)]
+    sizes = {m: len((REPO / "hatch_pyc" / f"{m}.py").read_text().splitlines()) for m in modules}
+    queues: list[list[str]] = [[] for _ in clones]
+    loads = [0] * len(clones)
+    for module in sorted(modules, key=lambda m: -sizes[m]):
+        i = loads.index(min(loads))
+        queues[i].append(module)
+        loads[i] += sizes[module]
+
+    def work(index: int) -> None:
+        for module in queues[index]:
+            _run_module(clones[index], module)
+
+    with concurrent.futures.ThreadPoolExecutor(len(clones)) as pool:
+        for future in [pool.submit(work, i) for i in range(len(clones))]:
+            future.result()
+
+
+def _equivalent() -> list[dict[str, str]]:
+    if not EQUIVALENT.exists():
+        return []
+    return list(tomllib.loads(EQUIVALENT.read_text()).get("equivalent", []))
+
+
+def _source_line(module: str, line: int) -> str:
+    lines = (REPO / "hatch_pyc" / f"{module}.py").read_text().splitlines()
+    return lines[line - 1].strip() if 0 < line <= len(lines) else ""
+
+
+def report(markdown: Path | None, survivors: Path | None) -> int:
+    equivalent = _equivalent()
+    coverage_map = json.loads((WORK / "map.json").read_text())["lines"] if (WORK / "map.json").exists() else {}
+    rows, listed = [], []
+    for module in CORE:
+        session = WORK / f"{module}.sqlite"
+        if not session.exists():
+            continue
+        results = _results(session)
+        killed = [r for r in results if r["outcome"] == "killed"]
+        alive = [r for r in results if r["outcome"] == "survived"]
+        same = []
+        for r in alive:
+            text = _source_line(module, int(r["line"]))  # type: ignore[arg-type]
+            reason = next(
+                (
+                    e["reason"]
+                    for e in equivalent
+                    if e["module"] == module and e["operator"] == r["operator"] and e["line"].strip() == text
+                ),
+                None,
+            )
+            if reason is not None:
+                same.append(r)
+            else:
+                r["text"] = text
+                r["covered"] = bool(coverage_map.get(module, {}).get(str(r["line"])))
+                listed.append(r)
+        denominator = len(results) - len(same)
+        score = 100.0 * len(killed) / denominator if denominator else 100.0
+        rows.append((module, len(results), len(killed), len(alive) - len(same), len(same), score))
+    table = [
+        "| module | mutants | killed | survived | equivalent | score |",
+        "|---|--:|--:|--:|--:|--:|",
+        *(f"| `{m}` | {n} | {k} | {s} | {e} | {score:.1f} % |" for m, n, k, s, e, score in rows),
+    ]
+    print("\n".join(table))
+    if markdown is not None:
+        text = markdown.read_text() if markdown.exists() else "<!-- mutation:begin -->\n<!-- mutation:end -->\n"
+        block = "<!-- mutation:begin -->\n" + "\n".join(table) + "\n<!-- mutation:end -->"
+        markdown.write_text(
+            re.sub(r"<!-- mutation:begin -->.*?<!-- mutation:end -->", lambda _: block, text, flags=re.S)
+        )
+    if survivors is not None:
+        out = [
+            "# Surviving mutants",
+            "",
+            "Generated by `python scripts/mutation.py report`; each is a change to the code that no test noticed.",
+            "Kill it with a test, or list it in `mutation/equivalent.toml` with the reason it changes nothing.",
+            "",
+        ]
+        for r in sorted(listed, key=lambda r: (str(r["module"]), int(r["line"]))):  # type: ignore[arg-type]
+            where = "" if r["covered"] else " (no test runs this line)"
+            out += [
+                f"## `{r['module']}.py:{r['line']}` in `{r['function']}`: {r['operator']}{where}",
+                "",
+                "```diff",
+                re.sub(r"[^ \n]*/work-\d+/", "", str(r["diff"])).strip(),
+                "```",
+                "",
+            ]
+        survivors.parent.mkdir(parents=True, exist_ok=True)
+        survivors.write_text("\n".join(out))
+    return 0
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("step", choices=["map", "run", "report", "all"])
+    parser.add_argument("modules", nargs="*", help=f"core modules to mutate (default: {' '.join(CORE)})")
+    parser.add_argument("--jobs", type=int, default=os.cpu_count() or 2)
+    parser.add_argument("--markdown", type=Path, help="write the score table between mutation:begin/end here")
+    parser.add_argument("--survivors", type=Path, help="write every surviving mutant here")
+    parser.add_argument("--reuse-coverage", action="store_true", help="map: combine the last run's data, do not rerun")
+    args = parser.parse_args()
+    modules = args.modules or list(CORE)
+    unknown = sorted(set(modules) - set(CORE))
+    if unknown:
+        parser.error(f"not core modules: {', '.join(unknown)}")
+    if args.step in ("map", "all"):
+        build_map(args.jobs, reuse=args.reuse_coverage)
+    if args.step in ("run", "all"):
+        run(modules, args.jobs)
+    if args.step in ("report", "all"):
+        return report(args.markdown, args.survivors)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,64 @@
+#!/usr/bin/env python3
+"""The test command of one mutant (run by cosmic-ray in a work copy, the module already mutated).
+
+    mutation_test.py MODULE MAP.json
+
+Finds the lines the mutant changed (the module against the copy ``scripts/mutation.py`` kept in
+``.mutation-pristine/``), takes from the coverage map the tests that run those lines, and runs them
+fastest first until one fails (exit 1: killed) or all pass (exit 0: survived). Only the fastest
+covering tests, up to ``BUDGET`` seconds of them as the map timed them, are run: a mutant only a
+slower test would notice counts as surviving, so the score is a lower bound.
+"""
+
+from __future__ import annotations
+
+import difflib
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+BUDGET = 90.0
+
+
+def changed_lines(pristine: list[str], mutated: list[str]) -> set[int]:
+    """1-based numbers, in the pristine file, of the lines the mutant replaced."""
+    lines: set[int] = set()
+    matcher = difflib.SequenceMatcher(a=pristine, b=mutated, autojunk=False)
+    for tag, i1, i2, _j1, _j2 in matcher.get_opcodes():
+        if tag != "equal":
+            lines.update(range(i1 + 1, max(i2, i1 + 1) + 1))
+    return lines
+
+
+def main() -> int:
+    module, map_path = sys.argv[1], Path(sys.argv[2])
+    work = Path.cwd()
+    pristine = (work / ".mutation-pristine" / f"{module}.py").read_text().splitlines()
+    mutated = (work / "hatch_pyc" / f"{module}.py").read_text().splitlines()
+    data = json.loads(map_path.read_text())
+    by_line: dict[str, list[str]] = data["lines"][module]
+    durations: dict[str, float] = data["durations"]
+    tests = sorted(
+        {t for n in changed_lines(pristine, mutated) for t in by_line.get(str(n), [])},
+        key=lambda t: (durations.get(t, 60.0), t),
+    )
+    chosen, spent = [], 0.0
+    for test in tests:
+        if chosen and spent + durations.get(test, 60.0) > BUDGET:
+            break
+        chosen.append(test)
+        spent += durations.get(test, 60.0)
+    if not chosen:
+        print("no test runs the mutated line")
+        return 0
+    proc = subprocess.run(
+        [sys.executable, "-m", "pytest", "-x", "-q", "-p", "no:cacheprovider", "--no-header", *chosen],
+        cwd=work,
+        check=False,
+    )
+    return 0 if proc.returncode == 0 else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
