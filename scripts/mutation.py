@@ -274,6 +274,13 @@ def _equivalent() -> list[dict[str, str]]:
     return list(tomllib.loads(EQUIVALENT.read_text()).get("equivalent", []))
 
 
+def _mutant_line(diff: str) -> str:
+    """The line as the mutant wrote it (the diff's first added line), stripped."""
+    return next(
+        (line[1:].strip() for line in diff.splitlines() if line.startswith("+") and not line.startswith("+++")), ""
+    )
+
+
 def _source_line(module: str, line: int) -> str:
     lines = (REPO / "hatch_pyc" / f"{module}.py").read_text().splitlines()
     return lines[line - 1].strip() if 0 < line <= len(lines) else ""
@@ -297,7 +304,10 @@ def report(markdown: Path | None, survivors: Path | None) -> int:
                 (
                     e["reason"]
                     for e in equivalent
-                    if e["module"] == module and e["operator"] == r["operator"] and e["line"].strip() == text
+                    if e["module"] == module
+                    and e["operator"] == r["operator"]
+                    and e["line"].strip() == text
+                    and e["mutant"].strip() == _mutant_line(str(r["diff"]))
                 ),
                 None,
             )

@@ -41,3 +41,67 @@ def test_layout_names() -> None:
     assert is_cache_of("mod.cpython-310.pyc", "mod")
     assert not is_cache_of("mod.other.cpython-312.pyc", "mod")
     assert not is_cache_of("module.cpython-312.pyc", "mod")
+
+
+def test_every_default_is_the_documented_one() -> None:
+    options = PycOptions()
+    assert (options.levels, options.strip, options.exclude, options.invalidation) == ((0,), False, (), None)
+    assert (options.on_error, options.workers, options.force, options.ddir) == ("fail", 0, False, None)
+    assert (options.source_date_epoch, options.outside_packages) == (None, "keep-source")
+    with pytest.raises(AttributeError):  # frozen: options cannot change under a run that read them
+        options.strip = True  # type: ignore[misc]
+
+
+def test_worker_count_is_the_number_given_or_one_per_usable_cpu(monkeypatch: pytest.MonkeyPatch) -> None:
+    import os
+
+    assert PycOptions(workers=1).worker_count == 1
+    assert PycOptions(workers=3).worker_count == 3
+    monkeypatch.setattr(os, "sched_getaffinity", lambda pid: {0, 1, 2} if pid == 0 else {0}, raising=False)
+    assert PycOptions().worker_count == 3  # the CPUs this process may use, not the machine's
+    monkeypatch.delattr(os, "sched_getaffinity")  # macOS, Windows
+    monkeypatch.setattr(os, "cpu_count", lambda: 5)
+    assert PycOptions().worker_count == 5
+    monkeypatch.setattr(os, "cpu_count", lambda: None)  # unknown
+    assert PycOptions().worker_count == 1
+
+
+@pytest.mark.parametrize(
+    ("options", "problem"),
+    [
+        ({"levels": (True,)}, "optimisation level True must be 0, 1 or 2"),
+        ({"levels": ("1",)}, "optimisation level '1' must be 0, 1 or 2"),
+        ({"workers": True}, "workers True must be a whole number"),
+        ({"workers": 1.5}, "workers 1.5 must be a whole number"),
+        ({"exclude": "tests/"}, "exclude must be a list of patterns, not one string"),
+        ({"outside_packages": "drop"}, "outside-packages 'drop' must be one of keep-source, compile"),
+    ],
+)
+def test_each_bad_value_is_named(options: dict[str, object], problem: str) -> None:
+    with pytest.raises(InvalidOptions) as info:
+        PycOptions(**options)  # type: ignore[arg-type]
+    assert str(info.value).startswith(problem) and ";" not in str(info.value)  # that problem, and only it
+
+
+def test_no_level_is_one_problem_not_two() -> None:
+    with pytest.raises(InvalidOptions) as info:
+        PycOptions(levels=(), strip=True)
+    assert str(info.value) == "at least one optimisation level is needed"
+
+
+def test_cache_names_belong_to_their_module_only() -> None:
+    assert is_cache_of("mod.x.pyc", "mod")  # any tag, however short
+    assert not is_cache_of("mod.cpython-312.opt-1.opt-2.pyc", "mod")
+    assert not is_cache_of("ab.cpython312.pyc", "xy")  # another module's, with a tag of the same length
+    assert not is_cache_of("mod.cpython-312.pyc.tmp", "mod")
+    assert not is_cache_of("mod..pyc", "mod")
+
+
+def test_a_plain_directory_below_a_package_inside_a_namespace_is_outside_packages() -> None:
+    from hatch_pyc._layout import outside_packages
+
+    packages = {"ns/pkg"}  # ns: a namespace directory; ns/pkg: a regular package; ns/pkg/templates: plain
+    assert outside_packages("ns/pkg/templates/env.py", packages.__contains__)
+    assert not outside_packages("ns/pkg/mod.py", packages.__contains__)
+    assert not outside_packages("ns/mod.py", packages.__contains__)
+    assert not outside_packages("top.py", packages.__contains__)
