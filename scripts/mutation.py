@@ -100,7 +100,13 @@ def build_map(jobs: int, *, reuse: bool = False) -> None:
     for module in CORE:
         path = str(REPO / "hatch_pyc" / f"{module}.py")
         by_line = data.contexts_by_lineno(path)
-        lines[module] = {str(n): sorted(c for c in contexts if c) for n, contexts in by_line.items()}
+        # A line run with no test's context ran when a test process imported the module, before any
+        # test started (a decorator, a class body, a constant): every test of the module depends on it.
+        module_tests = sorted({c for contexts in by_line.values() for c in contexts if c})
+        lines[module] = {
+            str(n): module_tests if "" in contexts else sorted(c for c in contexts if c)
+            for n, contexts in by_line.items()
+        }
     import xml.etree.ElementTree as ET
 
     durations: dict[str, float] = {}
