@@ -71,6 +71,9 @@ class Commit:
     token: str
     _undo: list[Callable[[], None]] = field(default_factory=list)
     _leftovers: list[Path] = field(default_factory=list)  # deleted by finish()
+    signals: list[int] = field(default_factory=list)  # after :func:`one_commit`: SIGINT/SIGTERM held meanwhile
+    undeleted: list[Path] = field(default_factory=list)  # after :func:`one_commit`: leftovers finish() could not delete
+    then: list[Callable[[], None]] = field(default_factory=list)  # tidying after finish(), signals still held
 
     def install(self, tmp: Path, final: Path) -> None:
         """Move ``tmp`` to ``final``, keeping a file already there under its backup name."""
@@ -100,6 +103,13 @@ class Commit:
             self._undo.append(lambda: os.replace(backup, final))
         else:
             self._undo.append(lambda: os.unlink(final))
+
+    def place_directory(self, staged: Path, final: Path) -> None:
+        """Rename the directory ``staged`` to ``final``, where nothing is; undone by renaming it back."""
+        if os.path.lexists(final):
+            raise FileExistsError(17, "something is already there", str(final))
+        os.rename(staged, final)
+        self._undo.append(lambda: os.rename(final, staged))
 
     def set_aside(self, path: Path) -> None:
         """Remove ``path`` (a file or a link, never a directory) from the tree, reversibly: rename it
@@ -145,6 +155,40 @@ class Commit:
         self._leftovers.clear()
         self._undo.clear()
         return failed
+
+
+@contextmanager
+def one_commit(token: str) -> Iterator[Commit]:
+    """The steps the block takes on the yielded :class:`Commit` are one commit.
+
+    SIGINT and SIGTERM are held until it ends (afterwards in ``commit.signals``, for the caller to
+    act on). An exception in the block undoes every step, newest first, and propagates (a step
+    that cannot be undone raises :class:`CommitFailed` instead); without one, the backups and
+    set-aside files are deleted (those that could not be are in ``commit.undeleted``) and the
+    steps in ``commit.then`` run, signals still held.
+    """
+    commit = Commit(token)
+    with held_signals() as arrived:
+        try:
+            yield commit
+        except BaseException:
+            commit.roll_back()
+            raise
+        commit.undeleted = commit.finish()
+        for step in commit.then:
+            step()
+    commit.signals = arrived
+
+
+def make_parents(path: Path) -> list[Path]:
+    """Create the missing directories above ``path``; return those created, deepest first (to remove them)."""
+    missing = []
+    parent = path.parent
+    while not parent.exists() and parent != parent.parent:
+        missing.append(parent)
+        parent = parent.parent
+    path.parent.mkdir(parents=True, exist_ok=True)
+    return missing
 
 
 @contextmanager

@@ -18,8 +18,9 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from hatch_pyc._commit import TMP_SUFFIX, Commit, Recovery, held_signals, new_token, recover, tmp_name
+from hatch_pyc._commit import TMP_SUFFIX, Recovery, new_token, one_commit, recover, tmp_name
 from hatch_pyc._errors import (
+    CommitFailed,
     CompileFailed,
     Interrupted,
     InvalidInput,
@@ -281,29 +282,33 @@ def _commit(
 
     Return the signals held meanwhile and the set-aside files that could not be deleted at the end.
     """
-    commit = Commit(token)
-    with held_signals() as arrived:
-        try:
+    try:
+        with one_commit(token) as commit:
             for tmp, final in written:
                 commit.install(tmp, final)
             for path in removed:
                 commit.set_aside(path)
             for tmp, record in records:
                 commit.install(tmp, record)
-        except OSError as exc:
-            commit.roll_back()  # raises CommitFailed if the tree could not be put back
-            where = exc.filename or "the tree"
-            doing = "remove it" if exc.filename and Path(exc.filename) in removed else "replace it"
-            raise OutputFailed(
-                f"{where}: cannot {doing} ({exc.strerror or exc}); the commit was undone, nothing was changed"
-            ) from exc
-        leftovers = commit.finish()
-        for cache in sorted({path.parent for path, pyc in removed.items() if pyc is None}):
-            try:
-                cache.rmdir()
-            except OSError:
-                pass  # not empty: other modules' pycs remain
-    return arrived, leftovers
+            commit.then.append(lambda: _remove_empty_caches(removed))
+    except CommitFailed:
+        raise  # undoing failed too: its message names what is left to put right
+    except OSError as exc:
+        where = exc.filename or "the tree"
+        doing = "remove it" if exc.filename and Path(exc.filename) in removed else "replace it"
+        raise OutputFailed(
+            f"{where}: cannot {doing} ({exc.strerror or exc}); the commit was undone, nothing was changed"
+        ) from exc
+    return commit.signals, commit.undeleted
+
+
+def _remove_empty_caches(removed: dict[Path, Path | None]) -> None:
+    """Remove the ``__pycache__`` directories the commit emptied of stale pycs."""
+    for cache in sorted({path.parent for path, pyc in removed.items() if pyc is None}):
+        try:
+            cache.rmdir()
+        except OSError:
+            pass  # not empty: other modules' pycs remain
 
 
 def _recover(plan: CompilePlan) -> Recovery:

@@ -20,7 +20,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 
-from hatch_pyc._commit import write_name
+from hatch_pyc._commit import make_parents, write_name
 from hatch_pyc._compile import CompileResult, compile_tree
 from hatch_pyc._errors import InvalidInput
 from hatch_pyc._options import PycOptions
@@ -202,8 +202,7 @@ def write_layer(
         )
         result = compile_tree([site], layer_options, python=interp.executable)
         # Written to a hidden name and renamed whole; a failure leaves neither it nor the directories made for it.
-        made = [p for p in reversed(out.parents) if not p.exists()]
-        out.parent.mkdir(parents=True, exist_ok=True)
+        made = make_parents(out)
         tmp_name = write_name(out)
         try:
             with open(tmp_name, "xb") as raw:
@@ -215,7 +214,7 @@ def write_layer(
             os.replace(tmp_name, out)
         except BaseException:
             tmp_name.unlink(missing_ok=True)
-            for directory in reversed(made):
+            for directory in made:
                 try:
                     directory.rmdir()
                 except OSError:

@@ -27,7 +27,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from hatch_pyc._commit import Commit, held_signals, new_token, recover, tmp_name, write_name
+from hatch_pyc._commit import Commit, make_parents, new_token, one_commit, recover, write_name
 from hatch_pyc._errors import InvalidInput
 from hatch_pyc._layer import DEFAULT_EPOCH, LayerResult
 from hatch_pyc._oci_base import (
@@ -78,66 +78,38 @@ class StagedOutputs:
     """
 
     def __init__(self) -> None:
-        self._token = new_token()
         self._made: list[Path] = []  # directories created for outputs, deepest first
         self._staged: dict[Path, Path] = {}  # final path -> staged path
-        self._commit = Commit(self._token)
-        self._placed_dirs: list[Path] = []  # whole directories renamed into place by the commit
 
     def path(self, final: str | os.PathLike[str]) -> Path:
         """Where to write ``final`` for now: a hidden name in its directory (created if missing)."""
         final = Path(final)
-        missing = []
-        parent = final.parent
-        while not parent.exists() and parent != parent.parent:
-            missing.append(parent)
-            parent = parent.parent
-        final.parent.mkdir(parents=True, exist_ok=True)
-        self._made = [*missing, *self._made]
-        recover([final.parent], lambda path: path == final)
+        self._made = [*make_parents(final), *self._made]
         if final.is_dir() and not final.is_symlink():  # a layout merged into: a killed merge's backups in it
             recover([final, *(p for p in final.rglob("*") if p.is_dir())], lambda path: True)
-        staged = tmp_name(final, self._token)
+        staged = write_name(final)
         self._staged[final] = staged
         return staged
 
     def commit(self) -> None:
         """Move each output into place: a layout directory is merged into an existing one, index.json last."""
-        with held_signals() as arrived:
-            try:
-                for final, staged in reversed(self._staged.items()):  # the layout (staged last) first
-                    if staged.is_dir() and final.is_dir() and not final.is_symlink():
-                        self._merge(staged, final)
-                    elif staged.is_dir():
-                        if os.path.lexists(final):
-                            raise FileExistsError(17, "not a directory, where the image layout goes", str(final))
-                        os.rename(staged, final)
-                        self._placed_dirs.append(final)
-                    elif staged.exists():
-                        self._commit.install(staged, final)
-            except BaseException:
-                try:
-                    self._commit.roll_back()
-                finally:
-                    for directory in self._placed_dirs:
-                        shutil.rmtree(directory, ignore_errors=True)
-                raise
-            self._commit.finish()
-        if arrived:  # every output is in place; the signal is acted on now
-            signal.raise_signal(arrived[0])
+        with one_commit(new_token()) as commit:
+            for final, staged in reversed(self._staged.items()):  # the layout (staged last) first
+                if staged.is_dir() and final.is_dir() and not final.is_symlink():
+                    self._merge(commit, staged, final)
+                elif staged.is_dir():
+                    commit.place_directory(staged, final)
+                elif staged.exists():
+                    commit.install(staged, final)
+        if commit.signals:  # every output is in place; the signal is acted on now
+            signal.raise_signal(commit.signals[0])
 
-    def _merge(self, staged: Path, final: Path) -> None:
+    def _merge(self, commit: Commit, staged: Path, final: Path) -> None:
         names = sorted(p.relative_to(staged) for p in staged.rglob("*") if not p.is_dir())
         for rel in sorted(names, key=lambda p: (p.parts[0] != "blobs", p.name == "index.json", p)):
-            parent = (final / rel).parent
-            missing = []
-            while not parent.exists():
-                missing.append(parent)
-                parent = parent.parent
-            (final / rel).parent.mkdir(parents=True, exist_ok=True)
-            self._made = [*missing, *self._made]
-            self._commit.install(staged / rel, final / rel)
-        shutil.rmtree(staged)
+            self._made = [*make_parents(final / rel), *self._made]
+            commit.install(staged / rel, final / rel)
+        commit.then.append(lambda: shutil.rmtree(staged, ignore_errors=True))  # its directories, emptied
 
     def discard(self) -> None:
         """Remove what was staged and made; best effort (this runs while another error is raised)."""

@@ -32,7 +32,7 @@ from typing import IO, TYPE_CHECKING
 from packaging.tags import Tag
 from packaging.utils import parse_wheel_filename
 
-from hatch_pyc._commit import Commit, held_signals, new_token, recover, tmp_name
+from hatch_pyc._commit import new_token, one_commit, write_name
 from hatch_pyc._compile import DeliveredPyc, compile_plan
 from hatch_pyc._errors import HatchPycError, Interrupted, InvalidInput, first_problem
 from hatch_pyc._layout import outside_packages
@@ -261,14 +261,13 @@ def convert_wheel(
     """
     options = _check_options(options, targets, output)
     staged: list[tuple[Path, Path]] = []
-    token = new_token()
     with open_wheel(Path(wheel)) as checked:
         try:
-            results = _convert(checked, out_dir, targets, options, output=output, staged=staged, token=token)
+            results = _convert(checked, _outputs(checked, targets, out_dir, output), options, staged)
         except BaseException:
             _discard(staged)
             raise
-    _commit(staged, token, results)
+    _commit(staged, results)
     return results
 
 
@@ -291,11 +290,11 @@ def convert_wheels(
         with open_wheel(Path(wheel)) as checked:
             for interp in targets:
                 try:
-                    tag_text, _ = checked.check_target(interp)
-                except InvalidWheel as exc:
+                    ((_, _, _, final),) = _outputs(checked, [interp], out_dir, None)
+                except InvalidInput as exc:  # the wheel refuses the target, or a directory holds the output's name
                     problems.append(str(exc))
                     continue
-                name = _output_name(checked, tag_text)
+                name = final.name
                 if name in outputs and outputs[name] != checked.path:
                     problems.append(f"{outputs[name]} and {checked.path} would both be written as {name}")
                 outputs[name] = checked.path
@@ -303,15 +302,14 @@ def convert_wheels(
         raise InvalidWheel(first_problem(problems) + "; nothing was written")
     staged: list[tuple[Path, Path]] = []
     results: list[WheelConversion] = []
-    token = new_token()
     try:
         for wheel in dict.fromkeys(Path(w) for w in wheels):
             with open_wheel(wheel) as checked:
-                results.extend(_convert(checked, out_dir, targets, options, output=None, staged=staged, token=token))
+                results.extend(_convert(checked, _outputs(checked, targets, out_dir, None), options, staged))
     except BaseException:
         _discard(staged)
         raise
-    _commit(staged, token, results)
+    _commit(staged, results)
     return results
 
 
@@ -331,46 +329,50 @@ def _discard(staged: list[tuple[Path, Path]]) -> None:
         tmp.unlink(missing_ok=True)
 
 
-def _commit(staged: list[tuple[Path, Path]], token: str, results: list[WheelConversion]) -> None:
-    """Rename every finished temporary into place, all or none (see :mod:`hatch_pyc._commit`).
+def _commit(staged: list[tuple[Path, Path]], results: list[WheelConversion]) -> None:
+    """Rename every finished temporary into place as one commit (:func:`hatch_pyc._commit.one_commit`).
 
     A rename that fails puts back every file the earlier ones replaced and removes the
     temporaries; SIGINT and SIGTERM are held until the renames are done, then reported as
     :class:`Interrupted` carrying ``results`` (every output was written).
     """
-    commit = Commit(token)
-    with held_signals() as arrived:
-        try:
+    try:
+        with one_commit(new_token()) as commit:
             for tmp, final in staged:
                 commit.install(tmp, final)
-        except BaseException:
-            try:
-                commit.roll_back()
-            finally:
-                _discard(staged)
-            raise
-        commit.finish()
-    if arrived:
-        raise Interrupted(arrived[0], results)
+    finally:
+        _discard(staged)  # those not moved into place
+    if commit.signals:
+        raise Interrupted(commit.signals[0], results)
+
+
+def _outputs(
+    checked: CheckedWheel,
+    targets: Sequence[Interpreter],
+    out_dir: str | os.PathLike[str] | None,
+    output: str | os.PathLike[str] | None,
+) -> list[tuple[Interpreter, str, list[Tag], Path]]:
+    """Each target's tag text, tags and output path; refuse a target the wheel does not admit, or an
+    output whose name a directory holds (before any work)."""
+    planned = []
+    for interp in targets:
+        tag_text, new_tags = checked.check_target(interp)
+        final = Path(output) if output is not None else Path(out_dir or ".") / _output_name(checked, tag_text)
+        if final.is_dir() and not final.is_symlink():
+            raise InvalidInput(f"{final}: a directory, where the converted wheel goes")
+        planned.append((interp, tag_text, new_tags, final))
+    return planned
 
 
 def _convert(
     checked: CheckedWheel,
-    out_dir: str | os.PathLike[str] | None,
-    targets: Sequence[Interpreter],
+    outputs: list[tuple[Interpreter, str, list[Tag], Path]],
     options: PycOptions,
-    *,
-    output: str | os.PathLike[str] | None,
     staged: list[tuple[Path, Path]],
-    token: str,
 ) -> list[WheelConversion]:
-    """Convert one checked wheel for each target; append each finished (temporary, final) to ``staged``."""
+    """Convert one checked wheel for each of its :func:`_outputs`; append each finished
+    (temporary, final) to ``staged``."""
     path, zf, dist_info, entries = checked.path, checked.zf, checked.dist_info, checked.record
-    retagged = [(interp, *checked.check_target(interp)) for interp in targets]  # every target, first
-    for _, tag_text, _ in retagged:
-        final = Path(output) if output is not None else Path(out_dir or ".") / _output_name(checked, tag_text)
-        if final.is_dir() and not final.is_symlink():
-            raise InvalidInput(f"{final}: a directory, where the converted wheel goes; nothing was written")
     epoch = _epoch()
     infos = checked.infos
     data_dir = checked.data_dir
@@ -404,7 +406,7 @@ def _convert(
         archive = path.resolve()
 
         results = []
-        for interp, tag_text, new_tags in retagged:
+        for interp, tag_text, new_tags, final in outputs:
             out_root = Path(interp.python_tag)  # names only: the pycs come back in memory
             plan = CompilePlan(
                 interpreter=interp,
@@ -443,7 +445,6 @@ def _convert(
             compiled = {a for a in sources if str(archive / a) not in kept}
             # A shipped mod.pyc beside a compiled mod.py: replaced, so no name is written twice.
             replaced = sorted(a[:-3] + ".pyc" for a in compiled if a[:-3] + ".pyc" in names)
-            final = Path(output) if output is not None else Path(out_dir or ".") / _output_name(checked, tag_text)
             conversion = WheelConversion(
                 path,
                 final,
@@ -465,7 +466,6 @@ def _convert(
                 tags=new_tags,
                 final=final,
                 epoch=epoch,
-                token=token,
             )
             staged.append((tmp, final))
             results.append(conversion)
@@ -484,15 +484,13 @@ def _write_wheel(
     tags: list[Tag],
     final: Path,
     epoch: int | None,
-    token: str,
 ) -> Path:
     """Write the new wheel to a hidden temporary beside ``final``; return its path (the caller renames it).
 
     Temporaries and backups of ``final`` that a killed run left are removed first.
     """
     final.parent.mkdir(parents=True, exist_ok=True)
-    recover([final.parent], lambda path: path == final)
-    tmp = tmp_name(final, token)
+    tmp = write_name(final)
     os.close(os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
     rows: list[tuple[str, str, str]] = []
     record_name = f"{dist_info}/RECORD"

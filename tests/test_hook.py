@@ -27,6 +27,19 @@ def copy_project(name: str, dest: Path, python: str) -> Path:
     return project
 
 
+def build_isolated(project: Path, kind: str, outdir: Path) -> None:
+    """``python -m build {kind}`` as users run it: build isolation installs hatch-pyc from this checkout."""
+    pyproject = project / "pyproject.toml"
+    pyproject.write_text(pyproject.read_text().replace('"hatch-pyc"', f'"hatch-pyc @ {REPO.as_uri()}"'))
+    proc = subprocess.run(
+        [sys.executable, "-m", "build", kind, "--outdir", str(outdir), str(project)],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+
+
 def hatchling_build(project: Path, *args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         [sys.executable, "-m", "hatchling", "build", "-d", "dist", *args],
@@ -267,15 +280,7 @@ def test_python_dash_m_build_with_the_plugin_from_a_file_url(tmp_path: Path) -> 
     """The way users get it: build isolation installs hatch-pyc as a build requirement."""
     minor = f"{sys.version_info[0]}.{sys.version_info[1]}"
     project = copy_project("src-layout", tmp_path, minor)
-    pyproject = project / "pyproject.toml"
-    pyproject.write_text(pyproject.read_text().replace('"hatch-pyc"', f'"hatch-pyc @ {REPO.as_uri()}"'))
-    proc = subprocess.run(
-        [sys.executable, "-m", "build", "--wheel", "--outdir", str(tmp_path / "out"), str(project)],
-        capture_output=True,
-        text=True,
-        check=False,
-    )
-    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    build_isolated(project, "--wheel", tmp_path / "out")
     (wheel,) = (tmp_path / "out").glob("*.whl")
     assert wheel.name == f"srcpkg-1.2.0-cp{sys.version_info[0]}{sys.version_info[1]}-none-any.whl"
     assert sorted(n for n in validate(wheel) if n.endswith(".py")) == [
@@ -341,15 +346,7 @@ def test_pip_installing_the_sdist_of_a_pinned_project(tmp_path: Path) -> None:
     """
     pinned, other = _require("3.12"), _require("3.13")
     project = copy_project("src-layout", tmp_path, pinned.minor)
-    pyproject = project / "pyproject.toml"
-    pyproject.write_text(pyproject.read_text().replace('"hatch-pyc"', f'"hatch-pyc @ {REPO.as_uri()}"'))
-    proc = subprocess.run(
-        [sys.executable, "-m", "build", "--sdist", "--outdir", str(tmp_path / "out"), str(project)],
-        capture_output=True,
-        text=True,
-        check=False,
-    )
-    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    build_isolated(project, "--sdist", tmp_path / "out")
     (sdist,) = (tmp_path / "out").glob("*.tar.gz")
 
     def pip_install(interp: Interpreter, venv: Path) -> subprocess.CompletedProcess[str]:
