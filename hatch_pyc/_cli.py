@@ -56,6 +56,10 @@ def _on_sigterm(signum: int, frame: object) -> None:
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the CLI; return the exit code."""
     args = build_parser().parse_args(argv)
+    # A name the output's encoding cannot hold (PYTHONIOENCODING=ascii) is printed escaped, never a
+    # traceback after the work is done; stderr already behaves so.
+    if hasattr(sys.stdout, "reconfigure"):
+        sys.stdout.reconfigure(errors="backslashreplace")
     previous = signal.signal(signal.SIGTERM, _on_sigterm)
     try:
         code: int = args.func(args)

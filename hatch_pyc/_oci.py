@@ -19,6 +19,7 @@ import hashlib
 import io
 import json
 import os
+import re
 import shutil
 import signal
 import tarfile
@@ -66,6 +67,9 @@ def _full_reference(tag: str) -> str:
     return f"{name}:{version}"
 
 
+_DIGEST_HEX = re.compile(r"[0-9a-f]{64}")
+
+
 class StagedOutputs:
     """Outputs written beside their final names and moved into place together by :meth:`commit`.
 
@@ -86,7 +90,17 @@ class StagedOutputs:
         final = Path(final)
         self._made = [*make_parents(final), *self._made]
         if final.is_dir() and not final.is_symlink():  # a layout merged into: a killed merge's backups in it
-            recover([final, *(p for p in final.rglob("*") if p.is_dir())], lambda path: True)
+            blobs = final / "blobs" / "sha256"
+            own = {final / name for name in ("oci-layout", "index.json", "manifest.json")}
+            # only the layout's own files, and never through a link (blobs/sha256 must be a real directory)
+            places = [
+                final,
+                *([blobs] if blobs.is_dir() and not any(p.is_symlink() for p in (blobs, blobs.parent)) else []),
+            ]
+            recover(
+                places,
+                lambda path: path in own or (path.parent == blobs and _DIGEST_HEX.fullmatch(path.name) is not None),
+            )
         staged = write_name(final)
         self._staged[final] = staged
         return staged

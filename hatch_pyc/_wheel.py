@@ -227,7 +227,13 @@ def _date_time(info: zipfile.ZipInfo, epoch: int | None) -> tuple[int, int, int,
 def _wheel_text(data: bytes, tags: list[Tag]) -> bytes:
     """WHEEL with its Tag lines replaced, every other line kept as it was."""
     message = BytesParser().parsebytes(data)
-    lines = [line for line in data.decode("utf-8").splitlines() if not line.startswith("Tag:")]
+    lines: list[str] = []
+    in_tag = False
+    for line in data.decode("utf-8").splitlines():
+        # header names are read in any letter case, and a line starting with blank space continues one
+        in_tag = (in_tag and line[:1] in (" ", "\t")) or line.split(":", 1)[0].strip().lower() == "tag"
+        if not in_tag:
+            lines.append(line)
     while lines and not lines[-1].strip():
         lines.pop()
     if message.get("Wheel-Version") is None:
@@ -286,6 +292,7 @@ def convert_wheels(
     options = _check_options(options, targets, None)
     problems: list[str] = []
     outputs: dict[str, Path] = {}
+    inputs = {Path(w).resolve() for w in wheels}
     for wheel in wheels:
         with open_wheel(Path(wheel)) as checked:
             for interp in targets:
@@ -295,6 +302,10 @@ def convert_wheels(
                     problems.append(str(exc))
                     continue
                 name = final.name
+                if final.resolve() in inputs:
+                    problems.append(
+                        f"{checked.path}: its output {final} would replace an input wheel; choose another -o"
+                    )
                 if name in outputs and outputs[name] != checked.path:
                     problems.append(f"{outputs[name]} and {checked.path} would both be written as {name}")
                 outputs[name] = checked.path

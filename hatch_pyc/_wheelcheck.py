@@ -190,6 +190,10 @@ def _headers(zf: zipfile.ZipFile, wheel: Path, member: str) -> Message:
         raise InvalidWheel(f"{wheel}: has no {member}") from None
     except Exception as exc:  # any decoder's failure (an unsupported method, an encrypted entry): one line
         raise _unreadable(wheel, exc) from exc
+    try:
+        data.decode("utf-8")
+    except UnicodeDecodeError:
+        raise InvalidWheel(f"{wheel}: {member} is not UTF-8 text (installers refuse to read it)") from None
     return BytesParser().parsebytes(data, headersonly=True)
 
 

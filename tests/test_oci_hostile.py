@@ -339,3 +339,25 @@ def test_a_failing_move_puts_back_the_layout_files_it_replaced(tmp_path: Path) -
         outputs.commit()
     outputs.discard()
     assert snapshot(tmp_path) == before
+
+
+def test_recovery_in_a_layout_touches_only_its_own_files_and_follows_no_link(wheel: Path, tmp_path: Path) -> None:
+    """Merging into an existing layout cleans a killed merge's leftovers of the layout's own files only:
+    not a name of that form for another file, and nothing through a directory link out of the layout."""
+    out = tmp_path / "out"
+    layout = out / "lay"
+    assert layer_cli(wheel, out / "l.tar.gz", "--oci-layout", str(layout)).returncode == 0
+    victim = tmp_path / "victim"
+    victim.mkdir()
+    (victim / "data.bin").write_text("p\n")
+    (victim / ".data.bin.999999-deadbeef.hatch-pyc-old").write_text("o\n")
+    (victim / ".cache.999999-deadbeef.hatch-pyc-tmp").mkdir()
+    (victim / ".cache.999999-deadbeef.hatch-pyc-tmp/userfile").write_text("u\n")
+    (layout / "sub").symlink_to(victim)
+    (layout / ".user.txt.999999-deadbeef.hatch-pyc-tmp").write_text("not the layout's\n")
+    (layout / ".index.json.999999-deadbeef.hatch-pyc-old").write_text("a killed merge's backup\n")
+    kept = snapshot(victim)
+    assert layer_cli(wheel, out / "l.tar.gz", "--oci-layout", str(layout)).returncode == 0
+    assert snapshot(victim) == kept
+    assert (layout / ".user.txt.999999-deadbeef.hatch-pyc-tmp").exists()
+    assert not (layout / ".index.json.999999-deadbeef.hatch-pyc-old").exists()

@@ -277,3 +277,10 @@ def test_bidirectional_controls_and_line_separators_are_escaped(tmp_path: Path) 
     proc = run_cli("verify", str(write_tree(tmp_path / "t", files)))
     assert "\u2028" not in proc.stdout and "\u202e" not in proc.stdout
     assert "RuntimeError: a\\u2028FAKE ok\\u202egnp.exe" in proc.stdout
+
+
+def test_output_an_ascii_terminal_cannot_hold_is_escaped_not_a_crash(tmp_path: Path, target: Interpreter) -> None:
+    tree = write_tree(tmp_path / "t", {"pkg/__init__.py": "", "pkg/\u00f1.py": "X = 1\n"})
+    proc = run_cli("compile", "-v", "--python", target.minor, str(tree), env={"PYTHONIOENCODING": "ascii"})
+    assert proc.returncode == 0 and "Traceback" not in proc.stderr, proc.stderr
+    assert "pkg/\\xf1.py" in proc.stdout

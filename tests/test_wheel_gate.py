@@ -198,6 +198,12 @@ CASES: dict[str, tuple[str, dict[str, bytes | str], dict[str, object], str]] = {
         {},
         "entry 'demo/mod.py.' cannot be written on Windows",
     ),
+    "wheel-file-not-utf-8": (
+        GOOD,
+        {**_good(), "demo-1.0.dist-info/WHEEL": _wheel_file().encode().replace(b"test", b"\xff\xfe")},
+        {},
+        "demo-1.0.dist-info/WHEEL is not UTF-8 text",
+    ),
     "bad-requires-python": (
         GOOD,
         _good(metadata=_meta(extra="Requires-Python: >=3.x\n")),
@@ -617,3 +623,30 @@ def test_names_equal_only_once_case_folded_are_two_files(tmp_path: Path) -> None
     wheel = wheel_from(tmp_path, GOOD, {**_good(), "demo/straße.py": "A = 1\n", "demo/strasse.py": "B = 2\n"})
     with open_wheel(wheel) as checked:
         assert {"demo/straße.py", "demo/strasse.py"} <= checked.names
+
+
+def test_an_output_that_would_replace_an_input_wheel_is_refused(tmp_path: Path) -> None:
+    """``-o`` the input's own directory, with a tag that gives the output the input's name: refused."""
+    cp = f"cp{sys.version_info[0]}{sys.version_info[1]}"
+    wheel = make_wheel(tmp_path, {"demo/__init__.py": "X = 1\n"}, tag=f"{cp}-none-any")
+    before = snapshot(tmp_path)
+    proc = run_cli("wheel", str(wheel), "-o", str(tmp_path))
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr
+    (line,) = proc.stderr.strip().splitlines()
+    assert f"its output {wheel} would replace an input wheel" in line and line.endswith("; nothing was written")
+    assert snapshot(tmp_path) == before
+
+
+def test_tag_lines_in_any_letter_case_are_replaced(tmp_path: Path) -> None:
+    """Header names are read in any case: a ``tag:`` line (and its continuation) must not survive."""
+    from email.parser import BytesParser
+
+    wheel_text = "Wheel-Version: 1.0\nGenerator: test\nRoot-Is-Purelib: true\ntag: py3-none-any\n  TAG-CONTINUED\n"
+    wheel = wheel_from(tmp_path, GOOD, _good(wheel=wheel_text))
+    run_cli("wheel", str(wheel), "-o", str(tmp_path / "out"), check=True)
+    (converted,) = (tmp_path / "out").iterdir()
+    with zipfile.ZipFile(converted) as zf:
+        text = zf.read("demo-1.0.dist-info/WHEEL")
+    cp = f"cp{sys.version_info[0]}{sys.version_info[1]}"
+    assert BytesParser().parsebytes(text).get_all("Tag") == [f"{cp}-none-any"]
+    assert b"TAG-CONTINUED" not in text
