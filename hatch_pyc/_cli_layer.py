@@ -156,3 +156,8 @@ def _check_outputs(args: argparse.Namespace, image: bool) -> None:
                 f"--oci-layout {args.oci_layout}: {kind}, but the name asks for "
                 + ("a tar (it ends in .tar)" if is_tar else "a directory (it does not end in .tar)")
             )
+        from pathlib import Path
+
+        from hatch_pyc._oci import check_outputs
+
+        check_outputs([Path(args.output), Path(args.oci_layout)])

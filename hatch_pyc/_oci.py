@@ -70,6 +70,25 @@ def _full_reference(tag: str) -> str:
 _DIGEST_HEX = re.compile(r"[0-9a-f]{64}")
 
 
+def check_outputs(paths: list[Path]) -> None:
+    """Refuse outputs one run cannot write: one inside another (``-o lay/index.json --oci-layout lay``
+    would overwrite a file of the layout) or a directory output that exists and is not an OCI layout
+    (a layout is merged into; any other directory would get ``blobs/`` and an ``index.json`` mixed into it)."""
+    absolute = [Path(os.path.abspath(p)) for p in paths]
+    for i, one in enumerate(absolute):
+        for j in range(i + 1, len(absolute)):
+            other = absolute[j]
+            if one == other or one in other.parents or other in one.parents:
+                raise InvalidInput(f"{paths[i]} and {paths[j]}: one output inside the other; give each its own place")
+    for path in paths:
+        directory = path.suffix != ".tar" and path.is_dir() and not path.is_symlink()
+        if directory and any(path.iterdir()) and not (path / "oci-layout").is_file():
+            raise InvalidInput(
+                f"{path}: a directory that is not an OCI layout (it has no oci-layout file); "
+                "give a new or empty directory, or a layout to add the image to"
+            )
+
+
 class StagedOutputs:
     """Outputs written beside their final names and moved into place together by :meth:`commit`.
 
@@ -86,8 +105,13 @@ class StagedOutputs:
         self._staged: dict[Path, Path] = {}  # final path -> staged path
 
     def path(self, final: str | os.PathLike[str]) -> Path:
-        """Where to write ``final`` for now: a hidden name in its directory (created if missing)."""
+        """Where to write ``final`` for now: a hidden name in its directory (created if missing).
+
+        Refused (:func:`check_outputs`): a path inside another output of this run, or holding one,
+        and an existing directory that is not an OCI layout.
+        """
         final = Path(final)
+        check_outputs([*self._staged, final])
         self._made = [*make_parents(final), *self._made]
         if final.is_dir() and not final.is_symlink():  # a layout merged into: a killed merge's backups in it
             blobs = final / "blobs" / "sha256"

@@ -32,7 +32,7 @@ from typing import IO, TYPE_CHECKING
 from packaging.tags import Tag
 from packaging.utils import parse_wheel_filename
 
-from hatch_pyc._commit import new_token, one_commit, write_name
+from hatch_pyc._commit import make_parents, new_token, one_commit, write_name
 from hatch_pyc._compile import DeliveredPyc, compile_plan
 from hatch_pyc._errors import HatchPycError, Interrupted, InvalidInput, first_problem
 from hatch_pyc._layout import outside_packages
@@ -268,10 +268,12 @@ def convert_wheel(
     options = _check_options(options, targets, output)
     staged: list[tuple[Path, Path]] = []
     with open_wheel(Path(wheel)) as checked:
+        planned = _outputs(checked, targets, out_dir, output)
+        made = [d for *_, final in planned for d in make_parents(final)]
         try:
-            results = _convert(checked, _outputs(checked, targets, out_dir, output), options, staged)
+            results = _convert(checked, planned, options, staged)
         except BaseException:
-            _discard(staged)
+            _discard(staged, made)
             raise
     _commit(staged, results)
     return results
@@ -313,12 +315,13 @@ def convert_wheels(
         raise InvalidWheel(first_problem(problems) + "; nothing was written")
     staged: list[tuple[Path, Path]] = []
     results: list[WheelConversion] = []
+    made = make_parents(Path(out_dir) / "wheel")
     try:
         for wheel in dict.fromkeys(Path(w) for w in wheels):
             with open_wheel(wheel) as checked:
                 results.extend(_convert(checked, _outputs(checked, targets, out_dir, None), options, staged))
     except BaseException:
-        _discard(staged)
+        _discard(staged, made)
         raise
     _commit(staged, results)
     return results
@@ -335,9 +338,15 @@ def _check_options(
     return options
 
 
-def _discard(staged: list[tuple[Path, Path]]) -> None:
+def _discard(staged: list[tuple[Path, Path]], made: Sequence[Path] = ()) -> None:
+    """Remove the temporaries, and the output directories this run created (deepest first) if empty."""
     for tmp, _final in staged:
         tmp.unlink(missing_ok=True)
+    for directory in made:
+        try:
+            directory.rmdir()
+        except OSError:  # not empty: something else was written there meanwhile
+            pass
 
 
 def _commit(staged: list[tuple[Path, Path]], results: list[WheelConversion]) -> None:
@@ -500,7 +509,6 @@ def _write_wheel(
 
     Temporaries and backups of ``final`` that a killed run left are removed first.
     """
-    final.parent.mkdir(parents=True, exist_ok=True)
     tmp = write_name(final)
     os.close(os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
     rows: list[tuple[str, str, str]] = []

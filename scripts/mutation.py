@@ -15,6 +15,7 @@ too and labelled with that test's id (``tests/conftest.py``).
 
     python scripts/mutation.py map                          # build .cache/mutation/map.json (~10 min)
     python scripts/mutation.py run _commit _layout          # mutate these (default: every core module)
+    python scripts/mutation.py run --again _commit          # after new tests and a new map: only the survivors
     python scripts/mutation.py report --markdown docs/mutation.md --survivors mutation/survivors.md
     python scripts/mutation.py all [MODULE ...]             # the three in turn (nox -s mutation)
 
@@ -186,16 +187,27 @@ def _config(clone: Path, module: str) -> Path:
     return config
 
 
-def _run_module(clone: Path, module: str) -> None:
+def _run_module(clone: Path, module: str, *, again: bool = False) -> None:
+    """Mutate ``module`` in ``clone`` and test every mutant; ``again``: only those that survived last time."""
     session = WORK / f"{module}.sqlite"
-    session.unlink(missing_ok=True)
     config = _config(clone, module)
+    if again:
+        with sqlite3.connect(session) as db:  # cosmic-ray exec runs every job that has no result
+            db.execute(
+                "DELETE FROM work_results WHERE lower(worker_outcome) = 'normal' AND lower(test_outcome) = 'survived'"
+            )
+    else:
+        session.unlink(missing_ok=True)
     pristine = clone / ".mutation-pristine"
     pristine.mkdir(exist_ok=True)
     shutil.copyfile(clone / "hatch_pyc" / f"{module}.py", pristine / f"{module}.py")
+    (WORK / f"{module}.sha256").write_text(_digest(module))
     bindir = Path(sys.executable).parent
     started = time.monotonic()
-    for tool, *args in (("cosmic-ray", "init"), ("cr-filter-operators",), ("cosmic-ray", "exec")):
+    steps = [("cosmic-ray", "exec")]
+    if not again:
+        steps = [("cosmic-ray", "init"), ("cr-filter-operators",), *steps]
+    for tool, *args in steps:
         subprocess.run(
             [str(bindir / tool), *args, str(config), str(session)]
             if tool == "cosmic-ray"
@@ -209,6 +221,18 @@ def _run_module(clone: Path, module: str) -> None:
         f"run: {module}: {total} mutants, {killed} killed, {survived} survived in {time.monotonic() - started:.0f} s",
         flush=True,
     )
+
+
+def _session_clone(module: str) -> int | None:
+    """The work copy the last run of ``module`` mutated (its mutants name files there), if it can be run again."""
+    session = WORK / f"{module}.sqlite"
+    digest = WORK / f"{module}.sha256"
+    if not session.exists() or not digest.exists() or digest.read_text() != _digest(module):
+        return None
+    with sqlite3.connect(session) as db:
+        row = db.execute("SELECT module_path FROM mutation_specs LIMIT 1").fetchone()
+    match = re.search(r"/work-(\d+)/hatch_pyc/", row[0]) if row else None
+    return int(match.group(1)) if match else None
 
 
 def _counts(session: Path) -> tuple[int, int, int]:
@@ -247,7 +271,10 @@ def _results(session: Path) -> list[dict[str, object]]:
     return results
 
 
-def run(modules: list[str], jobs: int) -> None:
+def run(modules: list[str], jobs: int, *, again: bool = False) -> None:
+    """Mutate ``modules``, one work copy per job. ``again``: re-test only the mutants that survived the
+    last run (after new tests; the map must be rebuilt first so it knows them); the modules must be
+    unchanged since that run, and each is run in the copy it was run in, where its mutants point."""
     if not (WORK / "map.json").exists():
         raise SystemExit("no coverage map: run `python scripts/mutation.py map` first")
     mapped = json.loads((WORK / "map.json").read_text()).get("sources", {})
@@ -256,21 +283,30 @@ def run(modules: list[str], jobs: int) -> None:
         raise SystemExit(
             f"the coverage map is older than {', '.join(stale)}: run `python scripts/mutation.py map` again"
         )
-    clones = [_clone(i) for i in range(jobs)]
     sizes = {m: len((REPO / "hatch_pyc" / f"{m}.py").read_text().splitlines()) for m in modules}
-    queues: list[list[str]] = [[] for _ in clones]
-    loads = [0] * len(clones)
-    for module in sorted(modules, key=lambda m: -sizes[m]):
-        i = loads.index(min(loads))
-        queues[i].append(module)
-        loads[i] += sizes[module]
+    if again:
+        where = {m: _session_clone(m) for m in modules}
+        changed = [m for m, i in where.items() if i is None]
+        if changed:
+            raise SystemExit(f"no run of {', '.join(changed)} to repeat, or changed since: run them without --again")
+        used = sorted({i for i in where.values() if i is not None})
+        clones = {i: _clone(i) for i in used}
+        queues = {i: [m for m in modules if where[m] == i] for i in used}
+    else:
+        clones = {i: _clone(i) for i in range(jobs)}
+        queues = {i: [] for i in clones}
+        loads = dict.fromkeys(clones, 0)
+        for module in sorted(modules, key=lambda m: -sizes[m]):
+            i = min(loads, key=lambda k: loads[k])
+            queues[i].append(module)
+            loads[i] += sizes[module]
 
     def work(index: int) -> None:
         for module in queues[index]:
-            _run_module(clones[index], module)
+            _run_module(clones[index], module, again=again)
 
     with concurrent.futures.ThreadPoolExecutor(len(clones)) as pool:
-        for future in [pool.submit(work, i) for i in range(len(clones))]:
+        for future in [pool.submit(work, i) for i in clones]:
             future.result()
 
 
@@ -368,6 +404,9 @@ def main() -> int:
     parser.add_argument("--jobs", type=int, default=os.cpu_count() or 2)
     parser.add_argument("--markdown", type=Path, help="write the score table between mutation:begin/end here")
     parser.add_argument("--survivors", type=Path, help="write every surviving mutant here")
+    parser.add_argument(
+        "--again", action="store_true", help="run: re-test only the mutants that survived the last run of each module"
+    )
     parser.add_argument("--reuse-coverage", action="store_true", help="map: combine the last run's data, do not rerun")
     args = parser.parse_args()
     modules = args.modules or list(CORE)
@@ -377,7 +416,7 @@ def main() -> int:
     if args.step in ("map", "all"):
         build_map(args.jobs, reuse=args.reuse_coverage)
     if args.step in ("run", "all"):
-        run(modules, args.jobs)
+        run(modules, args.jobs, again=args.again)
     if args.step in ("report", "all"):
         return report(args.markdown, args.survivors)
     return 0

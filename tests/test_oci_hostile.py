@@ -361,3 +361,43 @@ def test_recovery_in_a_layout_touches_only_its_own_files_and_follows_no_link(whe
     assert snapshot(victim) == kept
     assert (layout / ".user.txt.999999-deadbeef.hatch-pyc-tmp").exists()
     assert not (layout / ".index.json.999999-deadbeef.hatch-pyc-old").exists()
+
+
+def _one_error(proc: Any) -> str:
+    assert proc.returncode == 2 and proc.stdout == "" and "Traceback" not in proc.stderr, proc.stderr
+    (line,) = proc.stderr.splitlines()
+    return str(line)
+
+
+def test_a_directory_that_is_not_a_layout_is_refused_as_the_layout(wheel: Path, tmp_path: Path) -> None:
+    """``--oci-layout DIR`` merges the image into DIR only when DIR is a layout (it has ``oci-layout``)
+    or is empty: a project directory named by mistake would get blobs/ and an index.json mixed in."""
+    out = tmp_path / "out"
+    project = out / "src"
+    project.mkdir(parents=True)
+    (project / "index.json").write_text('{"mine": true}\n')
+    (project / "notes.txt").write_text("keep\n")
+    before = snapshot(tmp_path)
+    line = _one_error(layer_cli(wheel, out / "l.tar.gz", "--oci-layout", str(project)))
+    assert line == (
+        f"hatch-pyc: error: {project}: a directory that is not an OCI layout (it has no oci-layout file); "
+        "give a new or empty directory, or a layout to add the image to"
+    )
+    assert snapshot(tmp_path) == before
+    empty = out / "empty"
+    empty.mkdir()
+    assert layer_cli(wheel, out / "l.tar.gz", "--oci-layout", str(empty)).returncode == 0
+    assert json.loads((empty / "oci-layout").read_text()) == {"imageLayoutVersion": "1.0.0"}
+
+
+@pytest.mark.parametrize("inside", ["layer-in-layout", "layout-in-layer"])
+def test_outputs_inside_each_other_are_refused(wheel: Path, tmp_path: Path, inside: str) -> None:
+    """``-o lay/index.json --oci-layout lay`` would overwrite the layout's own index with the layer (and
+    ``-o x --oci-layout x/lay`` needs x both a file and a directory): refused before any work."""
+    lay = tmp_path / "lay"
+    assert layer_cli(wheel, tmp_path / "first.tar.gz", "--oci-layout", str(lay)).returncode == 0
+    layer, layout = (lay / "index.json", lay) if inside == "layer-in-layout" else (tmp_path / "x", tmp_path / "x/lay")
+    before = snapshot(tmp_path)
+    line = _one_error(layer_cli(wheel, layer, "--oci-layout", str(layout)))
+    assert line == f"hatch-pyc: error: {layer} and {layout}: one output inside the other; give each its own place"
+    assert snapshot(tmp_path) == before

@@ -421,3 +421,17 @@ def test_popular_wheels_convert_install_and_work(tmp_path: Path, target: Interpr
     run_python(target, smoke, path=site)
     check = "import requests, yaml; print(requests.__file__.endswith('.pyc'), type(yaml.__loader__).__name__)"
     assert run_python(target, check, path=site).stdout.split() == ["True", "SourcelessFileLoader"]
+
+
+def test_a_failed_multi_wheel_run_leaves_no_directory_it_made(tmp_path: Path) -> None:
+    """The first wheel is written (staged) before the second fails to compile: the run leaves neither
+    its temporary nor the -o directories it created, and a directory that was there stays."""
+    good = make_wheel(tmp_path, {"demo/__init__.py": "X = 1\n"})
+    bad = make_wheel(tmp_path, {"other/__init__.py": "X = (\n"}, name="other")
+    proc = run_cli("wheel", str(good), str(bad), "-o", str(tmp_path / "out/new/deeper"))
+    assert proc.returncode == 1, proc.stderr
+    assert proc.stderr.splitlines()[0].startswith("hatch-pyc: error:") and "other/__init__.py:1" in proc.stderr
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted([good.name, bad.name])
+    (tmp_path / "kept").mkdir()
+    assert run_cli("wheel", str(good), str(bad), "-o", str(tmp_path / "kept")).returncode == 1
+    assert list((tmp_path / "kept").iterdir()) == []
