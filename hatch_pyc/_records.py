@@ -27,6 +27,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from hatch_pyc._errors import InvalidInput
+from hatch_pyc._layout import is_cache_of
 
 
 @dataclass
@@ -168,7 +169,10 @@ def pycs_by_source(written: Iterable[str]) -> dict[str, list[str]]:
     for key in written:
         cache, name = os.path.split(key)
         directory, last = os.path.split(cache)
-        if last != "__pycache__" or not name.endswith(".pyc"):
+        if last != "__pycache__":
             continue
-        found.setdefault(os.path.join(directory, name.split(".", 1)[0] + ".py"), []).append(key)
+        # the stem is everything before the tag (``foo.bar.cpython-312.pyc`` is the pyc of ``foo.bar.py``)
+        stem = next((name[:i] for i, c in enumerate(name) if c == "." and is_cache_of(name, name[:i])), None)
+        if stem is not None:
+            found.setdefault(os.path.join(directory, stem + ".py"), []).append(key)
     return found

@@ -3,13 +3,20 @@
 from __future__ import annotations
 
 import base64
+import contextlib
 import csv
 import hashlib
+import os
+import sys
+import tempfile
+from collections.abc import Iterator
 from pathlib import Path
 
-from conftest import write_tree
+import pytest
+from conftest import run_cli, write_tree
 
-from hatch_pyc._records import find_distributions, updated_record
+from hatch_pyc import InvalidInput
+from hatch_pyc._records import find_distributions, pycs_by_source, updated_record
 
 RECORD = (
     "demo/__init__.py,sha256=aaa,10\n"
@@ -107,3 +114,200 @@ def test_a_listed_pyc_that_takes_a_sources_place_is_listed_once(tmp_path: Path) 
     assert text is not None
     rows = [row for row in csv.reader(text.splitlines()) if row[0].startswith("demo/keep")]
     assert rows == [["demo/keep.pyc", _digest(b"pyc"), "3"]]
+
+
+def test_a_site_directory_that_cannot_be_listed_is_passed_over(tmp_path: Path) -> None:
+    """An import root that is gone (or no directory) holds no distribution; the next one is still read."""
+    site = _site(tmp_path)
+    (tmp_path / "a-file").write_text("not a directory\n")
+    found = find_distributions([tmp_path / "a-gone", tmp_path / "a-file", site])
+    assert [(dist.dist_info, dist.rows, dist.newline) for dist in found] == [
+        (
+            site / "demo-1.0.dist-info",
+            [
+                ["demo/__init__.py", "sha256=aaa", "10"],
+                ["demo/odd, name.py", "sha256=bbb", "20"],
+                ["demo/__pycache__/__init__.cpython-312.pyc", "", ""],
+                ["demo/keep.py", "sha256=ccc", "30"],
+                ["../../../bin/demo", "sha256=ddd", "40"],
+                ["demo-1.0.dist-info/RECORD", "", ""],
+            ],
+            "\n",
+        )
+    ]
+    assert found[0].index[os.path.normpath(site / "../../../bin/demo")] == 4
+
+
+def test_a_dist_info_without_a_record_is_passed_over_and_the_next_is_updated(tmp_path: Path) -> None:
+    """A ``.dist-info`` with no RECORD (an installer that writes none) sorts first; the run goes on to
+    the distributions after it and updates theirs."""
+    tree = write_tree(
+        tmp_path / "tree",
+        {
+            "aaa-1.0.dist-info/METADATA": "Name: aaa\n",
+            "aaa-1.0.dist-info/RECORD/README": "a directory, not a RECORD\n",
+            "abc-1.0.dist-info/METADATA": "Name: abc\n",
+            "demo/__init__.py": "X = 1\n",
+            "demo-1.0.dist-info/RECORD": "demo/__init__.py,sha256=x,6\ndemo-1.0.dist-info/RECORD,,\n",
+        },
+    )
+    proc = run_cli("compile", "--strip", str(tree), check=True)
+    assert "; 1 RECORD files updated in " in proc.stderr
+    pyc = tree / "demo/__init__.pyc"
+    assert (tree / "demo-1.0.dist-info/RECORD").read_text() == (
+        f"demo/__init__.pyc,{_digest(pyc.read_bytes())},{len(pyc.read_bytes())}\ndemo-1.0.dist-info/RECORD,,\n"
+    )
+    assert sorted(p.relative_to(tree).as_posix() for p in tree.glob("a*/**/*")) == [
+        "aaa-1.0.dist-info/METADATA",
+        "aaa-1.0.dist-info/RECORD",
+        "aaa-1.0.dist-info/RECORD/README",
+        "abc-1.0.dist-info/METADATA",
+    ]
+
+
+@contextlib.contextmanager
+def _as_nobody() -> Iterator[None]:
+    """Root reads any file: for a root test run, this process reads as ``nobody`` meanwhile."""
+    if os.geteuid() != 0:
+        yield
+        return
+    os.seteuid(65534)
+    try:
+        yield
+    finally:
+        os.seteuid(0)
+
+
+def test_an_unreadable_record_is_an_error_naming_it() -> None:
+    """Real permissions: the RECORD is mode 000 and read by a user that is not root."""
+    with tempfile.TemporaryDirectory() as scratch:
+        base = Path(scratch)
+        base.chmod(0o755)  # nobody may look inside, not read the RECORD
+        site = _site(base)
+        record = site / "demo-1.0.dist-info/RECORD"
+        record.chmod(0o000)
+        with _as_nobody(), pytest.raises(InvalidInput) as caught:
+            find_distributions([site])
+        assert str(caught.value) == f"{record}: cannot read it ([Errno 13] Permission denied: '{record}')"
+        assert isinstance(caught.value.__cause__, PermissionError)
+
+
+def test_a_listed_cache_pyc_the_run_rewrites_is_listed_without_its_old_hash(tmp_path: Path) -> None:
+    """A wheel that shipped a ``__pycache__`` pyc listed it with a hash; the run rewrites that pyc (it
+    was stale), so its line says no hash or size, as pip's lines for the pycs it compiles do. No other
+    line changes, and no line is added for it."""
+    tag = sys.implementation.cache_tag
+    tree = write_tree(
+        tmp_path / "tree",
+        {
+            "demo/__init__.py": "X = 1\n",
+            f"demo/__pycache__/__init__.{tag}.pyc": b"stale",
+            "demo-1.0.dist-info/RECORD": (
+                f"demo/__init__.py,sha256=x,6\ndemo/__pycache__/__init__.{tag}.pyc,sha256=stale,5\n"
+                "demo-1.0.dist-info/RECORD,,\n"
+            ),
+        },
+    )
+    proc = run_cli("compile", str(tree), check=True)
+    assert "1 pyc (0 hard links to identical levels); 1 RECORD files updated in " in proc.stderr
+    assert (tree / f"demo/__pycache__/__init__.{tag}.pyc").read_bytes() != b"stale"
+    assert (tree / "demo-1.0.dist-info/RECORD").read_text() == (
+        f"demo/__init__.py,sha256=x,6\ndemo/__pycache__/__init__.{tag}.pyc,,\ndemo-1.0.dist-info/RECORD,,\n"
+    )
+
+
+def _strip_listed_pycs(tmp_path: Path, lines: dict[str, str]) -> tuple[Path, list[list[str]]]:
+    """Strip ``demo/NAME.py`` for each NAME of ``lines``, in a tree whose RECORD lists not the sources but
+    their sourceless pycs, each with the line given (a sourceless wheel's RECORD, or another tool's)."""
+    record = "".join(f"{line}\n" for line in lines.values()) + "demo-1.0.dist-info/RECORD,,\n"
+    files = {f"demo/{name}.py": f"NAME = {name!r}\n" for name in lines}
+    tree = write_tree(tmp_path / "tree", {**files, "demo-1.0.dist-info/RECORD": record})
+    proc = run_cli("compile", "--strip", str(tree), check=True)
+    assert f"compiled {len(lines)} of {len(lines)} sources" in proc.stderr
+    assert not list(tree.rglob("*.py"))
+    return tree, list(csv.reader((tree / "demo-1.0.dist-info/RECORD").read_text().splitlines()))
+
+
+def _hashed(tree: Path, rel: str) -> list[str]:
+    data = (tree / rel).read_bytes()
+    return [rel, _digest(data), str(len(data))]
+
+
+def test_a_listed_pyc_keeps_no_hash_when_it_had_none_and_gets_the_new_one_when_it_had_one(tmp_path: Path) -> None:
+    """The line of a pyc the run rewrites: one with a hash gets the new pyc's hash and size; one without
+    a hash (whatever its size field says) stays without, as the installer wrote it."""
+    tree, rows = _strip_listed_pycs(
+        tmp_path,
+        {
+            "__init__": "demo/__init__.pyc,sha256=old,3",
+            "bare": "demo/bare.pyc,,",
+            "sized": "demo/sized.pyc,,12",
+            "unsized": "demo/unsized.pyc,sha256=old,",
+        },
+    )
+    assert rows == [
+        _hashed(tree, "demo/__init__.pyc"),
+        ["demo/bare.pyc", "", ""],
+        ["demo/sized.pyc", "", ""],
+        _hashed(tree, "demo/unsized.pyc"),
+        ["demo-1.0.dist-info/RECORD", "", ""],
+    ]
+
+
+def test_short_lines_of_listed_pycs_are_completed(tmp_path: Path) -> None:
+    """Lines with fewer than three fields (RECORD is read leniently): a bare path or a hash gets the new
+    pyc's hash and size, an empty hash field stays empty and gains the empty size."""
+    tree, rows = _strip_listed_pycs(
+        tmp_path,
+        {"__init__": "demo/__init__.pyc", "empty": "demo/empty.pyc,", "hash": "demo/hash.pyc,sha256=old"},
+    )
+    assert rows == [
+        _hashed(tree, "demo/__init__.pyc"),
+        ["demo/empty.pyc", "", ""],
+        _hashed(tree, "demo/hash.pyc"),
+        ["demo-1.0.dist-info/RECORD", "", ""],
+    ]
+
+
+def test_cache_pycs_are_told_by_their_directory_and_suffix(tmp_path: Path) -> None:
+    """Only a ``.pyc`` directly in a ``__pycache__`` belongs to a source beside that directory (any
+    optimisation level); a sourceless pyc, or another file in ``__pycache__``, belongs to none."""
+    written = [
+        str(tmp_path / "demo/keep.pyc"),  # sourceless, in a directory that sorts after __pycache__
+        str(tmp_path / "Demo/keep.pyc"),  # sourceless, in one that sorts before it
+        str(tmp_path / "demo/__pycache__/README"),
+        str(tmp_path / "demo/__pycache__/m.cpython-312.opt-1.pyc"),
+        str(tmp_path / "demo/__pycache__/m.cpython-312.pyc"),
+        str(tmp_path / "__pycache__/top.cpython-313.opt-2.pyc"),
+        str(tmp_path / "demo/__pycache__/foo.bar.cpython-312.pyc"),  # the pyc of foo.bar.py, not of foo.py
+        str(tmp_path / "demo/__pycache__/untagged.pyc"),  # no tag: no source's cache
+    ]
+    assert pycs_by_source(written) == {
+        str(tmp_path / "demo/m.py"): [written[3], written[4]],
+        str(tmp_path / "top.py"): [written[5]],
+        str(tmp_path / "demo/foo.bar.py"): [written[6]],
+    }
+
+
+def test_the_cache_pyc_of_a_module_with_a_dot_in_its_name_is_listed(tmp_path: Path) -> None:
+    """``foo.bar.py`` (a file importlib can load by path) is compiled to ``foo.bar.cpython-XY.pyc``: its
+    RECORD line follows ``foo.bar.py``'s, so an uninstall removes it (it was filed under ``foo.py``)."""
+    tree = write_tree(
+        tmp_path / "tree",
+        {
+            "demo/__init__.py": "",
+            "demo/foo.bar.py": "X = 1\n",
+            "demo-1.0.dist-info/RECORD": "demo/__init__.py,,\ndemo/foo.bar.py,,\ndemo-1.0.dist-info/RECORD,,\n",
+        },
+    )
+    proc = run_cli("compile", str(tree), check=True)
+    assert "; 1 RECORD files updated in " in proc.stderr
+    (pyc,) = (tree / "demo/__pycache__").glob("foo.bar.*.pyc")
+    (init,) = (tree / "demo/__pycache__").glob("__init__.*.pyc")
+    assert (tree / "demo-1.0.dist-info/RECORD").read_text().splitlines() == [
+        "demo/__init__.py,,",
+        f"demo/__pycache__/{init.name},,",
+        "demo/foo.bar.py,,",
+        f"demo/__pycache__/{pyc.name},,",
+        "demo-1.0.dist-info/RECORD,,",
+    ]
