@@ -12,6 +12,7 @@ slower test would notice counts as surviving, so the score is a lower bound.
 
 from __future__ import annotations
 
+import ast
 import difflib
 import json
 import subprocess
@@ -31,6 +32,32 @@ def changed_lines(pristine: list[str], mutated: list[str]) -> set[int]:
     return lines
 
 
+def statement_lines(source: str, lines: set[int]) -> set[int]:
+    """``lines`` plus the first line of every statement that holds one of them.
+
+    Coverage records a statement under its first line only: a mutant on the third line of a
+    multi-line tuple or call is run by whatever runs the statement's first line.
+    """
+    found = set(lines)
+    for node in ast.walk(ast.parse(source)):
+        if not isinstance(node, ast.stmt) or node.end_lineno is None:
+            continue
+        # a compound statement's own line only when the mutant is in its header, not in its body
+        body_start = min((child.lineno for child in _body(node)), default=node.end_lineno + 1)
+        if any(node.lineno <= n < body_start for n in lines):
+            found.add(node.lineno)
+    return found
+
+
+def _body(node: ast.stmt) -> list[ast.stmt]:
+    return [
+        child
+        for name in ("body", "orelse", "finalbody", "handlers", "cases")
+        for child in getattr(node, name, [])
+        if isinstance(child, ast.AST) and hasattr(child, "lineno")
+    ]
+
+
 def main() -> int:
     module, map_path = sys.argv[1], Path(sys.argv[2])
     work = Path.cwd()
@@ -39,8 +66,9 @@ def main() -> int:
     data = json.loads(map_path.read_text())
     by_line: dict[str, list[str]] = data["lines"][module]
     durations: dict[str, float] = data["durations"]
+    lines = statement_lines("\n".join(pristine), changed_lines(pristine, mutated))
     tests = sorted(
-        {t for n in changed_lines(pristine, mutated) for t in by_line.get(str(n), [])},
+        {t for n in lines for t in by_line.get(str(n), [])},
         key=lambda t: (durations.get(t, 60.0), t),
     )
     chosen, spent = [], 0.0
