@@ -86,6 +86,8 @@ class Commit:
             had = True
         except FileNotFoundError:
             pass
+        except FileExistsError:  # this commit already replaced ``final``: its backup must not be lost
+            raise
         except OSError:  # no hard links here (some file systems): rename the old file aside
             if os.path.lexists(final):
                 os.rename(final, backup)
@@ -168,16 +170,19 @@ def one_commit(token: str) -> Iterator[Commit]:
     steps in ``commit.then`` run, signals still held.
     """
     commit = Commit(token)
-    with held_signals() as arrived:
-        try:
-            yield commit
-        except BaseException:
-            commit.roll_back()
-            raise
-        commit.undeleted = commit.finish()
-        for step in commit.then:
-            step()
-    commit.signals = arrived
+    arrived: list[int] = []
+    try:
+        with held_signals() as arrived:
+            try:
+                yield commit
+            except BaseException:
+                commit.roll_back()
+                raise
+            commit.undeleted = commit.finish()
+            for step in commit.then:
+                step()
+    finally:  # a commit that failed still says which signals it held (its error ends the run)
+        commit.signals = arrived
 
 
 def make_parents(path: Path) -> list[Path]:

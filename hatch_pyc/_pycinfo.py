@@ -39,9 +39,10 @@ MAGIC_RANGES: tuple[tuple[int, int, str], ...] = (
 
 
 def python_version_of_magic(number: int) -> str | None:
-    """``3531`` -> ``"3.12"``; ``None`` when the number is not a known CPython 3 magic."""
-    if number in RELEASED_MAGIC:
-        return RELEASED_MAGIC[number]
+    """``3531`` -> ``"3.12"``; ``None`` when the number is not a known CPython 3 magic.
+
+    Each released number lies in its version's range (a test checks it), so the ranges decide.
+    """
     for low, high, version in MAGIC_RANGES:
         if low <= number <= high:
             return version
@@ -169,6 +170,11 @@ DECODE_SECONDS = 60.0
 DECODE_SECONDS_PER_MIB = 5.0  # ``dis`` of a 12.8 MB pyc takes 14 s
 
 
+def decode_limits(size: int) -> tuple[int, float]:
+    """What decoding a pyc of ``size`` bytes may cost: (address space in bytes, seconds)."""
+    return DECODE_MEMORY + DECODE_MEMORY_PER_BYTE * size, DECODE_SECONDS + DECODE_SECONDS_PER_MIB * size / (1 << 20)
+
+
 @dataclass(frozen=True)
 class CodeInfo:
     """What the code object in a pyc says, as read by a matching interpreter."""
@@ -210,9 +216,9 @@ def read_code_info(
             return None
         executable = interp.executable
     size = os.stat(path).st_size
-    budget = DECODE_MEMORY + DECODE_MEMORY_PER_BYTE * size
+    budget, default_timeout = decode_limits(size)
     if timeout is None:
-        timeout = DECODE_SECONDS + DECODE_SECONDS_PER_MIB * size / (1 << 20)
+        timeout = default_timeout
     command = [executable, "-I", "-B", "-c", _CODE_INFO, os.fspath(path), "1" if with_dis else "0", str(budget)]
     try:
         proc = subprocess.run([*command, str(size)], capture_output=True, text=True, check=False, timeout=timeout)

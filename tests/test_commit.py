@@ -2,16 +2,32 @@
 
 from __future__ import annotations
 
+import errno
 import os
+import re
+import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
 from conftest import write_tree
 from test_safety import full_snapshot
 
-from hatch_pyc._commit import Commit, held_signals, new_token, old_name, recover, tmp_name
+from hatch_pyc import _commit
+from hatch_pyc._commit import (
+    Commit,
+    _owner_running,
+    _process_start,
+    held_signals,
+    new_token,
+    old_name,
+    one_commit,
+    recover,
+    tmp_name,
+    write_name,
+)
 from hatch_pyc._errors import CommitFailed
 
 
@@ -57,8 +73,9 @@ def test_a_directory_where_the_pyc_goes_fails_that_step_before_it_changes_anythi
     commit.install(tmp_b, tree / "b.pyc")
     tmp_a = tmp_name(tree / "a.pyc", commit.token)
     tmp_a.write_text("new")
-    with pytest.raises(IsADirectoryError):
+    with pytest.raises(IsADirectoryError) as refused:
         commit.install(tmp_a, tree / "a.pyc")
+    assert str(refused.value) == f"[Errno {errno.EISDIR}] a directory where the pyc goes: '{tree / 'a.pyc'}'"
     commit.roll_back()
     tmp_a.unlink()
     assert full_snapshot(tree) == before
@@ -109,8 +126,6 @@ def test_recovery_restores_removes_and_keeps_by_the_rules(tmp_path: Path) -> Non
 
 
 def test_signals_are_held_and_listed_then_handlers_come_back() -> None:
-    import signal
-
     before = signal.getsignal(signal.SIGTERM)
     with held_signals() as arrived:
         os.kill(os.getpid(), signal.SIGTERM)
@@ -120,8 +135,6 @@ def test_signals_are_held_and_listed_then_handlers_come_back() -> None:
 
 
 def test_an_ignored_signal_stays_ignored() -> None:
-    import signal
-
     previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
     try:
         with held_signals() as arrived:
@@ -132,10 +145,6 @@ def test_an_ignored_signal_stays_ignored() -> None:
 
 
 def test_a_reused_pid_is_not_taken_for_the_run_that_made_a_file() -> None:
-    import time
-
-    from hatch_pyc._commit import _owner_running
-
     with subprocess.Popen([sys.executable, "-c", "import time; time.sleep(30)"]) as proc:
         try:
             time.sleep(0.2)
@@ -179,3 +188,431 @@ def test_a_staged_directory_a_killed_run_left_is_removed(tmp_path: Path) -> None
     (staged / "index.json").write_text("{}")
     recovery = recover([tmp_path], lambda path: path == tmp_path / "image")
     assert recovery.removed == [staged] and not staged.exists()
+
+
+_KILLED_RUN = """
+import os, signal, sys
+from pathlib import Path
+from hatch_pyc._commit import write_name
+for name in ("a.pyc", "b.pyc", "c.pyc"):
+    tmp = write_name(Path(sys.argv[1]) / name)
+    tmp.write_text("half")
+    print(tmp.name, flush=True)
+os.kill(os.getpid(), signal.SIGKILL)
+"""
+
+
+def test_write_name_removes_a_killed_runs_temporary_of_that_file_only(tmp_path: Path) -> None:
+    """A run SIGKILLed after writing three temporaries: the next write of b.pyc removes b.pyc's, and only it.
+
+    The names have the documented form ``.<name>.<pid>-<8 hex>.hatch-pyc-tmp``: a longer or shorter
+    token would not be recognised as a leftover and would stay for ever."""
+    killed = subprocess.run(
+        [sys.executable, "-c", _KILLED_RUN, str(tmp_path)], capture_output=True, text=True, check=False
+    )
+    assert killed.returncode == -signal.SIGKILL, killed.stderr
+    a, b, c = killed.stdout.split()
+    for name, tmp in (("a", a), ("b", b), ("c", c)):
+        assert re.fullmatch(rf"\.{name}\.pyc\.\d+-[0-9a-f]{{8}}\.hatch-pyc-tmp", tmp), tmp
+    mine = write_name(tmp_path / "b.pyc")
+    assert re.fullmatch(rf"\.b\.pyc\.{os.getpid()}-[0-9a-f]{{8}}\.hatch-pyc-tmp", mine.name), mine.name
+    assert sorted(os.listdir(tmp_path)) == sorted([a, c])
+
+
+def test_a_replaced_link_is_put_back_as_the_link_it_was(tmp_path: Path) -> None:
+    """The backup of a symbolic link is the link, not the file it points to (nor nothing, when it dangles).
+
+    (On Linux, CPython before 3.14 makes ``os.link`` never follow a link, whatever ``follow_symlinks`` says;
+    3.14 and macOS follow it unless told not to.)"""
+    tree = write_tree(tmp_path, {"shared.pyc": "shared\n"})
+    os.symlink("shared.pyc", tree / "a.pyc")
+    os.symlink("nowhere.pyc", tree / "b.pyc")
+    before = full_snapshot(tree)
+    commit = Commit(new_token())
+    for final in (tree / "a.pyc", tree / "b.pyc"):
+        tmp = tmp_name(final, commit.token)
+        tmp.write_text("new")
+        commit.install(tmp, final)
+    assert os.readlink(old_name(tree / "a.pyc", commit.token)) == "shared.pyc"
+    assert os.readlink(old_name(tree / "b.pyc", commit.token)) == "nowhere.pyc"
+    commit.roll_back()
+    assert full_snapshot(tree) == before
+
+
+def _no_hard_links(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Fault injection: ``os.link`` behaves as on a file system without hard links (vfat: EPERM)."""
+
+    def link(src: str, dst: str, *, follow_symlinks: bool = True) -> None:
+        if not os.path.lexists(src):
+            raise FileNotFoundError(errno.ENOENT, os.strerror(errno.ENOENT), str(src), None, str(dst))
+        raise PermissionError(errno.EPERM, os.strerror(errno.EPERM), str(src), None, str(dst))
+
+    monkeypatch.setattr(os, "link", link)
+
+
+def test_without_hard_links_the_replaced_file_is_renamed_aside_and_put_back(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Where ``os.link`` fails (monkeypatched: a file system without hard links), the old file is renamed
+    to its backup name, and a roll back renames it back."""
+    _no_hard_links(monkeypatch)
+    tree = write_tree(tmp_path, {"a.pyc": "old\n"})
+    before = full_snapshot(tree)
+    commit = Commit(new_token())
+    for final in (tree / "a.pyc", tree / "b.pyc"):
+        tmp = tmp_name(final, commit.token)
+        tmp.write_text("new")
+        commit.install(tmp, final)
+    backup = old_name(tree / "a.pyc", commit.token)
+    assert sorted(os.listdir(tree)) == sorted(["a.pyc", "b.pyc", backup.name])
+    assert (backup.read_text(), (tree / "a.pyc").read_text()) == ("old\n", "new")
+    commit.roll_back()
+    assert full_snapshot(tree) == before
+
+
+def test_without_hard_links_finish_leaves_only_the_new_files(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """As above (``os.link`` monkeypatched to fail), a completed commit deletes the renamed-aside file."""
+    _no_hard_links(monkeypatch)
+    tree = write_tree(tmp_path, {"a.pyc": "old\n"})
+    commit = Commit(new_token())
+    tmp = tmp_name(tree / "a.pyc", commit.token)
+    tmp.write_text("new")
+    commit.install(tmp, tree / "a.pyc")
+    assert commit.finish() == []
+    assert full_snapshot(tree) == {"a.pyc": (b"new", (tree / "a.pyc").stat().st_mode)}
+
+
+@pytest.mark.parametrize("hard_links", [True, False], ids=["hard-links", "no-hard-links"])
+def test_a_failed_move_into_place_leaves_the_old_file_and_no_backup(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, hard_links: bool
+) -> None:
+    """The temporary is gone when it is to be moved into place: the error propagates, the old file is
+    where it was and no backup is left (without hard links, ``os.link`` monkeypatched to fail, the
+    backup was the old file itself, renamed: it is renamed back)."""
+    if not hard_links:
+        _no_hard_links(monkeypatch)
+    tree = write_tree(tmp_path, {"a.pyc": "old\n"})
+    before = full_snapshot(tree)
+    commit = Commit(new_token())
+    tmp = tmp_name(tree / "a.pyc", commit.token)
+    with pytest.raises(FileNotFoundError) as failed:
+        commit.install(tmp, tree / "a.pyc")
+    assert failed.value.filename == str(tmp)
+    assert full_snapshot(tree) == before
+    commit.roll_back()  # the failed step left nothing to undo
+    assert full_snapshot(tree) == before
+
+
+def test_set_aside_refuses_a_directory_but_takes_a_link_to_one(tmp_path: Path) -> None:
+    tree = write_tree(tmp_path, {"pkg/a.py": "A\n"})
+    os.symlink("pkg", tree / "link")
+    before = full_snapshot(tree)
+    commit = Commit(new_token())
+    with pytest.raises(IsADirectoryError) as refused:
+        commit.set_aside(tree / "pkg")
+    assert str(refused.value) == f"[Errno {errno.EISDIR}] a directory, not a file to remove: '{tree / 'pkg'}'"
+    assert full_snapshot(tree) == before
+    commit.set_aside(tree / "link")
+    assert sorted(os.listdir(tree)) == sorted(["pkg", old_name(tree / "link", commit.token).name])
+    commit.roll_back()
+    assert full_snapshot(tree) == before
+
+
+@pytest.mark.parametrize("lost", [1, 2, 3])
+def test_undos_that_fail_are_counted_and_the_first_is_named(tmp_path: Path, lost: int) -> None:
+    """Steps are undone newest first: the message names the first undo that failed, then how many more."""
+    names = ["a.py", "b.py", "c.py"][:lost]
+    tree = write_tree(tmp_path, dict.fromkeys(names, "x\n"))
+    commit = Commit(new_token())
+    for name in names:
+        commit.set_aside(tree / name)
+    for name in names:
+        os.unlink(old_name(tree / name, commit.token))  # what each undo needs is gone
+    with pytest.raises(CommitFailed) as failed:
+        commit.roll_back()
+    more = {1: "", 2: " (and 1 more)", 3: " (and 2 more)"}[lost]
+    assert str(failed.value) == (
+        f"the commit failed and could not be undone entirely: {old_name(tree / names[-1], commit.token)}: "
+        f"No such file or directory{more}; re-run the command to complete it"
+    )
+
+
+def test_a_roll_back_removes_a_backup_the_undo_could_not_rename_away(tmp_path: Path) -> None:
+    """A temporary that is a hard link to the file it replaces (the same bytes): moving it into place and
+    back are no-ops (rename between two names of one file does nothing), so the backup name is still
+    there after the undo; the roll back deletes it, and the file keeps its name."""
+    tree = write_tree(tmp_path, {"a.pyc": "same\n"})
+    commit = Commit(new_token())
+    tmp = tmp_name(tree / "a.pyc", commit.token)
+    os.link(tree / "a.pyc", tmp)
+    before = full_snapshot(tree)
+    commit.install(tmp, tree / "a.pyc")
+    assert old_name(tree / "a.pyc", commit.token).exists()
+    commit.roll_back()
+    assert full_snapshot(tree) == before
+
+
+def test_finish_reports_only_the_leftovers_it_could_not_delete(tmp_path: Path) -> None:
+    """A backup already gone is not a failure; one that cannot be unlinked (a directory took its name) is
+    reported, and the others are deleted all the same."""
+    tree = write_tree(tmp_path, {"a.py": "A\n", "b.py": "B\n", "c.py": "C\n"})
+    commit = Commit(new_token())
+    for name in ("a.py", "b.py", "c.py"):
+        commit.set_aside(tree / name)
+    aside_a, aside_b = old_name(tree / "a.py", commit.token), old_name(tree / "b.py", commit.token)
+    aside_a.unlink()
+    aside_b.unlink()
+    aside_b.mkdir()
+    assert commit.finish() == [aside_b]
+    assert full_snapshot(tree) == {f"{aside_b.name}/": ("dir", aside_b.stat().st_mode)}
+
+
+def test_a_handler_of_the_callers_own_is_back_afterwards() -> None:
+    held: list[int] = []
+    previous = signal.signal(signal.SIGTERM, lambda signum, frame: held.append(signum))
+    try:
+        handler = signal.getsignal(signal.SIGTERM)
+        with held_signals() as arrived:
+            os.kill(os.getpid(), signal.SIGTERM)
+        assert (arrived, held) == ([signal.SIGTERM], [])
+        assert signal.getsignal(signal.SIGTERM) is handler
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+class _EqualToEverything:
+    """A signal handler that compares equal to anything, SIG_IGN included: it is not SIG_IGN all the same."""
+
+    def __init__(self) -> None:
+        self.calls: list[int] = []
+
+    def __call__(self, signum: int, frame: object) -> None:
+        self.calls.append(signum)
+
+    def __eq__(self, other: object) -> bool:
+        return True
+
+    __hash__ = object.__hash__
+
+
+def test_a_handler_equal_to_sig_ign_is_not_taken_for_it() -> None:
+    handler = _EqualToEverything()
+    previous = signal.signal(signal.SIGTERM, handler)
+    try:
+        with held_signals() as arrived:
+            os.kill(os.getpid(), signal.SIGTERM)
+        assert (arrived, handler.calls) == ([signal.SIGTERM], [])
+        assert signal.getsignal(signal.SIGTERM) is handler
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+def test_a_process_named_with_a_parenthesis_is_dated_all_the_same() -> None:
+    """/proc/<pid>/stat has the name in parentheses; a name holding ``)`` must not shift the fields."""
+    named = "import time; open('/proc/self/comm', 'w').write('x) 1 2 3'); print('ready', flush=True); time.sleep(30)"
+    spawned = time.time()
+    with subprocess.Popen([sys.executable, "-c", named], stdout=subprocess.PIPE, text=True) as proc:
+        try:
+            assert proc.stdout is not None and proc.stdout.readline() == "ready\n"
+            with open(f"/proc/{proc.pid}/stat", "rb") as handle:
+                assert handle.read().startswith(f"{proc.pid} (x) 1 2 3) ".encode())
+            started = _process_start(proc.pid)
+            assert started is not None and spawned - 2 <= started <= time.time() + 1
+            assert not _owner_running(proc.pid, spawned - 60)
+        finally:
+            proc.kill()
+
+
+def _fake_proc(monkeypatch: pytest.MonkeyPatch, files: dict[str, Path]) -> None:
+    """Fault injection: ``open`` in _commit reads ``files[path]`` instead of these /proc paths."""
+    real_open = open
+
+    def fake_open(path: str, *args: object, **kwargs: object) -> object:
+        return real_open(files.get(path, path), *args, **kwargs)  # type: ignore[call-overload]
+
+    monkeypatch.setattr(_commit, "open", fake_open, raising=False)
+
+
+def test_an_exited_process_has_no_start_time() -> None:
+    assert _process_start(_dead_pid()) is None
+
+
+@pytest.mark.parametrize(
+    ("proc_stat", "pid_stat"),
+    [
+        (b"cpu  1 2 3\nintr 5\n", None),
+        (b"cpu  1 2 3\nbtime unknown\n", None),
+        (None, b"123 (python) S 1"),
+        (None, b"123 python S 1 2 3 4 5 6 7 8 9 10 11 12 13 14 15 16 17 18 19 20 21 22"),
+    ],
+    ids=["no-btime", "btime-not-a-number", "stat-too-short", "stat-without-name"],
+)
+def test_a_start_time_proc_does_not_give_is_unknown(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, proc_stat: bytes | None, pid_stat: bytes | None
+) -> None:
+    """Without a start time the owner of a file may be running: even a file made an hour before this
+    process started counts as its own. /proc files of another form are given to _commit by ``open``
+    monkeypatched for those paths only (a fault injection)."""
+    files = {}
+    for path, data in (("/proc/stat", proc_stat), (f"/proc/{os.getpid()}/stat", pid_stat)):
+        if data is not None:
+            files[path] = tmp_path / path.replace("/", "_")
+            files[path].write_bytes(data)
+    _fake_proc(monkeypatch, files)
+    assert _process_start(os.getpid()) is None
+    assert _owner_running(os.getpid(), time.time() - 3600)
+
+
+def test_checking_whether_a_run_is_alive_sends_it_no_signal(tmp_path: Path) -> None:
+    """Recovery asks whether the owner of a leftover runs (signal 0); the owner gets nothing and its file stays."""
+    listening = (
+        "import signal, sys\n"
+        "got = []\n"
+        "for sig in (signal.SIGHUP, signal.SIGINT, signal.SIGTERM, signal.SIGUSR1, signal.SIGUSR2):\n"
+        "    signal.signal(sig, lambda signum, frame: got.append(signum))\n"
+        "print('ready', flush=True)\n"
+        "sys.stdin.read()\n"
+        "print(got)\n"
+    )
+    with subprocess.Popen(
+        [sys.executable, "-c", listening], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True
+    ) as proc:
+        assert proc.stdout is not None and proc.stdout.readline() == "ready\n"
+        leftover = tmp_path / f".a.pyc.{proc.pid}-deadbeef.hatch-pyc-tmp"
+        leftover.write_text("being written\n")
+        recovery = recover([tmp_path], lambda path: path == tmp_path / "a.pyc")
+        out, _ = proc.communicate("", timeout=30)
+    assert (recovery.removed, out, proc.returncode) == ([], "[]\n", 0)
+    assert leftover.read_text() == "being written\n"
+
+
+def test_a_process_of_another_user_counts_as_running(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """``os.kill(pid, 0)`` refused (monkeypatched to raise PermissionError for that pid: tests run as any
+    user): the process exists, so the file it made while running is kept."""
+    with subprocess.Popen([sys.executable, "-c", "import time; time.sleep(30)"]) as proc:
+        try:
+            time.sleep(0.2)
+            real_kill = os.kill
+
+            def kill(pid: int, sig: int) -> None:
+                if pid == proc.pid:
+                    raise PermissionError(errno.EPERM, os.strerror(errno.EPERM))
+                real_kill(pid, sig)
+
+            monkeypatch.setattr(os, "kill", kill)
+            leftover = tmp_path / f".a.pyc.{proc.pid}-deadbeef.hatch-pyc-tmp"
+            leftover.write_text("being written\n")
+            recovery = recover([tmp_path], lambda path: path == tmp_path / "a.pyc")
+            assert (recovery.removed, os.listdir(tmp_path)) == ([], [leftover.name])
+        finally:
+            monkeypatch.undo()
+            proc.kill()
+
+
+def test_a_file_made_up_to_a_second_before_its_owner_started_is_its_own() -> None:
+    """/proc gives the start to the clock tick but the boot time only to the second: one second of slack."""
+    with subprocess.Popen([sys.executable, "-c", "import time; time.sleep(30)"]) as proc:
+        try:
+            time.sleep(0.2)
+            started = _process_start(proc.pid)
+            assert started is not None and (started - 1) + 1 == started
+            assert _owner_running(proc.pid, started - 1)
+            assert not _owner_running(proc.pid, started - 1.5)
+        finally:
+            proc.kill()
+
+
+def test_a_directory_that_is_not_there_is_skipped_not_the_rest(tmp_path: Path) -> None:
+    dead = _dead_pid()
+    (tmp_path / "b").mkdir()
+    leftover = tmp_path / "b" / f".a.pyc.{dead}-deadbeef.hatch-pyc-tmp"
+    leftover.write_text("half\n")
+    recovery = recover([tmp_path / "a-missing", tmp_path / "b"], lambda path: path.name == "a.pyc")
+    assert recovery.removed == [leftover] and os.listdir(tmp_path / "b") == []
+
+
+def test_a_leftover_that_vanishes_meanwhile_is_skipped_not_the_rest(tmp_path: Path) -> None:
+    """Another run's clean-up removes a leftover between the listing and the look at it (here: while
+    ``planned`` is asked about it): it is passed over and the next one is still cleaned up."""
+    dead = _dead_pid()
+    first = tmp_path / f".a.pyc.{dead}-deadbeef.hatch-pyc-tmp"
+    second = tmp_path / f".b.pyc.{dead}-deadbeef.hatch-pyc-tmp"
+    first.write_text("half\n")
+    second.write_text("half\n")
+
+    def planned(path: Path) -> bool:
+        if path == tmp_path / "a.pyc":
+            first.unlink(missing_ok=True)  # the other run's clean-up
+        return True
+
+    recovery = recover([tmp_path], planned)
+    assert recovery.removed == [second] and os.listdir(tmp_path) == []
+
+
+def test_the_outdated_backup_of_a_planned_record_is_removed(tmp_path: Path) -> None:
+    """A RECORD (no suffix) the run rewrites: its backup from a killed run goes even though it differs."""
+    dead = _dead_pid()
+    tree = write_tree(tmp_path, {"RECORD": "current\n"})
+    backup = tree / f".RECORD.{dead}-0123abcd.hatch-pyc-old"
+    backup.write_text("older\n")
+    recovery = recover([tree], lambda path: path == tree / "RECORD")
+    assert (recovery.restored, recovery.removed, recovery.kept) == ([], [backup], [])
+    assert full_snapshot(tree) == {"RECORD": (b"current\n", (tree / "RECORD").stat().st_mode)}
+
+
+def test_a_set_aside_source_whose_name_is_now_a_directory_is_kept(tmp_path: Path) -> None:
+    """Its bytes cannot be compared with a directory's: it is kept and reported, the directory untouched."""
+    dead = _dead_pid()
+    tree = write_tree(tmp_path, {"mod.py/inner.py": "I\n"})
+    aside = tree / f".mod.py.{dead}-0123abcd.hatch-pyc-old"
+    aside.write_text("M\n")
+    before = full_snapshot(tree)
+    recovery = recover([tree], lambda path: False, set_aside=True)
+    assert (recovery.restored, recovery.removed, recovery.kept) == ([], [], [aside])
+    assert full_snapshot(tree) == before
+
+
+def test_a_leftover_another_clean_up_deletes_first_counts_as_removed(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Two runs clean up the same directory: the one whose unlink finds the file gone goes on.
+    ``os.unlink`` is monkeypatched to delete the file once before the real attempt (the other run)."""
+    dead = _dead_pid()
+    leftover = tmp_path / f".a.pyc.{dead}-deadbeef.hatch-pyc-tmp"
+    leftover.write_text("half\n")
+    real_unlink = os.unlink
+
+    def unlink(path: str | os.PathLike[str], *, dir_fd: int | None = None) -> None:
+        real_unlink(path, dir_fd=dir_fd)  # the other run
+        real_unlink(path, dir_fd=dir_fd)
+
+    monkeypatch.setattr(os, "unlink", unlink)
+    recovery = recover([tmp_path], lambda path: path == tmp_path / "a.pyc")
+    monkeypatch.undo()
+    assert recovery.removed == [leftover] and os.listdir(tmp_path) == []
+
+
+def test_a_failed_commit_still_says_which_signals_it_held(tmp_path: Path) -> None:
+    """A SIGTERM held during a commit that then fails is not dropped: the commit lists it (the error
+    propagates and ends the run), and the handler is the caller's again."""
+    before = signal.getsignal(signal.SIGTERM)
+    tree = write_tree(tmp_path, {"a.py": "old\n"})
+    (tmp_path / "new").write_text("new\n")
+    with pytest.raises(RuntimeError, match="a later step failed"), one_commit(new_token()) as commit:
+        commit.install(tmp_path / "new", tree / "a.py")
+        os.kill(os.getpid(), signal.SIGTERM)
+        raise RuntimeError("a later step failed")
+    assert commit.signals == [signal.SIGTERM]
+    assert (tree / "a.py").read_text() == "old\n"
+    assert signal.getsignal(signal.SIGTERM) is before
+
+
+def test_installing_one_name_twice_in_a_commit_keeps_the_original(tmp_path: Path) -> None:
+    """The second install of a name would need its backup name, already holding the original: refused
+    (FileExistsError, not taken for a file system without hard links), and the roll back restores it."""
+    tree = write_tree(tmp_path, {"a.py": "original\n", "one": "1\n", "two": "2\n"})
+    with pytest.raises(FileExistsError), one_commit(new_token()) as commit:
+        commit.install(tree / "one", tree / "a.py")
+        commit.install(tree / "two", tree / "a.py")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["a.py", "two"]
+    assert (tree / "a.py").read_text() == "original\n"

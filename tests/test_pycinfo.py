@@ -2,16 +2,18 @@
 
 from __future__ import annotations
 
+import dataclasses
 import importlib.util
 import py_compile
 import struct
+import sys
 from pathlib import Path
 
 import pytest
 from conftest import run_python
 
 from hatch_pyc import Interpreter, InvalidPyc, parse_header, read_code_info, read_header
-from hatch_pyc._pycinfo import RELEASED_MAGIC, python_version_of_magic
+from hatch_pyc._pycinfo import RELEASED_MAGIC, decode_limits, python_version_of_magic
 
 
 @pytest.mark.parametrize(
@@ -88,3 +90,138 @@ def test_a_pyc_whose_code_is_damaged(tmp_path: Path) -> None:
     bad.write_bytes(importlib.util.MAGIC_NUMBER + b"\x00" * 12 + b"\xff garbage")
     with pytest.raises(InvalidPyc, match=r"bad\.pyc: the header is valid but the code does not load"):
         read_code_info(bad)
+
+
+# CPython's own allocation of magic numbers to versions, transcribed from its launcher (PC/launcher.c,
+# ``magic_values``), not from hatch-pyc's table: 3.8 took 3400-3419, 3.9 3420-3429, 3.10 3430-3449, and
+# "50 magic numbers per version from here on", so 3.11 took 3450-3499, 3.12 3500-3549 and so on.
+CPYTHON_ALLOCATION = [(3400, 3419, "3.8"), (3420, 3429, "3.9"), (3430, 3449, "3.10")] + [
+    (3450 + 50 * i, 3499 + 50 * i, f"3.{11 + i}") for i in range(5)
+]
+
+
+@pytest.mark.parametrize(("low", "high", "version"), CPYTHON_ALLOCATION)
+def test_every_number_cpython_allocated_to_a_version_names_it(low: int, high: int, version: str) -> None:
+    """The pre-releases of each version used numbers from its block: the first and last of the block name
+    it, and the numbers just outside name the neighbouring version, or nothing past the ends."""
+    blocks = {(lo, hi): v for lo, hi, v in CPYTHON_ALLOCATION}
+    before = next((v for (lo, hi), v in blocks.items() if hi == low - 1), None)
+    after = next((v for (lo, hi), v in blocks.items() if lo == high + 1), None)
+    assert [python_version_of_magic(n) for n in (low - 1, low, low + 1, high - 1, high, high + 1)] == [
+        before,
+        version,
+        version,
+        version,
+        version,
+        after,
+    ]
+
+
+def test_each_released_number_lies_in_its_versions_block() -> None:
+    """The released numbers (the ones no interpreter here can confirm, 3.8 and 3.9, as CPython's
+    ``importlib/_bootstrap_external.py`` lists them: 3.8b4 3413, 3.9a2 3425) sit in their blocks."""
+    assert {n: v for n, v in RELEASED_MAGIC.items() if v in ("3.8", "3.9")} == {3413: "3.8", 3425: "3.9"}
+    for number, version in RELEASED_MAGIC.items():
+        assert python_version_of_magic(number) == version
+
+
+def _pyc_bytes(tmp_path: Path, mode: py_compile.PycInvalidationMode) -> bytes:
+    src = tmp_path / "m.py"
+    src.write_text("X = 1\n")
+    return Path(
+        py_compile.compile(str(src), cfile=str(tmp_path / "m.pyc"), invalidation_mode=mode, doraise=True)
+    ).read_bytes()
+
+
+@pytest.mark.parametrize(
+    "mode", [py_compile.PycInvalidationMode.TIMESTAMP, py_compile.PycInvalidationMode.CHECKED_HASH]
+)
+def test_a_whole_pyc_given_to_parse_header_is_read_by_its_first_16_bytes(
+    tmp_path: Path, mode: py_compile.PycInvalidationMode
+) -> None:
+    data = _pyc_bytes(tmp_path, mode)
+    assert len(data) > 16
+    whole, header = parse_header(data), parse_header(data[:16])
+    assert whole == header
+    if mode is py_compile.PycInvalidationMode.TIMESTAMP:
+        assert (whole.source_mtime, whole.source_size) == (struct.unpack("<I", data[8:12])[0], 6)
+    else:
+        assert whole.source_hash == importlib.util.source_hash(b"X = 1\n") and len(whole.source_hash) == 8
+
+
+def test_fifteen_bytes_are_too_short() -> None:
+    with pytest.raises(InvalidPyc, match=r"^x\.pyc: 15 bytes, too short for a pyc header \(16 bytes\)$"):
+        parse_header(importlib.util.MAGIC_NUMBER + b"\x00" * 11, "x.pyc")
+
+
+def test_headers_and_code_infos_are_values(tmp_path: Path) -> None:
+    """Both are frozen dataclasses: hashable, equal by value, not changed in place."""
+    pyc = tmp_path / "m.pyc"
+    pyc.write_bytes(_pyc_bytes(tmp_path, py_compile.PycInvalidationMode.UNCHECKED_HASH))
+    header, info = read_header(pyc), read_code_info(pyc)
+    assert info is not None and info.dis == ""  # without with_dis, no disassembly
+    assert len({header, read_header(pyc)}) == 1 and len({info, read_code_info(pyc)}) == 1
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        header.flags = 0  # type: ignore[misc]
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        info.name = "x"  # type: ignore[misc]
+
+
+def test_a_read_error_names_the_file_and_the_reason() -> None:
+    """``/proc/self/mem`` is a regular file whose first page cannot be read (EIO): a real read error."""
+    with pytest.raises(InvalidPyc, match=r"^/proc/self/mem: cannot read it \(Input/output error\)$"):
+        read_header("/proc/self/mem")
+
+
+def test_what_decoding_may_cost_is_what_the_docs_say() -> None:
+    """docs/safety.md: 256 MiB plus 64 times the file size, 60 s plus 5 s per MiB."""
+    assert decode_limits(0) == (256 << 20, 60.0)
+    assert decode_limits(1 << 20) == ((256 + 64) << 20, 65.0)
+    assert decode_limits(3 << 19) == (256 * 2**20 + 64 * 3 * 2**19, 67.5)
+
+
+def _pyc_of_magic(tmp_path: Path, number: int) -> Path:
+    pyc = tmp_path / f"m{number}.pyc"
+    pyc.write_bytes(struct.pack("<H", number) + b"\r\n" + b"\x00" * 12 + b"\xe3")
+    return pyc
+
+
+def test_a_pre_release_number_of_an_installed_version_is_not_decoded_by_the_release(tmp_path: Path) -> None:
+    """The number before the running CPython's names its version, but the release cannot read it: no code info
+    (rather than loading the pyc in an interpreter of another bytecode)."""
+    number = int.from_bytes(importlib.util.MAGIC_NUMBER[:2], "little") - 1
+    pyc = _pyc_of_magic(tmp_path, number)
+    assert read_header(pyc).python == f"{sys.version_info[0]}.{sys.version_info[1]}"
+    assert read_code_info(pyc) is None
+
+
+def test_a_version_with_no_interpreter_here_gives_no_code_info(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """With nothing on PATH, no pyenv and no uv Pythons, only the running CPython is found: a 3.8 pyc's
+    header is read, its code is not (no interpreter that could load it)."""
+    for name, value in {
+        "PATH": str(tmp_path),
+        "HOME": str(tmp_path),
+        "PYENV_ROOT": "",
+        "UV_PYTHON_INSTALL_DIR": str(tmp_path),
+    }.items():
+        monkeypatch.setenv(name, value)
+    pyc = _pyc_of_magic(tmp_path, 3413)
+    assert read_header(pyc).python == "3.8"
+    assert read_code_info(pyc) is None
+
+
+@pytest.mark.parametrize(("stderr", "said"), [("one\\ntwo\\nthree", "three"), ("", "exit status -11")])
+def test_a_decoder_killed_by_a_signal_is_an_error(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, stderr: str, said: str
+) -> None:
+    """Fault injection: the interpreter that decodes the pyc (the running one, here a stand-in) dies of SIGSEGV
+    after writing ``stderr``; the error names the last line it wrote, or the exit status."""
+    fake = tmp_path / "python"
+    fake.write_text(f"#!/bin/sh\nprintf '{stderr}' >&2\nkill -SEGV $$\n")
+    fake.chmod(0o755)
+    pyc = tmp_path / "m.pyc"
+    pyc.write_bytes(_pyc_bytes(tmp_path, py_compile.PycInvalidationMode.UNCHECKED_HASH))
+    monkeypatch.setattr(sys, "executable", str(fake))
+    with pytest.raises(InvalidPyc) as caught:
+        read_code_info(pyc)
+    assert str(caught.value) == f"{pyc}: the header is valid but the code does not load ({said})"
