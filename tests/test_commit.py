@@ -219,6 +219,16 @@ def test_write_name_removes_a_killed_runs_temporary_of_that_file_only(tmp_path: 
     assert sorted(os.listdir(tmp_path)) == sorted([a, c])
 
 
+def _install_new(*finals: Path) -> Commit:
+    """A commit that installed a file holding ``new`` at each of ``finals``."""
+    commit = Commit(new_token())
+    for final in finals:
+        tmp = tmp_name(final, commit.token)
+        tmp.write_text("new")
+        commit.install(tmp, final)
+    return commit
+
+
 def test_a_replaced_link_is_put_back_as_the_link_it_was(tmp_path: Path) -> None:
     """The backup of a symbolic link is the link, not the file it points to (nor nothing, when it dangles).
 
@@ -228,11 +238,7 @@ def test_a_replaced_link_is_put_back_as_the_link_it_was(tmp_path: Path) -> None:
     os.symlink("shared.pyc", tree / "a.pyc")
     os.symlink("nowhere.pyc", tree / "b.pyc")
     before = full_snapshot(tree)
-    commit = Commit(new_token())
-    for final in (tree / "a.pyc", tree / "b.pyc"):
-        tmp = tmp_name(final, commit.token)
-        tmp.write_text("new")
-        commit.install(tmp, final)
+    commit = _install_new(tree / "a.pyc", tree / "b.pyc")
     assert os.readlink(old_name(tree / "a.pyc", commit.token)) == "shared.pyc"
     assert os.readlink(old_name(tree / "b.pyc", commit.token)) == "nowhere.pyc"
     commit.roll_back()
@@ -258,11 +264,7 @@ def test_without_hard_links_the_replaced_file_is_renamed_aside_and_put_back(
     _no_hard_links(monkeypatch)
     tree = write_tree(tmp_path, {"a.pyc": "old\n"})
     before = full_snapshot(tree)
-    commit = Commit(new_token())
-    for final in (tree / "a.pyc", tree / "b.pyc"):
-        tmp = tmp_name(final, commit.token)
-        tmp.write_text("new")
-        commit.install(tmp, final)
+    commit = _install_new(tree / "a.pyc", tree / "b.pyc")
     backup = old_name(tree / "a.pyc", commit.token)
     assert sorted(os.listdir(tree)) == sorted(["a.pyc", "b.pyc", backup.name])
     assert (backup.read_text(), (tree / "a.pyc").read_text()) == ("old\n", "new")
