@@ -272,9 +272,9 @@ def _results(session: Path) -> list[dict[str, object]]:
 
 
 def run(modules: list[str], jobs: int, *, again: bool = False) -> None:
-    """Mutate ``modules``, one work copy per job. ``again``: re-test only the mutants that survived the
-    last run (after new tests; the map must be rebuilt first so it knows them); the modules must be
-    unchanged since that run, and each is run in the copy it was run in, where its mutants point."""
+    """Mutate ``modules``, one work copy per job. ``again``: a module unchanged since its last run is
+    only resumed: its mutants not yet run, and those that survived are tested again (after new tests;
+    the map must be rebuilt first so it knows them); the others are run whole."""
     if not (WORK / "map.json").exists():
         raise SystemExit("no coverage map: run `python scripts/mutation.py map` first")
     mapped = json.loads((WORK / "map.json").read_text()).get("sources", {})
@@ -284,26 +284,24 @@ def run(modules: list[str], jobs: int, *, again: bool = False) -> None:
             f"the coverage map is older than {', '.join(stale)}: run `python scripts/mutation.py map` again"
         )
     sizes = {m: len((REPO / "hatch_pyc" / f"{m}.py").read_text().splitlines()) for m in modules}
-    if again:
-        where = {m: _session_clone(m) for m in modules}
-        changed = [m for m, i in where.items() if i is None]
-        if changed:
-            raise SystemExit(f"no run of {', '.join(changed)} to repeat, or changed since: run them without --again")
-        used = sorted({i for i in where.values() if i is not None})
-        clones = {i: _clone(i) for i in used}
-        queues = {i: [m for m in modules if where[m] == i] for i in used}
-    else:
-        clones = {i: _clone(i) for i in range(jobs)}
-        queues = {i: [] for i in clones}
-        loads = dict.fromkeys(clones, 0)
-        for module in sorted(modules, key=lambda m: -sizes[m]):
-            i = min(loads, key=lambda k: loads[k])
-            queues[i].append(module)
-            loads[i] += sizes[module]
+    # A module run before and unchanged since is resumed in its own copy (its mutants name files
+    # there): the mutants not yet run and the survivors; every other module is run whole.
+    where = {m: _session_clone(m) if again else None for m in modules}
+    clones = {i: _clone(i) for i in range(max([jobs, *(i + 1 for i in where.values() if i is not None)]))}
+    queues: dict[int, list[str]] = {i: [] for i in clones}
+    loads = dict.fromkeys(clones, 0)
+    for module, index in where.items():
+        if index is not None:
+            queues[index].append(module)
+            loads[index] += sizes[module] // 4
+    for module in sorted((m for m in modules if where[m] is None), key=lambda m: -sizes[m]):
+        i = min(loads, key=lambda k: loads[k])
+        queues[i].append(module)
+        loads[i] += sizes[module]
 
     def work(index: int) -> None:
         for module in queues[index]:
-            _run_module(clones[index], module, again=again)
+            _run_module(clones[index], module, again=where[module] is not None)
 
     with concurrent.futures.ThreadPoolExecutor(len(clones)) as pool:
         for future in [pool.submit(work, i) for i in clones]:
@@ -404,9 +402,7 @@ def main() -> int:
     parser.add_argument("--jobs", type=int, default=os.cpu_count() or 2)
     parser.add_argument("--markdown", type=Path, help="write the score table between mutation:begin/end here")
     parser.add_argument("--survivors", type=Path, help="write every surviving mutant here")
-    parser.add_argument(
-        "--again", action="store_true", help="run: re-test only the mutants that survived the last run of each module"
-    )
+    parser.add_argument("--again", action="store_true", help="run: resume modules unchanged since their last run")
     parser.add_argument("--reuse-coverage", action="store_true", help="map: combine the last run's data, do not rerun")
     args = parser.parse_args()
     modules = args.modules or list(CORE)
