@@ -128,7 +128,9 @@ def corpus_ci(session: nox.Session) -> None:
 def mutation(session: nox.Session) -> None:
     """Mutation testing of the core modules (docs/testing.md): the coverage map, then each module's
     mutants against the tests that run the mutated line. ``nox -s mutation -- _commit _wheelcheck``."""
-    session.install(".[docker]", *TEST_DEPS, "cosmic-ray>=8.4", "coverage>=7.10")
+    # editable: every process a test starts, whatever its working directory, imports this tree's
+    # hatch_pyc, so the coverage map sees it (the mutants' own copies are found first from their cwd)
+    session.install("-e", ".[docker]", *TEST_DEPS, "cosmic-ray>=8.4", "coverage>=7.10")
     session.run(
         "python",
         "scripts/mutation.py",
