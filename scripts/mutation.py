@@ -404,7 +404,7 @@ def main() -> int:
     parser.add_argument("--survivors", type=Path, help="write every surviving mutant here")
     parser.add_argument("--again", action="store_true", help="run: resume modules unchanged since their last run")
     parser.add_argument("--reuse-coverage", action="store_true", help="map: combine the last run's data, do not rerun")
-    args = parser.parse_args()
+    args = parser.parse_intermixed_args()
     modules = args.modules or list(CORE)
     unknown = sorted(set(modules) - set(CORE))
     if unknown:
