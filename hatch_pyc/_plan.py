@@ -176,13 +176,15 @@ def tree_owner(path: Path) -> TreeOwner | None:
     return None
 
 
-def resolve_target(paths: Sequence[Path], python: str | None, *, allow_other_python: bool = False) -> Interpreter:
+def resolve_target(paths: Sequence[Path], python: str | None, *, allow_other_python: bool | None = None) -> Interpreter:
     """The explicit target, else the one the paths imply, else the running interpreter.
 
     A tree that belongs to a known interpreter (a venv, a site-packages, a standard library)
     is compiled for that interpreter's version only: pycs of another version are bytecode its
-    interpreter never reads, and stripped sources would be gone. ``allow_other_python`` says a
-    different explicit target is meant (a tree staged for another image, say).
+    interpreter never reads, and stripped sources would be gone. ``allow_other_python=True`` says
+    a different explicit target is meant (a tree staged for another image, say); ``False`` refuses
+    it and the message names ``--allow-other-python``; ``None`` refuses it for callers that have no
+    such option (``verify``, ``report``).
     """
     owners = {p: owner for p in paths if (owner := tree_owner(p)) is not None}
     if python is None:
@@ -199,8 +201,12 @@ def resolve_target(paths: Sequence[Path], python: str | None, *, allow_other_pyt
             if owner.minor and owner.minor != interp.minor:
                 raise InvalidOptions(
                     f"{path}: belongs to CPython {owner.minor} ({owner.evidence}) but the target is CPython "
-                    f"{interp.minor}, whose pycs that interpreter cannot load; target {owner.minor}, or pass "
-                    f"--allow-other-python if the tree is meant for {interp.minor}"
+                    f"{interp.minor}, whose pycs that interpreter cannot load; target {owner.minor}"
+                    + (
+                        ""
+                        if allow_other_python is None
+                        else f", or pass --allow-other-python if the tree is meant for {interp.minor}"
+                    )
                 )
     return interp
 

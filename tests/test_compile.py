@@ -472,6 +472,23 @@ def _unprivileged_python() -> list[str] | None:
     return None
 
 
+def python_that_obeys_permissions(base: Path) -> list[str]:
+    """A command that runs hatch-pyc so that file permissions bind it: this interpreter, or for a root
+    test run (which reads any file) a Python as ``nobody`` with the engine copied to ``base/lib`` and
+    everything under ``base`` opened to that user (use ``PYTHONPATH=base/lib``)."""
+    if os.geteuid() != 0:
+        return [sys.executable]
+    python = _unprivileged_python()
+    if python is None:
+        if os.environ.get("CI"):
+            pytest.fail("no Python that 'nobody' can run (setpriv and /usr/bin/python3 are needed on CI)")
+        pytest.skip("running as root and no Python that 'nobody' can run")
+    shutil.copytree(Path(hatch_pyc.__file__).parent, base / "lib/hatch_pyc")
+    for path in [base, *base.rglob("*")]:
+        path.chmod(0o777 if path.is_dir() else 0o666)
+    return python
+
+
 def test_an_unreadable_source_fails_the_run_naming_it_and_changes_nothing() -> None:
     # Root reads any file, so a root test run (CI) compiles as ``nobody``: the engine copied
     # where that user can read it, run by an interpreter that user can execute.
@@ -480,17 +497,7 @@ def test_an_unreadable_source_fails_the_run_naming_it_and_changes_nothing() -> N
         base.chmod(0o755)
         tree = write_tree(base / "tree", {"pkg/__init__.py": "", "pkg/ok.py": "OK = 1\n", "pkg/secret.py": "S = 2\n"})
         secret = tree / "pkg/secret.py"
-        if os.geteuid() == 0:
-            python = _unprivileged_python()
-            if python is None:
-                if os.environ.get("CI"):
-                    pytest.fail("no Python that 'nobody' can run (setpriv and /usr/bin/python3 are needed on CI)")
-                pytest.skip("running as root and no Python that 'nobody' can run")
-            shutil.copytree(Path(hatch_pyc.__file__).parent, base / "lib/hatch_pyc")
-            for path in [base, *base.rglob("*")]:
-                path.chmod(0o777 if path.is_dir() else 0o666)
-        else:
-            python = [sys.executable]
+        python = python_that_obeys_permissions(base)
         before = snapshot(tree)  # read while it still can be
         mode = secret.stat().st_mode
         secret.chmod(0o000)

@@ -1,0 +1,255 @@
+"""Which paths a compile run works on (hatch_pyc/_plan.py): import roots, venvs, the interpreter a tree
+belongs to, overlapping arguments and which sources are compiled, on real trees, venvs and the real CLI."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+import pytest
+from conftest import run_cli, write_tree
+from test_compile import python_that_obeys_permissions
+
+from hatch_pyc import Interpreter, find_interpreter
+from hatch_pyc._plan import Root, find_roots, tree_owner
+
+HERE = find_interpreter(sys.executable)
+
+
+def _venv(where: Path, interp: Interpreter) -> Path:
+    subprocess.run([interp.executable, "-m", "venv", "--without-pip", str(where)], check=True)
+    return where
+
+
+def _listing(proc: subprocess.CompletedProcess[str]) -> list[str]:
+    """The ``source -> pyc`` lines a ``--dry-run`` prints, in order."""
+    return [line for line in proc.stdout.splitlines() if " -> " in line]
+
+
+def _co_filename(pyc: Path) -> str:
+    return json.loads(run_cli("inspect", "--json", str(pyc), check=True).stdout)["co_filename"]
+
+
+# Files and directories named on the command line.
+
+
+def test_a_py_file_named_alone_is_compiled_and_any_other_file_refused(tmp_path: Path) -> None:
+    """A ``.py`` named on its own is compiled by itself (named from its import root); a file of any other
+    kind is refused with one line naming it, and nothing is written."""
+    tree = write_tree(tmp_path / "tree", {"pkg/__init__.py": "", "pkg/mod.py": "X = 1\n", "pkg/data.txt": "x\n"})
+    run_cli("compile", str(tree / "pkg/mod.py"), check=True)
+    assert sorted(p.name for p in (tree / "pkg/__pycache__").iterdir()) == [f"mod.{HERE.cache_tag}.pyc"]
+    assert _co_filename(tree / f"pkg/__pycache__/mod.{HERE.cache_tag}.pyc") == "pkg/mod.py"
+
+    shutil.rmtree(tree / "pkg/__pycache__")
+    proc = run_cli("compile", str(tree / "pkg/data.txt"))
+    assert proc.returncode == 2
+    assert proc.stderr.splitlines() == [f"hatch-pyc: error: {tree / 'pkg/data.txt'}: not a .py file"]
+    assert not (tree / "pkg/__pycache__").exists()
+
+
+def test_a_file_also_inside_a_named_tree_is_compiled_once_and_the_rest_of_the_tree_too(tmp_path: Path) -> None:
+    """Overlapping arguments (a module and the tree holding it) plan each source once, and every other
+    module of the tree is still compiled."""
+    tree = write_tree(
+        tmp_path / "tree",
+        {"pkg/__init__.py": "", "pkg/a.py": "A = 1\n", "pkg/b.py": "B = 1\n", "pkg/sub/__init__.py": "", "z.py": ""},
+    )
+    proc = run_cli("compile", "--dry-run", "--strip", str(tree / "pkg/a.py"), str(tree), check=True)
+    assert _listing(proc) == [
+        f"{tree / rel}.py -> {tree / rel}.pyc  (source removed)"
+        for rel in ("pkg/a", "z", "pkg/__init__", "pkg/b", "pkg/sub/__init__")
+    ]
+    proc = run_cli("compile", "--strip", str(tree / "pkg/a.py"), str(tree), check=True)
+    assert "compiled 5 of 5 sources" in proc.stderr
+    assert sorted(p.relative_to(tree).as_posix() for p in tree.rglob("*.py*")) == [
+        "pkg/__init__.pyc",
+        "pkg/a.pyc",
+        "pkg/b.pyc",
+        "pkg/sub/__init__.pyc",
+        "z.pyc",
+    ]
+
+
+def test_every_directory_is_walked_but_pycache(tmp_path: Path) -> None:
+    """Packages whatever their names (capitals, digits) are compiled; nothing inside a ``__pycache__``
+    is ever taken for a module."""
+    tree = write_tree(
+        tmp_path / "tree",
+        {
+            "Models/__init__.py": "",
+            "Models/User.py": "U = 1\n",
+            "v2/__init__.py": "",
+            "app/__init__.py": "",
+            "app/__pycache__/leftover.py": "L = 1\n",
+        },
+    )
+    proc = run_cli("compile", "--dry-run", str(tree), check=True)
+    assert _listing(proc) == [
+        f"{tree / d / name}.py -> {tree / d / '__pycache__' / name}.{HERE.cache_tag}.pyc"
+        for d, name in (("Models", "User"), ("Models", "__init__"), ("app", "__init__"), ("v2", "__init__"))
+    ]
+
+
+def test_a_plain_directory_in_a_package_keeps_its_sources_and_the_walk_goes_on(tmp_path: Path) -> None:
+    """A sourceless run keeps a template's ``.py`` as source and still compiles every module walked after it."""
+    tree = write_tree(
+        tmp_path / "tree",
+        {
+            "pkg/__init__.py": "",
+            "pkg/templates/env.py": "TEMPLATE = '${x}'\n",
+            "pkg/views/__init__.py": "",
+            "pkg/views/page.py": "P = 1\n",
+        },
+    )
+    proc = run_cli("compile", "--strip", str(tree), check=True)
+    assert "compiled 3 of 3 sources" in proc.stderr
+    assert "1 kept as source (outside packages: templates or data)" in proc.stderr
+    assert sorted(p.relative_to(tree).as_posix() for p in tree.rglob("*.py*")) == [
+        "pkg/__init__.pyc",
+        "pkg/templates/env.py",
+        "pkg/views/__init__.pyc",
+        "pkg/views/page.pyc",
+    ]
+
+
+def test_find_roots_walks_only_the_paths_given_unless_asked_for_the_stdlib(tmp_path: Path) -> None:
+    """``find_roots`` adds the interpreter's standard library only when ``stdlib=True`` is passed."""
+    tree = write_tree(tmp_path / "tree", {"pkg/__init__.py": "", "pkg/mod.py": ""})
+    assert find_roots([tree / "pkg"], HERE) == [Root(tree, tree / "pkg")]
+    assert find_roots([tree / "pkg"], HERE, stdlib=True) == [
+        Root(tree, tree / "pkg"),
+        Root(Path(HERE.stdlib), Path(HERE.stdlib)),
+    ]
+
+
+# Where imports start.
+
+
+def test_a_namespace_package_below_a_site_packages_without_records_imports_from_it(tmp_path: Path) -> None:
+    """A path below a ``site-packages`` is named from that site-packages even with no ``*.dist-info`` in
+    it (``ns/pkg/mod.py``, not ``pkg/mod.py``, for a namespace package ``ns``)."""
+    site = write_tree(
+        tmp_path / "lib" / f"python{HERE.minor}" / "site-packages", {"ns/pkg/__init__.py": "", "ns/pkg/mod.py": ""}
+    )
+    run_cli("compile", str(site / "ns/pkg"), check=True)
+    assert _co_filename(site / f"ns/pkg/__pycache__/mod.{HERE.cache_tag}.pyc") == "ns/pkg/mod.py"
+
+
+def test_an_unreadable_directory_above_the_tree_is_passed_over(tmp_path: Path) -> None:
+    """Looking for install records above a tree skips a directory that cannot be listed (a ``0711`` home,
+    say): the run compiles the tree as usual instead of failing."""
+    with tempfile.TemporaryDirectory() as scratch:
+        base = Path(scratch)
+        base.chmod(0o755)
+        locked = base / "home"
+        tree = write_tree(locked / "tree", {"pkg/__init__.py": "", "pkg/mod.py": "X = 1\n"})
+        python = python_that_obeys_permissions(base)  # root lists any directory: then run as ``nobody``
+        locked.chmod(0o311)  # enter, not list
+        env = {**os.environ, "PYTHONPATH": str(base / "lib"), "HOME": scratch, "PYTHONDONTWRITEBYTECODE": "1"}
+        try:
+            done = subprocess.run(
+                [*python, "-m", "hatch_pyc", "compile", "--strip", str(tree), "--python", python[-1]],
+                check=False,
+                capture_output=True,
+                text=True,
+                env=env,
+            )
+        finally:
+            locked.chmod(0o755)
+        assert done.returncode == 0, done.stderr
+        assert "compiled 2 of 2 sources" in done.stderr
+        assert sorted(p.name for p in (tree / "pkg").iterdir()) == ["__init__.pyc", "mod.pyc"]
+
+
+# The interpreter a tree belongs to.
+
+
+@pytest.mark.slow
+def test_a_venv_named_alone_is_compiled_for_its_own_python(tmp_path: Path, other_target: Interpreter) -> None:
+    """A venv root given without ``--python`` is compiled for the venv's interpreter, and another explicit
+    target is refused naming the venv as the evidence."""
+    venv = _venv(tmp_path / "venv", other_target)
+    site = next(venv.glob("lib/python3*/site-packages"))
+    write_tree(site, {"pkg/__init__.py": "", "pkg/mod.py": "Y = 2\n"})
+
+    proc = run_cli("compile", "--python", HERE.minor, str(venv))
+    assert proc.returncode == 2
+    assert proc.stderr.splitlines() == [
+        f"hatch-pyc: error: {venv}: belongs to CPython {other_target.minor} (the virtual environment {venv}) but "
+        f"the target is CPython {HERE.minor}, whose pycs that interpreter cannot load; target {other_target.minor}, "
+        f"or pass --allow-other-python if the tree is meant for {HERE.minor}"
+    ]
+    assert not (site / "pkg/__pycache__").exists()
+
+    run_cli("compile", str(venv), check=True)
+    assert sorted(p.name for p in (site / "pkg/__pycache__").iterdir()) == [
+        f"__init__.{other_target.cache_tag}.pyc",
+        f"mod.{other_target.cache_tag}.pyc",
+    ]
+
+
+@pytest.mark.slow
+def test_a_venv_with_a_stale_lib_directory_goes_by_its_pyvenv_cfg(tmp_path: Path, other_target: Interpreter) -> None:
+    """A venv re-created in place for another CPython keeps the old ``lib/pythonX.Y``: with two of them the
+    venv's version is what ``pyvenv.cfg`` says, so its own version is compiled for without a flag."""
+    # the venv's own lib directory must sort after the stale one, which a wrong pick would take
+    stale, own = sorted((HERE, other_target), key=lambda i: f"python{i.minor}")
+    venv = _venv(tmp_path / "venv", own)
+    write_tree(venv / "lib" / f"python{stale.minor}" / "site-packages", {"old/__init__.py": ""})
+    site = venv / "lib" / f"python{own.minor}" / "site-packages"
+    write_tree(site, {"pkg/__init__.py": "", "pkg/mod.py": "Y = 2\n"})
+
+    owner = tree_owner(site / "pkg")
+    assert owner is not None and owner.minor == own.minor
+    proc = run_cli("compile", "--python", own.minor, str(site / "pkg"), check=True)
+    assert f"compiled 2 of 2 sources for CPython {own.minor}." in proc.stderr
+    assert (site / f"pkg/__pycache__/mod.{own.cache_tag}.pyc").is_file()
+
+
+def test_a_directory_named_like_an_interpreter_is_not_a_standard_library(
+    tmp_path: Path, other_target: Interpreter
+) -> None:
+    """Only a ``pythonX.Y`` directory holding ``os.py`` is a standard library: a checkout merely named
+    ``python3.N`` is compiled for the running interpreter."""
+    tree = write_tree(tmp_path / f"python{other_target.minor}", {"app/__init__.py": "", "app/mod.py": "M = 1\n"})
+    assert tree_owner(tree / "app") is None
+    run_cli("compile", str(tree / "app"), check=True)
+    assert sorted(p.name for p in (tree / "app/__pycache__").iterdir()) == [
+        f"__init__.{HERE.cache_tag}.pyc",
+        f"mod.{HERE.cache_tag}.pyc",
+    ]
+
+
+def test_a_project_with_its_own_os_module_is_not_a_standard_library(tmp_path: Path) -> None:
+    """A tree holding a module called ``os.py`` (not in a ``pythonX.Y`` directory) is an ordinary tree."""
+    tree = write_tree(tmp_path / "project", {"os.py": "NAME = 'mine'\n", "app.py": "A = 1\n"})
+    assert tree_owner(tree) is None
+    proc = run_cli("compile", str(tree), check=True)
+    assert f"compiled 2 of 2 sources for CPython {HERE.minor}." in proc.stderr
+    assert sorted(p.name for p in (tree / "__pycache__").iterdir()) == [
+        f"app.{HERE.cache_tag}.pyc",
+        f"os.{HERE.cache_tag}.pyc",
+    ]
+
+
+def test_verify_refuses_a_target_other_than_the_trees_own(tmp_path: Path, other_target: Interpreter) -> None:
+    """``verify --python`` on a site-packages of another CPython is refused, naming both versions, before
+    anything is staged."""
+    site = write_tree(tmp_path / "lib" / f"python{other_target.minor}" / "site-packages", {"pkg/__init__.py": ""})
+    proc = run_cli("verify", "--python", HERE.minor, str(site))
+    assert proc.returncode == 2
+    (line,) = proc.stderr.splitlines()
+    said = (
+        f"hatch-pyc: error: {site}: belongs to CPython {other_target.minor} ({site} is CPython {other_target.minor}'s) "
+        f"but the target is CPython {HERE.minor}, whose pycs that interpreter cannot load; target {other_target.minor}"
+    )
+    assert line == said  # verify has no --allow-other-python: the message does not offer it
+    proc = run_cli("compile", "--dry-run", "--python", HERE.minor, str(site))
+    assert proc.returncode == 2
+    assert proc.stderr.splitlines() == [f"{said}, or pass --allow-other-python if the tree is meant for {HERE.minor}"]
