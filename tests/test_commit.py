@@ -618,3 +618,25 @@ def test_installing_one_name_twice_in_a_commit_keeps_the_original(tmp_path: Path
         commit.install(tree / "two", tree / "a.py")
     assert sorted(p.name for p in tmp_path.iterdir()) == ["a.py", "two"]
     assert (tree / "a.py").read_text() == "original\n"
+
+
+@pytest.mark.parametrize("there", ["file", "dangling-link"])
+def test_a_directory_is_placed_only_where_nothing_is(tmp_path: Path, there: str) -> None:
+    """``place_directory`` never replaces what is at the final name, not even a dangling link: EEXIST,
+    naming it, and both stay as they were."""
+    staged = tmp_path / "staged"
+    staged.mkdir()
+    final = tmp_path / "layout"
+    if there == "file":
+        final.write_text("mine\n")
+    else:
+        final.symlink_to(tmp_path / "nowhere")
+    before = full_snapshot(tmp_path)
+    with pytest.raises(FileExistsError) as caught:
+        Commit(new_token()).place_directory(staged, final)
+    assert (caught.value.errno, caught.value.strerror, caught.value.filename) == (
+        errno.EEXIST,
+        "something is already there",
+        str(final),
+    )
+    assert full_snapshot(tmp_path) == before
