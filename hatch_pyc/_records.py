@@ -70,7 +70,7 @@ def find_distributions(site_dirs: Iterable[Path]) -> list[InstalledDistribution]
                 with open(record, encoding="utf-8", errors="surrogateescape", newline="") as handle:
                     text = handle.read()
             except OSError as exc:
-                raise InvalidInput(f"{record}: cannot read it ({exc})") from exc
+                raise InvalidInput(f"{record}: cannot read it ({exc.strerror or exc})") from exc
             rows = [row for row in csv.reader(io.StringIO(text)) if row]
             dist = InstalledDistribution(dist_info, rows, "\r\n" if "\r\n" in text else "\n")
             base = os.fspath(site)
