@@ -271,7 +271,7 @@ def _results(session: Path) -> list[dict[str, object]]:
     return results
 
 
-def run(modules: list[str], jobs: int, *, again: bool = False) -> None:
+def run(modules: list[str], jobs: int, *, again: bool = False, first_copy: int = 0) -> None:
     """Mutate ``modules``, one work copy per job. ``again``: a module unchanged since its last run is
     only resumed: its mutants not yet run, and those that survived are tested again (after new tests;
     the map must be rebuilt first so it knows them); the others are run whole."""
@@ -287,7 +287,8 @@ def run(modules: list[str], jobs: int, *, again: bool = False) -> None:
     # A module run before and unchanged since is resumed in its own copy (its mutants name files
     # there): the mutants not yet run and the survivors; every other module is run whole.
     where = {m: _session_clone(m) if again else None for m in modules}
-    clones = {i: _clone(i) for i in range(max([jobs, *(i + 1 for i in where.values() if i is not None)]))}
+    fresh = range(first_copy, first_copy + jobs)  # copies another run (another --first-copy) does not use
+    clones = {i: _clone(i) for i in sorted({*fresh, *(i for i in where.values() if i is not None)})}
     queues: dict[int, list[str]] = {i: [] for i in clones}
     loads = dict.fromkeys(clones, 0)
     for module, index in where.items():
@@ -295,7 +296,7 @@ def run(modules: list[str], jobs: int, *, again: bool = False) -> None:
             queues[index].append(module)
             loads[index] += sizes[module] // 4
     for module in sorted((m for m in modules if where[m] is None), key=lambda m: -sizes[m]):
-        i = min(loads, key=lambda k: loads[k])
+        i = min(fresh, key=lambda k: loads[k])
         queues[i].append(module)
         loads[i] += sizes[module]
 
@@ -403,6 +404,9 @@ def main() -> int:
     parser.add_argument("--markdown", type=Path, help="write the score table between mutation:begin/end here")
     parser.add_argument("--survivors", type=Path, help="write every surviving mutant here")
     parser.add_argument("--again", action="store_true", help="run: resume modules unchanged since their last run")
+    parser.add_argument(
+        "--first-copy", type=int, default=0, help="run: number the work copies from here (two runs at once)"
+    )
     parser.add_argument("--reuse-coverage", action="store_true", help="map: combine the last run's data, do not rerun")
     args = parser.parse_intermixed_args()
     modules = args.modules or list(CORE)
@@ -412,7 +416,7 @@ def main() -> int:
     if args.step in ("map", "all"):
         build_map(args.jobs, reuse=args.reuse_coverage)
     if args.step in ("run", "all"):
-        run(modules, args.jobs, again=args.again)
+        run(modules, args.jobs, again=args.again, first_copy=args.first_copy)
     if args.step in ("report", "all"):
         return report(args.markdown, args.survivors)
     return 0
