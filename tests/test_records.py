@@ -281,6 +281,8 @@ def test_cache_pycs_are_told_by_their_directory_and_suffix(tmp_path: Path) -> No
         str(tmp_path / "__pycache__/top.cpython-313.opt-2.pyc"),
         str(tmp_path / "demo/__pycache__/foo.bar.cpython-312.pyc"),  # the pyc of foo.bar.py, not of foo.py
         str(tmp_path / "demo/__pycache__/untagged.pyc"),  # no tag: no source's cache
+        str(tmp_path / "demo/x.cpython-312.pyc"),  # named like a cache pyc, but not in __pycache__: sourceless
+        str(tmp_path / "Demo/y.cpython-312.pyc"),  # the same, in a directory that sorts before __pycache__
     ]
     assert pycs_by_source(written) == {
         str(tmp_path / "demo/m.py"): [written[3], written[4]],
