@@ -6,7 +6,8 @@
 Finds the lines the mutant changed (the module against the copy ``scripts/mutation.py`` kept in
 ``.mutation-pristine/``), takes from the coverage map the tests that run those lines, and runs them
 fastest first until one fails (exit 1: killed) or all pass (exit 0: survived). Only the fastest
-covering tests, up to ``BUDGET`` seconds of them as the map timed them, are run: a mutant only a
+covering tests, up to ``BUDGET`` seconds of them as the map timed them, are run (those that run a
+mutated line few tests run first): a mutant only a
 slower test would notice counts as surviving, so the score is a lower bound.
 """
 
@@ -67,10 +68,14 @@ def main() -> int:
     by_line: dict[str, list[str]] = data["lines"][module]
     durations: dict[str, float] = data["durations"]
     lines = statement_lines("\n".join(pristine), changed_lines(pristine, mutated))
-    tests = sorted(
-        {t for n in lines for t in by_line.get(str(n), [])},
-        key=lambda t: (durations.get(t, 60.0), t),
-    )
+    # Most specific first: a test that runs a line few tests run (the branch the mutant is in) before
+    # those that run only the statement's common first line; then the fastest.
+    specific: dict[str, int] = {}
+    for n in lines:
+        covering = by_line.get(str(n), [])
+        for t in covering:
+            specific[t] = min(specific.get(t, len(covering)), len(covering))
+    tests = sorted(specific, key=lambda t: (specific[t], durations.get(t, 60.0), t))
     chosen, spent = [], 0.0
     for test in tests:
         if chosen and spent + durations.get(test, 60.0) > BUDGET:
