@@ -525,8 +525,8 @@ def _write_wheel(
                 if name == record_name:
                     record_info = info
                     continue
-                if name in (f"{dist_info}/RECORD.jws", f"{dist_info}/RECORD.p7s"):
-                    continue  # signatures of the old RECORD: no longer true
+                if name.startswith(f"{dist_info}/") and name.rpartition("/")[2] in ("RECORD.jws", "RECORD.p7s"):
+                    continue  # signatures of the old RECORD, anywhere in .dist-info: no longer true
                 if name in compiled:
                     pyc_name = name[:-3] + ".pyc"
                     pyc = pycs[pyc_root / pyc_name]
@@ -550,7 +550,11 @@ def _write_wheel(
             like = record_info or members[-1].info
             writer.write(_new_info(record_name, like, _date_time(like, epoch)), buffer.getvalue().encode("utf-8"))
         writer.close()
-        mode = final.stat().st_mode & 0o777 if final.exists() else 0o644
+        try:  # a regular file replaced keeps its mode; a link is replaced, never followed for one
+            there = os.lstat(final)
+            mode = there.st_mode & 0o777 if stat.S_ISREG(there.st_mode) else 0o644
+        except FileNotFoundError:
+            mode = 0o644
         tmp.chmod(mode)
     except BaseException:
         writer.abort()

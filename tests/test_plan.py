@@ -253,3 +253,60 @@ def test_verify_refuses_a_target_other_than_the_trees_own(tmp_path: Path, other_
     proc = run_cli("compile", "--dry-run", "--python", HERE.minor, str(site))
     assert proc.returncode == 2
     assert proc.stderr.splitlines() == [f"{said}, or pass --allow-other-python if the tree is meant for {HERE.minor}"]
+
+
+# The interpreter a tree belongs to.
+
+
+def test_paths_of_two_interpreters_without_python_are_refused(tmp_path: Path, other_target: Interpreter) -> None:
+    """Two trees that belong to different CPythons cannot share one target: without ``--python`` the run is
+    refused, naming both versions, and nothing is written."""
+    ours = write_tree(tmp_path / "a/lib" / f"python{HERE.minor}" / "site-packages", {"p/__init__.py": ""})
+    theirs = write_tree(tmp_path / "b/lib" / f"python{other_target.minor}" / "site-packages", {"q/__init__.py": ""})
+    proc = run_cli("compile", str(ours), str(theirs))
+    assert proc.returncode == 2
+    versions = ", ".join(sorted([HERE.minor, other_target.minor]))
+    assert proc.stderr.splitlines() == [
+        f"hatch-pyc: error: the paths belong to different interpreters ({versions}); "
+        "compile them separately or pass --python"
+    ]
+    assert not list(tmp_path.rglob("__pycache__"))
+
+
+def test_a_venv_without_its_lib_directory_goes_by_its_pyvenv_cfg(tmp_path: Path, other_target: Interpreter) -> None:
+    """A venv whose ``lib/pythonX.Y`` is gone (a copied or half-removed venv) still belongs to the version its
+    ``pyvenv.cfg`` names: another target is refused with that version."""
+    venv = _venv(tmp_path / "venv", other_target)
+    shutil.rmtree(venv / "lib")
+    (venv / "app").mkdir()
+    (venv / "app/__init__.py").write_text("")
+    proc = run_cli("compile", "--dry-run", "--python", HERE.minor, str(venv / "app"))
+    assert proc.returncode == 2
+    assert proc.stderr.startswith(
+        f"hatch-pyc: error: {venv / 'app'}: belongs to CPython {other_target.minor} (the virtual environment {venv})"
+    )
+
+
+def test_a_killed_runs_sources_are_restored_and_compiled_for_the_allowed_other_python(
+    tmp_path: Path, other_target: Interpreter
+) -> None:
+    """``--allow-other-python`` holds for the whole run: a site-packages of another CPython whose last
+    ``--strip`` run was killed gets its set-aside source back, and the run planned again after that
+    restore compiles it for the target allowed (it is not refused the second time)."""
+    dead = subprocess.run(
+        [sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True, check=True
+    )
+    site = write_tree(
+        tmp_path / "lib" / f"python{other_target.minor}" / "site-packages",
+        {"pkg/__init__.py": "", "pkg/a.py": "A = 1\n"},
+    )
+    (site / f"pkg/.b.py.{int(dead.stdout)}-0123abcd.hatch-pyc-old").write_text("B = 2\n")  # set aside, then killed
+    proc = run_cli("compile", "--strip", "--python", HERE.minor, "--allow-other-python", str(site), check=True)
+    assert "1 set-aside files restored" in proc.stderr
+    assert "compiled 3 of 3 sources" in proc.stderr
+    assert sorted(p.relative_to(site).as_posix() for p in site.rglob("*")) == [
+        "pkg",
+        "pkg/__init__.pyc",
+        "pkg/a.pyc",
+        "pkg/b.pyc",
+    ]

@@ -511,6 +511,8 @@ def test_signatures_of_the_old_record_are_dropped(tmp_path: Path) -> None:
     """RECORD.jws and RECORD.p7s sign the input's RECORD, which the output no longer has: they are not
     copied (a stale signature would fail any check), and the output's RECORD lists exactly what it holds."""
     signatures = [(zipfile.ZipInfo(f"demo-1.0.dist-info/RECORD.{kind}"), b"signature") for kind in ("jws", "p7s")]
+    # installers take a signature anywhere in .dist-info as one
+    signatures.append((zipfile.ZipInfo("demo-1.0.dist-info/sub/RECORD.jws"), b"signature"))
     wheel = make_wheel(tmp_path, {"demo/__init__.py": "X = 1\n", "demo/data.txt": "d\n"}, extra=signatures)
     with zipfile.ZipFile(wheel) as zf:
         WheelFile(zf).validate_record(validate_contents=True)  # the input is a valid signed wheel
@@ -737,6 +739,7 @@ def test_a_symlink_at_the_output_name_is_replaced_not_followed(tmp_path: Path) -
     link.symlink_to(pointed, target_is_directory=True)
     (result,) = convert_wheel(wheel, out, [find_interpreter(None)])
     assert result.output == link and not link.is_symlink() and link.is_file()
+    assert stat.S_IMODE(link.stat().st_mode) == 0o644  # not the mode of the directory the link pointed to
     assert list(pointed.iterdir()) == []
     record_of(link)
 
