@@ -325,6 +325,7 @@ def test_a_failing_move_puts_back_the_layout_files_it_replaced(tmp_path: Path) -
     out = tmp_path / "out"
     layout = out / "image"
     (layout / "blobs/sha256").mkdir(parents=True)
+    (layout / "oci-layout").write_text('{"imageLayoutVersion": "1.0.0"}\n')
     (layout / "index.json").write_text('{"schemaVersion": 2, "manifests": []}\n')
     (layout / "blobs/sha256/old").write_text("an old blob\n")
     (out / "layer.tar.gz").mkdir()  # the layer's name, taken by a directory: its move fails
