@@ -5,10 +5,9 @@
 
 Finds the lines the mutant changed (the module against the copy ``scripts/mutation.py`` kept in
 ``.mutation-pristine/``), takes from the coverage map the tests that run those lines, and runs them
-fastest first until one fails (exit 1: killed) or all pass (exit 0: survived). Only the fastest
-covering tests, up to ``BUDGET`` seconds of them as the map timed them, are run (those that run a
-mutated line few tests run first): a mutant only a
-slower test would notice counts as surviving, so the score is a lower bound.
+until one fails (exit 1: killed) or all pass (exit 0: survived): first those that run a mutated line
+few tests run, then the fastest, up to ``BUDGET`` seconds of them as the map timed them. A mutant
+only a later test would notice counts as surviving, so the score is a lower bound.
 """
 
 from __future__ import annotations
