@@ -640,3 +640,16 @@ def test_a_directory_is_placed_only_where_nothing_is(tmp_path: Path, there: str)
         str(final),
     )
     assert full_snapshot(tmp_path) == before
+
+
+def test_the_steps_after_a_commit_run_in_order_once_it_succeeded(tmp_path: Path) -> None:
+    """``commit.then``: what a caller tidies once every move is done (a merged layout's staged directory)
+    runs in order after a commit that succeeded, and not at all after one that failed."""
+    done: list[str] = []
+    with one_commit(new_token()) as commit:
+        commit.then += [lambda: done.append("first"), lambda: done.append("second")]
+    assert done == ["first", "second"]
+    with pytest.raises(RuntimeError), one_commit(new_token()) as commit:
+        commit.then.append(lambda: done.append("after a failure"))
+        raise RuntimeError("a step failed")
+    assert done == ["first", "second"]
