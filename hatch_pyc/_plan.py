@@ -88,10 +88,8 @@ def plan_touches(plan: CompilePlan, path: str | os.PathLike[str]) -> bool:
 
 def import_root_of(directory: Path) -> Path:
     """Walk up past package directories (those with ``__init__.py``) to where imports start."""
-    current = directory
-    while (current / "__init__.py").is_file() and current.parent != current:
-        current = current.parent
-    return current
+    outside = (part for part in (directory, *directory.parents) if not (part / "__init__.py").is_file())
+    return next(outside, Path(directory.anchor))
 
 
 def site_root_of(path: Path) -> Path | None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import signal
 import subprocess
 import sys
 import textwrap
@@ -16,6 +17,13 @@ import pytest
 from hatch_pyc import Interpreter, InvalidTarget, find_interpreter
 from hatch_pyc._pycinfo import RELEASED_MAGIC
 from hatch_pyc._targets import OLDEST_TARGET, discover_interpreters
+
+# A shell without job control starts a background job (``pytest ... &``, a CI step run that way) with SIGINT
+# ignored, and every process it starts inherits that: hatch-pyc rightly leaves an ignored SIGINT ignored, so
+# the tests that interrupt a run would fail for the way the suite was launched. The suite runs as if started
+# in the foreground: Python's own handler here, the default in each process a test starts.
+if signal.getsignal(signal.SIGINT) is signal.SIG_IGN:
+    signal.signal(signal.SIGINT, signal.default_int_handler)
 
 REPO = Path(__file__).resolve().parent.parent
 

@@ -12,10 +12,10 @@ import time
 from pathlib import Path
 
 import pytest
-from conftest import write_tree
+from conftest import run_python, write_tree
 from test_safety import full_snapshot
 
-from hatch_pyc import _commit
+from hatch_pyc import Interpreter, _commit
 from hatch_pyc._commit import (
     Commit,
     _owner_running,
@@ -243,6 +243,33 @@ def test_a_replaced_link_is_put_back_as_the_link_it_was(tmp_path: Path) -> None:
     assert os.readlink(old_name(tree / "b.pyc", commit.token)) == "nowhere.pyc"
     commit.roll_back()
     assert full_snapshot(tree) == before
+
+
+_LINKS_UNDER = """
+import os
+from pathlib import Path
+from hatch_pyc._commit import Commit, new_token, old_name, tmp_name
+tree = Path.cwd()
+os.symlink("shared.pyc", tree / "a.pyc")
+commit = Commit(new_token())
+tmp = tmp_name(tree / "a.pyc", commit.token)
+tmp.write_text("new")
+commit.install(tmp, tree / "a.pyc")
+print(os.readlink(old_name(tree / "a.pyc", commit.token)))
+commit.roll_back()
+print(os.readlink(tree / "a.pyc"), (tree / "shared.pyc").read_text())
+"""
+
+
+def test_a_replaced_link_is_put_back_as_the_link_it_was_by_hatch_pyc_running_on_each_cpython(
+    tmp_path: Path, target: Interpreter
+) -> None:
+    """hatch-pyc runs on every CPython it targets, and ``os.link`` changed in 3.14 (it follows a link unless told
+    not to): the commit run by each interpreter keeps the link itself, never a second name of its target."""
+    (tmp_path / "shared.pyc").write_text("shared")
+    proc = run_python(target, _LINKS_UNDER, path=Path(_commit.__file__).parent.parent, cwd=tmp_path)
+    assert proc.stdout.splitlines() == ["shared.pyc", "shared.pyc shared"]
+    assert sorted(os.listdir(tmp_path)) == ["a.pyc", "shared.pyc"]
 
 
 def _no_hard_links(monkeypatch: pytest.MonkeyPatch) -> None:

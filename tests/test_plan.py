@@ -3,6 +3,7 @@ belongs to, overlapping arguments and which sources are compiled, on real trees,
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import shutil
@@ -15,8 +16,10 @@ import pytest
 from conftest import run_cli, write_tree
 from test_compile import python_that_obeys_permissions
 
-from hatch_pyc import Interpreter, find_interpreter
-from hatch_pyc._plan import Root, find_roots, tree_owner
+from hatch_pyc import CompilePlan, Interpreter, PycOptions, compile_plan, find_interpreter, plan_compile
+from hatch_pyc._errors import InvalidOptions
+from hatch_pyc._layout import cache_path
+from hatch_pyc._plan import PlannedSource, Root, TreeOwner, find_roots, import_root_of, site_root_of, tree_owner
 
 HERE = find_interpreter(sys.executable)
 
@@ -41,16 +44,18 @@ def _co_filename(pyc: Path) -> str:
 def test_a_py_file_named_alone_is_compiled_and_any_other_file_refused(tmp_path: Path) -> None:
     """A ``.py`` named on its own is compiled by itself (named from its import root); a file of any other
     kind is refused with one line naming it, and nothing is written."""
-    tree = write_tree(tmp_path / "tree", {"pkg/__init__.py": "", "pkg/mod.py": "X = 1\n", "pkg/data.txt": "x\n"})
+    files = {"pkg/__init__.py": "", "pkg/mod.py": "X = 1\n", "pkg/data.txt": "x\n", "pkg/ext.c": "int x;\n"}
+    tree = write_tree(tmp_path / "tree", files)
     run_cli("compile", str(tree / "pkg/mod.py"), check=True)
     assert sorted(p.name for p in (tree / "pkg/__pycache__").iterdir()) == [f"mod.{HERE.cache_tag}.pyc"]
     assert _co_filename(tree / f"pkg/__pycache__/mod.{HERE.cache_tag}.pyc") == "pkg/mod.py"
 
     shutil.rmtree(tree / "pkg/__pycache__")
-    proc = run_cli("compile", str(tree / "pkg/data.txt"))
-    assert proc.returncode == 2
-    assert proc.stderr.splitlines() == [f"hatch-pyc: error: {tree / 'pkg/data.txt'}: not a .py file"]
-    assert not (tree / "pkg/__pycache__").exists()
+    for other in ("pkg/data.txt", "pkg/ext.c"):  # suffixes sorting after and before ".py"
+        proc = run_cli("compile", str(tree / other))
+        assert proc.returncode == 2
+        assert proc.stderr.splitlines() == [f"hatch-pyc: error: {tree / other}: not a .py file"]
+        assert not (tree / "pkg/__pycache__").exists()
 
 
 def test_a_file_also_inside_a_named_tree_is_compiled_once_and_the_rest_of_the_tree_too(tmp_path: Path) -> None:
@@ -309,4 +314,85 @@ def test_a_killed_runs_sources_are_restored_and_compiled_for_the_allowed_other_p
         "pkg/__init__.pyc",
         "pkg/a.pyc",
         "pkg/b.pyc",
+    ]
+
+
+def test_what_a_plan_is_made_of_are_values(tmp_path: Path) -> None:
+    """A planned source, a root and a tree's owner are frozen values: sets and dict keys hold them, and no step
+    of a run can change what an earlier step decided."""
+    made = [
+        PlannedSource(tmp_path / "m.py", "m.py", "m.py", ((0, tmp_path / "m.pyc"),), 1, 0.0),
+        Root(tmp_path, tmp_path),
+        TreeOwner("3.12", "the virtual environment v", "v/bin/python"),
+    ]
+    for value in made:
+        field = dataclasses.fields(value)[0].name
+        with pytest.raises(dataclasses.FrozenInstanceError):
+            setattr(value, field, None)
+    assert len({*made, *made}) == 3
+
+
+def test_a_plan_made_by_hand_writes_cache_pycs_and_keeps_its_sources(tmp_path: Path) -> None:
+    """``CompilePlan`` is public: one made with only what it needs is the safe kind. Its pycs go to
+    ``__pycache__`` beside each source, the source stays, and a second run finds them up to date."""
+    source = tmp_path / "m.py"
+    source.write_text("X = 1\n")
+    info = source.stat()
+    pyc = cache_path(source, HERE.cache_tag, 0)
+    planned = PlannedSource(source, "m.py", str(source), ((0, pyc),), info.st_size, info.st_mtime)
+    first = compile_plan(CompilePlan(HERE, PycOptions(), [Root(tmp_path, tmp_path)], sources=[planned]))
+    assert (first.compiled, first.stripped, source.read_text()) == ([planned], [], "X = 1\n")
+    assert int.from_bytes(pyc.read_bytes()[4:8], "little") == 0  # a timestamp pyc, checked against its source
+    again = compile_plan(CompilePlan(HERE, PycOptions(), [Root(tmp_path, tmp_path)], sources=[planned]))
+    assert (again.compiled, again.up_to_date) == ([], [planned])
+
+
+def test_the_install_records_above_a_path_that_cannot_be_listed_are_found(tmp_path: Path) -> None:
+    """A directory on the way up that cannot be listed (here one not made yet: listing it fails) is passed
+    over, and the search goes on to the ``*.dist-info`` above it."""
+    site = write_tree(tmp_path / "target", {"pkg-1.0.dist-info/RECORD": "", "pkg/__init__.py": ""})
+    assert site_root_of(site / "pkg" / "not" / "made") == site
+    assert site_root_of(tmp_path / "elsewhere" / "not-made") is None
+
+
+def test_imports_start_above_the_outermost_package(tmp_path: Path) -> None:
+    tree = write_tree(tmp_path / "src", {"a/__init__.py": "", "a/b/__init__.py": "", "a/b/c/mod.py": ""})
+    assert import_root_of(tree / "a" / "b") == tree
+    assert import_root_of(tree / "a" / "b" / "c") == tree / "a" / "b" / "c"  # no __init__.py: not a package
+    assert import_root_of(tree) == tree
+
+
+def test_a_venv_whose_pyvenv_cfg_cannot_be_read_belongs_to_no_known_version(tmp_path: Path) -> None:
+    """``/proc/self/mem`` is a regular file whose first read fails (EIO): a ``pyvenv.cfg`` that cannot be read
+    names no version (and no ``lib/pythonX.Y`` does either), so nothing is refused on its word."""
+    venv = write_tree(tmp_path / "venv", {"bin/python": ""})
+    (venv / "pyvenv.cfg").symlink_to("/proc/self/mem")
+    assert tree_owner(venv / "pkg") == TreeOwner("", f"the virtual environment {venv}", str(venv / "bin/python"))
+
+
+def test_the_api_refuses_a_tree_of_an_older_or_a_newer_cpython_unless_allowed(
+    tmp_path: Path, other_target: Interpreter
+) -> None:
+    """``plan_compile`` refuses by default, whichever of the two is the newer, and plans it when allowed."""
+    for owner, target in ((HERE, other_target), (other_target, HERE)):
+        site = write_tree(tmp_path / owner.minor / "lib" / f"python{owner.minor}" / "site-packages", {"m.py": ""})
+        with pytest.raises(
+            InvalidOptions, match=f"belongs to CPython {owner.minor} .* target is CPython {target.minor}"
+        ):
+            plan_compile([site], PycOptions(), python=target.executable)
+        plan = plan_compile([site], PycOptions(), python=target.executable, allow_other_python=True)
+        assert (plan.interpreter.minor, [s.source for s in plan.sources]) == (target.minor, [site / "m.py"])
+
+
+def test_a_directory_above_a_venvs_site_packages_is_walked_into_it(tmp_path: Path) -> None:
+    """Only a ``--stdlib`` walk passes over the interpreter's site-packages (it is not the standard library);
+    naming ``venv/lib`` compiles what is installed there, for the venv's own Python."""
+    venv = _venv(tmp_path / "venv", HERE)
+    site = venv / "lib" / f"python{HERE.minor}" / "site-packages"
+    write_tree(site, {"pkg/__init__.py": "", "pkg/mod.py": "X = 1\n"})
+    proc = run_cli("compile", str(venv / "lib"), check=True)
+    assert "compiled 2 of 2 sources" in proc.stderr
+    assert sorted(p.name for p in (site / "pkg/__pycache__").iterdir()) == [
+        f"__init__.{HERE.cache_tag}.pyc",
+        f"mod.{HERE.cache_tag}.pyc",
     ]

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import importlib.util
+import marshal
 import py_compile
 import struct
 import sys
@@ -173,6 +174,13 @@ def test_a_read_error_names_the_file_and_the_reason() -> None:
         read_header("/proc/self/mem")
 
 
+def test_a_pyc_that_cannot_be_opened_names_the_file_and_the_reason(tmp_path: Path) -> None:
+    missing = tmp_path / "gone.pyc"
+    with pytest.raises(InvalidPyc) as caught:
+        read_header(missing)
+    assert str(caught.value) == f"{missing}: cannot read it (No such file or directory)"
+
+
 def test_what_decoding_may_cost_is_what_the_docs_say() -> None:
     """docs/safety.md: 256 MiB plus 64 times the file size, 60 s plus 5 s per MiB."""
     assert decode_limits(0) == (256 << 20, 60.0)
@@ -186,10 +194,12 @@ def _pyc_of_magic(tmp_path: Path, number: int) -> Path:
     return pyc
 
 
-def test_a_pre_release_number_of_an_installed_version_is_not_decoded_by_the_release(tmp_path: Path) -> None:
-    """The number before the running CPython's names its version, but the release cannot read it: no code info
-    (rather than loading the pyc in an interpreter of another bytecode)."""
-    number = int.from_bytes(importlib.util.MAGIC_NUMBER[:2], "little") - 1
+@pytest.mark.parametrize("step", [-1, 1], ids=["earlier", "later"])
+def test_a_pre_release_number_of_an_installed_version_is_not_decoded_by_the_release(tmp_path: Path, step: int) -> None:
+    """The numbers either side of the running CPython's name its version (an earlier pre-release, a later
+    development build), but the release cannot read them: no code info (rather than loading the pyc in an
+    interpreter of another bytecode)."""
+    number = int.from_bytes(importlib.util.MAGIC_NUMBER[:2], "little") + step
     pyc = _pyc_of_magic(tmp_path, number)
     assert read_header(pyc).python == f"{sys.version_info[0]}.{sys.version_info[1]}"
     assert read_code_info(pyc) is None
@@ -225,3 +235,20 @@ def test_a_decoder_killed_by_a_signal_is_an_error(
     with pytest.raises(InvalidPyc) as caught:
         read_code_info(pyc)
     assert str(caught.value) == f"{pyc}: the header is valid but the code does not load ({said})"
+
+
+def test_a_pyc_nested_deeper_than_dis_can_follow_is_refused_by_name(tmp_path: Path) -> None:
+    """998 code objects each holding the next (marshal's own depth limit allows 1000) load, but ``dis`` recurses
+    once per level and runs out of stack: the decoder refuses it as too deep, not as too big."""
+    code = compile("pass", "m.py", "exec")
+    for _ in range(998):
+        code = compile("pass", "m.py", "exec").replace(co_consts=(code,))
+    pyc = tmp_path / "deep.pyc"
+    pyc.write_bytes(importlib.util.MAGIC_NUMBER + b"\x00" * 12 + marshal.dumps(code))
+    info = read_code_info(pyc)
+    assert info is not None and info.name == "<module>"
+    with pytest.raises(InvalidPyc) as caught:
+        read_code_info(pyc, with_dis=True)
+    assert str(caught.value) == (
+        f"{pyc}: decoding it nests objects deeper than the interpreter can follow; refused (a damaged or hostile pyc)"
+    )

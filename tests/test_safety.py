@@ -432,6 +432,19 @@ def test_json_never_lands_on_what_the_run_compiles(tmp_path: Path, where: str) -
     assert full_snapshot(tree) == before
 
 
+def test_json_never_lands_on_a_cache_pyc_the_run_writes(tmp_path: Path) -> None:
+    """``__pycache__`` is not walked (no module lives there), so only the plan's own outputs name this pyc."""
+    tree = write_tree(tmp_path / "tree", {"pkg/__init__.py": "", "pkg/mod.py": "def important():\n    return 42\n"})
+    where = tree / "pkg" / "__pycache__" / f"mod.{HERE.cache_tag}.pyc"
+    before = full_snapshot(tree)
+    proc = run_cli("compile", "--json", str(where), str(tree))
+    assert proc.returncode == 2
+    assert proc.stderr.splitlines() == [
+        f"hatch-pyc: error: --json {where}: a file this run compiles or writes, or a module in its tree"
+    ]
+    assert full_snapshot(tree) == before
+
+
 def _site_with_record(tmp_path: Path) -> Path:
     site = tmp_path / "lib" / f"python{HERE.minor}" / "site-packages"
     files = {
