@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any
 from hatch_pyc._cli_shared import EXIT_FAILED, EXIT_OK, add_optimize, progress_bar, show, show_progress
 
 if TYPE_CHECKING:
-    from hatch_pyc._report import GateResult
+    from hatch_pyc._gate import GateResult
 
 
 def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -35,7 +35,7 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
         help="module to time (repeatable; default: the target's top-level packages)",
     )
     add_optimize(rep, "optimisation level of the compiled variants (repeatable; default 0)", repeatable=True)
-    rep.add_argument("--repeat", type=int, metavar="N", help="measured rounds (default: as many as fit in ~40 s, 5-30)")
+    rep.add_argument("--repeat", type=int, metavar="N", help="measured rounds (default: as many as fit in ~40 s, 6-30)")
     rep.add_argument("--sizes-only", action="store_true", help="skip import timing")
     _add_json_and_markdown(rep, "report", "docs/report-schema.json")
     rep.add_argument("--html", metavar="FILE", help="write one self-contained HTML page with charts")
@@ -50,9 +50,12 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
         "--max-import-regression",
         type=float,
         metavar="PCT",
-        help="exit 1 when an import gets more than PCT%% slower, beyond the measured noise",
+        help="exit 1 when an import gets more than PCT%% slower (as a ratio measured in the same rounds), beyond the "
+        "measured noise",
     )
-    rep.add_argument("-q", "--quiet", action="store_true", help="no terminal table")
+    rep.add_argument(
+        "-q", "--quiet", action="store_true", help="no progress or terminal tables (threshold checks still print)"
+    )
     rep.add_argument("--progress", action="store_true", help="show the progress bar even when not on a terminal")
     rep.set_defaults(func=run_report)
 
@@ -134,13 +137,15 @@ def run_report(args: argparse.Namespace) -> int:
         gate = compare(
             report, baseline, max_size_increase=args.max_size_increase, max_import_regression=args.max_import_regression
         )
-    lines = _gate_lines(gate)
+    lines = _gate_lines(gate, report)
     _write_report(args, report, render_markdown(report, lines))
     if args.html:
         with open(args.html, "w", encoding="utf-8") as handle:
             handle.write(render_html(report, lines))
     if not args.quiet:
         render_terminal(report, lines)
+    elif lines:  # -q hides the tables, never a verdict
+        show("\n".join(lines))
     return EXIT_FAILED if gate and gate.failures else EXIT_OK
 
 
@@ -173,7 +178,7 @@ def run_images(args: argparse.Namespace) -> int:
         gate = gate_images(
             report, max_size_increase=args.max_size_increase, max_startup_regression=args.max_startup_regression
         )
-    lines = _gate_lines(gate)
+    lines = _gate_lines(gate, report)
     _write_report(args, report, render_images_markdown(report, lines))
     if not args.quiet:
         render_images_terminal(report, lines)
@@ -182,14 +187,13 @@ def run_images(args: argparse.Namespace) -> int:
     return EXIT_FAILED if gate and gate.failures else EXIT_OK
 
 
-def _gate_lines(gate: GateResult | None) -> list[str]:
-    """PASS/FAIL/note lines of a threshold check, for the terminal and the Markdown."""
+def _gate_lines(gate: GateResult | None, report: dict[str, Any]) -> list[str]:
+    """Every check of a threshold check as a line (failures first, the verdict last), for the terminal and the
+    Markdown; the JSON report gets the same checks under ``gate``."""
     if gate is None:
         return []
-    lines = [f"FAIL: {f}" for f in gate.failures] + [f"note: {n}" for n in gate.notes]
-    if not gate.failures:
-        lines.insert(0, "PASS: every figure is within its threshold")
-    return lines
+    report["gate"] = gate.to_json()
+    return gate.lines()
 
 
 def _write_report(args: argparse.Namespace, report: dict[str, Any], markdown: str) -> None:

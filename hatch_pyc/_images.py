@@ -21,8 +21,10 @@ from dataclasses import dataclass
 from typing import Any
 
 from hatch_pyc._errors import HatchPycError, ImageCommandFailed, InvalidInput, InvalidOptions
-from hatch_pyc._measure import Timing, rotated
-from hatch_pyc._report import GateResult, _pct, _version, judge_slowdown
+from hatch_pyc._gate import GateCheck, GateResult, Ratio, not_checked, size_check, slowdown_check
+from hatch_pyc._gate import pct as _pct
+from hatch_pyc._measure import Timing, median_ci_level, rotated
+from hatch_pyc._report import _version
 
 SCHEMA_ID = "https://hatch-pyc.invalid/schemas/images-1.json"
 SCHEMA_VERSION = 1
@@ -220,6 +222,7 @@ def _startup_json(timing: Timing) -> dict[str, Any]:
     return {
         "median_ms": round(timing.median, 3),
         "ci_ms": [round(low, 3), round(high, 3)],
+        "ci_level": round(median_ci_level(len(samples)), 4),
         "min_ms": round(min(samples), 3),
         "max_ms": round(max(samples), 3),
         "iqr_ms": round(quartiles[2] - quartiles[0], 3),
@@ -318,31 +321,26 @@ def compare_images(
 def gate_images(
     report: ImagesReport, *, max_size_increase: float | None, max_startup_regression: float | None
 ) -> GateResult:
-    """Check every image against the first (the baseline). A start-up regression whose confidence
-    interval overlaps the baseline's is within the measured noise: a note, never a failure."""
-    failures: list[str] = []
-    notes: list[str] = []
+    """Check every image against the first (the baseline). Start-up is compared run by run (the images ran
+    interleaved, so each run of an image has a run of the baseline beside it); a slow-down whose interval
+    overlaps 1 is within the measured noise: never a failure."""
+    checks: list[GateCheck] = []
     base = report["images"][0]
     for image in report["images"][1:]:
-        versus = image["vs_baseline"]
-        change = versus["delta_bytes_pct"]
-        if max_size_increase is not None and change is not None and change > max_size_increase:
-            failures.append(
-                f"size {image['name']}: {base['bytes']} ({base['name']}, the baseline) -> {image['bytes']} bytes "
-                f"(+{change}%, limit +{max_size_increase:g}%)"
-            )
+        if max_size_increase is not None:
+            against = f"{base['name']}, the baseline"
+            checks.append(size_check(image["name"], base["bytes"], image["bytes"], max_size_increase, against))
         if max_startup_regression is None:
             continue
-        if image["startup"] is None or base["startup"] is None:
-            notes.append(f"start-up of {image['name']} not measured: --max-startup-regression not checked")
+        new, old = image["startup"], base["startup"]
+        ratio = None
+        if new and old and len(new.get("samples_ms", [])) == len(old.get("samples_ms", [])):
+            ratio = Ratio.of(new["samples_ms"], old["samples_ms"])
+        if ratio is None:
+            checks.append(not_checked("startup", image["name"], max_startup_regression, "start-up not measured"))
             continue
-        change = versus["startup_delta_pct"]
-        if change is None or change <= max_startup_regression:
-            continue
-        old, new = base["startup"], image["startup"]
-        figure = (
-            f"start-up {image['name']}: {old['median_ms']} ({base['name']}, the baseline) -> {new['median_ms']} ms "
-            f"(+{change}%, limit +{max_startup_regression:g}%)"
+        reference = f"{base['name']} (the baseline)"
+        checks.append(
+            slowdown_check("startup", image["name"], max_startup_regression, new=ratio, old=None, reference=reference)
         )
-        judge_slowdown(figure, old["ci_ms"], new["ci_ms"], failures, notes)
-    return GateResult(failures, notes)
+    return GateResult(checks)

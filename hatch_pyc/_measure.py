@@ -30,6 +30,7 @@ _TIMER = (
     "print(f'{(time.perf_counter() - t) * 1e3:.6f}')\n"
 )
 T = TypeVar("T")
+MIN_ROUNDS = 6  # the fewest samples whose median has a 95% order-statistic interval
 _BASE_FLAGS = ("-E", "-s", "-B")  # no PYTHON* variables, no user site, never write pycs
 
 
@@ -98,16 +99,43 @@ class Timing:
         return median_ci(self.samples)
 
 
-def median_ci(samples: Sequence[float]) -> tuple[float, float]:
-    """Order-statistic confidence interval of the median (about 95% for n >= 6)."""
+def median_ci(samples: Sequence[float], level: float = 0.95) -> tuple[float, float]:
+    """Order-statistic confidence interval of the median, exact for the sample count (no normality assumed):
+    the narrowest ``[x(r), x(n+1-r)]`` that holds the median with probability ``level``. Below 6 samples
+    no interval reaches 95%; the range is returned and :func:`median_ci_level` says how sure it is."""
     values = sorted(samples)
     n = len(values)
     if n == 0:
         return (math.nan, math.nan)
-    if n < 6:
-        return (values[0], values[-1])
-    k = max(0, math.floor((n - 1.96 * math.sqrt(n)) / 2))
-    return (values[k], values[n - 1 - k])
+    rank = max(1, _ci_rank(n, level))
+    return (values[rank - 1], values[n - rank])
+
+
+def median_ci_level(n: int, level: float = 0.95) -> float:
+    """The probability that :func:`median_ci` of ``n`` samples holds the median (``level`` or more from 6)."""
+    if n == 0:
+        return 0.0
+    rank = max(1, _ci_rank(n, level))
+    return 1 - 2 * sum(math.comb(n, i) for i in range(rank)) / float(2**n)
+
+
+def _ci_rank(n: int, level: float) -> int:
+    """The largest ``r`` with ``1 - 2 P(Binomial(n, 1/2) < r) >= level`` (0 when even the range falls short)."""
+    rank, below = 0, 0
+    while rank < n // 2 + 1:
+        below += math.comb(n, rank)  # P(B <= rank) * 2**n
+        if 1 - 2 * below / 2**n < level:
+            break
+        rank += 1
+    return rank
+
+
+def paired_ratios(values: Sequence[float], reference: Sequence[float]) -> list[float]:
+    """Round by round ``values[i] / reference[i]``: two figures measured side by side in the same interleaved
+    rounds, so what slowed the machine during a round slowed both."""
+    if len(values) != len(reference):
+        raise ValueError(f"{len(values)} samples against {len(reference)}: not measured in the same rounds")
+    return [v / r for v, r in zip(values, reference, strict=True) if r > 0]
 
 
 def rotated(items: Sequence[T], shift: int) -> list[T]:
@@ -201,7 +229,8 @@ class TimingPlan:
 def choose_repeat(
     interp: Interpreter, variants: Sequence[Variant], modules: Sequence[str], budget_s: float = 40.0
 ) -> int:
-    """Rounds that fit in ``budget_s`` (5 to 30), from the time of one probe round."""
+    """Rounds that fit in ``budget_s`` (6 to 30: the fewest whose median has a 95% interval), from the time of
+    one probe round."""
     started = time.perf_counter()
     for variant in variants:
         for module in modules:
@@ -210,7 +239,7 @@ def choose_repeat(
             except ImportFailed:
                 pass
     one_round = max(time.perf_counter() - started, 1e-3)
-    return int(min(30, max(5, budget_s / one_round)))
+    return int(min(30, max(MIN_ROUNDS, budget_s / one_round)))
 
 
 def measure_imports(

@@ -3,14 +3,22 @@
 from __future__ import annotations
 
 import datetime
-import math
 import tempfile
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from hatch_pyc._measure import SizeStats, Timing, TimingPlan, choose_repeat, measure_imports, measure_size
+from hatch_pyc._gate import FAIL, GateCheck, GateResult, Ratio, not_checked, size_check, slowdown_check
+from hatch_pyc._gate import pct as _pct
+from hatch_pyc._measure import (
+    SizeStats,
+    Timing,
+    TimingPlan,
+    choose_repeat,
+    measure_imports,
+    measure_size,
+    median_ci_level,
+)
 from hatch_pyc._plan import resolve_target
 from hatch_pyc._targets import Interpreter, find_interpreter
 from hatch_pyc._variants import make_variants, stage_target, top_level_modules
@@ -18,12 +26,6 @@ from hatch_pyc._variants import make_variants, stage_target, top_level_modules
 SCHEMA_ID = "https://hatch-pyc.invalid/schemas/report-1.json"
 SCHEMA_VERSION = 1
 Report = dict[str, Any]
-
-
-def _pct(new: float, old: float) -> float | None:
-    if not old or math.isnan(old) or math.isnan(new):
-        return None
-    return round((new - old) / old * 100, 2)
 
 
 def _size_json(stats: SizeStats, source: SizeStats) -> dict[str, Any]:
@@ -50,6 +52,7 @@ def _timing_json(timing: Timing, source: Timing | None) -> dict[str, Any]:
     out: dict[str, Any] = {
         "median_ms": round(timing.median, 3),
         "ci_ms": [round(low, 3), round(high, 3)],
+        "ci_level": round(median_ci_level(len(timing.samples)), 4),
         "min_ms": round(min(timing.samples), 3),
         "max_ms": round(max(timing.samples), 3),
         "samples_ms": [round(s, 3) for s in timing.samples],
@@ -145,14 +148,6 @@ def _version() -> str:
     return __version__
 
 
-@dataclass(frozen=True)
-class GateResult:
-    """The outcome of comparing a report with a baseline."""
-
-    failures: list[str]
-    notes: list[str]
-
-
 def compare(
     report: Report,
     baseline: Report | None,
@@ -160,56 +155,63 @@ def compare(
     max_size_increase: float | None,
     max_import_regression: float | None,
 ) -> GateResult:
-    """Check thresholds against a baseline report, or (without one) each variant against the
-    report's own sources-only variant. Regressions within measured noise never fail."""
-    failures: list[str] = []
-    notes: list[str] = []
+    """Check thresholds against a baseline report, or (without one) each variant against the report's own
+    sources-only variant. Import times are compared as ratios measured side by side in one run (see
+    :mod:`hatch_pyc._gate`); a slow-down within the measured noise never fails."""
+    checks: list[GateCheck] = []
     old_variants = {v["name"]: v for v in (baseline or report).get("variants", [])}
-    own_source = old_variants.get("source")
+    limits = [x for x in (max_size_increase, max_import_regression) if x is not None]
     for variant in report["variants"]:
-        if baseline is None and variant["name"] == "source":
-            continue
-        old = old_variants.get(variant["name"]) if baseline is not None else own_source
+        name = variant["name"]
+        if baseline is None and name == "source":
+            continue  # it is what the others are compared with
+        old = old_variants.get(name) if baseline is not None else old_variants.get("source")
         if old is None:
-            notes.append(f"{variant['name']}: not in the baseline, not compared")
+            checks.append(not_checked("size", name, min(limits, default=0.0), "not in the baseline, not compared"))
             continue
         if max_size_increase is not None:
+            against = "baseline" if baseline is not None else "sources only"
             for key in ("bytes", "wheel_bytes"):
-                new_value, old_value = variant["size"][key], old["size"][key]
-                change = _pct(new_value, old_value)
-                if change is not None and change > max_size_increase:
-                    against = "baseline" if baseline is not None else "sources only"
-                    failures.append(
-                        f"size {variant['name']} {key}: {old_value} ({against}) -> {new_value} bytes "
-                        f"(+{change}%, limit +{max_size_increase:g}%)"
-                    )
-        if max_import_regression is not None:
-            for module, timing in variant["imports"].items():
-                before = old.get("imports", {}).get(module)
-                if before is None or "error" in before or "error" in timing:
-                    if "error" in timing:
-                        failures.append(f"import {module} in {variant['name']} failed: {timing['error']}")
-                    continue
-                change = _pct(timing["median_ms"], before["median_ms"])
-                if change is None or change <= max_import_regression:
-                    continue
-                figure = (
-                    f"import time {variant['name']} `{module}`: {before['median_ms']} -> {timing['median_ms']} ms "
-                    f"(+{change}%, limit +{max_import_regression:g}%)"
+                checks.append(
+                    size_check(f"{name} {key}", old["size"][key], variant["size"][key], max_size_increase, against)
                 )
-                judge_slowdown(figure, before["ci_ms"], timing["ci_ms"], failures, notes)
-    return GateResult(failures, notes)
+        if max_import_regression is not None:
+            for module in variant["imports"]:
+                checks.append(_import_check(report, baseline, name, module, max_import_regression))
+    return GateResult(checks)
 
 
-def judge_slowdown(
-    figure: str, before_ci: list[float], after_ci: list[float], failures: list[str], notes: list[str]
-) -> None:
-    """A slow-down past its limit fails only when the new confidence interval lies wholly above the old one;
-    when they overlap it is within the measured noise, and a note."""
-    if after_ci[0] <= before_ci[1]:
-        notes.append(
-            f"{figure} is within the measured noise (confidence intervals {before_ci} and {after_ci} ms overlap): "
-            "not failing"
-        )
-    else:
-        failures.append(figure)
+def _reference(report: Report, variant: str, module: str) -> tuple[str, list[float] | None]:
+    """What ``variant``'s import of ``module`` is measured against in the same rounds, and its samples."""
+    if variant == "source":
+        startup = report.get("measurement", {}).get("startup_ms") or {}
+        return "interpreter start-up", startup.get("samples_ms")
+    source = next((v for v in report.get("variants", []) if v["name"] == "source"), None)
+    timing = (source or {}).get("imports", {}).get(module) or {}
+    return "source", timing.get("samples_ms")
+
+
+def _ratio(report: Report, variant: str, module: str) -> tuple[str, Ratio | None]:
+    reference, against = _reference(report, variant, module)
+    entry = next((v for v in report.get("variants", []) if v["name"] == variant), None)
+    timing = (entry or {}).get("imports", {}).get(module) or {}
+    samples = timing.get("samples_ms")
+    if not samples or not against or len(samples) != len(against):
+        return reference, None
+    return reference, Ratio.of(samples, against)
+
+
+def _import_check(report: Report, baseline: Report | None, variant: str, module: str, limit: float) -> GateCheck:
+    subject = f"{variant} `{module}`"
+    timing = next(v for v in report["variants"] if v["name"] == variant)["imports"][module]
+    if "error" in timing:
+        return GateCheck("import", subject, limit, None, FAIL, f"the import failed: {timing['error']}")
+    reference, new = _ratio(report, variant, module)
+    if new is None:
+        return not_checked("import", subject, limit, f"{reference} was not measured in the same rounds")
+    old = None
+    if baseline is not None:
+        _, old = _ratio(baseline, variant, module)
+        if old is None:
+            return not_checked("import", subject, limit, f"the baseline has no {variant} / {reference} samples")
+    return slowdown_check("import", subject, limit, new=new, old=old, reference=reference)

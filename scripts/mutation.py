@@ -202,6 +202,7 @@ def _run_module(clone: Path, module: str, *, again: bool = False) -> None:
     pristine.mkdir(exist_ok=True)
     shutil.copyfile(clone / "hatch_pyc" / f"{module}.py", pristine / f"{module}.py")
     (WORK / f"{module}.sha256").write_text(_digest(module))
+    (WORK / f"{module}.commit").write_text(_commit_of_tree())
     bindir = Path(sys.executable).parent
     started = time.monotonic()
     steps = [("cosmic-ray", "exec")]
@@ -221,6 +222,16 @@ def _run_module(clone: Path, module: str, *, again: bool = False) -> None:
         f"run: {module}: {total} mutants, {killed} killed, {survived} survived in {time.monotonic() - started:.0f} s",
         flush=True,
     )
+
+
+def _commit_of_tree() -> str:
+    """The commit the code and tests under test are at, ``+`` when either has uncommitted changes."""
+    git = ["git", "-C", str(REPO)]
+    head = subprocess.run([*git, "rev-parse", "--short", "HEAD"], check=False, capture_output=True, text=True)
+    changed = subprocess.run(
+        [*git, "status", "--porcelain", "--", "hatch_pyc", "tests"], check=False, capture_output=True, text=True
+    )
+    return (head.stdout.strip() or "unknown") + ("+" if changed.stdout.strip() else "")
 
 
 def _session_clone(module: str) -> int | None:
@@ -330,11 +341,14 @@ def _source_line(module: str, line: int) -> str:
 def report(markdown: Path | None, survivors: Path | None) -> int:
     equivalent = _equivalent()
     coverage_map = json.loads((WORK / "map.json").read_text())["lines"] if (WORK / "map.json").exists() else {}
-    rows, listed = [], []
+    rows: dict[str, str] = {}
+    ran: set[str] = set()
+    listed = []
     for module in CORE:
         session = WORK / f"{module}.sqlite"
         if not session.exists():
             continue
+        ran.add(module)
         results = _results(session)
         killed = [r for r in results if r["outcome"] == "killed"]
         alive = [r for r in results if r["outcome"] == "survived"]
@@ -360,15 +374,28 @@ def report(markdown: Path | None, survivors: Path | None) -> int:
                 listed.append(r)
         denominator = len(results) - len(same)
         score = 100.0 * len(killed) / denominator if denominator else 100.0
-        rows.append((module, len(results), len(killed), len(alive) - len(same), len(same), score))
+        stamp = WORK / f"{module}.commit"
+        at = stamp.read_text().strip() if stamp.exists() else "unknown"
+        digest = WORK / f"{module}.sha256"
+        if not digest.exists() or digest.read_text() != _digest(module):
+            at += " (module changed since)"
+        rows[module] = (
+            f"| `{module}` | {len(results)} | {len(killed)} | {len(alive) - len(same)} | {len(same)} "
+            f"| {score:.1f} % | {at} |"
+        )
+    text = markdown.read_text() if markdown is not None and markdown.exists() else ""
+    for line in text.splitlines():  # a module with no run here keeps the row of its last run
+        found = re.match(r"\| `(_\w+)` \|", line)
+        if found and found.group(1) in CORE and found.group(1) not in rows:
+            rows[found.group(1)] = line
     table = [
-        "| module | mutants | killed | survived | equivalent | score |",
-        "|---|--:|--:|--:|--:|--:|",
-        *(f"| `{m}` | {n} | {k} | {s} | {e} | {score:.1f} % |" for m, n, k, s, e, score in rows),
+        "| module | mutants | killed | survived | equivalent | score | tests at |",
+        "|---|--:|--:|--:|--:|--:|---|",
+        *(rows[m] for m in CORE if m in rows),
     ]
     print("\n".join(table))
     if markdown is not None:
-        text = markdown.read_text() if markdown.exists() else "<!-- mutation:begin -->\n<!-- mutation:end -->\n"
+        text = text or "<!-- mutation:begin -->\n<!-- mutation:end -->\n"
         block = "<!-- mutation:begin -->\n" + "\n".join(table) + "\n<!-- mutation:end -->"
         markdown.write_text(
             re.sub(r"<!-- mutation:begin -->.*?<!-- mutation:end -->", lambda _: block, text, flags=re.S)
@@ -391,6 +418,11 @@ def report(markdown: Path | None, survivors: Path | None) -> int:
                 "```",
                 "",
             ]
+        if survivors.exists():  # a module with no run here keeps the survivors of its last run
+            for section in re.split(r"\n(?=## `)", survivors.read_text()):
+                found = re.match(r"## `(_\w+)\.py:", section)
+                if found and found.group(1) in CORE and found.group(1) not in ran:
+                    out += [section.rstrip("\n"), ""]
         survivors.parent.mkdir(parents=True, exist_ok=True)
         survivors.write_text("\n".join(out))
     return 0

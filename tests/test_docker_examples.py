@@ -151,7 +151,7 @@ def test_hatch_pyc_images_compares_the_examples(engine: Any, image: Callable[[st
     args = ["images", with_sources, sourceless, "--command", command, "--runs", "3", "--json", str(out)]
     proc = run_cli(*args, "--markdown", str(md), "--max-size-increase", "0")
     assert proc.returncode == 0, proc.stderr
-    assert proc.stdout.splitlines()[-1] == "PASS: every figure is within its threshold"
+    assert proc.stdout.splitlines()[-1] == "gate: passed (1 check)"
     first, second = json.loads(out.read_text(encoding="utf-8"))["images"]
     for entry, tag in ((first, with_sources), (second, sourceless)):
         assert entry["bytes"] == ds.image_size(engine, tag)

@@ -16,6 +16,7 @@ import pytest
 from conftest import REPO, run_cli, write_tree
 
 from hatch_pyc import Interpreter, PycOptions, compile_tree, find_interpreter
+from hatch_pyc._measure import median_ci, median_ci_level
 from hatch_pyc._report import build_report, compare
 
 SCHEMA = json.loads((REPO / "docs/report-schema.json").read_text())
@@ -70,6 +71,20 @@ def _order_statistic_rank(n: int, level: float = 0.95) -> int:
     while 1 - 2 * sum(math.comb(n, i) for i in range(rank + 1)) / 2**n >= level:
         rank += 1
     return rank
+
+
+def test_the_median_interval_is_exact_for_every_sample_count() -> None:
+    """The narrowest order-statistic interval with 95% coverage, worked out from the binomial distribution for
+    each n; below 6 samples none reaches 95%, the range is given and ``ci_level`` says how sure it is."""
+    for n in range(1, 61):
+        samples = [float(i) for i in range(n, 0, -1)]  # unsorted on purpose
+        rank = max(1, _order_statistic_rank(n))
+        assert median_ci(samples) == (float(rank), float(n + 1 - rank)), n
+        coverage = 1 - 2 * sum(math.comb(n, i) for i in range(rank)) / 2**n
+        assert median_ci_level(n) == pytest.approx(coverage)
+        assert (median_ci_level(n) >= 0.95) == (n >= 6), n
+    assert median_ci_level(5) == pytest.approx(0.9375)
+    assert math.isnan(median_ci([])[0]) and median_ci_level(0) == 0.0
 
 
 def assert_median_interval(timing: dict[str, Any]) -> None:
@@ -204,35 +219,88 @@ def _assert_charts_drawn(page: Path, tmp_path: Path) -> None:
         assert counts.get(rgb, 0) > 2000, f"no bars of colour {rgb} in the screenshot"
 
 
+def _scaled(report: dict[str, Any], factors: dict[str, float]) -> dict[str, Any]:
+    """``report`` with the samples of some variants (and ``startup``) multiplied: another run's figures."""
+    scaled = copy.deepcopy(report)
+    for variant in scaled["variants"]:
+        for timing in variant["imports"].values():
+            timing["samples_ms"] = [x * factors.get(variant["name"], 1.0) for x in timing["samples_ms"]]
+    startup = scaled["measurement"]["startup_ms"]
+    startup["samples_ms"] = [x * factors.get("startup", 1.0) for x in startup["samples_ms"]]
+    return scaled
+
+
 def test_gates_fail_and_pass_as_they_should(real_site: Path) -> None:
     report = build_report(str(real_site), levels=(0,), modules=("idna",), repeat=ROUNDS)
     for variant in report["variants"]:
         assert_median_interval(variant["imports"]["idna"])
     same = compare(report, report, max_size_increase=1, max_import_regression=5)
-    assert same.failures == []
+    assert same.failures == [] and same.passed
+    assert [(c.kind, c.subject, c.verdict, c.change_pct) for c in same.checks if c.kind == "import"] == [
+        ("import", f"{name} `idna`", "pass", 0.0) for name in ("source", "cache-O0", "sourceless-O0")
+    ]
 
     smaller = copy.deepcopy(report)
     for variant in smaller["variants"]:
         variant["size"]["bytes"] = int(variant["size"]["bytes"] / 1.2)
     grown = compare(report, smaller, max_size_increase=10, max_import_regression=None)
-    assert any(f.startswith("size source bytes:") and "limit +10%" in f for f in grown.failures)
+    assert any(f.startswith("FAIL: size source bytes: ") and "limit +10%" in f for f in grown.failures)
 
-    faster = copy.deepcopy(report)
-    for variant in faster["variants"]:
-        timing = variant["imports"]["idna"]
-        timing["median_ms"] = timing["median_ms"] / 3
-        timing["ci_ms"] = [timing["ci_ms"][0] / 3, timing["ci_ms"][0] / 2.9]
+    # A machine 1.6 times slower for the whole run (every variant and the interpreter's start-up alike) is
+    # not a regression: each figure is compared as a ratio measured in the same rounds.
+    slower_machine = _scaled(report, {"source": 1.6, "cache-O0": 1.6, "sourceless-O0": 1.6, "startup": 1.6})
+    assert compare(slower_machine, report, max_size_increase=None, max_import_regression=5).failures == []
+
+    # The baseline's sourceless variant was 3 times faster against the sources beside it: now it is not.
+    faster = _scaled(report, {"sourceless-O0": 1 / 3})
     slow = compare(report, faster, max_size_increase=None, max_import_regression=20)
-    assert any("import time sourceless-O0 `idna`" in f and "limit +20%" in f for f in slow.failures)
+    (failure,) = slow.failures
+    assert failure.startswith("FAIL: import time sourceless-O0 `idna`: sourceless-O0 / source, round by round: ")
+    assert failure.endswith("(+200.0%, limit +20%)")
+    # Every module 3 times slower to import, against the interpreter's start-up: the sources-only variant
+    # fails (the compiled variants, slower alike, keep their ratio to it).
+    heavier = compare(
+        _scaled(report, {"source": 3, "cache-O0": 3, "sourceless-O0": 3}),
+        report,
+        max_size_increase=None,
+        max_import_regression=20,
+    )
+    assert [f.split(":")[1] for f in heavier.failures] == [" import time source `idna`"]
 
-    noisy = copy.deepcopy(report)
-    for variant in noisy["variants"]:
-        timing = variant["imports"]["idna"]
-        timing["median_ms"] = timing["median_ms"] / 1.5
-        timing["ci_ms"] = [timing["ci_ms"][0] / 2, timing["ci_ms"][1] * 2]
-    within = compare(report, noisy, max_size_increase=None, max_import_regression=20)
-    assert within.failures == []
-    assert any("within the measured noise" in note for note in within.notes)
+
+def _timed(source: list[float], sourceless: list[float], startup: list[float]) -> dict[str, Any]:
+    def timing(samples: list[float]) -> dict[str, Any]:
+        return {"median_ms": sorted(samples)[len(samples) // 2], "samples_ms": samples}
+
+    return {
+        "measurement": {"startup_ms": timing(startup)},
+        "variants": [
+            {"name": name, "size": {"bytes": 1, "wheel_bytes": 1}, "imports": {"m": timing(samples)}}
+            for name, samples in (("source", source), ("sourceless-O0", sourceless))
+        ],
+    }
+
+
+def test_a_slowdown_whose_rounds_disagree_is_within_the_noise_and_does_not_fail() -> None:
+    """Round by round, sourceless / source was 0.5 in the baseline; now a median 0.6 (+20%), but two of the six
+    rounds still say 0.5 or less: the intervals overlap, a note. When every round says 0.6, a failure."""
+    baseline = _timed([10] * 6, [5] * 6, [20] * 6)
+    mixed = _timed([10] * 6, [4, 5, 6, 6, 6, 7], [20] * 6)
+    noisy = compare(mixed, baseline, max_size_increase=None, max_import_regression=10)
+    check = next(c for c in noisy.checks if c.subject == "sourceless-O0 `m`")
+    assert (check.verdict, check.change_pct, noisy.failures) == ("within-noise", 20.0, [])
+    assert check.line in noisy.notes and "within the measured noise, not failing" in check.line
+    clear = compare(_timed([10] * 6, [6] * 6, [20] * 6), baseline, max_size_increase=None, max_import_regression=10)
+    assert clear.failures == [
+        "FAIL: import time sourceless-O0 `m`: sourceless-O0 / source, round by round: 0.500 [0.500-0.500, 97% over "
+        "6 rounds] (baseline) -> 0.600 [0.600-0.600, 97% over 6 rounds] (+20.0%, limit +10%)"
+    ]
+    assert clear.lines()[-1] == "gate: 1 of 2 checks failed"
+    # A baseline written before the samples were kept, or with other rounds: not compared, and said so.
+    del baseline["variants"][1]["imports"]["m"]["samples_ms"]
+    unknown = compare(_timed([10] * 6, [6] * 6, [20] * 6), baseline, max_size_increase=None, max_import_regression=10)
+    assert unknown.failures == []
+    assert "SKIP: import time sourceless-O0 `m`: the baseline has no sourceless-O0 / source samples" in unknown.notes
 
 
 def test_cli_gate_exit_codes(real_site: Path, tmp_path: Path) -> None:
