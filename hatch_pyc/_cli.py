@@ -12,9 +12,12 @@ the compiler, the wheel code or Docker.
 from __future__ import annotations
 
 import argparse
+import os
+import select
 import signal
 import sys
 from collections.abc import Sequence
+from typing import NoReturn
 
 from hatch_pyc import (
     __version__,
@@ -28,6 +31,8 @@ from hatch_pyc import (
 from hatch_pyc._cli_shared import EXIT_FAILED, EXIT_USAGE, say
 from hatch_pyc._errors import CompileFailed, HatchPycError, ImageCommandFailed
 
+EXIT_PIPE = 128 + signal.SIGPIPE  # what a tool killed by SIGPIPE exits with
+
 # In the order ``hatch-pyc --help`` lists them.
 _COMMANDS = (_cli_compile, _cli_wheel, _cli_report, _cli_layer, _cli_verify, _cli_inspect)
 
@@ -36,9 +41,27 @@ class _Terminated(Exception):
     """SIGTERM, turned into an exception so cleanup runs as it does for Ctrl-C."""
 
 
+class _Parser(argparse.ArgumentParser):
+    """A usage error is one line naming the option and what it allows, and where the help is (exit 2)."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(EXIT_USAGE, f"{self.prog}: error: {message}; see {self.prog} --help\n")
+
+
+def _stdout_closed() -> bool:
+    """Whether stdout is a pipe whose reader went away (``| head -1``): the write end reports an error."""
+    try:
+        fd = sys.stdout.fileno()
+    except (AttributeError, OSError, ValueError):
+        return False
+    poller = select.poll()
+    poller.register(fd, select.POLLOUT)
+    return any(events & select.POLLERR for _, events in poller.poll(0))
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser (also used to render the CLI reference)."""
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog="hatch-pyc",
         description="Precompile Python to bytecode: trees, venvs, wheels and container layers.",
     )
@@ -77,6 +100,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         # A command failing in an image is a failed check on the image, not bad usage.
         return EXIT_FAILED if isinstance(exc, ImageCommandFailed) else EXIT_USAGE
     except OSError as exc:  # a full disk, a read-only directory: one line naming the file
+        if isinstance(exc, BrokenPipeError) and _stdout_closed():
+            return _stdout_went_away(args)
         where = f"{exc.filename}: " if exc.filename else ""
         done = getattr(args, "changed", None)
         say(
@@ -98,6 +123,16 @@ def main(argv: Sequence[str] | None = None) -> int:
         return code
     finally:
         signal.signal(signal.SIGTERM, previous)
+
+
+def _stdout_went_away(args: argparse.Namespace) -> int:
+    """The reader of stdout went away (``| head -1``): end quietly, as other Unix tools do (128 + SIGPIPE);
+    stderr still says so when the run had changed something."""
+    os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # no second error when Python exits
+    done = getattr(args, "changed", None)
+    if done:
+        say(f"hatch-pyc: stdout was closed after the run had completed ({done})")
+    return EXIT_PIPE
 
 
 def main_entry() -> None:

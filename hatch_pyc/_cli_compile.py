@@ -22,7 +22,10 @@ from hatch_pyc._cli_shared import (
 from hatch_pyc._options import INVALIDATION_MODES, PycOptions
 
 if TYPE_CHECKING:
+    from pathlib import Path
+
     from hatch_pyc._compile import CompileResult
+    from hatch_pyc._plan import CompilePlan
 
 
 def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -144,7 +147,43 @@ def run_compile(args: argparse.Namespace) -> int:
         _report(args, result, json_out)
     if not args.quiet:
         say(_summary(result))
+    if not plan.sources:
+        for hint in _sourceless_for_others(plan):
+            say(f"hatch-pyc: warning: {hint}")
     return EXIT_OK
+
+
+def _sourceless_for_others(plan: CompilePlan) -> list[str]:
+    """With nothing to compile: the walked directories' sourceless pycs that the target cannot load (a tree
+    stripped for another CPython), one line per version, so "compiled 0 of 0" is not taken for success."""
+    from hatch_pyc._errors import InvalidPyc
+    from hatch_pyc._pycinfo import read_header
+
+    found: dict[str, list[Path]] = {}
+    for directory in plan.directories:
+        try:
+            names = sorted(os.listdir(directory))
+        except OSError:
+            continue
+        for name in names:
+            path = directory / name
+            if not name.endswith(".pyc") or not path.is_file():
+                continue
+            try:
+                header = read_header(path)
+            except InvalidPyc:
+                continue
+            if header.magic != plan.interpreter.magic:
+                found.setdefault(header.python or f"magic number {header.magic_number}", []).append(path)
+    return [
+        f"{paths[0]} and {len(paths) - 1} more sourceless pycs are for CPython {version}, which CPython "
+        f"{plan.interpreter.minor} cannot load; they have no sources here to compile (rebuild them from their "
+        f"sources, or target {version})"
+        if len(paths) > 1
+        else f"{paths[0]} is a sourceless pyc for CPython {version}, which CPython {plan.interpreter.minor} cannot "
+        f"load; it has no source here to compile (rebuild it from its source, or target {version})"
+        for version, paths in sorted(found.items())
+    ]
 
 
 def _report(args: argparse.Namespace, result: CompileResult, json_out: TextIO | None) -> None:
@@ -177,7 +216,8 @@ def _summary(result: CompileResult) -> str:
     parts = [
         f"compiled {len(result.compiled)} of {len(plan.sources)} sources for CPython "
         f"{'.'.join(map(str, plan.interpreter.version))}",
-        f"{pycs} pyc ({result.pyc_linked} hard links to identical levels)",
+        f"{pycs} pyc"
+        + (f" ({result.pyc_linked} hard links to identical levels)" if len(plan.options.levels) > 1 else ""),
     ]
     if result.up_to_date:
         parts.append(f"{len(result.up_to_date)} already current")

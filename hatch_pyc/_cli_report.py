@@ -26,7 +26,12 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
         "directory, a wheel, a package directory, a site-packages or a venv; it is never modified.",
     )
     rep.add_argument("target", metavar="TARGET")
-    rep.add_argument("--python", metavar="PY", help="target CPython (default: the running interpreter)")
+    rep.add_argument(
+        "--python",
+        metavar="PY",
+        help="target CPython (default: a venv's own interpreter, the version of a .../pythonX.Y/site-packages, "
+        "else the running one)",
+    )
     rep.add_argument(
         "--import",
         dest="imports",

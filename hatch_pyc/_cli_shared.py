@@ -96,6 +96,7 @@ def progress_bar(enabled: bool, label: str) -> Iterator[Callable[[int, int], Non
     if not enabled:
         yield None
         return
+    from rich.console import Console
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeElapsedColumn
 
     with Progress(
@@ -104,6 +105,9 @@ def progress_bar(enabled: bool, label: str) -> Iterator[Callable[[int, int], Non
         MofNCompleteColumn(),
         TimeElapsedColumn(),
         transient=True,
+        # Progress is a diagnostic: stderr, which is what show_progress() asked about (stdout keeps the
+        # results, even when redirected). Enabled means a terminal there, or --progress asked for it.
+        console=Console(stderr=True, force_terminal=True, force_interactive=True),
     ) as bar:
         task = bar.add_task(label, total=None)
 
@@ -139,7 +143,20 @@ def add_on_error_and_workers(parser: argparse.ArgumentParser) -> None:
         help="fail: a source that does not compile fails the run and nothing changes (default); keep-source: keep "
         "it as source and report it",
     )
-    parser.add_argument("--workers", type=int, default=0, metavar="N", help="worker processes (default: one per CPU)")
+    parser.add_argument(
+        "--workers", type=_positive, default=0, metavar="N", help="worker processes, 1 or more (default: one per CPU)"
+    )
+
+
+def _positive(text: str) -> int:
+    """An argparse type: a whole number of at least 1 (0 is not "the default": leave the option out)."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a whole number: {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1 (got {value}); leave it out for one per CPU")
+    return value
 
 
 def add_outside_packages(parser: argparse.ArgumentParser) -> None:

@@ -71,7 +71,12 @@ def find_distributions(site_dirs: Iterable[Path]) -> list[InstalledDistribution]
                     text = handle.read()
             except OSError as exc:
                 raise InvalidInput(f"{record}: cannot read it ({exc.strerror or exc})") from exc
-            rows = [row for row in csv.reader(io.StringIO(text)) if row]
+            try:
+                rows = [row for row in csv.reader(io.StringIO(text)) if row]
+            except csv.Error as exc:  # a bare CR in an unquoted field, a NUL byte (3.10)
+                raise InvalidInput(
+                    f"{record}: not a CSV file installers can read ({exc}); nothing was changed"
+                ) from exc
             dist = InstalledDistribution(dist_info, rows, "\r\n" if "\r\n" in text else "\n")
             base = os.fspath(site)
             for i, row in enumerate(rows):

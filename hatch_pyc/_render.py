@@ -3,7 +3,11 @@
 from __future__ import annotations
 
 import html
-from typing import Any
+import os
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from rich.console import Console
 
 Report = dict[str, Any]
 
@@ -25,8 +29,14 @@ def _timing_cell(timing: dict[str, Any] | None) -> str:
     if "error" in timing:
         return f"FAILED: {timing['error']}"
     low, high = timing["ci_ms"]
-    speed = timing.get("speedup_vs_source")
-    extra = f" ({speed:.2f}x)" if speed else ""
+    speed, spread = timing.get("speedup_vs_source"), timing.get("speedup_ci")
+    extra = (
+        f" ({speed:.2f}x [{spread[0]:.2f}-{spread[1]:.2f}])"
+        if speed and spread
+        else f" ({speed:.2f}x)"
+        if speed
+        else ""
+    )
     return f"{timing['median_ms']:.1f} ms [{low:.1f}-{high:.1f}]{extra}"
 
 
@@ -35,10 +45,14 @@ def _header(report: Report) -> str:
     measured = report["measurement"]
     startup = measured.get("startup_ms")
     start = f"; interpreter start-up {startup['median_ms']:.1f} ms (not included)" if startup else ""
+    rounds = (
+        f"{measured['repeat']} interleaved rounds after {measured['warmup']} warm-up{start}"
+        if measured["repeat"]
+        else "sizes only (no import timing)"
+    )
     return (
         f"{target['name']} ({target['kind']}) for CPython {report['python']['version']}, "
-        f"levels {', '.join(map(str, report['levels']))}; {measured['repeat']} interleaved rounds after "
-        f"{measured['warmup']} warm-up{start}"
+        f"levels {', '.join(map(str, report['levels']))}; {rounds}"
     )
 
 
@@ -71,12 +85,22 @@ def import_rows(report: Report) -> tuple[list[str], list[list[str]]]:
     return ["variant", *(f"import {m}" for m in modules)], rows
 
 
-def render_terminal(report: Report, gate_lines: list[str] | None = None) -> None:
-    """Print the report as tables with rich."""
+def table_console() -> Console:
+    """A rich console for result tables on stdout. Off a terminal (a CI log, a file) tables print at their
+    natural width, never cut to 80 columns, unless ``COLUMNS`` sets a width."""
     from rich.console import Console
-    from rich.table import Table
 
     console = Console(stderr=False)
+    if not console.is_terminal and "COLUMNS" not in os.environ:
+        console = Console(stderr=False, width=100_000)
+    return console
+
+
+def render_terminal(report: Report, gate_lines: list[str] | None = None) -> None:
+    """Print the report as tables with rich."""
+    from rich.table import Table
+
+    console = table_console()
     console.print(f"[bold]hatch-pyc report[/bold]: {_header(report)}")
     table = Table(title="Size")
     for i, name in enumerate(SIZE_HEADERS):
@@ -161,62 +185,85 @@ def _slowest_md(report: Report) -> str:
 _COLOURS = {"source": "#9aa5b1", "cache": "#3b82f6", "sourceless": "#10b981"}
 
 
-def _bars(title: str, items: list[tuple[str, float, str, str]], unit: str) -> str:
-    """An inline SVG bar chart: (label, value, text, colour) per bar."""
+Bar = tuple[str, float, str, str, tuple[float, float] | None]  # label, value, text, colour, interval
+
+
+def _bars(title: str, items: list[Bar], unit: str, note: str = "") -> str:
+    """An inline SVG bar chart: (label, value, text, colour, interval) per bar; an interval is drawn as a
+    whisker across the bar's end. Each bar and whisker carries its figures (``data-*``) for checking."""
     width, bar_h, gap, left = 720, 22, 8, 170
     height = len(items) * (bar_h + gap) + 40
-    top = max((v for _, v, _, _ in items), default=1) or 1
+    top = max((max(v, (w or (0, 0))[1]) for _, v, _, _, w in items), default=1) or 1
+    scale = (width - left - 190) / top
     rows = []
-    for i, (label, value, text, colour) in enumerate(items):
+    for i, (label, value, text, colour, interval) in enumerate(items):
         y = 30 + i * (bar_h + gap)
-        w = max(1.0, (width - left - 150) * value / top)
+        w = max(1.0, scale * value)
+        end = left + max(w, scale * interval[1] if interval else 0)
         rows.append(
             f'<text x="{left - 8}" y="{y + 15}" text-anchor="end">{html.escape(label)}</text>'
-            f'<rect class="bar" x="{left}" y="{y}" width="{w:.1f}" height="{bar_h}" fill="{colour}" rx="3"/>'
-            f'<text x="{left + w + 6:.1f}" y="{y + 15}">{html.escape(text)}</text>'
+            f'<rect class="bar" data-value="{value}" x="{left}" y="{y}" width="{w:.1f}" height="{bar_h}" '
+            f'fill="{colour}" rx="3"/>'
         )
+        if interval:
+            low, high = left + scale * interval[0], left + scale * interval[1]
+            mid = y + bar_h / 2
+            rows.append(
+                f'<g class="interval" data-low="{interval[0]}" data-high="{interval[1]}" stroke="#1f2933" '
+                f'stroke-width="1.5"><line x1="{low:.1f}" y1="{mid}" x2="{high:.1f}" y2="{mid}"/>'
+                f'<line x1="{low:.1f}" y1="{y + 5}" x2="{low:.1f}" y2="{y + bar_h - 5}"/>'
+                f'<line x1="{high:.1f}" y1="{y + 5}" x2="{high:.1f}" y2="{y + bar_h - 5}"/></g>'
+            )
+        rows.append(f'<text x="{end + 6:.1f}" y="{y + 15}">{html.escape(text)}</text>')
+    caption = f"<figcaption>{html.escape(note)}</figcaption>" if note else ""
     return (
         f'<figure><svg role="img" aria-label="{html.escape(title)}" width="{width}" height="{height}" '
         f'viewBox="0 0 {width} {height}" xmlns="http://www.w3.org/2000/svg" font-family="sans-serif" font-size="13">'
-        f'<text x="0" y="16" font-weight="bold">{html.escape(title)} ({unit})</text>{"".join(rows)}</svg></figure>'
+        f'<text x="0" y="16" font-weight="bold">{html.escape(title)} ({unit})</text>{"".join(rows)}</svg>'
+        f"{caption}</figure>"
     )
 
 
 def render_html(report: Report, gate_lines: list[str] | None = None) -> str:
     """One self-contained page (inline CSS and SVG, no scripts) with bar charts of sizes and import times."""
+    from hatch_pyc._measure import median_ci_level
+
     variants = report["variants"]
     charts = [
         _bars(
-            "Size on disk",
-            [(v["name"], v["size"]["bytes"], _size(v["size"]["bytes"]), _COLOURS[v["kind"]]) for v in variants],
+            f"Size: {label}",
+            [(v["name"], v["size"][key], _size(v["size"][key]), _COLOURS[v["kind"]], None) for v in variants],
             "bytes",
-        ),
-        _bars(
-            "Size zipped (as in a wheel)",
-            [
-                (v["name"], v["size"]["wheel_bytes"], _size(v["size"]["wheel_bytes"]), _COLOURS[v["kind"]])
-                for v in variants
-            ],
-            "bytes",
-        ),
+        )
+        for key, label in (
+            ("bytes", "the files' bytes"),
+            ("disk_bytes", "on disk (allocated blocks)"),
+            ("wheel_bytes", "zipped (as in a wheel)"),
+        )
     ]
+    rounds = report["measurement"]["repeat"]
+    note = (
+        f"Bars: median of {rounds} interleaved rounds; whiskers: its {median_ci_level(rounds):.0%} confidence "
+        "interval; speed-up: median of round-by-round ratios to sources only, with its interval."
+    )
     for module in report["modules"]:
-        items = []
+        items: list[Bar] = []
         for v in variants:
             t = v["imports"].get(module)
             if t and "median_ms" in t:
-                items.append(
-                    (
-                        v["name"],
-                        t["median_ms"],
-                        f"{t['median_ms']:.1f} ms [{t['ci_ms'][0]:.1f}-{t['ci_ms'][1]:.1f}]",
-                        _COLOURS[v["kind"]],
-                    )
+                low, high = t["ci_ms"]
+                speed, spread = t.get("speedup_vs_source"), t.get("speedup_ci")
+                versus = (
+                    f", {speed:.2f}x [{spread[0]:.2f}-{spread[1]:.2f}] vs sources"
+                    if speed and spread and v["kind"] != "source"
+                    else ""
                 )
+                text = f"{t['median_ms']:.1f} ms [{low:.1f}-{high:.1f}]{versus}"
+                items.append((v["name"], t["median_ms"], text, _COLOURS[v["kind"]], (low, high)))
             elif t:
-                items.append((v["name"], 0.0, f"FAILED: {t['error']}", "#ef4444"))
+                items.append((v["name"], 0.0, f"FAILED: {t['error']}", "#ef4444", None))
         if items:
-            charts.append(_bars(f"import {module}: median time", items, "ms"))
+            charts.append(_bars(f"import {module}: median time", items, "ms", note))
 
     def table(headers: list[str], rows: list[list[str]]) -> str:
         head = "".join(f"<th>{html.escape(h)}</th>" for h in headers)
@@ -232,7 +279,7 @@ def render_html(report: Report, gate_lines: list[str] | None = None) -> str:
 <style>
 body {{ font-family: system-ui, sans-serif; margin: 2rem auto; max-width: 960px; color: #1f2933; }}
 table {{ border-collapse: collapse; margin: 1rem 0; }} td, th {{ padding: .3rem .7rem; border-bottom: 1px solid #e4e7eb; text-align: right; }}
-td:first-child, th:first-child {{ text-align: left; }} figure {{ margin: 1.5rem 0; }} .legend span {{ padding: 0 .6rem; }}
+td:first-child, th:first-child {{ text-align: left; }} figure {{ margin: 1.5rem 0; }} figcaption {{ color: #52606d; font-size: .85rem; }} .legend span {{ padding: 0 .6rem; }}
 </style></head><body>
 <h1>hatch-pyc report: {html.escape(report["target"]["name"])}</h1>
 <p>{html.escape(_header(report))}</p>

@@ -5,7 +5,7 @@ from __future__ import annotations
 import shlex
 from typing import Any
 
-from hatch_pyc._render import _md_table, _signed_pct, _size
+from hatch_pyc._render import _md_table, _signed_pct, _size, table_console
 
 ImagesReport = dict[str, Any]
 
@@ -92,10 +92,9 @@ def _layers_title(image: dict[str, Any]) -> str:
 
 def render_images_terminal(report: ImagesReport, gate_lines: list[str] | None = None) -> None:
     """Print the comparison as tables with rich."""
-    from rich.console import Console
     from rich.table import Table
 
-    console = Console(stderr=False)
+    console = table_console()
 
     def table(title: str, headers: list[str], rows: list[list[str]]) -> None:
         out = Table(title=title)

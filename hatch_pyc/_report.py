@@ -59,7 +59,10 @@ def _timing_json(timing: Timing, source: Timing | None) -> dict[str, Any]:
         "slowest": [{"module": m, "self_ms": round(s, 3), "cumulative_ms": round(c, 3)} for m, s, c in timing.slowest],
     }
     if source is not None and source.error is None and source.samples:
-        out["speedup_vs_source"] = round(source.median / timing.median, 3) if timing.median else None
+        # The median of round-by-round ratios (each round timed both side by side), with its interval.
+        speedup = Ratio.of(source.samples, timing.samples) if len(source.samples) == len(timing.samples) else None
+        out["speedup_vs_source"] = round(speedup.median, 3) if speedup else None
+        out["speedup_ci"] = [round(speedup.low, 3), round(speedup.high, 3)] if speedup else None
     return out
 
 

@@ -97,17 +97,6 @@ def build_map(jobs: int, *, reuse: bool = False) -> None:
     cov = coverage.Coverage(config_file=str(rc))
     cov.combine([str(WORK / "cov")], keep=True)
     data = cov.get_data()
-    lines: dict[str, dict[str, list[str]]] = {}
-    for module in CORE:
-        path = str(REPO / "hatch_pyc" / f"{module}.py")
-        by_line = data.contexts_by_lineno(path)
-        # A line run with no test's context ran when a test process imported the module, before any
-        # test started (a decorator, a class body, a constant): every test of the module depends on it.
-        module_tests = sorted({c for contexts in by_line.values() for c in contexts if c})
-        lines[module] = {
-            str(n): module_tests if "" in contexts else sorted(c for c in contexts if c)
-            for n, contexts in by_line.items()
-        }
     import xml.etree.ElementTree as ET
 
     durations: dict[str, float] = {}
@@ -116,10 +105,42 @@ def build_map(jobs: int, *, reuse: bool = False) -> None:
         classname = case.get("classname", "").split(".")[-1]
         nodeid = f"{file}::{case.get('name')}" if file else f"tests/{classname}.py::{case.get('name')}"
         durations[nodeid] = float(case.get("time", "0"))
+    importers = _importers()
+    lines: dict[str, dict[str, list[str]]] = {}
+    for module in CORE:
+        path = str(REPO / "hatch_pyc" / f"{module}.py")
+        by_line = data.contexts_by_lineno(path)
+        # A line run with no test's context ran when a test process imported the module, before any
+        # test started (a decorator, a class body, a constant): every test of the module depends on it,
+        # those that ran its lines and those whose file imports it by name (a test that only makes and
+        # compares its dataclasses runs no line of it: their methods are generated).
+        module_tests = sorted(
+            {c for contexts in by_line.values() for c in contexts if c}
+            | {t for t in durations if t.split("::")[0] in importers.get(module, set())}
+        )
+        lines[module] = {
+            str(n): module_tests if "" in contexts else sorted(c for c in contexts if c)
+            for n, contexts in by_line.items()
+        }
     sources = {m: _digest(m) for m in CORE}
     (WORK / "map.json").write_text(json.dumps({"lines": lines, "durations": durations, "sources": sources}))
     covered = {m: sum(1 for t in v.values() if t) for m, v in lines.items()}
     print(f"map: lines run by at least one test: {covered}", flush=True)
+
+
+def _importers() -> dict[str, set[str]]:
+    """For each core module, the test files that import it by name (``from hatch_pyc._plan import ...``)."""
+    import ast
+
+    found: dict[str, set[str]] = {}
+    for test_file in sorted((REPO / "tests").glob("test_*.py")):
+        for node in ast.walk(ast.parse(test_file.read_text(encoding="utf-8"))):
+            names = [node.module or ""] if isinstance(node, ast.ImportFrom) else []
+            names += [a.name for a in node.names] if isinstance(node, ast.Import) else []
+            for name in names:
+                if name.startswith("hatch_pyc._"):
+                    found.setdefault(name.removeprefix("hatch_pyc."), set()).add(f"tests/{test_file.name}")
+    return found
 
 
 def _measure(rc: Path, junit: Path, jobs: int) -> None:

@@ -38,21 +38,6 @@ SOURCELESS = ("02-sourceless-multistage",)
 USES_UV = ("03-uv-then-hatch-pyc",)
 DEMO_OUTPUT = ["  A-1  anvil    x3", "  B-2  bolt     x400", "total value: 435.00"]
 
-# examples/demo_app has no packaging metadata of its own: the context gets this one.
-DEMO_PYPROJECT = """\
-[build-system]
-requires = ["hatchling"]
-build-backend = "hatchling.build"
-
-[project]
-name = "demo_app"
-version = "1.0"
-requires-python = ">=3.10"
-
-[tool.hatch.build.targets.wheel]
-packages = ["demo_app"]
-"""
-
 
 def _run(cmd: list[str], **kwargs: Any) -> subprocess.CompletedProcess[str]:
     proc = subprocess.run(cmd, capture_output=True, text=True, check=False, **kwargs)
@@ -67,8 +52,7 @@ def make_context(dest: Path) -> Path:
     from the repo and from PyPI (or pip's cache)."""
     dest.mkdir(parents=True, exist_ok=True)
     src = dest / "src" / "demo_app"
-    shutil.copytree(REPO / "examples/demo_app/demo_app", src / "demo_app", ignore=shutil.ignore_patterns("__pycache__"))
-    (src / "pyproject.toml").write_text(DEMO_PYPROJECT, encoding="utf-8")
+    shutil.copytree(REPO / "examples/demo_app", src, ignore=shutil.ignore_patterns("__pycache__"))
     wheels = dest / "wheels"
     # hatchling is a dependency of hatch-pyc, so both local projects build without an isolated env.
     _pip("wheel", "-q", "--no-build-isolation", "-w", str(wheels), str(REPO), str(src), *APP.split()[1:])

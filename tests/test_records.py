@@ -13,7 +13,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from conftest import run_cli, write_tree
+from conftest import run_cli, snapshot, write_tree
 
 from hatch_pyc import InvalidInput
 from hatch_pyc._records import find_distributions, pycs_by_source, updated_record
@@ -192,6 +192,21 @@ def test_an_unreadable_record_is_an_error_naming_it() -> None:
         assert isinstance(caught.value.__cause__, PermissionError)
 
 
+def test_a_record_that_is_not_csv_is_an_error_naming_it_and_the_tree_is_left_alone(tmp_path: Path) -> None:
+    """A bare carriage return in an unquoted field: csv refuses the line, so would an installer; the run is
+    refused with one line naming the RECORD (it was a traceback), before anything is compiled."""
+    site = _site(tmp_path)
+    record = site / "demo-1.0.dist-info/RECORD"
+    record.write_text(record.read_text() + "demo/odd\rname.txt,,\n", newline="")
+    before = snapshot(site)
+    proc = run_cli("compile", "--strip", str(site))
+    assert (proc.returncode, proc.stdout) == (2, "")
+    (line,) = proc.stderr.splitlines()
+    said = f"hatch-pyc: error: {record}: not a CSV file installers can read (new-line character seen in unquoted field"
+    assert line.startswith(said) and line.endswith("); nothing was changed"), line  # csv's words vary by version
+    assert snapshot(site) == before
+
+
 def test_a_listed_cache_pyc_the_run_rewrites_is_listed_without_its_old_hash(tmp_path: Path) -> None:
     """A wheel that shipped a ``__pycache__`` pyc listed it with a hash; the run rewrites that pyc (it
     was stale), so its line says no hash or size, as pip's lines for the pycs it compiles do. No other
@@ -209,7 +224,7 @@ def test_a_listed_cache_pyc_the_run_rewrites_is_listed_without_its_old_hash(tmp_
         },
     )
     proc = run_cli("compile", str(tree), check=True)
-    assert "1 pyc (0 hard links to identical levels); 1 RECORD files updated in " in proc.stderr
+    assert "1 pyc; 1 RECORD files updated in " in proc.stderr
     assert (tree / f"demo/__pycache__/__init__.{tag}.pyc").read_bytes() != b"stale"
     assert (tree / "demo-1.0.dist-info/RECORD").read_text() == (
         f"demo/__init__.py,sha256=x,6\ndemo/__pycache__/__init__.{tag}.pyc,,\ndemo-1.0.dist-info/RECORD,,\n"

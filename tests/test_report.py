@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import copy
+import html
 import json
 import math
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -173,7 +175,32 @@ def test_import_times_and_renderings(real_site: Path, tmp_path: Path) -> None:
     assert summary.read_text() == "earlier step\n" + md_text
 
     page = (out / "r.html").read_text()
-    assert "<script" not in page and page.count("<svg") == 4
+    assert "<script" not in page and page.count("<svg") == 5  # three sizes, two modules
+    # Each chart shows what its title says: the on-disk chart plots allocated bytes, the import bars the
+    # medians with their intervals as whiskers, as in the JSON.
+    charts = {
+        html.unescape(m.group(1)): m.group(2) for m in re.finditer(r'aria-label="([^"]+)"(.*?)</svg>', page, re.S)
+    }
+    assert set(charts) == {
+        "Size: the files' bytes",
+        "Size: on disk (allocated blocks)",
+        "Size: zipped (as in a wheel)",
+        "import idna: median time",
+        "import attrs: median time",
+    }
+    for title, key in (("Size: the files' bytes", "bytes"), ("Size: on disk (allocated blocks)", "disk_bytes")):
+        drawn = [int(v) for v in re.findall(r'class="bar" data-value="(\d+)"', charts[title])]
+        assert drawn == [v["size"][key] for v in report["variants"]], title
+    for module in ("idna", "attrs"):
+        chart = charts[f"import {module}: median time"]
+        drawn = [float(v) for v in re.findall(r'class="bar" data-value="([\d.]+)"', chart)]
+        assert drawn == [v["imports"][module]["median_ms"] for v in report["variants"]]
+        whiskers = [[float(a), float(b)] for a, b in re.findall(r'data-low="([\d.]+)" data-high="([\d.]+)"', chart)]
+        assert whiskers == [v["imports"][module]["ci_ms"] for v in report["variants"]]
+        assert chart.count("x [") == len(report["variants"]) - 1  # a speed-up with its interval, but for source
+        speed_ups = [v["imports"][module] for v in report["variants"][1:]]
+        assert all(t["speedup_ci"][0] <= t["speedup_vs_source"] <= t["speedup_ci"][1] for t in speed_ups)
+    assert page.count(f"Bars: median of {ROUNDS} interleaved rounds; whiskers: its 96% confidence interval") == 2
     _assert_charts_drawn(out / "r.html", tmp_path)
 
 

@@ -496,8 +496,8 @@ def test_an_error_after_the_commit_says_the_run_completed(tmp_path: Path) -> Non
         proc.stdout.close()  # the reader went away (`| head -1`): the listing fails half-way
         err = proc.stderr.read()
         proc.wait(timeout=60)
-    assert proc.returncode == 2
-    assert "Broken pipe after the run had completed (hatch-pyc: compiled 2001 of 2001 sources" in err
+    assert proc.returncode == 141  # as a tool killed by SIGPIPE; stderr still says the run completed
+    assert err.startswith("hatch-pyc: stdout was closed after the run had completed (hatch-pyc: compiled 2001 of 2001")
     assert "nothing was changed" not in err
     assert not list(tree.rglob("*.py"))
 
