@@ -32,6 +32,7 @@ TEST_DEPS = [
     "hypothesis>=6",
     "uv>=0.5",  # tests uninstall with uv: RECORD must hold what it removes
     "pytest-xdist>=3",
+    "pyyaml>=6",  # tests/test_ci_recipes.py reads the CI recipes of docs/ci.md
 ]
 nox.options.sessions = ["tests", "lint", "types", "docs", "docker", "corpus_ci"]
 nox.options.reuse_existing_virtualenvs = True

@@ -183,7 +183,6 @@ def compile_plan(plan: CompilePlan, *, progress: Progress | None = None) -> Comp
 
     # Directories the workers will create (``__pycache__``): a failed run removes them again.
     new_dirs = [] if plan.deliver else [d for d in {f.parent for i in todo for _, f in i.outputs} if not d.is_dir()]
-    committed = False
     records: list[tuple[Path, Path]] = []  # (tmp, RECORD)
     try:
         run_tasks(interp, tasks, options.worker_count, on_answer)
@@ -200,17 +199,17 @@ def compile_plan(plan: CompilePlan, *, progress: Progress | None = None) -> Comp
         if not plan.deliver and (written or removed):
             records = _new_records(plan, written, removed, token)
         arrived, result.leftovers = _commit(token, written, removed, records)
-        committed = True
     finally:
-        if not committed:
-            _remove_quietly(tmp for tmp, _ in written)
-            _remove_quietly(_tmp_name(final, token) for item in todo for _, final in item.outputs)
-            _remove_quietly(tmp for tmp, _ in records)
-            for directory in new_dirs:  # each a __pycache__ (or a sourceless pyc's) in a directory that stays
-                try:
-                    directory.rmdir()
-                except OSError:
-                    pass  # not empty: something else was put there meanwhile
+        # Whatever still has a temporary name of this run (the token is ours): every one when nothing was
+        # committed, and after a commit those of a module that failed part-way (kept as source after one of
+        # its levels was written); a committed temporary has been renamed, so its name is gone.
+        _remove_quietly(_tmp_name(final, token) for item in todo for _, final in item.outputs)
+        _remove_quietly(tmp for tmp, _ in records)
+        for directory in new_dirs:  # each a __pycache__ (or a sourceless pyc's) in a directory that stays
+            try:
+                directory.rmdir()
+            except OSError:
+                pass  # not empty: it holds pycs now, or something else was put there meanwhile
 
     result.kept_source = errors
     result.stripped = [item.source for item in strip]

@@ -285,16 +285,19 @@ def retag(tags: frozenset[Tag], interp: Interpreter, wheel: Path) -> tuple[str, 
     kept: set[Tag] = set()
     for tag in tags:
         interp_tag = tag.interpreter
+        # Only ASCII digits are a version: str.isdigit() also takes "፩", which int() cannot read.
+        rest = interp_tag[3:]
+        number = int(rest) if rest.isascii() and rest.isdigit() else None
         generic = interp_tag in (f"py{major}", cp) or (
-            interp_tag.startswith(f"py{major}") and interp_tag[3:].isdigit() and int(interp_tag[3:]) <= minor
+            interp_tag.startswith(f"py{major}") and number is not None and number <= minor
         )
         stable = (
             tag.abi == "abi3"
             and interp_tag.startswith(f"cp{major}")
-            and (interp_tag[3:] or "0").isdigit()
-            and int(interp_tag[3:] or 0) <= minor
+            and (number is not None or not rest)
+            and (number or 0) <= minor
         )
-        if generic or stable or interp_tag == cp:
+        if generic or stable:
             if tag.abi not in ("none", "abi3") and not tag.abi.startswith(cp):
                 continue
             # abi3 promises "this and every later CPython", which bytecode cannot keep: the ABI tag

@@ -1,0 +1,319 @@
+"""The compile engine's guards: what each check, count and clean-up in ``_compile.py`` promises."""
+
+from __future__ import annotations
+
+import errno
+import json
+import os
+import resource
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import pytest
+from conftest import run_cli, snapshot, write_tree
+from test_commit import _dead_pid
+from test_compile import python_that_obeys_permissions
+from test_safety import full_snapshot
+
+from hatch_pyc import CommitFailed, CompilePlan, PlannedSource, PycOptions, compile_plan, compile_tree, find_interpreter
+from hatch_pyc._commit import Recovery
+
+HERE = find_interpreter(sys.executable)
+TAG = HERE.cache_tag
+
+
+def test_current_pycs_are_recognised_where_os_lacks_o_noctty_and_o_nonblock(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The quick timestamp check opens each pyc read-only with whichever of O_NONBLOCK and O_NOCTTY the
+    platform has. Where it has neither (Windows; here ``os`` monkeypatched without them, a fault
+    injection: Linux always has both), a second run still finds every pyc current and rewrites none."""
+    tree = write_tree(tmp_path / "tree", {"pkg/__init__.py": "", "pkg/a.py": "A = 1\n", "pkg/b.py": "B = 2\n"})
+    first = compile_tree([tree], PycOptions(levels=(0, 1)))
+    assert len(first.compiled) == 3
+    before = full_snapshot(tree)
+    monkeypatch.delattr(os, "O_NOCTTY")
+    monkeypatch.delattr(os, "O_NONBLOCK")
+    second = compile_tree([tree], PycOptions(levels=(0, 1)))
+    assert (len(second.compiled), sorted(i.relpath for i in second.up_to_date)) == (
+        0,
+        ["pkg/__init__.py", "pkg/a.py", "pkg/b.py"],
+    )
+    assert (second.pyc_written, second.pyc_linked) == (0, 0)
+    assert full_snapshot(tree) == before
+
+
+def test_a_deliver_plan_counts_the_pycs_it_hands_back_and_writes_nothing(tmp_path: Path) -> None:
+    """A ``deliver`` plan (what wheel conversion runs) writes no file: each pyc comes back in
+    ``result.delivered``, and ``pyc_written`` counts them as the pycs the run produced."""
+    tree = write_tree(tmp_path / "tree", {"pkg/__init__.py": "", "pkg/mod.py": "X = 1\n"})
+    before = full_snapshot(tree)
+    plan = CompilePlan(
+        interpreter=HERE, options=PycOptions(levels=(0,)), roots=[], sourceless=True, remove_sources=False, deliver=True
+    )
+    for rel in ("pkg/__init__.py", "pkg/mod.py"):
+        source = tree / rel
+        info = source.stat()
+        plan.sources.append(
+            PlannedSource(source, rel, rel, ((0, Path("out") / (rel[:-3] + ".pyc")),), info.st_size, info.st_mtime)
+        )
+    result = compile_plan(plan)
+    assert sorted(result.delivered) == [Path("out/pkg/__init__.pyc"), Path("out/pkg/mod.pyc")]
+    assert (result.pyc_written, result.pyc_linked, result.records, result.stripped) == (2, 0, [], [])
+    assert full_snapshot(tree) == before
+
+
+def test_the_run_time_is_the_time_the_run_took(tmp_path: Path) -> None:
+    """``result.seconds`` (printed as "in N.NN s" and in --json) is the run's duration: not negative, and
+    no longer than the call to compile_tree took."""
+    tree = write_tree(tmp_path / "tree", {"pkg/__init__.py": "", "pkg/mod.py": "X = 1\n"})
+    started = time.perf_counter()
+    result = compile_tree([tree])
+    took = time.perf_counter() - started
+    assert len(result.compiled) == 2
+    assert 0 <= result.seconds <= took
+
+
+def test_strip_removes_the_stripped_modules_cached_pycs_and_the_emptied_pycache(tmp_path: Path) -> None:
+    """A tree compiled before into ``__pycache__`` then stripped: every cached pyc of a stripped module
+    goes (any tag, any level), a ``__pycache__`` left empty goes with them, and one that still holds
+    another module's pycs (an excluded module's) stays with exactly those."""
+    tree = write_tree(
+        tmp_path / "tree",
+        {"app/__init__.py": "", "app/a.py": "A = 1\n", "lib/__init__.py": "", "lib/b.py": "B = 1\n", "lib/keep.py": ""},
+    )
+    compile_tree([tree], PycOptions(levels=(0, 1)))
+    (tree / "app/__pycache__/a.cpython-399.pyc").write_bytes(b"another tag's pyc")  # a stale one of any tag
+    (tree / "app/__pycache__/ab.cpython-399.pyc").write_bytes(b"another module's")  # not a's: ab
+    result = compile_tree([tree], PycOptions(strip=True, exclude=("lib/keep.py",)))
+    assert sorted(p.relative_to(tree).as_posix() for p in result.stripped) == [
+        "app/__init__.py",
+        "app/a.py",
+        "lib/__init__.py",
+        "lib/b.py",
+    ]
+    assert sorted(full_snapshot(tree)) == [
+        "app/",
+        "app/__init__.pyc",
+        "app/__pycache__/",
+        "app/__pycache__/ab.cpython-399.pyc",
+        "app/a.pyc",
+        "lib/",
+        "lib/__init__.pyc",
+        "lib/__pycache__/",
+        f"lib/__pycache__/keep.{TAG}.opt-1.pyc",
+        f"lib/__pycache__/keep.{TAG}.pyc",
+        "lib/b.pyc",
+        "lib/keep.py",
+    ]
+    # Once the last module of a package is stripped, its __pycache__ is gone too.
+    (tree / "app/__pycache__/ab.cpython-399.pyc").unlink()
+    write_tree(tree, {"app/c.py": "C = 1\n"})
+    compile_tree([tree], PycOptions(levels=(0,)))
+    assert sorted(os.listdir(tree / "app/__pycache__")) == [f"c.{TAG}.pyc"]
+    again = compile_tree([tree], PycOptions(strip=True, exclude=("lib/keep.py",)))
+    assert [p.relative_to(tree).as_posix() for p in again.stripped] == ["app/c.py"]
+    assert sorted(os.listdir(tree / "app")) == ["__init__.pyc", "a.pyc", "c.pyc"]
+
+
+def test_a_record_that_cannot_be_written_names_it_and_changes_nothing(tmp_path: Path) -> None:
+    """The new RECORD cannot be written (the file size limit, RLIMIT_FSIZE, is below its size: the write
+    fails with EFBIG and no file name): the error names that RECORD, not the one written before it (an
+    earlier distribution's, small enough), the run exits 2 and the tree is as it was, temporaries
+    included. The pycs are small enough to be written under the limit."""
+    rows = "".join(f"demo/data/file{i:05}.txt,sha256=abc,1\n" for i in range(3000))
+    site = write_tree(
+        tmp_path / "site",
+        {
+            "alpha/__init__.py": "A = 1\n",
+            "alpha-1.0.dist-info/METADATA": "Name: alpha\nVersion: 1.0\n",
+            "alpha-1.0.dist-info/RECORD": "alpha/__init__.py,,\nalpha-1.0.dist-info/RECORD,,\n",
+            "demo/__init__.py": "X = 1\n",
+            "demo-1.0.dist-info/METADATA": "Name: demo\nVersion: 1.0\n",
+            "demo-1.0.dist-info/RECORD": "demo/__init__.py,,\n" + rows + "demo-1.0.dist-info/RECORD,,\n",
+        },
+    )
+    record = site / "demo-1.0.dist-info/RECORD"
+    assert record.stat().st_size > 65536
+    before = full_snapshot(site)
+
+    def limit_file_size() -> None:
+        signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # EFBIG instead of the signal that kills
+        resource.setrlimit(resource.RLIMIT_FSIZE, (65536, 65536))
+
+    done = subprocess.run(
+        [sys.executable, "-m", "hatch_pyc", "compile", str(site)],
+        capture_output=True,
+        text=True,
+        env={**os.environ, "CI": "true", "PYTHONDONTWRITEBYTECODE": "1"},
+        preexec_fn=limit_file_size,
+        check=False,
+    )
+    assert (done.returncode, done.stderr) == (
+        2,
+        f"hatch-pyc: error: {record}: cannot write the new RECORD (File too large); nothing was changed\n",
+    )
+    assert full_snapshot(site) == before
+
+
+def test_a_commit_whose_undo_fails_says_what_is_left_to_put_right(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The commit fails (the source cannot be set aside) and undoing it fails too (the new pyc cannot be
+    removed again): the run raises CommitFailed naming what is left, not an OutputFailed claiming that
+    nothing was changed. Both failures are injected (``os.rename`` and ``os.unlink`` monkeypatched for
+    these two paths): the tests run as root, whom no permission stops, and nothing real fails between
+    two steps of one commit."""
+    tree = write_tree(tmp_path / "tree", {"mod.py": "X = 1\n"})
+    source, pyc = tree / "mod.py", tree / "mod.pyc"
+    real_rename, real_unlink = os.rename, os.unlink
+
+    def rename(src: str | os.PathLike[str], dst: str | os.PathLike[str], **kwargs: object) -> None:
+        if Path(src) == source:
+            raise PermissionError(errno.EACCES, os.strerror(errno.EACCES), str(src))
+        real_rename(src, dst, **kwargs)  # type: ignore[arg-type]
+
+    def unlink(path: str | os.PathLike[str], **kwargs: object) -> None:
+        if Path(path) == pyc:
+            raise PermissionError(errno.EACCES, os.strerror(errno.EACCES), str(path))
+        real_unlink(path, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(os, "rename", rename)
+    monkeypatch.setattr(os, "unlink", unlink)
+    with pytest.raises(CommitFailed) as failed:
+        compile_tree([tree], PycOptions(strip=True))
+    monkeypatch.undo()
+    assert type(failed.value) is CommitFailed
+    assert str(failed.value) == (
+        f"the commit failed and could not be undone entirely: {pyc}: Permission denied; "
+        "re-run the command to complete it"
+    )
+    assert sorted(os.listdir(tree)) == ["mod.py", "mod.pyc"]  # the pyc the undo could not remove
+
+
+def test_recovery_never_follows_a_linked_pycache_out_of_the_tree(tmp_path: Path) -> None:
+    """A ``__pycache__`` that is a link, in a directory with no source (the plan only refuses one beside a
+    source): the clean-up after a killed run does not look through it, so a file named like a set-aside
+    leftover where it points is not put back under its original name there."""
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    (outside / f".notes.txt.{_dead_pid()}-deadbeef.hatch-pyc-old").write_text("not the tree's\n")
+    tree = write_tree(tmp_path / "tree", {"pkg/__init__.py": "", "pkg/data/table.csv": "a,b\n"})
+    (tree / "pkg/data/__pycache__").symlink_to(outside, target_is_directory=True)
+    before_outside = full_snapshot(outside)
+    result = compile_tree([tree])
+    assert [i.relpath for i in result.compiled] == ["pkg/__init__.py"]
+    assert result.recovery == Recovery()
+    assert full_snapshot(outside) == before_outside
+
+
+def test_a_killed_runs_record_leftovers_in_dist_info_are_cleaned_up(tmp_path: Path) -> None:
+    """A run killed while committing left its new RECORD's temporary and the old RECORD's backup in the
+    ``.dist-info``: the next run over that site-packages removes both (and says so), then writes the
+    RECORD anew."""
+    dead = _dead_pid()
+    site = write_tree(
+        tmp_path / "site",
+        {
+            "demo/__init__.py": "X = 1\n",
+            "demo-1.0.dist-info/METADATA": "Name: demo\nVersion: 1.0\n",
+            "demo-1.0.dist-info/RECORD": "demo/__init__.py,,\ndemo-1.0.dist-info/RECORD,,\n",
+        },
+    )
+    dist_info = site / "demo-1.0.dist-info"
+    tmp = dist_info / f".RECORD.{dead}-deadbeef.hatch-pyc-tmp"
+    old = dist_info / f".RECORD.{dead}-deadbeef.hatch-pyc-old"
+    tmp.write_text("half a RECORD\n")
+    old.write_text("an older RECORD\n")
+    result = compile_tree([site])
+    assert (result.recovery.restored, result.recovery.removed, result.recovery.kept) == ([], [old, tmp], [])
+    assert sorted(os.listdir(dist_info)) == ["METADATA", "RECORD"]
+    assert result.records == [dist_info / "RECORD"]
+    assert (dist_info / "RECORD").read_text() == (
+        f"demo/__init__.py,,\ndemo/__pycache__/__init__.{TAG}.pyc,,\ndemo-1.0.dist-info/RECORD,,\n"
+    )
+
+
+def test_a_run_with_nothing_to_change_leaves_the_records_alone() -> None:
+    """A second run over a compiled site-packages has nothing to write: it does not even read the
+    distributions' RECORDs, so one it may not read (mode 000; run as ``nobody`` when the tests run as
+    root) does not fail it, and every file stays as it was."""
+    with tempfile.TemporaryDirectory() as scratch:
+        base = Path(scratch)
+        base.chmod(0o755)
+        site = write_tree(
+            base / "site",
+            {
+                "demo/__init__.py": "X = 1\n",
+                "demo-1.0.dist-info/METADATA": "Name: demo\nVersion: 1.0\n",
+                "demo-1.0.dist-info/RECORD": "demo/__init__.py,,\ndemo-1.0.dist-info/RECORD,,\n",
+            },
+        )
+        python = python_that_obeys_permissions(base)
+        run_cli("compile", str(site), "--python", python[-1], check=True)
+        record = site / "demo-1.0.dist-info/RECORD"
+        before = snapshot(site)
+        mode = record.stat().st_mode
+        record.chmod(0o000)
+        env = {**os.environ, "PYTHONPATH": str(base / "lib"), "HOME": scratch, "PYTHONDONTWRITEBYTECODE": "1"}
+        report = base / "run.json"
+        done = subprocess.run(
+            [*python, "-m", "hatch_pyc", "compile", str(site), "--python", python[-1], "--json", str(report)],
+            check=False,
+            capture_output=True,
+            text=True,
+            env=env,
+        )
+        record.chmod(mode)
+        assert done.returncode == 0, done.stderr
+        summary = json.loads(report.read_text())
+        assert (summary["compiled"], summary["up_to_date"], summary["records"]) == (0, 1, [])
+        assert snapshot(site) == before
+
+
+def _limit_file_size_to_64k() -> None:
+    """In the child before it runs: files may grow to 64 KiB, and a write past that fails with EFBIG
+    (SIGXFSZ ignored) instead of killing the process."""
+    signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+    resource.setrlimit(resource.RLIMIT_FSIZE, (65536, 65536))
+
+
+def test_pycs_that_cannot_be_written_name_the_first_directory_and_change_nothing(tmp_path: Path) -> None:
+    """Two modules, in two packages, whose pycs are larger than the file size limit (RLIMIT_FSIZE, set
+    for the run and inherited by its workers: a real EFBIG for each write): the run exits 2 with one
+    error naming the first of the two ``__pycache__`` directories, and the tree is as it was: no pyc,
+    no temporary, no ``__pycache__`` left behind."""
+    body = "".join(f"S{i} = 'value number {i} of a module too large for the limit'\n" for i in range(3000))
+    tree = write_tree(tmp_path / "tree", {"a/__init__.py": "", "a/big.py": body, "b/__init__.py": "", "b/big.py": body})
+    before = full_snapshot(tree)
+    done = subprocess.run(
+        [sys.executable, "-m", "hatch_pyc", "compile", str(tree)],
+        capture_output=True,
+        text=True,
+        env={**os.environ, "CI": "true", "PYTHONDONTWRITEBYTECODE": "1"},
+        preexec_fn=_limit_file_size_to_64k,
+        check=False,
+    )
+    assert (done.returncode, done.stderr) == (
+        2,
+        f"hatch-pyc: error: cannot write pycs in {tree / 'a/__pycache__'}: File too large; nothing was changed\n",
+    )
+    assert full_snapshot(tree) == before
+
+
+def test_a_module_kept_as_source_after_one_level_leaves_no_temporary(tmp_path: Path) -> None:
+    """``-O 0 -O 1 --on-error keep-source``: level 0 drops a dead ``if not __debug__:`` branch and compiles,
+    level 1 keeps it and its 1000 nested lambdas fail (RecursionError). The module stays source, and neither
+    the level-0 pyc written under this run's temporary name nor the ``__pycache__`` made for it is left in the
+    tree (an image layer built next would have shipped them)."""
+    nested = "lambda: " * 1000 + "0"
+    tree = write_tree(tmp_path / "t", {"deep/mod.py": f"if not __debug__:\n    X = {nested}\n"})
+    target = find_interpreter("3.12")
+    result = compile_tree([tree], PycOptions(levels=(0, 1), on_error="keep-source"), python=target.executable)
+    assert [str(e).split(": ")[0] for e in result.kept_source] == [str(tree / "deep/mod.py")]
+    assert "RecursionError" in str(result.kept_source[0])
+    assert sorted(p.relative_to(tree).as_posix() for p in tree.rglob("*")) == ["deep", "deep/mod.py"]
