@@ -26,6 +26,25 @@ HERE = find_interpreter(sys.executable)
 TAG = HERE.cache_tag
 
 
+def _limit_file_size_to_64k() -> None:
+    """In the child before it runs: files may grow to 64 KiB, and a write past that fails with EFBIG
+    (SIGXFSZ ignored) instead of killing the process."""
+    signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+    resource.setrlimit(resource.RLIMIT_FSIZE, (65536, 65536))
+
+
+def _compile_with_files_up_to_64k(path: Path) -> subprocess.CompletedProcess[str]:
+    """``hatch-pyc compile PATH`` (workers included) where no file may grow past 64 KiB: a real EFBIG."""
+    return subprocess.run(
+        [sys.executable, "-m", "hatch_pyc", "compile", str(path)],
+        capture_output=True,
+        text=True,
+        env={**os.environ, "CI": "true", "PYTHONDONTWRITEBYTECODE": "1"},
+        preexec_fn=_limit_file_size_to_64k,
+        check=False,
+    )
+
+
 def test_current_pycs_are_recognised_where_os_lacks_o_noctty_and_o_nonblock(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -141,18 +160,7 @@ def test_a_record_that_cannot_be_written_names_it_and_changes_nothing(tmp_path: 
     assert record.stat().st_size > 65536
     before = full_snapshot(site)
 
-    def limit_file_size() -> None:
-        signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # EFBIG instead of the signal that kills
-        resource.setrlimit(resource.RLIMIT_FSIZE, (65536, 65536))
-
-    done = subprocess.run(
-        [sys.executable, "-m", "hatch_pyc", "compile", str(site)],
-        capture_output=True,
-        text=True,
-        env={**os.environ, "CI": "true", "PYTHONDONTWRITEBYTECODE": "1"},
-        preexec_fn=limit_file_size,
-        check=False,
-    )
+    done = _compile_with_files_up_to_64k(site)
     assert (done.returncode, done.stderr) == (
         2,
         f"hatch-pyc: error: {record}: cannot write the new RECORD (File too large); nothing was changed\n",
@@ -275,13 +283,6 @@ def test_a_run_with_nothing_to_change_leaves_the_records_alone() -> None:
         assert snapshot(site) == before
 
 
-def _limit_file_size_to_64k() -> None:
-    """In the child before it runs: files may grow to 64 KiB, and a write past that fails with EFBIG
-    (SIGXFSZ ignored) instead of killing the process."""
-    signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
-    resource.setrlimit(resource.RLIMIT_FSIZE, (65536, 65536))
-
-
 def test_pycs_that_cannot_be_written_name_the_first_directory_and_change_nothing(tmp_path: Path) -> None:
     """Two modules, in two packages, whose pycs are larger than the file size limit (RLIMIT_FSIZE, set
     for the run and inherited by its workers: a real EFBIG for each write): the run exits 2 with one
@@ -290,14 +291,7 @@ def test_pycs_that_cannot_be_written_name_the_first_directory_and_change_nothing
     body = "".join(f"S{i} = 'value number {i} of a module too large for the limit'\n" for i in range(3000))
     tree = write_tree(tmp_path / "tree", {"a/__init__.py": "", "a/big.py": body, "b/__init__.py": "", "b/big.py": body})
     before = full_snapshot(tree)
-    done = subprocess.run(
-        [sys.executable, "-m", "hatch_pyc", "compile", str(tree)],
-        capture_output=True,
-        text=True,
-        env={**os.environ, "CI": "true", "PYTHONDONTWRITEBYTECODE": "1"},
-        preexec_fn=_limit_file_size_to_64k,
-        check=False,
-    )
+    done = _compile_with_files_up_to_64k(tree)
     assert (done.returncode, done.stderr) == (
         2,
         f"hatch-pyc: error: cannot write pycs in {tree / 'a/__pycache__'}: File too large; nothing was changed\n",
