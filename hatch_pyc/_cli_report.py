@@ -47,13 +47,13 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
     rep.add_argument("--baseline", metavar="FILE", help="an earlier --json report to compare with")
     rep.add_argument(
         "--max-size-increase",
-        type=float,
+        type=_percent,
         metavar="PCT",
         help="exit 1 when a variant grows more than PCT%% (vs the baseline, or vs sources only without one)",
     )
     rep.add_argument(
         "--max-import-regression",
-        type=float,
+        type=_percent,
         metavar="PCT",
         help="exit 1 when an import gets more than PCT%% slower (as a ratio measured in the same rounds), beyond the "
         "measured noise",
@@ -90,19 +90,32 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
     _add_json_and_markdown(img, "comparison", "docs/images-schema.json")
     img.add_argument(
         "--max-size-increase",
-        type=float,
+        type=_percent,
         metavar="PCT",
         help="exit 1 when an image is more than PCT%% bigger than the baseline",
     )
     img.add_argument(
         "--max-startup-regression",
-        type=float,
+        type=_percent,
         metavar="PCT",
         help="exit 1 when an image's median start-up is more than PCT%% slower than the baseline's, beyond the noise",
     )
     img.add_argument("-q", "--quiet", action="store_true", help="no terminal tables (threshold lines still print)")
     img.add_argument("--progress", action="store_true", help="show the progress bar even when not on a terminal")
     img.set_defaults(func=run_images)
+
+
+def _percent(text: str) -> float:
+    """An argparse type: a threshold in percent, a finite number of 0 or more."""
+    import math
+
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
+    if not math.isfinite(value) or value < 0:
+        raise argparse.ArgumentTypeError(f"must be a percentage of 0 or more (got {text})")
+    return value
 
 
 def _add_json_and_markdown(parser: argparse.ArgumentParser, what: str, schema: str) -> None:
@@ -114,9 +127,9 @@ def run_report(args: argparse.Namespace) -> int:
     """Measure TARGET's variants, check the thresholds, write and print the report."""
     import json
 
-    from hatch_pyc._errors import InvalidInput
+    from hatch_pyc._errors import InvalidInput, InvalidOptions
     from hatch_pyc._render import render_html, render_markdown, render_terminal
-    from hatch_pyc._report import build_report, compare
+    from hatch_pyc._report import SCHEMA_ID, build_report, compare
 
     baseline = None
     if args.baseline:
@@ -125,8 +138,10 @@ def run_report(args: argparse.Namespace) -> int:
                 baseline = json.load(handle)
         except (OSError, ValueError) as exc:
             raise InvalidInput(f"{args.baseline}: cannot read the baseline report ({exc})") from exc
-        if baseline.get("schema_version") != 1:
-            raise InvalidInput(f"{args.baseline}: not a hatch-pyc report (schema_version 1)")
+        if not isinstance(baseline, dict) or baseline.get("$schema") != SCHEMA_ID:
+            raise InvalidInput(f"{args.baseline}: not a hatch-pyc report ($schema {SCHEMA_ID})")
+    if args.sizes_only and args.max_import_regression is not None:
+        raise InvalidOptions("--max-import-regression needs import times: leave out --sizes-only")
     with progress_bar(show_progress(args), "measuring import times") as bar:
         report = build_report(
             args.target,
@@ -139,9 +154,17 @@ def run_report(args: argparse.Namespace) -> int:
         )
     gate = None
     if args.max_size_increase is not None or args.max_import_regression is not None:
-        gate = compare(
-            report, baseline, max_size_increase=args.max_size_increase, max_import_regression=args.max_import_regression
-        )
+        try:
+            gate = compare(
+                report,
+                baseline,
+                max_size_increase=args.max_size_increase,
+                max_import_regression=args.max_import_regression,
+            )
+        except (KeyError, IndexError, TypeError, ValueError, AttributeError) as exc:
+            raise InvalidInput(
+                f"{args.baseline}: not a hatch-pyc report this version can compare with ({type(exc).__name__}: {exc})"
+            ) from None
     lines = _gate_lines(gate, report)
     _write_report(args, report, render_markdown(report, lines))
     if args.html:

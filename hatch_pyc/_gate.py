@@ -89,9 +89,11 @@ def pct(new: float, old: float) -> float | None:
 
 
 def size_check(subject: str, old: int, new: int, limit: float, against: str) -> GateCheck:
-    change = pct(new, old)
-    verdict = FAIL if change is not None and change > limit else PASS
-    return GateCheck("size", subject, limit, change, verdict, f"{old} ({against}) -> {new} bytes")
+    detail = f"{old} ({against}) -> {new} bytes"
+    change = pct(new, old) if old > 0 and new >= 0 else None
+    if change is None:
+        return not_checked("size", subject, limit, detail + "; nothing to compare with (not a positive size)")
+    return GateCheck("size", subject, limit, change, FAIL if change > limit else PASS, detail)
 
 
 @dataclass(frozen=True)
@@ -105,7 +107,12 @@ class Ratio:
 
     @classmethod
     def of(cls, values: Sequence[float], reference: Sequence[float]) -> Ratio | None:
-        ratios = paired_ratios(values, reference)
+        if not all(isinstance(x, (int, float)) and not isinstance(x, bool) for x in (*values, *reference)):
+            raise ValueError("a time that is not a number")
+        # The rounds where both times are positive numbers.
+        ratios = [
+            r for v, r in zip(values, paired_ratios(values, reference), strict=True) if v > 0 and math.isfinite(r)
+        ]
         if not ratios:
             return None
         low, high = median_ci(ratios)
@@ -120,19 +127,23 @@ def slowdown_check(
     kind: str, subject: str, limit: float, *, new: Ratio, old: Ratio | None, reference: str
 ) -> GateCheck:
     """``new`` (a time over ``reference``, round by round) against ``old`` (the baseline's same ratio), or
-    against 1 (the reference itself) without a baseline. Past the limit it fails only when the new interval
-    lies wholly above the old one (or above 1); overlapping, it is within the measured noise."""
+    against 1 (the reference itself) without a baseline. Past the limit it fails only when even the most
+    favourable reading of both intervals (the new one's low end against the baseline's high end, or 1) is a
+    slow-down past the limit: the intervals measure the noise within each run, and runs differ by more than
+    that. Otherwise it is within the measured noise (``within-noise``), not failing."""
+    name = subject.split(maxsplit=1)[0]
     if old is None:
-        change = pct(new.median, 1.0)
-        clear = new.low > 1.0
-        detail = f"{subject.split(maxsplit=1)[0]} / {reference}, round by round: {new}"
+        change, worst = pct(new.median, 1.0), 1.0
+        detail = f"{name} / {reference}, round by round: {new}"
     else:
-        change = pct(new.median, old.median)
-        clear = new.low > old.high
-        detail = f"{subject.split(maxsplit=1)[0]} / {reference}, round by round: {old} (baseline) -> {new}"
-    verdict = PASS if change is None or change <= limit else FAIL if clear else NOISE
+        change, worst = pct(new.median, old.median), old.high
+        detail = f"{name} / {reference}, round by round: {old} (baseline) -> {new}"
+    if change is None:
+        return not_checked(kind, subject, limit, detail + "; no ratio to compare with (a zero or missing time)")
+    clear = new.low > worst * (1 + limit / 100)
+    verdict = PASS if change <= limit else FAIL if clear else NOISE
     if verdict == NOISE:
-        detail += "; the intervals overlap: within the measured noise, not failing"
+        detail += "; past the limit only within the measured noise, not failing"
     return GateCheck(kind, subject, limit, change, verdict, detail)
 
 

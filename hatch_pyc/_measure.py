@@ -135,7 +135,7 @@ def paired_ratios(values: Sequence[float], reference: Sequence[float]) -> list[f
     rounds, so what slowed the machine during a round slowed both."""
     if len(values) != len(reference):
         raise ValueError(f"{len(values)} samples against {len(reference)}: not measured in the same rounds")
-    return [v / r for v, r in zip(values, reference, strict=True) if r > 0]
+    return [v / r if r > 0 else math.nan for v, r in zip(values, reference, strict=True)]
 
 
 def rotated(items: Sequence[T], shift: int) -> list[T]:

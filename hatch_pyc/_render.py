@@ -93,7 +93,13 @@ def table_console() -> Console:
     console = Console(stderr=False)
     if not console.is_terminal and "COLUMNS" not in os.environ:
         console = Console(stderr=False, width=100_000)
+    console.on_broken_pipe = _broken_pipe  # type: ignore[method-assign]  # rich would exit 1: a failed check
     return console
+
+
+def _broken_pipe() -> None:
+    """The reader of stdout went away: the CLI ends quietly with 141 (rich's own handler exits 1)."""
+    raise BrokenPipeError(32, "Broken pipe")
 
 
 def render_terminal(report: Report, gate_lines: list[str] | None = None) -> None:

@@ -211,6 +211,10 @@ def _import_check(report: Report, baseline: Report | None, variant: str, module:
         return GateCheck("import", subject, limit, None, FAIL, f"the import failed: {timing['error']}")
     reference, new = _ratio(report, variant, module)
     if new is None:
+        entry: dict[str, Any] = next((v for v in report["variants"] if v["name"] == "source"), {})
+        source = entry.get("imports", {}).get(module)
+        if variant != "source" and source and "error" in source:  # the package does not import from source
+            return GateCheck("import", subject, limit, None, FAIL, f"the import failed in source: {source['error']}")
         return not_checked("import", subject, limit, f"{reference} was not measured in the same rounds")
     old = None
     if baseline is not None:

@@ -106,6 +106,12 @@ def build_map(jobs: int, *, reuse: bool = False) -> None:
         nodeid = f"{file}::{case.get('name')}" if file else f"tests/{classname}.py::{case.get('name')}"
         durations[nodeid] = float(case.get("time", "0"))
     importers = _importers()
+    # A test parametrized over the target CPythons runs the same lines under each, but only the processes of
+    # the interpreter running the suite are measured (coverage is installed there alone): a line one
+    # parametrization runs selects them all (a mutant may show only under 3.14, say).
+    variants: dict[str, list[str]] = {}
+    for test in durations:
+        variants.setdefault(test.split("[", 1)[0], []).append(test)
     lines: dict[str, dict[str, list[str]]] = {}
     for module in CORE:
         path = str(REPO / "hatch_pyc" / f"{module}.py")
@@ -119,13 +125,18 @@ def build_map(jobs: int, *, reuse: bool = False) -> None:
             | {t for t in durations if t.split("::")[0] in importers.get(module, set())}
         )
         lines[module] = {
-            str(n): module_tests if "" in contexts else sorted(c for c in contexts if c)
+            str(n): module_tests if "" in contexts else _with_variants(sorted(c for c in contexts if c), variants)
             for n, contexts in by_line.items()
         }
     sources = {m: _digest(m) for m in CORE}
     (WORK / "map.json").write_text(json.dumps({"lines": lines, "durations": durations, "sources": sources}))
     covered = {m: sum(1 for t in v.values() if t) for m, v in lines.items()}
     print(f"map: lines run by at least one test: {covered}", flush=True)
+
+
+def _with_variants(tests: list[str], variants: dict[str, list[str]]) -> list[str]:
+    """``tests`` and every other parametrization of each."""
+    return sorted({*tests, *(v for t in tests for v in variants.get(t.split("[", 1)[0], []))})
 
 
 def _importers() -> dict[str, set[str]]:

@@ -4,6 +4,7 @@ quietly, a usage error is one line."""
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -143,3 +144,68 @@ def test_a_tree_stripped_for_another_cpython_is_named_when_nothing_compiles(
         f"{other.minor}, which CPython {HERE.minor} cannot load; they have no sources here to compile (rebuild "
         f"them from their sources, or target {other.minor})"
     ]
+
+
+def test_a_baseline_that_is_not_a_report_is_refused_in_one_line(tmp_path: Path) -> None:
+    """An ``images`` comparison, a list, a report whose variants are broken: one error line, exit 2, never a
+    traceback and never a gate that passes by comparing nothing."""
+    tree = _small_tree(tmp_path / "t")
+    good = tmp_path / "good.json"
+    assert _cli("report", str(tree), "--sizes-only", "-q", "--json", str(good)).returncode == 0
+    report = json.loads(good.read_text())
+    broken = json.loads(good.read_text())
+    broken["variants"][1]["size"]["bytes"] = "517"
+    cases = {
+        "images.json": {"$schema": "https://hatch-pyc.invalid/schemas/images-1.json", "schema_version": 1},
+        "list.json": [1, 2],
+        "broken.json": broken,
+    }
+    for name, data in cases.items():
+        path = tmp_path / name
+        path.write_text(json.dumps(data))
+        proc = _cli("report", str(tree), "--sizes-only", "-q", "--baseline", str(path), "--max-size-increase", "5")
+        (line,) = proc.stderr.splitlines()
+        assert (proc.returncode, proc.stdout) == (2, ""), line
+        assert line.startswith(f"hatch-pyc: error: {path}: not a hatch-pyc report"), line
+    zero = dict(report, variants=[dict(v, size=dict(v["size"], bytes=0)) for v in report["variants"]])
+    (tmp_path / "zero.json").write_text(json.dumps(zero))
+    proc = _cli(
+        "report", str(tree), "--sizes-only", "-q", "--baseline", str(tmp_path / "zero.json"), "--max-size-increase", "5"
+    )
+    assert proc.returncode == 0
+    assert [line for line in proc.stdout.splitlines() if line.startswith("SKIP: size ") and " bytes:" in line]
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--max-size-increase", "nan"], "argument --max-size-increase: must be a percentage of 0 or more (got nan)"),
+        (
+            ["--max-import-regression", "-5"],
+            "argument --max-import-regression: must be a percentage of 0 or more (got -5)",
+        ),
+        (
+            ["--sizes-only", "--max-import-regression", "10"],
+            "--max-import-regression needs import times: leave out --sizes-only",
+        ),
+    ],
+)
+def test_a_threshold_that_could_check_nothing_is_refused(tmp_path: Path, args: list[str], message: str) -> None:
+    proc = _cli("report", str(_small_tree(tmp_path / "t")), *args)
+    assert proc.returncode == 2 and proc.stdout == ""
+    (line,) = proc.stderr.splitlines()
+    assert message in line, line
+
+
+def test_a_closed_pipe_under_the_tables_ends_quietly_too(tmp_path: Path) -> None:
+    """The tables are printed by rich, whose own broken-pipe handling exits 1 (a failed check, to CI)."""
+    tree = _small_tree(tmp_path / "t", modules=30)
+    # `true` reads nothing and is gone long before the report (seconds of measuring) writes its first line
+    proc = subprocess.run(
+        ["bash", "-o", "pipefail", "-c", f"{sys.executable} -m hatch_pyc report {tree} --sizes-only | true"],
+        capture_output=True,
+        text=True,
+        check=False,
+        env={k: v for k, v in os.environ.items() if k != "COLUMNS"},
+    )
+    assert (proc.returncode, proc.stderr) == (141, "")
