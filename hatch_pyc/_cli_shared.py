@@ -144,11 +144,15 @@ def add_on_error_and_workers(parser: argparse.ArgumentParser) -> None:
         "it as source and report it",
     )
     parser.add_argument(
-        "--workers", type=_positive, default=0, metavar="N", help="worker processes, 1 or more (default: one per CPU)"
+        "--workers",
+        type=positive_int,
+        default=0,
+        metavar="N",
+        help="worker processes, 1 or more (default: one per CPU)",
     )
 
 
-def _positive(text: str) -> int:
+def positive_int(text: str) -> int:
     """An argparse type: a whole number of at least 1 (0 is not "the default": leave the option out)."""
     try:
         value = int(text)

@@ -10,6 +10,7 @@ from hatch_pyc._cli_shared import (
     EXIT_OK,
     add_exclude,
     add_optimize,
+    positive_int,
     progress_bar,
     say,
     show,
@@ -37,7 +38,11 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
     add_optimize(ver, "optimisation level of the sourceless variant (default 0)", repeatable=False)
     add_exclude(ver, "the import root")
     ver.add_argument(
-        "--workers", type=int, default=0, metavar="N", help="parallel import processes (default: one per CPU)"
+        "--workers",
+        type=positive_int,
+        default=0,
+        metavar="N",
+        help="parallel import processes, 1 or more (default: one per CPU)",
     )
     ver.add_argument("--json", metavar="FILE", help="write the outcome as JSON")
     ver.add_argument("-q", "--quiet", action="store_true", help="list only the failures that matter")

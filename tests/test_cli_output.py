@@ -111,6 +111,11 @@ def test_a_closed_pipe_ends_the_command_quietly(tmp_path: Path) -> None:
             ["wheel", "--workers", "two", "x.whl", "-o", "out"],
             "hatch-pyc wheel: error: argument --workers: not a whole number: 'two'; see hatch-pyc wheel --help",
         ),
+        (
+            ["verify", "--workers", "-3", "x"],
+            "hatch-pyc verify: error: argument --workers: must be at least 1 (got -3); leave it out for one per "
+            "CPU; see hatch-pyc verify --help",
+        ),
         ([], "hatch-pyc: error: the following arguments are required: COMMAND; see hatch-pyc --help"),
     ],
 )
