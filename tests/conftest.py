@@ -65,6 +65,17 @@ AVAILABLE = _available()
 TARGETS = _targets()
 
 
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """In a nox session that targets only its own CPython, tests marked ``once`` are deselected: the session
+    that targets every CPython runs them (they run the CLI under one fixed CPython, minutes each)."""
+    if os.environ.get("HATCH_PYC_TEST_TARGETS") != "own":
+        return
+    once = [item for item in items if item.get_closest_marker("once")]
+    if once:
+        config.hook.pytest_deselected(items=once)
+        items[:] = [item for item in items if not item.get_closest_marker("once")]
+
+
 def _require(minor: str) -> Interpreter:
     try:
         return find_interpreter(minor)

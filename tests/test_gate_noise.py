@@ -61,6 +61,7 @@ def _report(venv: Path, *extra: str, pinned: bool = False) -> subprocess.Complet
 
 
 @pytest.mark.slow
+@pytest.mark.once
 def test_an_unchanged_venv_passes_on_a_differently_loaded_machine_and_a_slower_import_fails(
     venv: Path, tmp_path: Path
 ) -> None:
