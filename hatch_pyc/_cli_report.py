@@ -162,6 +162,8 @@ def run_report(args: argparse.Namespace) -> int:
                 max_import_regression=args.max_import_regression,
             )
         except (KeyError, IndexError, TypeError, ValueError, AttributeError) as exc:
+            if baseline is None:  # this run's own report: a bug here, not bad input
+                raise
             raise InvalidInput(
                 f"{args.baseline}: not a hatch-pyc report this version can compare with ({type(exc).__name__}: {exc})"
             ) from None

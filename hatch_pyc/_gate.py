@@ -22,8 +22,9 @@ PASS, FAIL, NOISE, NOT_CHECKED = "pass", "fail", "within-noise", "not-checked"
 
 @dataclass(frozen=True)
 class GateCheck:
-    """One threshold checked: ``verdict`` is ``pass``, ``fail``, ``within-noise`` (past the limit, but the
-    intervals overlap: not failing) or ``not-checked`` (nothing to compare; ``detail`` says why)."""
+    """One threshold checked: ``verdict`` is ``pass``, ``fail``, ``within-noise`` (past the limit, but not by
+    more than the noise of both runs: not failing, see :func:`slowdown_check`) or ``not-checked`` (nothing to
+    compare; ``detail`` says why)."""
 
     kind: str  # "size", "import" or "startup"
     subject: str  # what was measured: "sourceless-O0 wheel_bytes", "cache-O0 `idna`"
