@@ -1,12 +1,12 @@
 #!/usr/bin/env python3
 """The test command of one mutant (run by cosmic-ray in a work copy, the module already mutated).
 
-    mutation_test.py MODULE MAP.json
+    mutation_test.py MODULE MAP.json [BUDGET]
 
 Finds the lines the mutant changed (the module against the copy ``scripts/mutation.py`` kept in
 ``.mutation-pristine/``), takes from the coverage map the tests that run those lines, and runs them
 until one fails (exit 1: killed) or all pass (exit 0: survived): first those that run a mutated line
-few tests run, then the fastest, up to ``BUDGET`` seconds of them as the map timed them. A mutant
+few tests run, then the fastest, up to BUDGET seconds of them as the map timed them (90 by default). A mutant
 only a later test would notice counts as surviving, so the score is a lower bound.
 """
 
@@ -60,6 +60,7 @@ def _body(node: ast.stmt) -> list[ast.stmt]:
 
 def main() -> int:
     module, map_path = sys.argv[1], Path(sys.argv[2])
+    budget = float(sys.argv[3]) if len(sys.argv) > 3 else BUDGET
     work = Path.cwd()
     pristine = (work / ".mutation-pristine" / f"{module}.py").read_text().splitlines()
     mutated = (work / "hatch_pyc" / f"{module}.py").read_text().splitlines()
@@ -77,7 +78,7 @@ def main() -> int:
     tests = sorted(specific, key=lambda t: (specific[t], durations.get(t, 60.0), t))
     chosen, spent = [], 0.0
     for test in tests:
-        if chosen and spent + durations.get(test, 60.0) > BUDGET:
+        if chosen and spent + durations.get(test, 60.0) > budget:
             break
         chosen.append(test)
         spent += durations.get(test, 60.0)

@@ -338,6 +338,7 @@ def test_a_pinned_target_building_from_its_sdist_on_the_same_cpython_works(tmp_p
 
 
 @pytest.mark.slow
+@pytest.mark.once  # pip and the build run under two fixed CPythons, not the one running pytest
 def test_pip_installing_the_sdist_of_a_pinned_project(tmp_path: Path) -> None:
     """A real sdist from ``python -m build --sdist``, installed by real pip on two CPythons.
 
