@@ -43,6 +43,9 @@ TARGETS = (
     ("one level <= 0.9x uv compile step", "hatch-pyc -O0", "uv compile step", 0.9),
     ("levels 0,1,2 <= 0.55x compileall -j0 (3 levels)", "hatch-pyc -O0 -O1 -O2", "compileall -j0 -o0 -o1 -o2", 0.55),
     ("no-change rerun <= 0.1x first run", "hatch-pyc -O0 rerun (no change)", "hatch-pyc -O0", 0.1),
+    ("fresh copy, warm cache <= 0.15x uv compile step", "hatch-pyc -O0 warm cache", "uv compile step", 0.15),
+    ("fresh copy, warm cache <= 0.15x compileall -j0", "hatch-pyc -O0 warm cache", "compileall -j0", 0.15),
+    ("cold cache <= 1.03x no cache", "hatch-pyc -O0 cold cache", "hatch-pyc -O0", 1.03),
 )
 
 
@@ -340,8 +343,10 @@ def runner_env(workdir: Path) -> dict[str, str]:
     return env
 
 
-def hatch_cmd(ctx: dict[str, object], tree: Path, levels: tuple[int, ...]) -> list[str]:
+def hatch_cmd(ctx: dict[str, object], tree: Path, levels: tuple[int, ...], cache: Path | None = None) -> list[str]:
+    """``hatch-pyc compile``: without the compile cache (what compiling costs), or with the cache ``cache``."""
     cmd = [sys.executable, "-m", "hatch_pyc", "compile", str(tree), "--python", str(ctx["python"]), "-q"]
+    cmd += ["--cache-dir", str(cache)] if cache is not None else ["--no-cache"]
     for level in levels:
         cmd += ["-O", str(level)]
     if ctx["workers"]:
@@ -368,6 +373,18 @@ def unit_hatch(ctx: dict[str, object], rec: Recorder, levels: tuple[int, ...], r
         rec.add(label + " rerun (no change)", seconds)
 
 
+def unit_cache(ctx: dict[str, object], rec: Recorder, warm: bool) -> None:
+    """One level with the compile cache, on a fresh copy at a new path (what an image rebuild or a CI job on
+    the same lock file does): warm, a cache every module of the corpus is in (filled by ``warm_up``); cold, a
+    new empty cache (what filling it costs over compiling without one)."""
+    tree = fresh_copy(ctx["corpus"], ctx["scratch"] / "cache")  # type: ignore[operator]
+    scratch = Path(str(ctx["scratch"]))
+    cache = Path(str(ctx["warm_cache"])) if warm else scratch / f"cold-cache-{next(_copies)}"
+    seconds, _ = timed(hatch_cmd(ctx, tree, (0,), cache), env=ctx["runner_env"])  # type: ignore[arg-type]
+    settle()
+    rec.add("hatch-pyc -O0 warm cache" if warm else "hatch-pyc -O0 cold cache", seconds, count_pycs(tree))
+
+
 def warm_up(ctx: dict[str, object]) -> None:
     """One untimed run of each tool: runner bytecode, hatch-pyc's interpreter cache, page cache."""
     log("warm-up: one untimed run of hatch-pyc and of compileall")
@@ -375,6 +392,9 @@ def warm_up(ctx: dict[str, object]) -> None:
     run(hatch_cmd(ctx, tree, (0,)), env=ctx["runner_env"])  # type: ignore[arg-type]
     tree = fresh_copy(ctx["corpus"], ctx["scratch"] / "warm")  # type: ignore[operator]
     run(compileall_cmd(ctx, tree, None))
+    log("warm-up: filling the compile cache the warm-cache runs read")
+    tree = fresh_copy(ctx["corpus"], ctx["scratch"] / "warm")  # type: ignore[operator]
+    run(hatch_cmd(ctx, tree, (0,), Path(str(ctx["warm_cache"]))), env=ctx["runner_env"])  # type: ignore[arg-type]
 
 
 def unit_compileall(ctx: dict[str, object], rec: Recorder, levels: tuple[int, ...] | None, rerun: bool) -> None:
@@ -483,6 +503,8 @@ REFERENCES = {
     "compileall -j0 -o0 -o1 -o2": None,
     "hatch-pyc -O0 rerun (no change)": "hatch-pyc -O0",
     "compileall -j0 rerun (no change)": "compileall -j0",
+    "hatch-pyc -O0 warm cache": "compileall -j0",
+    "hatch-pyc -O0 cold cache": "hatch-pyc -O0",
     "uv pip install (no compile)": None,
     "uv pip install --compile-bytecode": None,
 }
@@ -508,7 +530,8 @@ def summarise(corpus: str, data: dict[str, object]) -> tuple[list[str], list[dic
         med = statistics.median(values)
         ref = REFERENCES.get(variant)
         ratio = paired_ratio(times, variant, ref) if ref else None
-        r_uv = paired_ratio(times, variant, "uv compile step") if variant == "hatch-pyc -O0" else None
+        with_uv = ("hatch-pyc -O0", "hatch-pyc -O0 warm cache")
+        r_uv = paired_ratio(times, variant, "uv compile step") if variant in with_uv else None
         lines.append(
             f"| {variant} | {med:.3f} | {min(values):.3f}–{max(values):.3f} | {fmt_ratio(ratio)} | "
             f"{ref or '—'} | {fmt_ratio(r_uv)} |"
@@ -737,6 +760,7 @@ def main(argv: list[str] | None = None) -> int:
             "python": target["executable"],
             "workers": args.workers,
             "runner_env": runner_env(workdir),
+            "warm_cache": workdir / "scratch" / f"warm-cache-{name}",
         }
         warm_up(ctx)
         units = [
@@ -744,6 +768,8 @@ def main(argv: list[str] | None = None) -> int:
             lambda rec, r, c=ctx: unit_compileall(c, rec, None, rerun=True),
             lambda rec, r, c=ctx: unit_hatch(c, rec, (0, 1, 2), rerun=False),
             lambda rec, r, c=ctx: unit_compileall(c, rec, (0, 1, 2), rerun=False),
+            lambda rec, r, c=ctx: unit_cache(c, rec, warm=True),
+            lambda rec, r, c=ctx: unit_cache(c, rec, warm=False),
         ]
         if name == "site-packages" and uv is not None:
             ctx.update(

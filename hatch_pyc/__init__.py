@@ -16,6 +16,7 @@ __version__ = "0.1.0"
 
 # Where each public name lives.
 _MODULES = {
+    "_cache": ("CacheInfo", "cache_info", "clear_cache", "default_cache_dir", "prune_cache"),
     "_compile": ("CompileResult", "compile_plan", "compile_tree"),
     "_errors": (
         "CommitFailed",
@@ -47,6 +48,7 @@ _MODULES = {
 _MODULE_OF = {name: module for module, names in _MODULES.items() for name in names}
 
 __all__ = [
+    "CacheInfo",
     "CodeInfo",
     "CommitFailed",
     "CompileFailed",
@@ -68,12 +70,15 @@ __all__ = [
     "SourceError",
     "WheelConversion",
     "__version__",
+    "cache_info",
     "cache_path",
+    "clear_cache",
     "compare_images",
     "compile_plan",
     "compile_tree",
     "convert_wheel",
     "convert_wheels",
+    "default_cache_dir",
     "describe_interpreter",
     "discover_interpreters",
     "find_interpreter",
@@ -81,6 +86,7 @@ __all__ = [
     "gate_images",
     "parse_header",
     "plan_compile",
+    "prune_cache",
     "read_code_info",
     "read_header",
     "sourceless_path",
@@ -89,6 +95,7 @@ __all__ = [
 if TYPE_CHECKING:
     # Type checkers and IDEs see plain imports (tests/test_api.py keeps them equal to _MODULES),
     # and no module __getattr__ that would make every misspelt name pass as Any.
+    from hatch_pyc._cache import CacheInfo, cache_info, clear_cache, default_cache_dir, prune_cache
     from hatch_pyc._compile import CompileResult, compile_plan, compile_tree
     from hatch_pyc._errors import (
         CommitFailed,

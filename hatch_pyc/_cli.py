@@ -21,6 +21,7 @@ from typing import NoReturn
 
 from hatch_pyc import (
     __version__,
+    _cli_cache,
     _cli_compile,
     _cli_inspect,
     _cli_layer,
@@ -34,7 +35,7 @@ from hatch_pyc._errors import CompileFailed, HatchPycError, ImageCommandFailed
 EXIT_PIPE = 128 + signal.SIGPIPE  # what a tool killed by SIGPIPE exits with
 
 # In the order ``hatch-pyc --help`` lists them.
-_COMMANDS = (_cli_compile, _cli_wheel, _cli_report, _cli_layer, _cli_verify, _cli_inspect)
+_COMMANDS = (_cli_compile, _cli_wheel, _cli_report, _cli_layer, _cli_verify, _cli_inspect, _cli_cache)
 
 
 class _Terminated(Exception):

@@ -13,6 +13,7 @@ from hatch_pyc._cli_shared import (
     add_on_error_and_workers,
     add_optimize,
     add_outside_packages,
+    cache_options,
     progress_bar,
     reserved_output,
     say,
@@ -97,6 +98,7 @@ def _options_from(args: argparse.Namespace) -> PycOptions:
         invalidation=args.invalidation_mode,
         on_error=args.on_error,
         workers=args.workers,
+        **cache_options(args),
         force=args.force,
         ddir=args.ddir,
         source_date_epoch=int(sde) if (sde and args.use_source_date_epoch) else None,
@@ -204,6 +206,8 @@ def _report(args: argparse.Namespace, result: CompileResult, json_out: TextIO | 
             show(f"compiled {item.source}", lines=False)
         for item in result.up_to_date:
             show(f"current  {item.source}", lines=False)
+    for note in result.notes:
+        say(f"hatch-pyc: warning: {note}")
     for error in result.kept_source:
         say(f"hatch-pyc: warning: {error} (kept as source)")
     for path in result.leftovers:
@@ -231,6 +235,9 @@ def _summary(result: CompileResult) -> str:
         parts.append(f"{len(result.stripped)} sources removed")
     if result.records:
         parts.append(f"{len(result.records)} RECORD files updated")
+    lookups = result.cache_hits + result.cache_misses
+    if lookups:
+        parts.append(f"{result.cache_hits} of {lookups} from the compile cache")
     return f"hatch-pyc: {'; '.join(parts)} in {result.seconds:.2f} s"
 
 
@@ -252,5 +259,7 @@ def _result_json(result: CompileResult) -> dict[str, object]:
         "stripped": len(result.stripped),
         "pyc_written": result.pyc_written,
         "pyc_linked": result.pyc_linked,
+        "cache_hits": result.cache_hits,
+        "cache_misses": result.cache_misses,
         "seconds": round(result.seconds, 4),
     }

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from hatch_pyc._cli_shared import EXIT_OK, add_exclude, add_on_error_and_workers, add_optimize, say, show
+from hatch_pyc._cli_shared import EXIT_OK, add_exclude, add_on_error_and_workers, add_optimize, cache_options, say, show
 from hatch_pyc._options import INVALIDATION_MODES, PycOptions
 
 
@@ -92,6 +92,7 @@ def run_layer(args: argparse.Namespace) -> int:
         invalidation=args.invalidation_mode,
         on_error=args.on_error,
         workers=args.workers,
+        **cache_options(args),
     )
     outputs = StagedOutputs()
     with tempfile.TemporaryDirectory(prefix="hatch-pyc-base-") as scratch:

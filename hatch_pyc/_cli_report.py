@@ -42,6 +42,12 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
     add_optimize(rep, "optimisation level of the compiled variants (repeatable; default 0)", repeatable=True)
     rep.add_argument("--repeat", type=int, metavar="N", help="measured rounds (default: as many as fit in ~40 s, 6-30)")
     rep.add_argument("--sizes-only", action="store_true", help="skip import timing")
+    rep.add_argument(
+        "--compact",
+        action="store_true",
+        help="also measure sourceless variants of compact pycs (no column positions: see compile --compact), "
+        "sourceless-compact-O<level>",
+    )
     _add_json_and_markdown(rep, "report", "docs/report-schema.json")
     rep.add_argument("--html", metavar="FILE", help="write one self-contained HTML page with charts")
     rep.add_argument("--baseline", metavar="FILE", help="an earlier --json report to compare with")
@@ -151,6 +157,7 @@ def run_report(args: argparse.Namespace) -> int:
             repeat=args.repeat,
             measure_time=not args.sizes_only,
             progress=(lambda _stage, done, total: bar(done, total)) if bar else None,
+            compact=args.compact,
         )
     gate = None
     if args.max_size_increase is not None or args.max_import_regression is not None:

@@ -12,6 +12,7 @@ from hatch_pyc._cli_shared import (
     add_on_error_and_workers,
     add_optimize,
     add_outside_packages,
+    cache_options,
     reserved_output,
     say,
 )
@@ -60,6 +61,7 @@ def run_wheel(args: argparse.Namespace) -> int:
         exclude=tuple(args.exclude or ()),
         on_error=args.on_error,
         workers=args.workers,
+        **cache_options(args),
         ddir=args.ddir,
         outside_packages=args.outside_packages,
     )
@@ -81,6 +83,8 @@ def run_wheel(args: argparse.Namespace) -> int:
 
 
 def _report(args: argparse.Namespace, outputs: list[WheelConversion], json_out: TextIO | None) -> None:
+    for note in dict.fromkeys(note for result in outputs for note in result.notes):
+        say(f"hatch-pyc: warning: {note}")
     if not args.quiet:
         for result in outputs:
             say(f"hatch-pyc: {result.output} ({summarise(result)})")
@@ -119,4 +123,7 @@ def summarise(result: WheelConversion) -> str:
         more = len(result.replaced) - 3
         shipped = ", ".join(result.replaced[:3]) + (f" and {more} more" if more > 0 else "")
         parts.append(f"{len(result.replaced)} shipped .pyc replaced by the compiled module ({shipped})")
+    lookups = result.cache_hits + result.cache_misses
+    if lookups:
+        parts.append(f"{result.cache_hits} of {lookups} from the compile cache")
     return ", ".join(parts)

@@ -18,6 +18,7 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from hatch_pyc._cache import open_cache, record_run
 from hatch_pyc._commit import TMP_SUFFIX, Recovery, new_token, one_commit, recover, tmp_name
 from hatch_pyc._errors import (
     CommitFailed,
@@ -64,6 +65,9 @@ class CompileResult:
     records: list[Path] = field(default_factory=list)  # RECORD files rewritten to match the tree
     leftovers: list[Path] = field(default_factory=list)  # set-aside files the commit could not delete
     recovery: Recovery = field(default_factory=Recovery)  # what a killed earlier run left, put right
+    cache_hits: int = 0  # pycs whose code came from the compile cache
+    cache_misses: int = 0  # pycs compiled (and stored) with the cache on
+    notes: list[str] = field(default_factory=list)  # said to the user, not errors (a cache not used, why)
 
     @property
     def excluded(self) -> list[Path]:
@@ -83,10 +87,15 @@ def _starts_with(path: Path, expected: bytes) -> bool:
         fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_NOCTTY", 0))
     except OSError:
         return False
-    with open(fd, "rb") as handle:
-        if not stat.S_ISREG(os.fstat(fd).st_mode):
+    try:
+        if not stat.S_ISREG(os.fstat(fd).st_mode):  # before open(): a directory there raises, not a False
             return False
-        return handle.read(len(expected)) == expected
+        with open(fd, "rb", closefd=False) as handle:
+            return handle.read(len(expected)) == expected
+    except OSError:
+        return False
+    finally:
+        os.close(fd)
 
 
 _tmp_name = tmp_name
@@ -147,6 +156,10 @@ def compile_plan(plan: CompilePlan, *, progress: Progress | None = None) -> Comp
 
     def on_answer(task: Task, answer: dict[str, object]) -> None:
         nonlocal done
+        counts = answer.get("cache")
+        if isinstance(counts, list):
+            result.cache_hits += counts[0]
+            result.cache_misses += counts[1]
         item = by_src[task["src"]]
         if "current" in answer:
             result.up_to_date.append(item)
@@ -184,8 +197,15 @@ def compile_plan(plan: CompilePlan, *, progress: Progress | None = None) -> Comp
     # Directories the workers will create (``__pycache__``): a failed run removes them again.
     new_dirs = [] if plan.deliver else [d for d in {f.parent for i in todo for _, f in i.outputs} if not d.is_dir()]
     records: list[tuple[Path, Path]] = []  # (tmp, RECORD)
+    cache, why_not = open_cache(options.cache, options.cache_dir) if tasks else (None, "")
+    if why_not:
+        result.notes.append(why_not)
+    if options.compact and interp.version < (3, 11):
+        result.notes.append(f"CPython {interp.minor} pycs have no column positions: compact changes nothing")
     try:
-        run_tasks(interp, tasks, options.worker_count, on_answer)
+        run_tasks(interp, tasks, options.worker_count, on_answer, cache=cache, compact=options.compact)
+        if cache is not None:
+            record_run(cache, result.cache_hits, result.cache_misses)
         if input_errors:
             raise InvalidInput(first_problem(sorted(input_errors)))
         if write_errors:

@@ -14,7 +14,18 @@ PLUGIN_NAME = "pyc"
 _HATCHLING_KEYS = frozenset(
     {"dependencies", "require-runtime-dependencies", "require-runtime-features", "enable-by-default"}
 )
-_KEYS = ("optimize", "exclude", "python", "on-error", "outside-packages", "report", "verify")
+_KEYS = (
+    "optimize",
+    "exclude",
+    "python",
+    "on-error",
+    "outside-packages",
+    "report",
+    "verify",
+    "cache",
+    "cache-dir",
+    "compact",
+)
 
 
 @dataclass(frozen=True)
@@ -66,20 +77,36 @@ def load_hook_config(config: Mapping[str, Any], table: str = "tool.hatch.build.t
         problems.append(f"{_option('outside-packages', table)} must be one of: {', '.join(OUTSIDE_PACKAGES)}")
         outside = "keep-source"
 
-    report = config.get("report", False)
-    if not isinstance(report, bool):
-        problems.append(f"{_option('report', table)} must be a boolean")
-        report = False
-    verify = config.get("verify", False)
-    if not isinstance(verify, bool):
-        problems.append(f"{_option('verify', table)} must be a boolean")
-        verify = False
+    def flag(key: str, default: bool) -> bool:
+        value = config.get(key, default)
+        if isinstance(value, bool):
+            return value
+        problems.append(f"{_option(key, table)} must be a boolean")
+        return default
+
+    report, verify, cache, compact = (
+        flag("report", False),
+        flag("verify", False),
+        flag("cache", True),
+        flag("compact", False),
+    )
+    cache_dir = config.get("cache-dir")
+    if cache_dir is not None and (not isinstance(cache_dir, str) or not cache_dir.strip()):
+        problems.append(f"{_option('cache-dir', table)} must be a non-empty string (a directory)")
+        cache_dir = None
 
     if problems:
         raise InvalidOptions("\n".join(problems))
     return HookConfig(
         options=PycOptions(
-            levels=(optimize,), strip=True, exclude=tuple(exclude), on_error=on_error, outside_packages=outside
+            levels=(optimize,),
+            strip=True,
+            exclude=tuple(exclude),
+            on_error=on_error,
+            outside_packages=outside,
+            cache=cache,
+            cache_dir=cache_dir,
+            compact=compact,
         ),
         python=python,
         report=report,

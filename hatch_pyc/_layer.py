@@ -199,6 +199,9 @@ def write_layer(
             ddir=options.ddir or str(paths.purelib),
             source_date_epoch=epoch,
             outside_packages=options.outside_packages,
+            cache=options.cache,
+            cache_dir=options.cache_dir,
+            compact=options.compact,
         )
         result = compile_tree([site], layer_options, python=interp.executable)
         # Written to a hidden name and renamed whole; a failure leaves neither it nor the directories made for it.

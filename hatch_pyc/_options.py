@@ -30,6 +30,12 @@ class PycOptions:
     directory inside a package (templates such as alembic's ``env.py``, see
     :func:`hatch_pyc._layout.outside_packages`): kept as source (the default) or compiled like
     any module.
+    ``cache`` looks compiled code up in the compile cache (:mod:`hatch_pyc._cache`) before compiling
+    and stores it after; ``cache_dir`` names the cache (default: ``$HATCH_PYC_CACHE_DIR``, else the
+    user's cache directory). Output is byte-identical with and without it.
+    ``compact`` leaves out the column positions of every instruction (PEP 657; what ``-X no_debug_ranges``
+    does): pycs about a fifth smaller zipped, and tracebacks keep file and line but lose the ``^^^`` markers
+    under the failing expression. CPython 3.10 has no column positions: there it changes nothing.
     """
 
     levels: tuple[int, ...] = (0,)
@@ -42,6 +48,9 @@ class PycOptions:
     ddir: str | None = None
     source_date_epoch: int | None = field(default=None)
     outside_packages: OutsidePackages = "keep-source"
+    cache: bool = True
+    cache_dir: str | None = None
+    compact: bool = False
 
     def __post_init__(self) -> None:
         problems = list(_problems(self))
@@ -85,5 +94,7 @@ def _problems(options: PycOptions) -> Iterable[str]:
         yield f"outside-packages {options.outside_packages!r} must be one of {', '.join(OUTSIDE_PACKAGES)}"
     if isinstance(options.workers, bool) or not isinstance(options.workers, int) or options.workers < 0:
         yield f"workers {options.workers!r} must be a whole number (0 means one per CPU)"
+    if options.cache_dir is not None and (not isinstance(options.cache_dir, str) or not options.cache_dir):
+        yield f"cache directory {options.cache_dir!r} must be a non-empty path"
     if isinstance(options.exclude, str):
         yield "exclude must be a list of patterns, not one string"

@@ -23,7 +23,7 @@ from typing import Any
 from hatch_pyc._compile import compile_tree
 from hatch_pyc._errors import HatchPycError
 from hatch_pyc._options import PycOptions
-from hatch_pyc._pool import BOOT, WORKER_FLAGS, worker_env
+from hatch_pyc._pool import BOOT, COMPACT_FLAGS, WORKER_FLAGS, worker_env
 from hatch_pyc._targets import Interpreter
 
 PROBE_SCRIPT = Path(__file__).with_name("_oracle_probe.py")
@@ -84,12 +84,13 @@ def copy_sources(root: Path, dest: Path) -> int:
     return count
 
 
-def _probe(interpreter: Interpreter, entries: list[dict[str, Any]]) -> dict[str, Any]:
+def _probe(interpreter: Interpreter, entries: list[dict[str, Any]], compact: bool = False) -> dict[str, Any]:
     # Started as the workers are (no site, no PYTHON* variables of the caller, the workers' fixed
-    # hash seed: 3.10 marshals a set of strings in the order of its hash table), so that what it
-    # compiles is what CPython writes in exactly the workers' conditions.
+    # hash seed: 3.10 marshals a set of strings in the order of its hash table; compact: no column
+    # positions), so that what it compiles is what CPython writes in exactly the workers' conditions.
+    flags = (*WORKER_FLAGS, *(COMPACT_FLAGS if compact else ()))
     proc = subprocess.run(
-        [interpreter.executable, *WORKER_FLAGS, "-c", BOOT, str(PROBE_SCRIPT)],
+        [interpreter.executable, *flags, "-c", BOOT, str(PROBE_SCRIPT)],
         input=json.dumps(entries),
         capture_output=True,
         text=True,
@@ -110,12 +111,14 @@ def check_against_cpython(
     *,
     levels: Sequence[int] = (0, 1, 2),
     workers: int = 0,
+    compact: bool = False,
 ) -> OracleReport:
     """Compile copies of ``roots`` with hatch-pyc for ``interpreter`` and compare every pyc with ``compile()``.
 
     ``scratch`` must be an empty or missing directory the caller owns; the copies and their
     pycs are left there. Sources that neither side can compile (the test suite's deliberately
-    broken files) are counted, not reported.
+    broken files) are counted, not reported. ``compact``: hatch-pyc's compact pycs against ``compile()``
+    under ``-X no_debug_ranges``.
     """
     scratch = Path(scratch)
     copies = []
@@ -123,7 +126,8 @@ def check_against_cpython(
         copy = scratch / f"{index}"
         if copy_sources(Path(root), copy):
             copies.append(copy)
-    options = PycOptions(levels=tuple(levels), on_error="keep-source", workers=workers)
+    # never from the compile cache: the oracle checks what the workers compile
+    options = PycOptions(levels=tuple(levels), on_error="keep-source", workers=workers, cache=False, compact=compact)
     result = compile_tree(copies, options, python=interpreter.executable)
     report = OracleReport(interpreter, options.levels, linked=result.pyc_linked)
     entries = [
@@ -132,7 +136,7 @@ def check_against_cpython(
     ]
     chunks = max(1, options.worker_count)
     with ThreadPoolExecutor(chunks) as pool:
-        answers = list(pool.map(lambda i: _probe(interpreter, entries[i::chunks]), range(chunks)))
+        answers = list(pool.map(lambda i: _probe(interpreter, entries[i::chunks], compact), range(chunks)))
     relpath = {str(item.source): item.relpath for item in result.plan.sources}
     for answer in answers:
         report.modules += answer["counts"]["modules"]

@@ -24,6 +24,9 @@ WORKER_SCRIPT = Path(__file__).with_name("_worker.py")
 # the script's directory dropped from sys.path before anything is imported, so no module beside
 # it can shadow the standard library (``python *WORKER_FLAGS -c BOOT script.py``).
 WORKER_FLAGS = ("-B", "-S", "-s")
+# Compact pycs: compile() leaves out every instruction's column positions (PEP 657), as CPython does under
+# ``-X no_debug_ranges`` (3.11+; 3.10 takes the option and has no such positions).
+COMPACT_FLAGS = ("-X", "no_debug_ranges")
 BOOT = "import sys; del sys.path[0]; p = sys.argv[1]; exec(compile(open(p, 'rb').read(), p, 'exec'))"
 _BATCH_BYTES = 128 * 1024
 
@@ -65,10 +68,18 @@ def make_batches(tasks: Sequence[tuple[int, Task]], batch_bytes: int = _BATCH_BY
 
 
 class _Worker:
-    def __init__(self, interpreter: Interpreter) -> None:
+    def __init__(self, interpreter: Interpreter, cache: Path | None = None, compact: bool = False) -> None:
         self.stderr: IO[bytes] = tempfile.TemporaryFile()
         self.proc = subprocess.Popen(
-            [interpreter.executable, *WORKER_FLAGS, "-c", BOOT, str(WORKER_SCRIPT)],
+            [
+                interpreter.executable,
+                *WORKER_FLAGS,
+                *(COMPACT_FLAGS if compact else ()),
+                "-c",
+                BOOT,
+                str(WORKER_SCRIPT),
+                *(("--cache", str(cache)) if cache is not None else ()),
+            ],
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
             stderr=self.stderr,
@@ -120,8 +131,15 @@ def run_tasks(
     tasks: Sequence[tuple[int, Task]],
     workers: int,
     on_answer: Callable[[Task, Answer], None],
+    *,
+    cache: Path | None = None,
+    compact: bool = False,
 ) -> None:
     """Compile ``(size, task)`` pairs in ``workers`` processes; call ``on_answer`` per task.
+
+    ``cache``: the compile cache's code directory (:func:`hatch_pyc._cache.open_cache`); the first
+    answer of each batch then carries ``"cache": [hits, misses]``. ``compact``: the workers compile
+    without column positions (:data:`COMPACT_FLAGS`).
 
     ``on_answer`` is called from pool threads, one at a time. On any failure or interrupt the
     workers are killed before the exception propagates.
@@ -136,7 +154,7 @@ def run_tasks(
     lock = threading.Lock()
     failures: list[BaseException] = []
     stop = threading.Event()
-    pool = [_Worker(interpreter) for _ in range(count)]
+    pool = [_Worker(interpreter, cache, compact) for _ in range(count)]
 
     def drive(worker: _Worker) -> None:
         try:

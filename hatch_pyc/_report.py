@@ -75,14 +75,17 @@ def build_report(
     repeat: int | None = None,
     measure_time: bool = True,
     progress: Callable[[str, int, int], None] | None = None,
+    compact: bool = False,
 ) -> Report:
-    """Stage ``target``, build its variants in scratch copies, measure them, return the report."""
+    """Stage ``target``, build its variants in scratch copies, measure them, return the report.
+
+    ``compact``: also the sourceless variants of compact pycs (no column positions), to show their saving."""
     interp: Interpreter = resolve_target([Path(target)], python) if Path(target).is_dir() else find_interpreter(python)
     levels = tuple(sorted(set(levels))) or (0,)
     with tempfile.TemporaryDirectory(prefix="hatch-pyc-report-") as scratch_dir:
         scratch = Path(scratch_dir)
         staged = stage_target(target, scratch, interp)
-        variants = make_variants(staged, scratch, interp, levels)
+        variants = make_variants(staged, scratch, interp, levels, compact)
         sizes = {v.name: measure_size(v.root) for v in variants}
         mods = list(modules) or top_level_modules(staged.tree)
         timings: dict[str, dict[str, Timing]] = {}

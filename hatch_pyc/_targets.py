@@ -20,6 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from hatch_pyc._cache import cache_disabled_by_env, default_cache_dir, private_dir
 from hatch_pyc._errors import InvalidTarget
 
 _PROBE = r"""
@@ -73,7 +74,7 @@ class Interpreter:
 
 def _cache_file(executable: str) -> tuple[Path, str] | None:
     """Where the description of ``executable`` is cached, and the stamp that keeps it valid."""
-    if os.environ.get("HATCH_PYC_NO_CACHE"):
+    if cache_disabled_by_env():
         return None
     try:
         real = os.path.realpath(executable)
@@ -83,14 +84,12 @@ def _cache_file(executable: str) -> tuple[Path, str] | None:
     cfg = Path(executable).parent.parent / "pyvenv.cfg"
     cfg_stamp = cfg.stat().st_mtime_ns if cfg.is_file() else 0
     stamp = f"{real}:{st.st_size}:{st.st_mtime_ns}:{st.st_ino}:{cfg_stamp}"
-    base = os.environ.get("HATCH_PYC_CACHE_DIR") or os.path.join(
-        os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache"), "hatch-pyc"
-    )
+    base = default_cache_dir()  # the compile cache's directory (hatch_pyc._cache), beside its code/
     # The stamp holds the real path, so two paths sharing a key only cost a probe; zlib, not
     # hashlib, because importing hashlib alone costs ~5 ms of a no-change run.
     name = os.path.abspath(executable).encode()
     key = f"{zlib.crc32(name):08x}{zlib.adler32(name):08x}"
-    return Path(base) / "interpreters" / f"{key}.json", stamp
+    return base / "interpreters" / f"{key}.json", stamp
 
 
 @functools.cache
@@ -101,24 +100,37 @@ def describe_interpreter(executable: str) -> Interpreter:
     costs an interpreter start-up, which dominates a no-change run.
     """
     cache = _cache_file(executable)
+    # A description names the program the workers run: it is taken from, and kept in, a directory only this
+    # user may write (hatch_pyc._cache.private_dir), never from one another user could have filled.
+    if cache is not None and not (_private_or_new(cache[0].parent.parent) and _private_or_new(cache[0].parent)):
+        cache = None
     if cache is not None:
         try:
             saved = json.loads(cache[0].read_text(encoding="utf-8"))
             if saved.get("stamp") == cache[1]:
                 return _from_info(executable, saved["info"])
-        except (OSError, ValueError, KeyError):
+        except (OSError, ValueError, KeyError, TypeError, AttributeError):
             pass
     info = _probe(executable)
     interp = _from_info(executable, info)
     if cache is not None:
         try:
-            cache[0].parent.mkdir(parents=True, exist_ok=True)
             tmp = cache[0].with_suffix(f".{os.getpid()}.tmp")
             tmp.write_text(json.dumps({"stamp": cache[1], "info": info}), encoding="utf-8")
             os.replace(tmp, cache[0])
         except OSError:
             pass  # a read-only home is fine: we just ask again next time
     return interp
+
+
+def _private_or_new(directory: Path) -> bool:
+    """``directory`` is private (see :func:`hatch_pyc._cache.private_dir`), or made now, private."""
+    if not os.path.lexists(directory):
+        try:
+            directory.mkdir(mode=0o700, parents=True)
+        except OSError:
+            return False
+    return not directory.is_symlink() and private_dir(directory)
 
 
 def _probe(executable: str) -> dict[str, Any]:

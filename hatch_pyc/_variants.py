@@ -135,8 +135,11 @@ def stage_target(target: str | os.PathLike[str], scratch: Path, interp: Interpre
     raise InvalidInput(f"{path}: not a project, wheel, package directory, site-packages or venv")
 
 
-def make_variants(staged: StagedTarget, scratch: Path, interp: Interpreter, levels: tuple[int, ...]) -> list[Variant]:
-    """The source variant plus, per level, sources+__pycache__ and sourceless copies."""
+def make_variants(
+    staged: StagedTarget, scratch: Path, interp: Interpreter, levels: tuple[int, ...], compact: bool = False
+) -> list[Variant]:
+    """The source variant plus, per level, sources+__pycache__ and sourceless copies; ``compact``: and, per level,
+    a sourceless copy of compact pycs (no column positions), ``sourceless-compact-O<level>``."""
     variants = [Variant("source", "source", None, staged.tree)]
     for level in levels:
         cache = scratch / f"cache-O{level}"
@@ -146,8 +149,15 @@ def make_variants(staged: StagedTarget, scratch: Path, interp: Interpreter, leve
     for level in levels:
         bare = scratch / f"sourceless-O{level}"
         shutil.copytree(staged.tree, bare, symlinks=True)
-        compile_tree([bare], PycOptions(levels=(level,), strip=True, on_error="keep-source"), python=interp.executable)
+        bare_options = PycOptions(levels=(level,), strip=True, on_error="keep-source")
+        compile_tree([bare], bare_options, python=interp.executable)
         variants.append(Variant(f"sourceless-O{level}", "sourceless", level, bare))
+    for level in levels if compact else ():
+        small = scratch / f"sourceless-compact-O{level}"
+        shutil.copytree(staged.tree, small, symlinks=True)
+        small_options = PycOptions(levels=(level,), strip=True, on_error="keep-source", compact=True)
+        compile_tree([small], small_options, python=interp.executable)
+        variants.append(Variant(f"sourceless-compact-O{level}", "sourceless", level, small))
     return variants
 
 

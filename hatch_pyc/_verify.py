@@ -380,7 +380,14 @@ def verify_tree(
         if compiled is None:
             compiled = Path(scratch) / "compiled"
             shutil.copytree(tree, compiled, symlinks=True)
-            strip = PycOptions(levels=options.levels[:1], strip=True, exclude=options.exclude, on_error="keep-source")
+            strip = PycOptions(
+                levels=options.levels[:1],
+                strip=True,
+                exclude=options.exclude,
+                on_error="keep-source",
+                cache=options.cache,
+                cache_dir=options.cache_dir,
+            )
             compile_tree([compiled], strip, python=interp.executable)
         modules = find_modules(compiled)
         # Only a ``.py`` is a source to compare with: a tree compiled with ``--strip`` has pycs alone,

@@ -64,6 +64,9 @@ class WheelConversion:
     # ``mod.pyc`` entries the input shipped beside a ``mod.py`` that was compiled: never loaded
     # there (the source wins), they are replaced by the compiled module, never written twice.
     replaced: list[str] = field(default_factory=list)
+    cache_hits: int = 0  # modules whose code came from the compile cache
+    cache_misses: int = 0  # modules compiled (and stored) with the cache on
+    notes: list[str] = field(default_factory=list)  # said to the user, not errors (a cache not used, why)
 
     @property
     def outside_package_dirs(self) -> list[str]:
@@ -474,6 +477,9 @@ def _convert(
                 tag_text,
                 sorted(outside),
                 replaced,
+                result.cache_hits,
+                result.cache_misses,
+                result.notes,
             )
             tmp = _write_wheel(
                 zf,

@@ -11,10 +11,15 @@ With ``"deliver": true`` nothing is written: each pyc comes back in the answer, 
 Every output is written to its temporary path only; the parent renames them into place once
 the whole run has succeeded, so a failure or a kill never leaves a half-written pyc under a
 final name.
+
+``--cache DIR`` (after the script's path): compiled code is looked up in DIR before ``compile()``
+runs and stored there after, under a key of everything that decides its bytes (see ``_Cache``).
+The 16-byte header is never cached: it is made for each output from the source it is for.
 """
 
 import codecs
 import errno
+import hashlib
 import importlib.util
 import json
 import marshal
@@ -23,6 +28,7 @@ import re
 import stat
 import struct
 import sys
+import time
 
 MAGIC = importlib.util.MAGIC_NUMBER
 _CodeType = type(compile("", "", "exec"))
@@ -463,6 +469,149 @@ def _deflated(data):
     }
 
 
+class _Cache:
+    """Compiled code by content: a miss compiles and stores, a hit is read back and checked.
+
+    The key is a SHA-256 of everything that decides the marshalled code: this worker's own code (and
+    the code check it may run), the interpreter's full version string, magic number and ``-X`` options
+    (``no_debug_ranges``), the optimisation level, the code's file name (``co_filename``) and the
+    source bytes. An entry is ``_ENTRY`` + the SHA-256 of its key and the rest + one flag byte (whether
+    ``-OO`` could change the code: the level-skip rules need it) + the marshalled code. An entry whose
+    digest does not match (truncated, corrupted, another format, or a valid entry under another key's
+    name) is a miss, never served, and is replaced. Only a regular file of at most ``_MAX_ENTRY`` bytes
+    is read (a FIFO there cannot block), and only from a shard directory that is not a link and that no
+    other user may write (the parent checked the cache's root and ``code/`` the same way). Entries are
+    written under a temporary name and renamed, so two workers, or two runs, sharing a cache never read
+    half an entry. A hit older than a day gets a new mtime: the pruning removes the least recently used
+    entries first.
+    """
+
+    def __init__(self, directory):
+        self.directory = directory
+        salt = hashlib.sha256(b"hatch-pyc cache 1\0")
+        here = os.path.dirname(os.path.abspath(globals().get("__file__") or sys.argv[1]))
+        for name in ("_worker.py", "_codecheck.py"):
+            with open(os.path.join(here, name), "rb") as handle:
+                salt.update(hashlib.sha256(handle.read()).digest())
+        xoptions = sorted("%s=%s" % item for item in sys._xoptions.items())
+        salt.update(("%s\0%s\0%s\0" % (sys.version, sys.implementation.cache_tag, xoptions)).encode("utf-8", "replace"))
+        salt.update(MAGIC)
+        self.salt = salt.digest()
+        self.hits = 0
+        self.misses = 0
+        self.uid = os.geteuid() if hasattr(os, "geteuid") else None
+
+    def key(self, source, dfile, level):
+        key = hashlib.sha256(self.salt)
+        key.update(b"%d\0" % level)
+        key.update(dfile.encode("utf-8", "surrogatepass"))
+        key.update(b"\0")
+        key.update(hashlib.sha256(source).digest())
+        return key.hexdigest()
+
+    def _shard(self, name, create=False):
+        """The shard directory of ``name``, opened without following a link, if only this user may write it."""
+        directory = os.path.join(self.directory, name[:2])
+        flags = os.O_RDONLY | getattr(os, "O_DIRECTORY", 0) | _NOFOLLOW
+        try:
+            if create:
+                try:
+                    os.mkdir(directory, 0o700)
+                except FileExistsError:
+                    pass
+            fd = os.open(directory, flags)
+        except OSError:
+            return None
+        info = os.fstat(fd)
+        if (self.uid is not None and info.st_uid != self.uid) or info.st_mode & 0o022:
+            os.close(fd)
+            return None
+        return fd
+
+    def get(self, name):
+        """``(may_have_docstring, marshalled code)`` stored under ``name``, or None for a miss."""
+        shard = self._shard(name)
+        if shard is None:
+            return None
+        try:
+            fd = os.open(name[2:], os.O_RDONLY | _NOFOLLOW | getattr(os, "O_NONBLOCK", 0), dir_fd=shard)
+        except OSError:
+            os.close(shard)
+            return None
+        try:
+            info = os.fstat(fd)
+            if not stat.S_ISREG(info.st_mode) or info.st_size > _MAX_ENTRY:
+                return None
+            with open(fd, "rb", closefd=False) as handle:
+                entry = handle.read(_MAX_ENTRY + 1)
+            if info.st_mtime < time.time() - 86400:
+                os.utime(fd)
+        except (OSError, MemoryError):
+            return None
+        finally:
+            os.close(fd)
+            os.close(shard)
+        head = len(_ENTRY) + 32
+        if len(entry) <= head or not entry.startswith(_ENTRY):
+            return None
+        if _digest(name, memoryview(entry)[head:]) != entry[len(_ENTRY) : head]:
+            return None
+        return entry[head] == 1, entry[head + 1 :]
+
+    def put(self, name, has_doc, body):
+        payload = (b"\x01" if has_doc else b"\x00") + body
+        entry = _ENTRY + _digest(name, payload) + payload
+        shard = self._shard(name, create=True)
+        if shard is None:
+            return
+        tmp = "%s.%d.tmp" % (name[2:], os.getpid())
+        try:
+            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | _NOFOLLOW, 0o600, dir_fd=shard)
+            with open(fd, "wb") as handle:
+                handle.write(entry)
+            os.replace(tmp, name[2:], src_dir_fd=shard, dst_dir_fd=shard)
+        except OSError:  # a full disk or a read-only cache: the run goes on without storing
+            try:
+                os.unlink(tmp, dir_fd=shard)
+            except OSError:
+                pass
+        finally:
+            os.close(shard)
+
+
+def _digest(name, payload):
+    """What an entry's contents are checked against: its key (the file's name) and the payload."""
+    digest = hashlib.sha256(name.encode("ascii"))
+    digest.update(payload)
+    return digest.digest()
+
+
+_MAX_ENTRY = 256 * 1024 * 1024  # bytes: larger is no pyc any compile() made
+_ENTRY = b"hatch-pyc code 1\n"
+_cache = None
+
+
+def _compiled(source, dfile, level):
+    """``(may_have_docstring, marshalled code)`` of ``source`` at ``level``: from the cache or compile()."""
+    name = None
+    if _cache is not None:
+        name = _cache.key(source, dfile, level)
+        found = _cache.get(name)
+        if found is not None:
+            _cache.hits += 1
+            return found
+        _cache.misses += 1
+    code = compile(source, dfile, "exec", dont_inherit=True, optimize=level)
+    has_doc = _may_have_docstring(code)
+    body = _canonical_marshal(code)
+    if not _VERIFIED:
+        _check_faithful(code, MAGIC + bytes(12) + body)
+    del code
+    if name is not None:
+        _cache.put(name, has_doc, body)
+    return has_doc, body
+
+
 def _compile_one(task):
     if "archive" in task:
         source = _read_member(task)
@@ -499,12 +648,8 @@ def _compile_one(task):
         if same:
             data = last_data
         else:
-            code = compile(source, dfile, "exec", dont_inherit=True, optimize=level)
-            last_has_doc = _may_have_docstring(code)
-            data = header + _canonical_marshal(code)
-            if not _VERIFIED:
-                _check_faithful(code, data)
-            del code
+            last_has_doc, body = _compiled(source, dfile, level)
+            data = header + body
         if task.get("deliver"):
             results.append([level, "delivered", _deflated(data)])
             last_level = level
@@ -549,15 +694,23 @@ def _run_task(task):
 
 
 def main():
+    global _cache
     # One-character strings are process-wide singletons whose "interned" mark (which
     # marshal writes) depends on history; interning them all up front fixes it.
     for i in range(256):
         sys.intern(chr(i))
     sys.intern("")
+    args = sys.argv[2:]
+    if args[:1] == ["--cache"] and len(args) > 1:
+        _cache = _Cache(args[1])
     out = sys.stdout
     for line in sys.stdin:
         batch = json.loads(line)
         answers = [_run_task(task) for task in batch]
+        if _cache is not None and answers:
+            # the cache's count since the last batch, on the batch's first answer
+            answers[0]["cache"] = [_cache.hits, _cache.misses]
+            _cache.hits = _cache.misses = 0
         out.write(json.dumps(answers))
         out.write("\n")
         out.flush()

@@ -55,6 +55,7 @@ CORE = (
     "_wheelcheck",
     "_wheel",
     "_oci_base",
+    "_cache",
 )
 # Operators whose mutants say nothing: ``|`` is only ever a type union in these modules (annotations,
 # never evaluated), and each arithmetic operator is replaced by one other (``+`` by ``-``, ...)
@@ -170,12 +171,18 @@ def _importers() -> dict[str, set[str]]:
     return found
 
 
+def _drop_old_pth() -> None:
+    """Remove the .pth earlier versions of this script installed: it imported coverage in every process."""
+    Path(sysconfig.get_paths()["purelib"], "hatch_pyc_mutation_coverage.pth").unlink(missing_ok=True)
+
+
 def _measure(rc: Path, junit: Path, jobs: int) -> None:
     shutil.rmtree(WORK / "cov", ignore_errors=True)
     (WORK / "cov").mkdir(parents=True)
-    # Every process of this interpreter starts coverage when COVERAGE_PROCESS_START names a config.
-    pth = Path(sysconfig.get_paths()["purelib"]) / "hatch_pyc_mutation_coverage.pth"
-    pth.write_text("import coverage; coverage.process_startup()\n")
+    # Every process of this interpreter starts coverage when COVERAGE_PROCESS_START names a config: coverage
+    # 7.10+ installs a .pth that does it (and imports nothing when the variable is unset), so no process
+    # outside the map pays for it.
+    _drop_old_pth()
     env = {**os.environ, "COVERAGE_PROCESS_START": str(rc), "HATCH_PYC_TEST_ID": ""}
     started = time.monotonic()
     proc = subprocess.run(

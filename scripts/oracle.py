@@ -77,6 +77,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--python", action="append", help="a target (3.14, python3.14 or a path); repeatable")
     parser.add_argument("--corpus", action="append", choices=("stdlib", "site-packages"), help="default: both")
     parser.add_argument("--workdir", type=Path, default=bench_compile.DEFAULT_WORKDIR, help="corpus cache")
+    parser.add_argument(
+        "--compact", action="store_true", help="compact pycs, against compile() under -X no_debug_ranges"
+    )
     parser.add_argument("--json", type=Path, help="write every figure and difference here")
     parser.add_argument("--markdown", type=Path, help="write the results table here")
     parser.add_argument("--from-json", type=Path, help="render the results of a saved --json again, running nothing")
@@ -95,8 +98,9 @@ def main(argv: list[str] | None = None) -> int:
             roots = corpus_roots(corpus, interp, args.workdir)
             started = time.perf_counter()
             with tempfile.TemporaryDirectory(prefix="hatch-pyc-oracle-") as scratch:
-                report: OracleReport = check_against_cpython(roots, interp, scratch)
-            row = {"corpus": corpus, **report.to_json(), "seconds": time.perf_counter() - started}
+                report: OracleReport = check_against_cpython(roots, interp, scratch, compact=args.compact)
+            row = {"corpus": corpus + (" (compact)" if args.compact else ""), **report.to_json()}
+            row["seconds"] = time.perf_counter() - started
             rows.append(row)
             print(
                 f"oracle: CPython {row['python']} {corpus}: {report.modules} modules, {report.pycs} pycs compared, "

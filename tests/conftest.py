@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import atexit
 import os
+import shutil
 import signal
 import subprocess
 import sys
+import tempfile
 import textwrap
 from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
@@ -26,6 +29,14 @@ if signal.getsignal(signal.SIGINT) is signal.SIG_IGN:
     signal.signal(signal.SIGINT, signal.default_int_handler)
 
 REPO = Path(__file__).resolve().parent.parent
+
+# The compile cache (and the interpreter probe cache) of this test process and every process it starts:
+# a directory of its own, removed at exit, so no run of the suite writes to the user's ~/.cache. Tests of the
+# cache itself name their own directories.
+_CACHE = tempfile.mkdtemp(prefix="hatch-pyc-test-cache-")
+os.environ["HATCH_PYC_CACHE_DIR"] = _CACHE
+os.environ.pop("HATCH_PYC_NO_CACHE", None)
+atexit.register(shutil.rmtree, _CACHE, True)
 
 # Property tests draw their examples from a fixed seed on CI (derandomize), so a failure there is
 # reproduced by running the same test again; elsewhere they explore (and keep a failing example in

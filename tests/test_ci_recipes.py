@@ -8,6 +8,7 @@ import http.server
 import io
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -190,3 +191,80 @@ def test_the_gitlab_ci_job_gates_on_the_kept_baseline(
     assert "no baseline yet" not in second.stdout
     assert any(line.startswith("PASS: import time source `myapp`") for line in second.stdout.splitlines())
     assert json.loads((store / "report.json").read_text())["gate"]["passed"]  # the slower run: the workflow's test
+
+
+def _wheels(where: Path) -> dict[str, bytes]:
+    return {path.name: path.read_bytes() for path in sorted(where.glob("*.whl"))}
+
+
+def test_the_compile_cache_recipes_serve_a_second_job_from_the_cache(
+    tmp_path: Path, runner: dict[str, str], wheelhouse: Path
+) -> None:
+    """Both cache recipes, each run twice on fresh checkouts with the cache kept in between (GitHub: the home
+    directory actions/cache restores; GitLab: the project's cache path): the second job compiles nothing and
+    writes the first job's wheels byte for byte."""
+    github, gitlab = _recipes()[2], _recipes()[3]["sourceless-wheels"]
+    (steps,) = [job["steps"] for job in github["jobs"].values()]
+    assert any(
+        s.get("uses", "").startswith("actions/cache") and s["with"]["path"] == "~/.cache/hatch-pyc" for s in steps
+    )
+    home = tmp_path / "home"  # what actions/cache saves and restores
+    home.mkdir()
+    env = {**runner, "HOME": str(home), "SOURCE_DATE_EPOCH": "1700000000"}
+    env.pop("HATCH_PYC_CACHE_DIR", None)
+    env.pop("XDG_CACHE_HOME", None)
+    made = []
+    for run in ("github-1", "github-2"):
+        work = _checkout_with_a_dependency(tmp_path / run)
+        for step in steps:
+            if "run" in step:
+                proc = _shell(step["run"], work, env)
+                assert proc.returncode == 0, proc.stdout + proc.stderr
+        made.append(_wheels(work / "sourceless"))
+        summary = [line for line in proc.stderr.splitlines() if "from the compile cache" in line]
+        assert summary, proc.stderr
+        if run == "github-2":
+            assert all(re.search(r"(\d+) of \1 from the compile cache", line) for line in summary), summary
+        else:
+            assert all(" 0 of " in line for line in summary), summary
+    assert made[0] == made[1]
+    assert sorted(made[0]) == [
+        "myapp-1.0-cp312-none-any.whl",
+        f"packaging-{_version(wheelhouse, 'packaging')}-cp312-none-any.whl",
+    ]
+    assert (home / ".cache" / "hatch-pyc" / "code").is_dir()
+
+    cache_dir = tmp_path / "gitlab-cache"  # the project's .cache/hatch-pyc, restored between jobs
+    gitlab_made = []
+    for run in ("gitlab-1", "gitlab-2"):
+        work = _checkout_with_a_dependency(tmp_path / run)
+        if cache_dir.exists():
+            shutil.copytree(cache_dir, work / ".cache" / "hatch-pyc")
+            (work / ".cache" / "hatch-pyc").chmod(0o775)  # restored group-writable: the recipe makes it private
+        job_env = {**env, "CI_PROJECT_DIR": str(work)}
+        job_env["HATCH_PYC_CACHE_DIR"] = gitlab["variables"]["HATCH_PYC_CACHE_DIR"].replace(
+            "$CI_PROJECT_DIR", str(work)
+        )
+        for line in gitlab["script"]:
+            proc = _shell(line, work, job_env)
+            assert proc.returncode == 0, proc.stdout + proc.stderr
+        assert "not used" not in proc.stderr
+        if run == "gitlab-2":
+            assert re.search(r"(\d+) of \1 from the compile cache", proc.stderr), proc.stderr
+        shutil.rmtree(cache_dir, ignore_errors=True)
+        shutil.copytree(work / ".cache" / "hatch-pyc", cache_dir)
+        gitlab_made.append(_wheels(work / "sourceless"))
+    assert gitlab_made[0] == gitlab_made[1] == made[0]
+
+
+def _version(wheelhouse: Path, name: str) -> str:
+    (wheel,) = wheelhouse.glob(f"{name}-*.whl")
+    return wheel.name.split("-")[1]
+
+
+def _checkout_with_a_dependency(where: Path) -> Path:
+    """The app, depending on ``packaging`` (in the wheelhouse)."""
+    work = _checkout(where)
+    pyproject = work / "pyproject.toml"
+    pyproject.write_text(pyproject.read_text() + 'dependencies = ["packaging"]\n')
+    return work

@@ -19,7 +19,18 @@ from test_commit import _dead_pid
 from test_compile import python_that_obeys_permissions
 from test_safety import full_snapshot
 
-from hatch_pyc import CommitFailed, CompilePlan, PlannedSource, PycOptions, compile_plan, compile_tree, find_interpreter
+from hatch_pyc import (
+    CommitFailed,
+    CompilePlan,
+    CompileResult,
+    Interrupted,
+    PlannedSource,
+    PycOptions,
+    compile_plan,
+    compile_tree,
+    find_interpreter,
+    plan_compile,
+)
 from hatch_pyc._commit import Recovery
 
 HERE = find_interpreter(sys.executable)
@@ -311,3 +322,208 @@ def test_a_module_kept_as_source_after_one_level_leaves_no_temporary(tmp_path: P
     assert [str(e).split(": ")[0] for e in result.kept_source] == [str(tree / "deep/mod.py")]
     assert "RecursionError" in str(result.kept_source[0])
     assert sorted(p.relative_to(tree).as_posix() for p in tree.rglob("*")) == ["deep", "deep/mod.py"]
+
+
+@pytest.mark.parametrize("mode", ["timestamp", "checked-hash", "unchecked-hash"])
+def test_a_second_run_finds_every_pyc_current_and_rewrites_none(tmp_path: Path, mode: str) -> None:
+    """Run twice in the same invalidation mode: the second run finds every pyc current (modules of odd and
+    even sizes alike: the header records the size) and rewrites none, so each pyc keeps its inode and mtime."""
+    tree = write_tree(tmp_path / "tree", {"pkg/__init__.py": "", "pkg/odd.py": "A = 11\n", "pkg/even.py": "A = 1\n"})
+    assert [(tree / f"pkg/{m}.py").stat().st_size % 2 for m in ("odd", "even")] == [1, 0]
+    options = PycOptions(invalidation=mode)  # type: ignore[arg-type]
+    first = compile_tree([tree], options)
+    assert (len(first.compiled), first.pyc_written) == (3, 3)
+    pycs = {p: (p.stat().st_ino, p.stat().st_mtime_ns) for p in tree.rglob("*.pyc")}
+    assert len(pycs) == 3
+    second = compile_tree([tree], options)
+    assert (len(second.compiled), sorted(i.relpath for i in second.up_to_date), second.pyc_written) == (
+        0,
+        ["pkg/__init__.py", "pkg/even.py", "pkg/odd.py"],
+        0,
+    )
+    assert {p: (p.stat().st_ino, p.stat().st_mtime_ns) for p in tree.rglob("*.pyc")} == pycs
+
+
+def test_the_third_record_that_cannot_be_written_is_the_one_named(tmp_path: Path) -> None:
+    """Three distributions: the new RECORDs of the first two (alpha, beta) are small enough for the file size
+    limit (RLIMIT_FSIZE), the third (demo) is not, and its write fails with EFBIG and no file name: the error
+    names demo's RECORD, the last one the run tried (not the first nor the second written before it), the
+    run exits 2 and the tree is as it was, temporaries included."""
+    rows = "".join(f"demo/data/file{i:05}.txt,sha256=abc,1\n" for i in range(3000))
+    site = write_tree(
+        tmp_path / "site",
+        {
+            "alpha/__init__.py": "A = 1\n",
+            "alpha-1.0.dist-info/METADATA": "Name: alpha\nVersion: 1.0\n",
+            "alpha-1.0.dist-info/RECORD": "alpha/__init__.py,,\nalpha-1.0.dist-info/RECORD,,\n",
+            "beta/__init__.py": "B = 1\n",
+            "beta-1.0.dist-info/METADATA": "Name: beta\nVersion: 1.0\n",
+            "beta-1.0.dist-info/RECORD": "beta/__init__.py,,\nbeta-1.0.dist-info/RECORD,,\n",
+            "demo/__init__.py": "X = 1\n",
+            "demo-1.0.dist-info/METADATA": "Name: demo\nVersion: 1.0\n",
+            "demo-1.0.dist-info/RECORD": "demo/__init__.py,,\n" + rows + "demo-1.0.dist-info/RECORD,,\n",
+        },
+    )
+    record = site / "demo-1.0.dist-info/RECORD"
+    before = full_snapshot(site)
+    done = _compile_with_files_up_to_64k(site)
+    assert (done.returncode, done.stderr) == (
+        2,
+        f"hatch-pyc: error: {record}: cannot write the new RECORD (File too large); nothing was changed\n",
+    )
+    assert full_snapshot(site) == before
+
+
+def test_a_killed_runs_leftovers_in_pycache_are_cleaned_up(tmp_path: Path) -> None:
+    """A run killed while committing left, in a ``__pycache__``, the temporary of a pyc it was writing and the
+    backup of the pyc it was replacing: the next run over the tree removes both (and says so in
+    ``result.recovery``), and the ``__pycache__`` holds only the pycs again."""
+    tree = write_tree(tmp_path / "tree", {"pkg/__init__.py": "", "pkg/mod.py": "M = 1\n"})
+    compile_tree([tree])
+    cache = tree / "pkg/__pycache__"
+    pycs = sorted(os.listdir(cache))
+    assert pycs == [f"__init__.{TAG}.pyc", f"mod.{TAG}.pyc"]
+    dead = _dead_pid()
+    tmp = cache / f".mod.{TAG}.pyc.{dead}-deadbeef.hatch-pyc-tmp"
+    old = cache / f".mod.{TAG}.pyc.{dead}-deadbeef.hatch-pyc-old"
+    tmp.write_bytes(b"half a pyc")
+    old.write_bytes(b"the pyc before")
+    result = compile_tree([tree])
+    assert (result.recovery.restored, result.recovery.removed, result.recovery.kept) == ([], [old, tmp], [])
+    assert sorted(os.listdir(cache)) == pycs
+
+
+def test_a_run_carries_out_the_plan_it_was_given(tmp_path: Path) -> None:
+    """``compile_plan`` carries out the plan ``plan_compile`` made: a module added to the tree in between (nothing
+    a killed run left had to be put back) is not compiled, counted or given a pyc."""
+    tree = write_tree(tmp_path / "tree", {"pkg/__init__.py": "", "pkg/a.py": "A = 1\n"})
+    plan = plan_compile([tree], PycOptions())
+    write_tree(tree, {"pkg/late.py": "L = 1\n"})
+    result = compile_plan(plan)
+    assert [i.relpath for i in result.compiled] == ["pkg/__init__.py", "pkg/a.py"]
+    assert len(result.plan.sources) == 2
+    assert sorted(os.listdir(tree / "pkg/__pycache__")) == [f"__init__.{TAG}.pyc", f"a.{TAG}.pyc"]
+
+
+def test_a_directory_where_a_pyc_goes_fails_the_commit_naming_it(tmp_path: Path) -> None:
+    """A directory sits where one module's pyc goes (``--force``: every pyc is to be written anew): the workers
+    write every pyc under its temporary name, then the commit cannot put that one in place. The error names
+    that path and says what could not be done, the other modules' pycs already moved into place are taken back,
+    the run exits 2 and the tree is as it was."""
+    tree = write_tree(tmp_path / "tree", {"pkg/__init__.py": "", "pkg/a.py": "A = 1\n", "pkg/b.py": "B = 1\n"})
+    in_the_way = tree / f"pkg/__pycache__/b.{TAG}.pyc"
+    in_the_way.mkdir(parents=True)
+    before = full_snapshot(tree)
+    # --force, and without it: the check for current timestamp pycs looks at that path first and must take a
+    # directory there for "not current" (it used to fail with "error: 3: Is a directory")
+    for force in (["--force"], []):
+        done = run_cli("compile", *force, str(tree))
+        assert (done.returncode, done.stderr) == (
+            2,
+            f"hatch-pyc: error: {in_the_way}: cannot replace it (a directory where the pyc goes); "
+            "the commit was undone, nothing was changed\n",
+        )
+        assert full_snapshot(tree) == before
+
+
+def test_a_root_that_cannot_be_listed_does_not_stop_the_next_ones_clean_up() -> None:
+    """Two paths: a package in a directory the user may enter but not list (mode 711; the run is as ``nobody``
+    when the tests run as root), then a site-packages where a killed run left its new RECORD's temporary.
+    Looking for such leftovers in the first import root fails quietly: the run compiles both, removes the
+    second root's leftover, and rewrites that RECORD."""
+    dead = _dead_pid()
+    with tempfile.TemporaryDirectory() as scratch:
+        base = Path(scratch)
+        base.chmod(0o755)
+        write_tree(
+            base,
+            {
+                "opaque/pkg/__init__.py": "",
+                "opaque/pkg/mod.py": "M = 1\n",
+                "site/demo/__init__.py": "X = 1\n",
+                "site/demo-1.0.dist-info/METADATA": "Name: demo\nVersion: 1.0\n",
+                "site/demo-1.0.dist-info/RECORD": "demo/__init__.py,,\ndemo-1.0.dist-info/RECORD,,\n",
+                f"site/demo-1.0.dist-info/.RECORD.{dead}-deadbeef.hatch-pyc-tmp": "half a RECORD\n",
+            },
+        )
+        python = python_that_obeys_permissions(base)
+        opaque, dist_info = base / "opaque", base / "site/demo-1.0.dist-info"
+        opaque.chmod(0o711)
+        env = {**os.environ, "PYTHONPATH": str(base / "lib"), "HOME": scratch, "PYTHONDONTWRITEBYTECODE": "1"}
+        report = base / "run.json"
+        paths = [str(opaque / "pkg"), str(base / "site")]
+        try:
+            done = subprocess.run(
+                [*python, "-m", "hatch_pyc", "compile", *paths, "--python", python[-1], "--json", str(report)],
+                check=False,
+                capture_output=True,
+                text=True,
+                env=env,
+            )
+        finally:
+            opaque.chmod(0o755)
+        assert done.returncode == 0, done.stderr
+        assert "1 temporaries removed" in done.stderr
+        summary = json.loads(report.read_text())
+        assert (summary["compiled"], summary["records"]) == (3, [str(dist_info / "RECORD")])
+        assert sorted(os.listdir(dist_info)) == ["METADATA", "RECORD"]
+
+
+def test_a_result_made_before_any_run_reports_an_empty_run(tmp_path: Path) -> None:
+    """``CompileResult`` (public: what ``compile_plan`` returns) made for a plan that has not run reports an
+    empty run: nothing compiled, no pyc, no RECORD rewritten, no time taken."""
+    tree = write_tree(tmp_path / "tree", {"pkg/__init__.py": ""})
+    result = CompileResult(plan_compile([tree], PycOptions()))
+    assert (result.compiled, result.up_to_date, result.pyc_written, result.pyc_linked, result.records) == (
+        [],
+        [],
+        0,
+        0,
+        [],
+    )
+    assert result.seconds == 0.0
+
+
+def test_progress_counts_each_module_once_up_to_the_total(tmp_path: Path) -> None:
+    """The ``progress`` callback (what draws ``--progress``) gets (done, total): first the modules already
+    current, then one more as each other module comes back, compiled or kept as source after an error, ending
+    at the total."""
+    tree = write_tree(tmp_path / "tree", {"pkg/__init__.py": ""})
+    compile_tree([tree])
+    write_tree(tree, {"pkg/a.py": "A = 1\n", "pkg/b.py": "B = 1\n", "pkg/bad.py": "def (:\n"})
+    calls: list[tuple[int, int]] = []
+    result = compile_tree(
+        [tree], PycOptions(on_error="keep-source"), progress=lambda done, total: calls.append((done, total))
+    )
+    assert (len(result.up_to_date), len(result.compiled), len(result.kept_source)) == (1, 2, 1)
+    assert calls == [(1, 4), (2, 4), (3, 4), (4, 4)]
+
+
+def test_signals_held_during_the_commit_end_the_run_as_the_first_one_asked(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """SIGINT, then SIGTERM, arrive while the commit moves the pycs into place (sent from inside the first
+    ``os.replace`` of a pyc, monkeypatched: a fault injection, as no test can time a real signal to land there). The
+    commit is completed, then the run ends with Interrupted for the first of them, SIGINT (the CLI exits 130,
+    "interrupted"), carrying the result: every module compiled, every pyc in place."""
+    tree = write_tree(tmp_path / "tree", {"pkg/__init__.py": "", "pkg/a.py": "A = 1\n"})
+    real_replace = os.replace
+    sent: list[int] = []
+
+    def replace(src: str | os.PathLike[str], dst: str | os.PathLike[str], **kwargs: object) -> None:
+        if not sent and Path(dst).parent == tree / "pkg/__pycache__":  # a pyc moved into place
+            for sig in (signal.SIGINT, signal.SIGTERM):
+                sent.append(sig)
+                os.kill(os.getpid(), sig)
+        real_replace(src, dst, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(os, "replace", replace)
+    with pytest.raises(Interrupted) as interrupted:
+        compile_tree([tree])
+    monkeypatch.undo()
+    assert sent == [signal.SIGINT, signal.SIGTERM]
+    assert interrupted.value.signum == signal.SIGINT
+    result = interrupted.value.result
+    assert isinstance(result, CompileResult)
+    assert [i.relpath for i in result.compiled] == ["pkg/__init__.py", "pkg/a.py"]
+    assert sorted(os.listdir(tree / "pkg/__pycache__")) == [f"__init__.{TAG}.pyc", f"a.{TAG}.pyc"]

@@ -152,7 +152,7 @@ def test_a_dist_info_without_a_record_is_passed_over_and_the_next_is_updated(tmp
         },
     )
     proc = run_cli("compile", "--strip", str(tree), check=True)
-    assert "; 1 RECORD files updated in " in proc.stderr
+    assert "; 1 RECORD files updated; " in proc.stderr
     pyc = tree / "demo/__init__.pyc"
     assert (tree / "demo-1.0.dist-info/RECORD").read_text() == (
         f"demo/__init__.pyc,{_digest(pyc.read_bytes())},{len(pyc.read_bytes())}\ndemo-1.0.dist-info/RECORD,,\n"
@@ -224,7 +224,7 @@ def test_a_listed_cache_pyc_the_run_rewrites_is_listed_without_its_old_hash(tmp_
         },
     )
     proc = run_cli("compile", str(tree), check=True)
-    assert "1 pyc; 1 RECORD files updated in " in proc.stderr
+    assert "1 pyc; 1 RECORD files updated; " in proc.stderr
     assert (tree / f"demo/__pycache__/__init__.{tag}.pyc").read_bytes() != b"stale"
     assert (tree / "demo-1.0.dist-info/RECORD").read_text() == (
         f"demo/__init__.py,sha256=x,6\ndemo/__pycache__/__init__.{tag}.pyc,,\ndemo-1.0.dist-info/RECORD,,\n"
@@ -318,7 +318,7 @@ def test_the_cache_pyc_of_a_module_with_a_dot_in_its_name_is_listed(tmp_path: Pa
         },
     )
     proc = run_cli("compile", str(tree), check=True)
-    assert "; 1 RECORD files updated in " in proc.stderr
+    assert "; 1 RECORD files updated; " in proc.stderr
     (pyc,) = (tree / "demo/__pycache__").glob("foo.bar.*.pyc")
     (init,) = (tree / "demo/__pycache__").glob("__init__.*.pyc")
     assert (tree / "demo-1.0.dist-info/RECORD").read_text().splitlines() == [

@@ -11,6 +11,7 @@ import base64
 import csv
 import hashlib
 import io
+import os
 import shutil
 import stat
 import subprocess
@@ -398,10 +399,11 @@ def test_the_wheels_guide_example_runs_as_written(tmp_path: Path) -> None:
         capture_output=True,
         text=True,
         check=True,
+        env={**os.environ, "HATCH_PYC_CACHE_DIR": str(tmp_path / "cache")},  # a first run: an empty cache
     )
     assert proc.stderr.splitlines()[:2] == [
-        "hatch-pyc: sourceless/requests-2.32.3-cp312-none-any.whl (18 modules compiled)",
-        "hatch-pyc: sourceless/requests-2.32.3-cp313-none-any.whl (18 modules compiled)",
+        "hatch-pyc: sourceless/requests-2.32.3-cp312-none-any.whl (18 modules compiled, 0 of 18 from the compile cache)",
+        "hatch-pyc: sourceless/requests-2.32.3-cp313-none-any.whl (18 modules compiled, 0 of 18 from the compile cache)",
     ]
     for minor in ("3.12", "3.13"):
         subprocess.run(

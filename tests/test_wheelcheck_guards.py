@@ -18,7 +18,7 @@ from test_wheel import make_wheel
 from test_wheel_gate import GOOD, _good, _meta, _wheel_file, wheel_from
 
 from hatch_pyc import find_interpreter
-from hatch_pyc._wheelcheck import MAX_ENTRY_BYTES, MAX_RATIO, MAX_TOTAL_BYTES, InvalidWheel, open_wheel
+from hatch_pyc._wheelcheck import MAX_ENTRY_BYTES, MAX_RATIO, MAX_TOTAL_BYTES, InvalidWheel, open_wheel, retag
 
 RUNNING = f"{sys.version_info[0]}.{sys.version_info[1]}"
 CP = f"cp{sys.version_info[0]}{sys.version_info[1]}"
@@ -271,3 +271,45 @@ def test_a_tag_whose_version_is_not_a_decimal_number_is_refused_in_one_line(tmp_
     assert _refused(wheel) == (
         f"hatch-pyc: error: {wheel}: its tags ({tag}) do not include CPython {RUNNING}; nothing was written"
     )
+
+
+def test_a_tag_set_that_is_not_one_compressed_tag_set_is_refused(tmp_path: Path) -> None:
+    """``retag`` gives one compressed tag set or refuses: ``cpXY-cpXY-linux`` with ``cpXY-none-macosx`` (not
+    every ABI with every platform) cannot be one file name, so it is refused, naming the tags it kept."""
+    mac = "macosx_11_0_arm64"
+    wheel = tmp_path / f"demo-1.0-{CP}-{CP}.none-{LINUX}.{mac}.whl"
+    interp = find_interpreter(RUNNING)
+    whole = frozenset(Tag(CP, abi, platform) for abi in (CP, "none") for platform in (LINUX, mac))
+    assert retag(whole, interp, wheel) == (f"{CP}-{CP}.none-{LINUX}.{mac}", sorted(whole, key=str))
+    with pytest.raises(InvalidWheel) as caught:
+        retag(frozenset({Tag(CP, CP, LINUX), Tag(CP, "none", mac)}), interp, wheel)
+    assert str(caught.value) == (
+        f"{wheel}: its tags cannot be written as one compressed tag set: ['{CP}-{CP}-{LINUX}', '{CP}-none-{mac}']"
+    )
+
+
+# -- the .dist-info directory and METADATA's body ------------------------------------------------------------
+
+
+def test_a_dist_info_directory_whose_version_is_no_version_is_refused(tmp_path: Path) -> None:
+    """``demo-latest.dist-info`` is not named for the file name's version 1.0 (``latest`` is no version at all):
+    refused in one line, as a ``.dist-info`` directory for another version is."""
+    wheel = wheel_from(tmp_path, GOOD, _good(dist_info="demo-latest.dist-info"))
+    assert _refused(wheel) == (
+        f"hatch-pyc: error: {wheel}: its .dist-info directory demo-latest.dist-info is not for version 1.0"
+    )
+
+
+def test_metadata_whose_body_nests_mime_parts_two_thousand_deep_is_not_parsed(tmp_path: Path) -> None:
+    """The gate reads METADATA's headers only: a body of MIME parts nested 2000 deep (which a full email
+    parse recurses into until it fails) neither slows nor breaks it, and METADATA passes through unchanged."""
+    depth = 2000
+    nested = "".join(f'Content-Type: multipart/mixed; boundary="b{i}"\n\n--b{i}\n' for i in range(depth))
+    metadata = _meta(extra=nested + "x\n" + "".join(f"\n--b{i}--\n" for i in reversed(range(depth))))
+    wheel = wheel_from(tmp_path, GOOD, _good(metadata=metadata))
+    with open_wheel(wheel) as checked:
+        assert checked.metadata["Name"] == "demo" and not checked.metadata.is_multipart()
+    run_cli("wheel", str(wheel), "-o", str(tmp_path / "out"), "--python", RUNNING, check=True)
+    (converted,) = (tmp_path / "out").iterdir()
+    with zipfile.ZipFile(converted) as zf:
+        assert zf.read("demo-1.0.dist-info/METADATA") == metadata.encode()

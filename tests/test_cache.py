@@ -1,0 +1,436 @@
+"""The compile cache: a warm cache gives the bytes a cold one gives, a changed source is never served old code,
+a damaged entry is never served, runs may share a cache, and a cache others could write is not used."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+import zipfile
+from pathlib import Path
+
+import pytest
+from conftest import run_cli, snapshot, write_tree
+from test_wheel import make_wheel
+
+from hatch_pyc import Interpreter, PycOptions, compile_tree
+from hatch_pyc._cache import cache_info, open_cache
+
+SOURCES = {
+    "pkg/__init__.py": '"""Package."""\nfrom pkg.mod import VALUE\n',
+    "pkg/mod.py": '"""Docs."""\nVALUE = 41 + 1\n\ndef f(x):\n    """Doc."""\n    assert x\n    return {1, 2.5, "a"}\n',
+    "pkg/sub/__init__.py": "",
+    "pkg/sub/deep.py": "import os\nNAME = os.sep\n",
+}
+
+
+def _entries(cache: Path) -> list[Path]:
+    return sorted(p for p in (cache / "code").rglob("*") if p.is_file())
+
+
+def _pycs(root: Path) -> dict[str, bytes]:
+    return {str(p.relative_to(root)): p.read_bytes() for p in sorted(root.rglob("*.pyc"))}
+
+
+def _compile(tree: Path, target: Interpreter, cache: Path | None, **options: object) -> dict[str, object]:
+    """``hatch-pyc compile`` as a user runs it; its JSON summary."""
+    summary = tree.parent / f"{tree.name}.json"
+    args = ["compile", str(tree), "--python", target.executable, "--json", str(summary)]
+    args += ["--cache-dir", str(cache)] if cache is not None else ["--no-cache"]
+    for key, value in options.items():
+        args += [f"--{key.replace('_', '-')}", str(value)] if value is not True else [f"--{key.replace('_', '-')}"]
+    run_cli(*args, check=True)
+    result: dict[str, object] = json.loads(summary.read_text())
+    return result
+
+
+def _fresh(tmp_path: Path, name: str = "app") -> Path:
+    """The same tree at the same path, made anew (what an image rebuild does): every mtime alike."""
+    tree = tmp_path / name
+    shutil.rmtree(tree, ignore_errors=True)
+    write_tree(tree, SOURCES)
+    for path in tree.rglob("*.py"):
+        os.utime(path, (1_700_000_000, 1_700_000_000))
+    return tree
+
+
+@pytest.mark.parametrize(
+    "levels", [("-O", "0", "-O", "1", "-O", "2"), ("--strip", "-O", "2")], ids=["3-levels", "strip"]
+)
+def test_a_warm_cache_gives_the_bytes_of_no_cache_on_every_cpython(
+    tmp_path: Path, target: Interpreter, levels: tuple[str, ...]
+) -> None:
+    """Cold, warm and no cache: byte-identical pycs; the warm run compiles nothing and says so."""
+    cache = tmp_path / "cache"
+    outputs = []
+    for how in ("none", "cold", "warm"):
+        tree = _fresh(tmp_path)
+        args = ["compile", str(tree), "--python", target.executable, *levels, "--json", str(tmp_path / "s.json")]
+        args += ["--no-cache"] if how == "none" else ["--cache-dir", str(cache)]
+        proc = run_cli(*args, check=True)
+        summary = json.loads((tmp_path / "s.json").read_text())
+        outputs.append(snapshot(tree))
+        if how == "none":
+            assert (summary["cache_hits"], summary["cache_misses"]) == (0, 0)
+            assert not (cache / "code").exists()
+        elif how == "cold":
+            assert summary["cache_hits"] == 0 and summary["cache_misses"] == len(_entries(cache)) > 0
+        else:
+            assert summary["cache_misses"] == 0 and summary["cache_hits"] == len(_entries(cache))
+            assert f"{summary['cache_hits']} of {summary['cache_hits']} from the compile cache" in proc.stderr
+    assert outputs[0] == outputs[1] == outputs[2]
+    assert any(name.endswith(".pyc") for name in outputs[0])
+
+
+def test_a_source_changed_in_place_with_the_same_size_and_mtime_gets_new_code(tmp_path: Path) -> None:
+    """The key is the source's bytes, not its size or mtime: an edit that keeps both is compiled again."""
+    cache = tmp_path / "cache"
+    here = sys.executable
+    tree = write_tree(tmp_path / "app", {"m.py": "VALUE = 1\n"})
+    source = tree / "m.py"
+    os.utime(source, (1_700_000_000, 1_700_000_000))
+    run_cli("compile", str(tree), "--strip", "--cache-dir", str(cache), "--python", here, check=True)
+    assert run_python_value(tree, here) == "1"
+    tree = write_tree(tmp_path / "app", {"m.py": "VALUE = 2\n"})  # same size, same mtime, same path
+    os.utime(source, (1_700_000_000, 1_700_000_000))
+    (tree / "m.pyc").unlink()
+    run_cli("compile", str(tree), "--strip", "--cache-dir", str(cache), "--python", here, check=True)
+    assert run_python_value(tree, here) == "2"
+
+
+def run_python_value(tree: Path, python: str) -> str:
+    proc = subprocess.run(
+        [python, "-S", "-c", "import m; print(m.VALUE)"], cwd=tree, capture_output=True, text=True, check=True
+    )
+    return proc.stdout.strip()
+
+
+@pytest.mark.parametrize(
+    "damage",
+    ["truncated", "flipped", "empty", "other-format", "directory"],
+)
+def test_a_damaged_entry_is_never_served_and_is_replaced(tmp_path: Path, damage: str) -> None:
+    """Each entry carries the SHA-256 of its contents: one that does not match is a miss, compiled again and
+    stored anew; the output is what no cache gives."""
+    cache = tmp_path / "cache"
+    here = sys.executable
+    reference = _fresh(tmp_path, "app")
+    run_cli("compile", str(reference), "--no-cache", "--python", here, check=True)
+    want = _pycs(reference)
+    tree = _fresh(tmp_path, "app")
+    _compile(tree, _here(), cache)
+    entries = _entries(cache)
+    for entry in entries:
+        data = entry.read_bytes()
+        if damage == "truncated":
+            entry.write_bytes(data[: len(data) // 2])
+        elif damage == "flipped":
+            entry.write_bytes(data[:-1] + bytes([data[-1] ^ 0x01]))
+        elif damage == "empty":
+            entry.write_bytes(b"")
+        elif damage == "other-format":
+            entry.write_bytes(b"hatch-pyc code 9\n" + data[17:])
+        else:
+            entry.unlink()
+            entry.mkdir()
+    tree = _fresh(tmp_path, "app")
+    summary = _compile(tree, _here(), cache)
+    assert summary["cache_hits"] == 0 and summary["cache_misses"] == len(entries)
+    assert _pycs(tree) == want
+    if damage != "directory":  # replaced by a good entry: the next run finds it
+        tree = _fresh(tmp_path, "app")
+        summary = _compile(tree, _here(), cache)
+        assert summary["cache_misses"] == 0 and _pycs(tree) == want
+
+
+def _here() -> Interpreter:
+    from hatch_pyc import find_interpreter
+
+    return find_interpreter(sys.executable)
+
+
+def test_two_runs_sharing_a_cache_at_once_both_write_what_no_cache_writes(tmp_path: Path) -> None:
+    """Two compiles of the same 200 modules at one path each, on one empty cache at the same time: both succeed
+    with the pycs a run without a cache writes, and the cache holds only whole entries, which serve every
+    module of a third run."""
+    cache = tmp_path / "cache"
+    files = {f"pkg/m{i}.py": f"VALUE = {i}\n" + "def f(x):\n    return x * 2\n" * (i % 7) for i in range(200)}
+    files["pkg/__init__.py"] = ""
+    trees = [write_tree(tmp_path / name, files) for name in ("one", "two")]
+    procs = [
+        subprocess.Popen(
+            [sys.executable, "-m", "hatch_pyc", "compile", str(tree), "--cache-dir", str(cache), "--workers", "2"],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        for tree in trees
+    ]
+    for proc in procs:
+        _, err = proc.communicate(timeout=300)
+        assert proc.returncode == 0, err
+    assert list((cache / "code").rglob("*.tmp")) == []
+    for tree in trees:
+        shared = _pycs(tree)
+        shutil.rmtree(tree / "pkg" / "__pycache__")
+        _compile(tree, _here(), None)
+        assert _pycs(tree) == shared and len(shared) == 201
+        shutil.rmtree(tree / "pkg" / "__pycache__")
+        summary = _compile(tree, _here(), cache)
+        assert (summary["cache_hits"], summary["cache_misses"]) == (201, 0)
+        assert _pycs(tree) == shared
+
+
+def test_a_cache_other_users_may_write_is_not_used(tmp_path: Path) -> None:
+    """Whoever may write the cache could write a consistent entry: a group- or world-writable cache is refused,
+    with a warning naming it, and the run compiles everything (and is right)."""
+    cache = tmp_path / "cache"
+    cache.mkdir(mode=0o700)
+    cache.chmod(0o777)
+    tree = write_tree(tmp_path / "app", {"m.py": "X = 1\n"})
+    proc = run_cli("compile", str(tree), "--cache-dir", str(cache), check=True)
+    assert f"hatch-pyc: warning: compile cache {cache} not used: writable by other users (mode 777)" in proc.stderr
+    assert not (cache / "code").exists()
+    assert (tree / "__pycache__").is_dir()
+    assert open_cache(True, cache) == (None, f"compile cache {cache} not used: writable by other users (mode 777)")
+
+
+def test_no_cache_and_the_environment_switch_write_no_cache(tmp_path: Path) -> None:
+    """``--no-cache`` and ``HATCH_PYC_NO_CACHE=1`` neither read nor fill the cache."""
+    cache = tmp_path / "cache"
+    tree = write_tree(tmp_path / "app", {"m.py": "X = 1\n"})
+    run_cli("compile", str(tree), "--no-cache", "--cache-dir", str(cache), check=True)
+    assert not cache.exists()
+    run_cli(
+        "compile", str(tree), "--force", env={"HATCH_PYC_NO_CACHE": "1", "HATCH_PYC_CACHE_DIR": str(cache)}, check=True
+    )
+    assert not cache.exists()
+    run_cli("compile", str(tree), "--force", env={"HATCH_PYC_CACHE_DIR": str(cache)}, check=True)
+    assert len(_entries(cache)) == 1
+
+
+def test_the_cache_command_shows_prunes_and_clears_only_what_it_made(tmp_path: Path) -> None:
+    """``hatch-pyc cache``: where, how many entries, how big, hit rate; ``prune --max-size`` removes the least
+    recently used first; ``clear`` removes the cache's own files and nothing else in the directory."""
+    cache = tmp_path / "cache"
+    tree = _fresh(tmp_path)
+    _compile(tree, _here(), cache, optimize=2)
+    _compile(_fresh(tmp_path), _here(), cache, optimize=2)
+    info = json.loads(run_cli("cache", "--cache-dir", str(cache), "--json", check=True).stdout)
+    entries = _entries(cache)
+    assert info["directory"] == str(cache) and info["entries"] == len(entries) == 4
+    assert (info["hits"], info["misses"], info["hit_rate"]) == (4, 4, 0.5)
+    assert info["bytes"] == sum(p.stat().st_blocks * 512 for p in entries)
+    text = run_cli("cache", "--cache-dir", str(cache), check=True).stdout
+    assert f"directory: {cache}\n" in text and "entries:   4\n" in text and "50.0% of 8 lookups" in text
+    oldest, *rest = entries
+    os.utime(oldest, (1_000_000_000, 1_000_000_000))
+    keep = sum(p.stat().st_blocks * 512 for p in rest)
+    pruned = run_cli("cache", "prune", "--cache-dir", str(cache), "--max-size", str(keep), check=True)
+    assert pruned.stdout.startswith("removed 1 entries")
+    assert _entries(cache) == rest
+    mine = cache / "notes.txt"
+    mine.write_text("the user's\n")
+    cleared = run_cli("cache", "clear", "--cache-dir", str(cache), check=True)
+    assert cleared.stdout.startswith("removed 3 entries")
+    assert sorted(p.name for p in cache.iterdir()) == ["CACHEDIR.TAG", "code", "notes.txt"]
+    assert _entries(cache) == [] and list((cache / "code").iterdir()) == []
+    bad = run_cli("cache", "prune", "--max-size", "lots", "--cache-dir", str(cache))
+    assert bad.returncode == 2 and "not a size: 'lots'" in bad.stderr and "Traceback" not in bad.stderr
+
+
+def test_a_wheel_rebuilt_with_a_warm_cache_is_byte_identical(tmp_path: Path) -> None:
+    """``hatch-pyc wheel`` twice on one wheel with one cache: the second compiles nothing, the wheels are equal,
+    and equal to a conversion without a cache. (A module's code is named by its install path, so the cache is
+    shared by every conversion of the same module.)"""
+    cache = tmp_path / "cache"
+    wheel = make_wheel(tmp_path, dict(SOURCES))
+    outputs = []
+    for how in ("--no-cache", "cold", "warm"):
+        out = tmp_path / how.strip("-")
+        args = ["wheel", str(wheel), "-o", str(out)]
+        args += [how] if how.startswith("--") else ["--cache-dir", str(cache)]
+        run_cli(*args, check=True, env={"SOURCE_DATE_EPOCH": "1700000000"})
+        (made,) = out.glob("*.whl")
+        outputs.append(made.read_bytes())
+        if how == "cold":
+            stored = _entries(cache)
+            assert len(stored) == 4
+    assert outputs[0] == outputs[1] == outputs[2]
+    assert cache_info(cache).hits == 4
+    with zipfile.ZipFile(tmp_path / "warm" / made.name) as archive:
+        assert "pkg/mod.pyc" in archive.namelist() and "pkg/mod.py" not in archive.namelist()
+
+
+def test_the_library_default_is_the_environment_cache(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """``compile_tree`` with default options uses ``$HATCH_PYC_CACHE_DIR`` and reports its hits."""
+    monkeypatch.setenv("HATCH_PYC_CACHE_DIR", str(tmp_path / "cache"))
+    first = compile_tree([_fresh(tmp_path)], PycOptions(levels=(0, 2)), python=sys.executable)
+    second = compile_tree([_fresh(tmp_path)], PycOptions(levels=(0, 2)), python=sys.executable)
+    assert first.cache_hits == 0 and first.cache_misses > 0
+    assert (second.cache_hits, second.cache_misses) == (first.cache_misses, 0)
+    off = compile_tree([_fresh(tmp_path)], PycOptions(levels=(0, 2), cache=False), python=sys.executable)
+    assert (off.cache_hits, off.cache_misses) == (0, 0)
+
+
+def test_identical_sources_at_two_paths_keep_their_own_file_names(tmp_path: Path) -> None:
+    """The code's file name is part of the key: the same bytes at ``a/errors.py`` and ``b/errors.py`` (or every
+    empty ``__init__.py``) are two entries, and a traceback from each names its own file, warm or cold."""
+    body = "def fail():\n    raise ValueError('where?')\n"
+    files = {"a/__init__.py": "", "a/errors.py": body, "b/__init__.py": "", "b/errors.py": body}
+    cache = tmp_path / "cache"
+    for run in ("cold", "warm"):
+        tree = write_tree(tmp_path / run, files)
+        summary = _compile(tree, _here(), cache, strip=True)
+        assert summary["cache_hits"] == (4 if run == "warm" else 0)
+        proc = subprocess.run(
+            [
+                sys.executable,
+                "-S",
+                "-c",
+                "import a.errors, b.errors\nfor m in (a.errors, b.errors):\n"
+                "    print(m.fail.__code__.co_filename, m.__spec__.loader.get_code(m.__name__).co_filename)",
+            ],
+            cwd=tree,
+            capture_output=True,
+            text=True,
+            check=True,
+        )
+        assert proc.stdout.split() == ["a/errors.py", "a/errors.py", "b/errors.py", "b/errors.py"]
+    assert len(_entries(cache)) == 4
+
+
+def test_cache_commands_refuse_a_directory_that_is_not_a_cache_and_touch_only_entries(tmp_path: Path) -> None:
+    """``cache info/prune/clear`` on a directory the cache did not make (no hatch-pyc tag) refuse it (exit 2, one
+    line) and change nothing; in a real cache, files that are not entries (other names, other shards) and a
+    shard that is a link are never removed or followed."""
+    home = tmp_path / "home"
+    write_tree(home, {"code/myproj/main.c": "int main;\n", "code/ab/" + "c" * 62: "not ours\n", "stats.json": "{}"})
+    before = snapshot(home)
+    for action in ("info", "prune", "clear"):
+        proc = run_cli("cache", action, "--cache-dir", str(home), "--max-size", "0")
+        assert proc.returncode == 2 and "Traceback" not in proc.stderr, proc.stderr
+        assert proc.stderr == (
+            f"hatch-pyc: error: {home}: not a hatch-pyc compile cache (no hatch-pyc CACHEDIR.TAG); nothing was changed\n"
+        )
+    assert snapshot(home) == before
+    missing = run_cli("cache", "clear", "--cache-dir", str(tmp_path / "nowhere"))
+    assert missing.returncode == 2 and "no compile cache there" in missing.stderr
+
+    cache = tmp_path / "cache"
+    tree = _fresh(tmp_path)
+    _compile(tree, _here(), cache)
+    victim = write_tree(tmp_path / "victim", {"sub/" + "d" * 62: "precious\n"})
+    os.symlink(victim / "sub", cache / "code" / "ee")  # a shard that is a link: never followed
+    (cache / "code" / "README").write_text("mine\n")
+    (cache / "code" / next(iter(os.listdir(cache / "code")))).joinpath("notes.txt").write_text("mine\n")
+    pruned = run_cli("cache", "prune", "--cache-dir", str(cache), "--max-size", "0", check=True)
+    assert pruned.stdout.startswith(f"removed {len(SOURCES)} entries")
+    cleared = run_cli("cache", "clear", "--cache-dir", str(cache), check=True)
+    assert cleared.stdout.startswith("removed 0 entries")
+    assert (victim / "sub" / ("d" * 62)).read_text() == "precious\n"
+    assert (cache / "code" / "README").exists() and list((cache / "code").glob("*/notes.txt"))
+
+
+def test_a_cache_dir_holding_other_files_is_not_taken_over(tmp_path: Path) -> None:
+    """``--cache-dir`` naming a directory of the user's (it holds files the cache did not make): not used, with a
+    warning naming it; nothing is written there (no tag, no entries), and the run compiles everything."""
+    mine = write_tree(tmp_path / "projects", {"code/app/main.py": "print('mine')\n"})
+    before = snapshot(mine)
+    tree = write_tree(tmp_path / "app", {"m.py": "X = 1\n"})
+    proc = run_cli("compile", str(tree), "--cache-dir", str(mine), check=True)
+    assert (
+        f"hatch-pyc: warning: compile cache {mine} not used: it holds files the cache did not make (code/app); "
+        "name an empty or new directory" in proc.stderr
+    )
+    assert snapshot(mine) == before and (tree / "__pycache__").is_dir()
+
+
+def test_what_is_not_an_entry_in_the_cache_is_a_miss_and_never_blocks(tmp_path: Path) -> None:
+    """A FIFO, an oversized file, or a valid entry under another key's name, where an entry goes; and a totals file
+    that is a FIFO or holds absurd numbers: the run neither hangs nor fails, compiles what it did not find, and
+    writes the pycs no cache gives; ``cache info`` still answers."""
+    cache = tmp_path / "cache"
+    reference = write_tree(tmp_path / "reference", {"a.py": "X = 'one'\n", "b.py": "X = 'two'\n"})
+    run_cli("compile", str(reference), "--no-cache", check=True)
+    want = _pycs(reference)
+    tree = write_tree(tmp_path / "app", {"a.py": "X = 'one'\n", "b.py": "X = 'two'\n"})
+    for source in [*reference.glob("*.py"), *tree.glob("*.py")]:
+        os.utime(source, (1_700_000_000, 1_700_000_000))
+    shutil.rmtree(reference / "__pycache__")
+    run_cli("compile", str(reference), "--no-cache", check=True)
+    want = _pycs(reference)
+    _compile(tree, _here(), cache)
+    first, second = _entries(cache)
+    shutil.copyfile(first, second)  # a whole, valid entry: under the other module's name
+    (cache / "stats.json").write_text('{"hits": 1e400, "misses": -5, "pruned": 1e300}')
+    out = tmp_path / "summary.json"
+    for round_ in ("swapped", "fifo"):
+        shutil.rmtree(tree / "__pycache__")
+        proc = subprocess.run(
+            [sys.executable, "-m", "hatch_pyc", "compile", str(tree), "--cache-dir", str(cache), "--json", str(out)],
+            capture_output=True,
+            text=True,
+            timeout=120,
+            check=False,
+        )
+        assert proc.returncode == 0, proc.stderr
+        assert _pycs(tree) == want, round_
+        if round_ == "swapped":
+            assert json.loads(out.read_text())["cache_misses"] >= 1
+            for entry in _entries(cache):
+                entry.unlink()
+                os.mkfifo(entry)
+            (cache / "stats.json").unlink()
+            os.mkfifo(cache / "stats.json")
+    info = subprocess.run(
+        [sys.executable, "-m", "hatch_pyc", "cache", "--cache-dir", str(cache), "--json"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=True,
+    )
+    assert json.loads(info.stdout)["hits"] == 0
+
+
+def test_interpreter_descriptions_in_a_cache_others_may_write_are_not_believed(tmp_path: Path) -> None:
+    """The interpreter probe's cached description names the program the workers run: from a cache directory others
+    may write (mode 777), it is neither read nor written, so a planted description never runs anything."""
+    cache = tmp_path / "shared"
+    cache.mkdir()
+    cache.chmod(0o777)
+    marker = tmp_path / "ran"
+    evil = tmp_path / "evil.sh"
+    evil.write_text(f"#!/bin/sh\ntouch {marker}\nexit 1\n")
+    evil.chmod(0o755)
+    env = {"HATCH_PYC_CACHE_DIR": str(cache)}
+    tree = write_tree(tmp_path / "app", {"m.py": "X = 1\n"})
+    # what a first, honest run would have cached, then rewritten to name another program
+    probe = subprocess.run(
+        [
+            sys.executable,
+            "-c",
+            "from hatch_pyc._targets import _cache_file; import sys; print(_cache_file(sys.executable)[0])",
+        ],
+        capture_output=True,
+        text=True,
+        check=True,
+        env={**os.environ, **env},
+    )
+    planted = Path(probe.stdout.strip())
+    assert planted.parent.parent == cache
+    planted.parent.mkdir(exist_ok=True)
+    planted.parent.chmod(0o777)
+    from hatch_pyc._targets import _cache_file, _probe
+
+    stamp = _cache_file(sys.executable)
+    assert stamp is not None
+    info = _probe(sys.executable)
+    info["executable"] = str(evil)
+    planted.write_text(json.dumps({"stamp": stamp[1].replace(str(tmp_path), str(tmp_path)), "info": info}))
+    proc = run_cli("compile", str(tree), "--python", sys.executable, env=env)
+    assert proc.returncode == 0, proc.stderr
+    assert not marker.exists()
+    assert "not used: writable by other users" in proc.stderr

@@ -1,0 +1,93 @@
+"""Guards of the wheel conversion that the mutation run found untested."""
+
+from __future__ import annotations
+
+import signal
+import stat
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from test_wheel import OWN, make_wheel, record_of
+
+from hatch_pyc import find_interpreter
+from hatch_pyc._errors import CompileFailed
+from hatch_pyc._wheel import convert_wheel
+
+
+def test_an_explicit_output_name_with_one_target_is_where_the_wheel_goes(tmp_path: Path) -> None:
+    """``output=`` with exactly one target (the build hook's call) is accepted: the wheel is written
+    under that name, a complete wheel, and nothing else is written beside it."""
+    wheel = make_wheel(tmp_path, {"demo/__init__.py": "X = 1\n"})
+    named = tmp_path / "dist" / "renamed.whl"
+    (result,) = convert_wheel(wheel, None, [find_interpreter(None)], output=named)
+    assert result.output == named and result.compiled == ["demo/__init__.py"]
+    assert [p.name for p in named.parent.iterdir()] == ["renamed.whl"]
+    assert "demo/__init__.pyc" in record_of(named)
+
+
+INTERRUPT_ONCE_DURING_COMMIT = r"""
+import os, signal, sys
+from hatch_pyc import _commit, _wheel
+from hatch_pyc._errors import Interrupted
+from hatch_pyc._targets import find_interpreter
+real = _commit.Commit.install
+def install(self, tmp, final):
+    real(self, tmp, final)
+    os.kill(os.getpid(), signal.SIGTERM)  # held until the commit is done
+_commit.Commit.install = install
+try:
+    _wheel.convert_wheel(sys.argv[1], sys.argv[2], [find_interpreter(None)])
+except Interrupted as exc:
+    print(exc.signum, len(exc.result), sorted(os.listdir(sys.argv[2])))
+"""
+
+
+def test_one_signal_held_during_the_commit_is_reported_as_that_signal(tmp_path: Path) -> None:
+    """A single SIGTERM arriving while the one output moves into place is held, then reported as
+    :class:`Interrupted` naming SIGTERM and carrying the finished conversion; the output is in place."""
+    wheel = make_wheel(tmp_path, {"demo/__init__.py": ""})
+    out = tmp_path / "out"
+    proc = subprocess.run(
+        [sys.executable, "-c", INTERRUPT_ONCE_DURING_COMMIT, str(wheel), str(out)],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    assert proc.stdout.strip() == f"{int(signal.SIGTERM)} 1 ['demo-1.0-{OWN}-none-any.whl']"
+    record_of(out / f"demo-1.0-{OWN}-none-any.whl")
+
+
+def test_a_failed_conversion_keeps_a_directory_it_made_that_something_else_wrote_into(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The output directories a failed run created are removed only if empty: a file another writer
+    put there meanwhile stays, with its directory, and the error raised is the conversion's own."""
+    from hatch_pyc import _wheel
+
+    wheel = make_wheel(tmp_path, {"demo/__init__.py": "X = (\n"})
+    out = tmp_path / "new" / "deeper"
+    real = _wheel.compile_plan
+
+    def someone_else_writes(*args: object, **kwargs: object) -> object:
+        (out / "notes.txt").write_text("not hatch-pyc's\n")
+        return real(*args, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(_wheel, "compile_plan", someone_else_writes)
+    with pytest.raises(CompileFailed, match=r"demo/__init__\.py"):
+        convert_wheel(wheel, out, [find_interpreter(None)])
+    assert [p.name for p in out.iterdir()] == ["notes.txt"]
+    assert (out / "notes.txt").read_text() == "not hatch-pyc's\n"
+
+
+def test_a_replaced_output_keeps_every_execute_bit_of_its_mode(tmp_path: Path) -> None:
+    """Writing over an existing output keeps all nine permission bits of that file, the others'
+    execute bit included (0o755 stays 0o755, 0o701 stays 0o701)."""
+    wheel = make_wheel(tmp_path, {"demo/__init__.py": ""})
+    (first,) = convert_wheel(wheel, tmp_path / "out", [find_interpreter(None)])
+    for mode in (0o755, 0o701):
+        first.output.chmod(mode)
+        (again,) = convert_wheel(wheel, tmp_path / "out", [find_interpreter(None)])
+        assert again.output == first.output and stat.S_IMODE(again.output.stat().st_mode) == mode
+        record_of(again.output)
