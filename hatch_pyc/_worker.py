@@ -480,10 +480,12 @@ class _Cache:
     digest does not match (truncated, corrupted, another format, or a valid entry under another key's
     name) is a miss, never served, and is replaced. Only a regular file of at most ``_MAX_ENTRY`` bytes
     is read (a FIFO there cannot block), and only from a shard directory that is not a link and that no
-    other user may write (the parent checked the cache's root and ``code/`` the same way). Entries are
-    written under a temporary name and renamed, so two workers, or two runs, sharing a cache never read
-    half an entry. A hit older than a day gets a new mtime: the pruning removes the least recently used
-    entries first.
+    other user may write (the parent checked the cache's root and ``code/`` the same way). A new entry is
+    written in place, created exclusively: a reader that meets it half-written (another worker, another run)
+    finds its digest wrong and takes it for a miss; an entry found damaged is replaced whole, under a
+    temporary name then renamed. (A rename per entry cost a cold cache a fifth of a compile on a file system
+    where making a file is dear.) A hit older than a day gets a new mtime: the pruning removes the least
+    recently used entries first.
     """
 
     def __init__(self, directory):
@@ -500,6 +502,7 @@ class _Cache:
         self.hits = 0
         self.misses = 0
         self.uid = os.geteuid() if hasattr(os, "geteuid") else None
+        self.shards = {}  # name[:2] -> the shard directory's descriptor, checked once, kept for the worker's life
 
     def key(self, source, dfile, level):
         key = hashlib.sha256(self.salt)
@@ -511,6 +514,9 @@ class _Cache:
 
     def _shard(self, name, create=False):
         """The shard directory of ``name``, opened without following a link, if only this user may write it."""
+        fd = self.shards.get(name[:2])
+        if fd is not None:
+            return fd
         directory = os.path.join(self.directory, name[:2])
         flags = os.O_RDONLY | getattr(os, "O_DIRECTORY", 0) | _NOFOLLOW
         try:
@@ -526,6 +532,7 @@ class _Cache:
         if (self.uid is not None and info.st_uid != self.uid) or info.st_mode & 0o022:
             os.close(fd)
             return None
+        self.shards[name[:2]] = fd
         return fd
 
     def get(self, name):
@@ -536,7 +543,6 @@ class _Cache:
         try:
             fd = os.open(name[2:], os.O_RDONLY | _NOFOLLOW | getattr(os, "O_NONBLOCK", 0), dir_fd=shard)
         except OSError:
-            os.close(shard)
             return None
         try:
             info = os.fstat(fd)
@@ -550,7 +556,6 @@ class _Cache:
             return None
         finally:
             os.close(fd)
-            os.close(shard)
         head = len(_ENTRY) + 32
         if len(entry) <= head or not entry.startswith(_ENTRY):
             return None
@@ -564,19 +569,34 @@ class _Cache:
         shard = self._shard(name, create=True)
         if shard is None:
             return
+        try:
+            fd = os.open(name[2:], os.O_WRONLY | os.O_CREAT | os.O_EXCL | _NOFOLLOW, 0o600, dir_fd=shard)
+        except FileExistsError:  # damaged (get found it so), or being written by another: replaced whole
+            self._replace(shard, name, entry)
+            return
+        except OSError:  # a full disk or a read-only cache: the run goes on without storing
+            return
+        try:
+            with open(fd, "wb") as handle:
+                handle.write(entry)
+        except OSError:  # half an entry is a miss for every reader; removed so that the next run stores it
+            try:
+                os.unlink(name[2:], dir_fd=shard)
+            except OSError:
+                pass
+
+    def _replace(self, shard, name, entry):
         tmp = "%s.%d.tmp" % (name[2:], os.getpid())
         try:
             fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | _NOFOLLOW, 0o600, dir_fd=shard)
             with open(fd, "wb") as handle:
                 handle.write(entry)
             os.replace(tmp, name[2:], src_dir_fd=shard, dst_dir_fd=shard)
-        except OSError:  # a full disk or a read-only cache: the run goes on without storing
+        except OSError:
             try:
                 os.unlink(tmp, dir_fd=shard)
             except OSError:
                 pass
-        finally:
-            os.close(shard)
 
 
 def _digest(name, payload):
