@@ -114,6 +114,8 @@ def test_example_builds_and_runs_from_pycs(engine: Any, image: Callable[[str], s
     assert ran.code == 0, ran.err
     assert "demo_app" in ran.err and "rich/console" in ran.err
     assert ds.compiled_from_source(ran.err, ds.VENV) == []
+    # no compile cache was left in the image (it would weigh as much as the pycs)
+    assert ds.run(engine, tag, "sh", "-c", "test ! -e /root/.cache/hatch-pyc").code == 0
 
 
 @pytest.mark.docker

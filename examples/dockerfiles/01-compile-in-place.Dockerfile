@@ -30,7 +30,9 @@ COPY wheels/ /wheels/
 #   --without-pip: the app's venv gets no pip; the hatch-pyc venv's pip installs into it (pip --python,
 #     pip >= 22.3). Drop --without-pip and use /opt/venv/bin/pip if you want pip at run time.
 #   pip --no-compile: pip would otherwise compile with its own compileall pass; hatch-pyc does it.
-RUN export PYTHONDONTWRITEBYTECODE=1 PIP_DISABLE_PIP_VERSION_CHECK=1 PIP_ROOT_USER_ACTION=ignore \
+# HATCH_PYC_NO_CACHE: no compile cache in the layer (as pip's --no-cache-dir); to keep one between builds,
+# mount it instead (docs/containers.md: keeping the compile cache between builds).
+RUN export PYTHONDONTWRITEBYTECODE=1 PIP_DISABLE_PIP_VERSION_CHECK=1 PIP_ROOT_USER_ACTION=ignore HATCH_PYC_NO_CACHE=1 \
  && python3 -m venv /tmp/hatch-pyc \
  && /tmp/hatch-pyc/bin/pip install --no-index --find-links /wheels --no-compile hatch-pyc \
  && python3 -m venv --without-pip /opt/venv \

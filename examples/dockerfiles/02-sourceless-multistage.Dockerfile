@@ -20,7 +20,9 @@ ARG HATCH_PYC_ARGS=""
 COPY wheels/ /wheels/
 # --without-pip: the runtime venv gets no pip; the tool venv's pip installs into it (pip --python).
 # PYTHONDONTWRITEBYTECODE: no stray pycs from the Pythons run during the build.
-RUN export PYTHONDONTWRITEBYTECODE=1 PIP_DISABLE_PIP_VERSION_CHECK=1 PIP_ROOT_USER_ACTION=ignore \
+# HATCH_PYC_NO_CACHE: no compile cache in the layer (as pip's --no-cache-dir); to keep one between builds,
+# mount it instead (docs/containers.md: keeping the compile cache between builds).
+RUN export PYTHONDONTWRITEBYTECODE=1 PIP_DISABLE_PIP_VERSION_CHECK=1 PIP_ROOT_USER_ACTION=ignore HATCH_PYC_NO_CACHE=1 \
  && python3 -m venv /opt/hatch-pyc \
  && /opt/hatch-pyc/bin/pip install --no-index --find-links /wheels --no-compile hatch-pyc \
  && python3 -m venv --without-pip /opt/venv \

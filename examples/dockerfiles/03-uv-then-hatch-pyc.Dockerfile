@@ -14,7 +14,9 @@ FROM ${PYTHON_IMAGE} AS build
 ARG APP=demo_app
 ARG HATCH_PYC_ARGS=""
 COPY wheels/ /wheels/
-RUN export PYTHONDONTWRITEBYTECODE=1 PIP_DISABLE_PIP_VERSION_CHECK=1 PIP_ROOT_USER_ACTION=ignore \
+# HATCH_PYC_NO_CACHE: no compile cache in the layer (as pip's --no-cache-dir); to keep one between builds,
+# mount it instead (docs/containers.md: keeping the compile cache between builds).
+RUN export PYTHONDONTWRITEBYTECODE=1 PIP_DISABLE_PIP_VERSION_CHECK=1 PIP_ROOT_USER_ACTION=ignore HATCH_PYC_NO_CACHE=1 \
  && python3 -m venv /opt/tools \
  && /opt/tools/bin/pip install --no-index --find-links /wheels --no-compile uv hatch-pyc \
  && python3 -m venv --without-pip /opt/venv \

@@ -25,7 +25,9 @@ COPY wheels/ /wheels/
 # (/usr/local/lib/python3.X on official images, /usr/lib/python3.X on Debian's). They are new files, so
 # this layer only adds them. Everything removed (the hatch-pyc venv) is removed in this same RUN: a
 # deletion in a later layer would not make the image any smaller.
-RUN export PYTHONDONTWRITEBYTECODE=1 PIP_DISABLE_PIP_VERSION_CHECK=1 PIP_ROOT_USER_ACTION=ignore \
+# HATCH_PYC_NO_CACHE: no compile cache in the layer (as pip's --no-cache-dir); to keep one between builds,
+# mount it instead (docs/containers.md: keeping the compile cache between builds).
+RUN export PYTHONDONTWRITEBYTECODE=1 PIP_DISABLE_PIP_VERSION_CHECK=1 PIP_ROOT_USER_ACTION=ignore HATCH_PYC_NO_CACHE=1 \
  && python3 -m venv /tmp/hatch-pyc \
  && /tmp/hatch-pyc/bin/pip install --no-index --find-links /wheels --no-compile hatch-pyc \
  && python3 -m venv --without-pip /opt/venv \
