@@ -105,3 +105,12 @@ def test_a_plain_directory_below_a_package_inside_a_namespace_is_outside_package
     assert not outside_packages("ns/pkg/mod.py", packages.__contains__)
     assert not outside_packages("ns/mod.py", packages.__contains__)
     assert not outside_packages("top.py", packages.__contains__)
+
+
+@pytest.mark.parametrize("bad", ["", 5, b"dir"])
+def test_a_cache_directory_must_be_a_non_empty_path(bad: object) -> None:
+    """``cache_dir``: a path or None (the default location); an empty string or another type is refused, named."""
+    with pytest.raises(InvalidOptions, match=r"cache directory .* must be a non-empty path"):
+        PycOptions(cache_dir=bad)  # type: ignore[arg-type]
+    assert PycOptions(cache_dir="somewhere").cache_dir == "somewhere"
+    assert PycOptions().cache_dir is None and PycOptions().cache is True and PycOptions().compact is False
