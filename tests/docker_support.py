@@ -176,12 +176,14 @@ class Ran:
     err: str
 
 
-def run(cli: Any, image: str, *cmd: str) -> Ran:
-    """Run ``cmd`` in a fresh container without network; exit code, stdout and stderr."""
-    container = cli.containers.create(image, list(cmd), network_mode="none")
+def run(cli: Any, image: str, *cmd: str, volumes: dict[str, str] | None = None, timeout: int = 300) -> Ran:
+    """Run ``cmd`` in a fresh container without network, ``volumes`` (name -> path) mounted; exit code, stdout
+    and stderr."""
+    mounts = {name: {"bind": path, "mode": "rw"} for name, path in (volumes or {}).items()}
+    container = cli.containers.create(image, list(cmd), network_mode="none", volumes=mounts)
     try:
         container.start()
-        code = container.wait(timeout=300)["StatusCode"]
+        code = container.wait(timeout=timeout)["StatusCode"]
         out = container.logs(stdout=True, stderr=False).decode()
         err = container.logs(stdout=False, stderr=True).decode()
     finally:

@@ -429,7 +429,7 @@ def test_interpreter_descriptions_in_a_cache_others_may_write_are_not_believed(t
     assert stamp is not None
     info = _probe(sys.executable)
     info["executable"] = str(evil)
-    planted.write_text(json.dumps({"stamp": stamp[1].replace(str(tmp_path), str(tmp_path)), "info": info}))
+    planted.write_text(json.dumps({"stamp": stamp[1], "info": info}))
     proc = run_cli("compile", str(tree), "--python", sys.executable, env=env)
     assert proc.returncode == 0, proc.stderr
     assert not marker.exists()

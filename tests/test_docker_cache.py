@@ -54,18 +54,9 @@ def tool(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Any, str]]:
 
 def _build(cli: Any, tag: str, volume: str, what: str) -> tuple[dict[str, Any], int]:
     """One "image build": a fresh venv with ``what`` installed, stripped with the cache in ``volume``."""
-    command = BUILD.format(what=what, site=ds.SITE)
-    container = cli.containers.create(
-        tag, ["sh", "-c", command], network_mode="none", volumes={volume: {"bind": "/cache", "mode": "rw"}}
-    )
-    try:
-        container.start()
-        code = container.wait(timeout=600)["StatusCode"]
-        out = container.logs(stdout=True, stderr=False).decode()
-        err = container.logs(stdout=False, stderr=True).decode()
-    finally:
-        container.remove(force=True)
-    assert code == 0, err
+    ran = ds.run(cli, tag, "sh", "-c", BUILD.format(what=what, site=ds.SITE), volumes={volume: "/cache"}, timeout=600)
+    assert ran.code == 0, ran.err
+    out = ran.out
     summary_text, packaging = out.rsplit("\n", 2)[0], out.split()[-1]
     return json.loads(summary_text), int(packaging)
 
