@@ -86,7 +86,7 @@ def tests(session: nox.Session) -> None:
 
     Spread over one worker per CPU (pytest-xdist): the tests are real processes that mostly wait
     on each other, and six sessions of them in a row would take CI past 40 minutes."""
-    session.install(".[docker]", *TEST_DEPS)
+    session.install(".[docker,stubs]", *TEST_DEPS)
     # The (runner, target) matrix once: this session's CPython targets only itself, except in the
     # session of the CPython running nox, which targets every one (tests/conftest.py).
     session.env["HATCH_PYC_TEST_TARGETS"] = "all" if session.python == MATRIX_RUNNER else "own"
@@ -109,21 +109,21 @@ def docker(session: nox.Session) -> None:
     for line in proc.stdout.splitlines():
         if line.startswith("export DOCKER_HOST="):
             session.env["DOCKER_HOST"] = line.removeprefix("export DOCKER_HOST=")
-    session.install(".[docker]", *TEST_DEPS)
+    session.install(".[docker,stubs]", *TEST_DEPS)
     session.run("pytest", "-m", "docker", *session.posargs)
 
 
 @nox.session(python="3.11")
 def corpus(session: nox.Session) -> None:
     """Convert, install and verify 80 popular PyPI wheels on every CPython found (docs/corpus.md)."""
-    session.install(".", "pytest>=8", "pip")  # corpus.py installs with this environment's pip
+    session.install(".[stubs]", "pytest>=8", "pip")  # corpus.py installs with this environment's pip
     session.run("python", "scripts/corpus.py", *session.posargs)
 
 
 @nox.session(python="3.11")
 def corpus_ci(session: nox.Session) -> None:
     """The corpus check on a small, fixed subset, on every CPython found: its promises re-checked on every change."""
-    session.install(".", "pytest>=8", "pip")
+    session.install(".[stubs]", "pytest>=8", "pip")
     only = [arg for name in CORPUS_CI for arg in ("--only", name)]
     session.run("python", "scripts/corpus.py", *only, *session.posargs)
 
@@ -134,7 +134,7 @@ def mutation(session: nox.Session) -> None:
     mutants against the tests that run the mutated line. ``nox -s mutation -- _commit _wheelcheck``."""
     # editable: every process a test starts, whatever its working directory, imports this tree's
     # hatch_pyc, so the coverage map sees it (the mutants' own copies are found first from their cwd)
-    session.install("-e", ".[docker]", *TEST_DEPS, "cosmic-ray>=8.4", "coverage>=7.10")
+    session.install("-e", ".[docker,stubs]", *TEST_DEPS, "cosmic-ray>=8.4", "coverage>=7.10")
     session.run(
         "python",
         "scripts/mutation.py",
@@ -180,6 +180,6 @@ def docs(session: nox.Session) -> None:
 @nox.session(python="3.11")
 def bench(session: nox.Session) -> None:
     """Compile benchmarks against compileall and uv (see benchmarks/README.md)."""
-    session.install(".", "pip")
+    session.install(".[stubs]", "pip")
     session.run("python", "benchmarks/bench_compile.py", *session.posargs)
     session.run("python", "benchmarks/bench_wheel.py")

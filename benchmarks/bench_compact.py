@@ -27,6 +27,7 @@ def _pyc_bytes(wheel: Path) -> int:
 
 def _convert(wheel: Path, out: Path, python: str, compact: bool) -> Path:
     cmd = [sys.executable, "-m", "hatch_pyc", "wheel", str(wheel), "-o", str(out), "--python", python, "-q"]
+    cmd += ["--stubs", "none"]  # the pycs and the wheels as measured before type stubs existed
     subprocess.run([*cmd, "--no-cache", *(["--compact"] if compact else [])], check=True)
     (made,) = out.glob("*.whl")
     return made

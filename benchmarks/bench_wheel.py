@@ -91,6 +91,7 @@ def run_hatch_pyc(
     out.mkdir(parents=True, exist_ok=True)
     how = ["--cache-dir", str(cache)] if cache is not None else ["--no-cache"]
     cmd = [str(venv / "bin/python"), "-m", "hatch_pyc", "wheel", str(wheel), "-o", str(out), "-q", "--python", python]
+    cmd += ["--stubs", "none"]  # like for like: pyc-wheel writes no type stubs
     wall, rss = timed([*cmd, *how], out)
     (result,) = out.glob("*.whl")
     return wall, rss, result

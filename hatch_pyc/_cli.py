@@ -91,8 +91,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     except CompileFailed as exc:
         for error in exc.errors:
             say(f"hatch-pyc: error: {error}")
+        stubs = sum(e.kind == "stub" for e in exc.errors)
+        failed = [f"{len(exc.errors) - stubs} source(s) did not compile"] if stubs < len(exc.errors) else []
+        failed += [f"{stubs} module(s) got no type stub (--stubs none makes none)"] if stubs else []
         say(
-            f"hatch-pyc: {len(exc.errors)} source(s) did not compile; nothing was changed "
+            f"hatch-pyc: {' and '.join(failed)}; nothing was changed "
             "(--on-error keep-source keeps them as source instead)"
         )
         return EXIT_FAILED

@@ -13,12 +13,14 @@ from hatch_pyc._cli_shared import (
     add_on_error_and_workers,
     add_optimize,
     add_outside_packages,
+    add_stubs,
     cache_options,
     progress_bar,
     reserved_output,
     say,
     show,
     show_progress,
+    stub_options,
 )
 from hatch_pyc._options import INVALIDATION_MODES, PycOptions
 
@@ -60,6 +62,7 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
     )
     add_exclude(comp, "the import root")
     add_outside_packages(comp)
+    add_stubs(comp, "none")
     comp.add_argument(
         "--invalidation-mode",
         choices=INVALIDATION_MODES,
@@ -103,6 +106,7 @@ def _options_from(args: argparse.Namespace) -> PycOptions:
         ddir=args.ddir,
         source_date_epoch=int(sde) if (sde and args.use_source_date_epoch) else None,
         outside_packages=args.outside_packages,
+        **stub_options(args),
     )
 
 
@@ -233,6 +237,8 @@ def _summary(result: CompileResult) -> str:
         parts.append(f"{len(plan.outside)} kept as source (outside packages: templates or data)")
     if plan.options.strip:
         parts.append(f"{len(result.stripped)} sources removed")
+    if result.stubs:
+        parts.append(f"{len(result.stubs)} type stubs written")
     if result.records:
         parts.append(f"{len(result.records)} RECORD files updated")
     lookups = result.cache_hits + result.cache_misses
@@ -257,6 +263,7 @@ def _result_json(result: CompileResult) -> dict[str, object]:
         "records": [str(p) for p in result.records],
         "kept_source": [str(e) for e in result.kept_source],
         "stripped": len(result.stripped),
+        "stubs": [str(p) for p in result.stubs],
         "pyc_written": result.pyc_written,
         "pyc_linked": result.pyc_linked,
         "cache_hits": result.cache_hits,

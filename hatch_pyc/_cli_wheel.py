@@ -12,9 +12,11 @@ from hatch_pyc._cli_shared import (
     add_on_error_and_workers,
     add_optimize,
     add_outside_packages,
+    add_stubs,
     cache_options,
     reserved_output,
     say,
+    stub_options,
 )
 from hatch_pyc._options import PycOptions
 
@@ -42,6 +44,7 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
     add_exclude(whl, "the install root (site-packages)")
     add_on_error_and_workers(whl)
     add_outside_packages(whl)
+    add_stubs(whl, "typed")
     whl.add_argument("--ddir", metavar="DIR", help="prefix for file names recorded in the code objects")
     whl.add_argument("--json", metavar="FILE", help="write a JSON list of the wheels written")
     whl.add_argument("-q", "--quiet", action="store_true", help="print errors only")
@@ -64,6 +67,7 @@ def run_wheel(args: argparse.Namespace) -> int:
         **cache_options(args),
         ddir=args.ddir,
         outside_packages=args.outside_packages,
+        **stub_options(args),
     )
     # Every (wheel, target) pair is checked before anything is written; all outputs or none.
     # The --json file is opened first too: one that cannot be written fails the run before it starts.
@@ -102,6 +106,7 @@ def _report(args: argparse.Namespace, outputs: list[WheelConversion], json_out: 
                     "kept_source": r.kept_source,
                     "outside_packages": r.outside_packages,
                     "replaced": r.replaced,
+                    "stubs": r.stubs,
                 }
                 for r in outputs
             ],
@@ -123,6 +128,8 @@ def summarise(result: WheelConversion) -> str:
         more = len(result.replaced) - 3
         shipped = ", ".join(result.replaced[:3]) + (f" and {more} more" if more > 0 else "")
         parts.append(f"{len(result.replaced)} shipped .pyc replaced by the compiled module ({shipped})")
+    if result.stubs:
+        parts.append(f"{len(result.stubs)} type stubs")
     lookups = result.cache_hits + result.cache_misses
     if lookups:
         parts.append(f"{result.cache_hits} of {lookups} from the compile cache")

@@ -15,6 +15,7 @@ import stat
 import struct
 import time
 from collections.abc import Callable, Iterable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -34,6 +35,8 @@ from hatch_pyc._options import PycOptions
 from hatch_pyc._plan import CompilePlan, PlannedSource, plan_compile
 from hatch_pyc._pool import Task, run_tasks
 from hatch_pyc._records import find_distributions, pycs_by_source, updated_record
+from hatch_pyc._stubs import StubResult, generate_stubs, package_dirs, stubgen_missing, typed_packages, wants_stub
+from hatch_pyc._targets import Interpreter
 
 Progress = Callable[[int, int], None]
 __all__ = ["TMP_SUFFIX", "CompileResult", "DeliveredPyc", "compile_plan", "compile_tree"]
@@ -68,6 +71,7 @@ class CompileResult:
     cache_hits: int = 0  # pycs whose code came from the compile cache
     cache_misses: int = 0  # pycs compiled (and stored) with the cache on
     notes: list[str] = field(default_factory=list)  # said to the user, not errors (a cache not used, why)
+    stubs: list[Path] = field(default_factory=list)  # .pyi stubs written beside sourceless modules
 
     @property
     def excluded(self) -> list[Path]:
@@ -202,22 +206,39 @@ def compile_plan(plan: CompilePlan, *, progress: Progress | None = None) -> Comp
         result.notes.append(why_not)
     if options.compact and interp.version < (3, 11):
         result.notes.append(f"CPython {interp.minor} pycs have no column positions: compact changes nothing")
+    stub_jobs = _stub_jobs(plan, todo)
+    stub_sources = [source for job in stub_jobs for source in job.sources.values()]
+    stub_result = StubResult()
+    stubs: dict[Path, tuple[Path, Path]] = {}
     try:
-        run_tasks(interp, tasks, options.worker_count, on_answer, cache=cache, compact=options.compact)
+        with ThreadPoolExecutor(max_workers=1, thread_name_prefix="hatch-pyc-stubs") as background:
+            stubs_made = background.submit(_make_stubs, stub_jobs, interp, options) if stub_jobs else None
+            run_tasks(interp, tasks, options.worker_count, on_answer, cache=cache, compact=options.compact)
+            if stubs_made is not None:
+                stub_result = stubs_made.result()
         if cache is not None:
             record_run(cache, result.cache_hits, result.cache_misses)
         if input_errors:
             raise InvalidInput(first_problem(sorted(input_errors)))
         if write_errors:
             raise OutputFailed(f"cannot write pycs in {sorted(write_errors)[0]}; nothing was changed")
+        errors.extend(stub_result.errors)  # a module without its stub keeps its source, like one that failed
         errors.sort(key=lambda e: e.path)
         if errors and options.on_error == "fail":
             raise CompileFailed(errors)
         failed = {e.path for e in errors}
+        if stub_result.errors:  # its pyc was written, but the module stays as it was
+            no_stub = {str(s) for s in failed}
+            unwanted = {final for i in result.compiled if str(i.source) in no_stub for _, final in i.outputs}
+            result.pyc_written -= sum(final in unwanted for _, final in written)
+            written = [(tmp, final) for tmp, final in written if final not in unwanted]
+            result.compiled = [i for i in result.compiled if str(i.source) not in no_stub]
         strip = [i for i in result.compiled if str(i.source) not in failed] if plan.remove_sources else []
+        stubs = _write_stubs(strip, stub_result, token)
+        written.extend(stubs.values())
         removed = _removals(strip)
         if not plan.deliver and (written or removed):
-            records = _new_records(plan, written, removed, token)
+            records = _new_records(plan, written, removed, token, {src: final for src, (_, final) in stubs.items()})
         arrived, result.leftovers = _commit(token, written, removed, records)
     finally:
         # Whatever still has a temporary name of this run (the token is ours): every one when nothing was
@@ -225,6 +246,7 @@ def compile_plan(plan: CompilePlan, *, progress: Progress | None = None) -> Comp
         # its levels was written); a committed temporary has been renamed, so its name is gone.
         _remove_quietly(_tmp_name(final, token) for item in todo for _, final in item.outputs)
         _remove_quietly(tmp for tmp, _ in records)
+        _remove_quietly(_tmp_name(s.with_suffix(".pyi"), token) for s in stub_sources)
         for directory in new_dirs:  # each a __pycache__ (or a sourceless pyc's) in a directory that stays
             try:
                 directory.rmdir()
@@ -233,12 +255,99 @@ def compile_plan(plan: CompilePlan, *, progress: Progress | None = None) -> Comp
 
     result.kept_source = errors
     result.stripped = [item.source for item in strip]
+    result.stubs = sorted(final for _, final in stubs.values())
     result.records = [record for _, record in records]
     result.compiled.sort(key=lambda i: i.source)
     result.seconds = time.perf_counter() - started
     if arrived:
         raise Interrupted(arrived[0], result)
     return result
+
+
+@dataclass(frozen=True)
+class _StubJob:
+    """The modules under one import root that get a stub, and the packages' ``__init__.py`` around them."""
+
+    import_root: Path
+    sources: dict[str, Path]  # import-root-relative name -> the source, for each module to stub
+    context: dict[str, Path]  # the same, for the ``__init__.py`` of their packages
+
+
+def _stub_jobs(plan: CompilePlan, todo: Sequence[PlannedSource]) -> list[_StubJob]:
+    """Which sources of an in-place sourceless run get a ``.pyi`` stub (``PycOptions.stubs``; off by default).
+
+    A ``.pyi`` (or anything) already at the stub's name is kept and wins: no stub is made for that module.
+    """
+    mode = plan.options.stubs or "none"
+    if mode == "none" or not plan.remove_sources or plan.deliver:
+        return []
+    by_root: dict[Path, dict[str, Path]] = {}
+    for item in todo:
+        root = Path(str(item.source)[: -len(item.relpath)])
+        by_root.setdefault(root, {})[item.relpath] = item.source
+    jobs = []
+    for root, modules in sorted(by_root.items()):
+        markers = (f"{d}/py.typed" for d in package_dirs(modules))
+        typed = typed_packages(m for m in markers if os.path.isfile(root / m))
+        wanted = {
+            rel: src
+            for rel, src in modules.items()
+            if wants_stub(rel, mode, typed) and not os.path.lexists(src.with_suffix(".pyi"))
+        }
+        if not wanted:
+            continue
+        context = {}
+        for rel in wanted:
+            parts = rel.split("/")[:-1]
+            for depth in range(1, len(parts) + 1):
+                init = "/".join(parts[:depth]) + "/__init__.py"
+                if init not in wanted and (root / init).is_file():
+                    context[init] = root / init
+        jobs.append(_StubJob(root, wanted, context))
+    if jobs:
+        missing = stubgen_missing()
+        if missing is not None:
+            first = min(jobs[0].sources.values())
+            raise InvalidInput(f"{first}: its type stub cannot be made: {missing}; or leave out --stubs")
+    return jobs
+
+
+def _make_stubs(jobs: Sequence[_StubJob], interp: Interpreter, options: PycOptions) -> StubResult:
+    """The stubs of every job, by the source's path (``str``); errors name the source's path."""
+    result = StubResult()
+    for job in jobs:
+        sources = {}
+        for rel, path in sorted({**job.context, **job.sources}.items()):
+            try:
+                sources[rel] = path.read_bytes()
+            except OSError as exc:
+                raise InvalidInput(f"{path}: cannot read it for its type stub ({exc.strerror})") from exc
+        made = generate_stubs(
+            sources, job.sources, interp, docstrings=options.stub_docstrings, label=f"{job.import_root}{os.sep}"
+        )
+        result.stubs.update({str(job.sources[rel]): data for rel, data in made.stubs.items()})
+        result.errors.extend(made.errors)
+    return result
+
+
+def _write_stubs(strip: Sequence[PlannedSource], stubs: StubResult, token: str) -> dict[Path, tuple[Path, Path]]:
+    """Write the stub of each stripped module that has one under a temporary name; source -> (tmp, final)."""
+    written: dict[Path, tuple[Path, Path]] = {}
+    for item in strip:
+        data = stubs.stubs.get(str(item.source))
+        if data is None:
+            continue
+        final = item.source.with_suffix(".pyi")
+        tmp = _tmp_name(final, token)
+        try:
+            mode = stat.S_IMODE(os.stat(item.source).st_mode) & 0o666
+            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_NOFOLLOW", 0), mode)
+            written[item.source] = (tmp, final)
+            with open(fd, "wb") as handle:
+                handle.write(data)
+        except OSError as exc:
+            raise OutputFailed(f"{final}: cannot write the type stub ({exc.strerror}); nothing was changed") from exc
+    return written
 
 
 def _removals(strip: Sequence[PlannedSource]) -> dict[Path, Path | None]:
@@ -261,17 +370,25 @@ def _removals(strip: Sequence[PlannedSource]) -> dict[Path, Path | None]:
 
 
 def _new_records(
-    plan: CompilePlan, written: list[tuple[Path, Path]], removed: dict[Path, Path | None], token: str
+    plan: CompilePlan,
+    written: list[tuple[Path, Path]],
+    removed: dict[Path, Path | None],
+    token: str,
+    stubs: dict[Path, Path] | None = None,
 ) -> list[tuple[Path, Path]]:
-    """Write the new RECORD of each distribution whose files the run changes, under a temporary name."""
+    """Write the new RECORD of each distribution whose files the run changes, under a temporary name.
+
+    ``stubs``: the ``.pyi`` written for a stripped source, listed where its source was, after its pyc.
+    """
     hashed = plan.sourceless
     written_by_key = {os.path.normpath(final): (final, tmp, hashed) for tmp, final in written}
     removed_by_key = {os.path.normpath(path): pyc for path, pyc in removed.items()}
+    beside = {os.path.normpath(source): [stub] for source, stub in (stubs or {}).items()}
     cached = pycs_by_source(written_by_key)
     records: list[tuple[Path, Path]] = []
     try:
         for dist in find_distributions(root.import_root for root in plan.roots):
-            text = updated_record(dist, written_by_key, removed_by_key, cached)
+            text = updated_record(dist, written_by_key, removed_by_key, cached, beside)
             if text is None:
                 continue
             if dist.dist_info.is_symlink():
@@ -346,6 +463,8 @@ def _recover(plan: CompilePlan) -> Recovery:
     for item in plan.sources:
         for _, final in item.outputs:
             planned.add(os.path.normpath(final))
+        if plan.remove_sources and plan.options.stubs not in (None, "none"):
+            planned.add(os.path.normpath(item.source.with_suffix(".pyi")))  # its type stub
     for root in plan.roots:
         try:
             names = os.listdir(root.import_root)

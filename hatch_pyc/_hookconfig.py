@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from hatch_pyc._errors import InvalidOptions
-from hatch_pyc._options import ON_ERROR, OUTSIDE_PACKAGES, PycOptions
+from hatch_pyc._options import ON_ERROR, OUTSIDE_PACKAGES, STUBS, PycOptions
 
 PLUGIN_NAME = "pyc"
 # Read by hatchling itself, not by the hook.
@@ -25,6 +25,8 @@ _KEYS = (
     "cache",
     "cache-dir",
     "compact",
+    "stubs",
+    "stub-docstrings",
 )
 
 
@@ -84,12 +86,17 @@ def load_hook_config(config: Mapping[str, Any], table: str = "tool.hatch.build.t
         problems.append(f"{_option(key, table)} must be a boolean")
         return default
 
-    report, verify, cache, compact = (
+    report, verify, cache, compact, stub_docstrings = (
         flag("report", False),
         flag("verify", False),
         flag("cache", True),
         flag("compact", False),
+        flag("stub-docstrings", False),
     )
+    stubs = config.get("stubs", "typed")
+    if stubs not in STUBS:
+        problems.append(f"{_option('stubs', table)} must be one of: {', '.join(STUBS)}")
+        stubs = "typed"
     cache_dir = config.get("cache-dir")
     if cache_dir is not None and (not isinstance(cache_dir, str) or not cache_dir.strip()):
         problems.append(f"{_option('cache-dir', table)} must be a non-empty string (a directory)")
@@ -107,6 +114,8 @@ def load_hook_config(config: Mapping[str, Any], table: str = "tool.hatch.build.t
             cache=cache,
             cache_dir=cache_dir,
             compact=compact,
+            stubs=stubs,
+            stub_docstrings=stub_docstrings,
         ),
         python=python,
         report=report,

@@ -12,9 +12,11 @@ from hatch_pyc._errors import InvalidOptions
 InvalidationMode = Literal["timestamp", "checked-hash", "unchecked-hash"]
 OnError = Literal["fail", "keep-source"]
 OutsidePackages = Literal["keep-source", "compile"]
+Stubs = Literal["typed", "all", "none"]
 INVALIDATION_MODES: tuple[InvalidationMode, ...] = ("timestamp", "checked-hash", "unchecked-hash")
 ON_ERROR: tuple[OnError, ...] = ("fail", "keep-source")
 OUTSIDE_PACKAGES: tuple[OutsidePackages, ...] = ("keep-source", "compile")
+STUBS: tuple[Stubs, ...] = ("typed", "all", "none")
 
 
 @dataclass(frozen=True)
@@ -36,6 +38,10 @@ class PycOptions:
     ``compact`` leaves out the column positions of every instruction (PEP 657; what ``-X no_debug_ranges``
     does): pycs about a fifth smaller zipped, and tracebacks keep file and line but lose the ``^^^`` markers
     under the failing expression. CPython 3.10 has no column positions: there it changes nothing.
+    ``stubs`` decides which sourceless modules get a ``.pyi`` stub beside them (:mod:`hatch_pyc._stubs`):
+    those of packages holding ``py.typed`` (``"typed"``), every one (``"all"``) or none; ``None`` is each
+    command's default, ``"typed"`` for wheels and ``"none"`` for trees made sourceless in place.
+    ``stub_docstrings`` keeps docstrings in the stubs (for IDE hover); off, stubs hold signatures only.
     """
 
     levels: tuple[int, ...] = (0,)
@@ -51,6 +57,8 @@ class PycOptions:
     cache: bool = True
     cache_dir: str | None = None
     compact: bool = False
+    stubs: Stubs | None = None
+    stub_docstrings: bool = False
 
     def __post_init__(self) -> None:
         problems = list(_problems(self))
@@ -94,6 +102,10 @@ def _problems(options: PycOptions) -> Iterable[str]:
         yield f"outside-packages {options.outside_packages!r} must be one of {', '.join(OUTSIDE_PACKAGES)}"
     if isinstance(options.workers, bool) or not isinstance(options.workers, int) or options.workers < 0:
         yield f"workers {options.workers!r} must be a whole number (0 means one per CPU)"
+    if options.stubs is not None and options.stubs not in STUBS:
+        yield f"stubs {options.stubs!r} must be one of {', '.join(STUBS)}"
+    elif options.stubs not in (None, "none") and not options.strip:
+        yield "type stubs are for sourceless output (--strip): with sources kept, the sources carry the types"
     if options.cache_dir is not None and (not isinstance(options.cache_dir, str) or not options.cache_dir):
         yield f"cache directory {options.cache_dir!r} must be a non-empty path"
     if isinstance(options.exclude, str):

@@ -101,6 +101,7 @@ def updated_record(
     written: Mapping[str, tuple[Path, Path, bool]],
     removed: Mapping[str, Path | None],
     cached: Mapping[str, list[str]] | None = None,
+    beside: Mapping[str, list[Path]] | None = None,
 ) -> str | None:
     """RECORD's new text, or None when the run changed none of the distribution's files.
 
@@ -108,6 +109,7 @@ def updated_record(
     ``removed``: normalised removed path -> the sourceless pyc that replaces it (None: just gone);
     ``cached``: :func:`pycs_by_source` of ``written`` (computed here when not given: a run with
     many distributions computes it once). A pyc is added only for a source the distribution lists.
+    ``beside``: normalised removed path -> files written in its place besides its pyc (its ``.pyi`` stub).
     """
     site = dist.dist_info.parent
     rows = [list(row) for row in dist.rows]
@@ -136,6 +138,10 @@ def updated_record(
             replaced[i] = [row_for(pyc)] if pyc is not None and _key(pyc) in written else []
             if pyc is not None:
                 listed.add(_key(pyc))
+            for extra in (beside or {}).get(key, []):
+                if _key(extra) in written:
+                    replaced[i].append(row_for(extra))
+                    listed.add(_key(extra))
         elif key in written:
             changed = True
             final = written[key][0]

@@ -34,10 +34,19 @@ from packaging.utils import parse_wheel_filename
 
 from hatch_pyc._commit import make_parents, new_token, one_commit, write_name
 from hatch_pyc._compile import DeliveredPyc, compile_plan
-from hatch_pyc._errors import HatchPycError, Interrupted, InvalidInput, first_problem
+from hatch_pyc._errors import CompileFailed, HatchPycError, Interrupted, InvalidInput, first_problem
 from hatch_pyc._layout import outside_packages
 from hatch_pyc._options import PycOptions
 from hatch_pyc._plan import CompilePlan, PlannedSource
+from hatch_pyc._stubs import (
+    StubResult,
+    generate_stubs,
+    package_dirs,
+    stub_name,
+    stubgen_missing,
+    typed_packages,
+    wants_stub,
+)
 from hatch_pyc._targets import Interpreter
 from hatch_pyc._wheelcheck import CheckedWheel, InvalidWheel, open_wheel, retag
 
@@ -67,6 +76,7 @@ class WheelConversion:
     cache_hits: int = 0  # modules whose code came from the compile cache
     cache_misses: int = 0  # modules compiled (and stored) with the cache on
     notes: list[str] = field(default_factory=list)  # said to the user, not errors (a cache not used, why)
+    stubs: list[str] = field(default_factory=list)  # arcnames of the .pyi stubs generated for compiled modules
 
     @property
     def outside_package_dirs(self) -> list[str]:
@@ -400,7 +410,7 @@ def _convert(
     infos = checked.infos
     data_dir = checked.data_dir
     members = [_Member(i, *_digest_and_size(entries.get(i.filename), i)) for i in infos]
-    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="hatch-pyc-record") as background:
+    with ThreadPoolExecutor(max_workers=2, thread_name_prefix="hatch-pyc-record") as background:
         # The importable sources: the workers read them from the wheel and check each against
         # RECORD themselves; everything else is checked here, beside compilation (zlib and
         # hashlib release the GIL). Nothing is written before both passed.
@@ -427,6 +437,7 @@ def _convert(
         rest = [m.info.filename for m in members if m.info.filename in entries and m.info.filename not in sources]
         contents = background.submit(checked.check_contents, rest)
         archive = path.resolve()
+        stub_inputs, stub_notes = _stub_inputs(checked, sources, options)
 
         results = []
         for interp, tag_text, new_tags, final in outputs:
@@ -456,16 +467,22 @@ def _convert(
                         digest=str(entry.hash_),
                     )
                 )
+            stub_job = background.submit(_stubs_for, checked, stub_inputs, interp, options) if stub_inputs else None
             try:
                 result = compile_plan(plan)
+                stubs = stub_job.result() if stub_job is not None else StubResult()
             except HatchPycError as exc:
                 contents.result()  # a wheel that fails its RECORD is the first thing to report
                 if type(exc) is InvalidInput:  # a member the worker could not read or check
                     raise InvalidWheel(str(exc)) from exc
                 raise
             contents.result()
+            if stubs.errors and options.on_error == "fail":
+                raise CompileFailed(stubs.errors)
             kept = {e.path for e in result.kept_source}
-            compiled = {a for a in sources if str(archive / a) not in kept}
+            no_stub = {e.path[len(f"{path}:") :] for e in stubs.errors}  # kept as source: its types stay
+            compiled = {a for a in sources if str(archive / a) not in kept and a not in no_stub}
+            new_stubs = {a: data for a, data in stubs.stubs.items() if a in compiled}
             # A shipped mod.pyc beside a compiled mod.py: replaced, so no name is written twice.
             replaced = sorted(a[:-3] + ".pyc" for a in compiled if a[:-3] + ".pyc" in names)
             conversion = WheelConversion(
@@ -479,7 +496,8 @@ def _convert(
                 replaced,
                 result.cache_hits,
                 result.cache_misses,
-                result.notes,
+                result.notes + stub_notes,
+                sorted(stub_name(a) for a in new_stubs),
             )
             tmp = _write_wheel(
                 zf,
@@ -489,6 +507,7 @@ def _convert(
                 compiled=compiled,
                 pyc_root=out_root,
                 pycs=result.delivered,
+                stubs=new_stubs,
                 tags=new_tags,
                 final=final,
                 epoch=epoch,
@@ -496,6 +515,102 @@ def _convert(
             staged.append((tmp, final))
             results.append(conversion)
         return results
+
+
+@dataclass(frozen=True)
+class _StubInputs:
+    """What stub generation reads from one import root of a wheel (the root, or ``*.data/purelib/``)."""
+
+    root: str  # arcname prefix
+    wanted: list[str]  # import-root-relative names of the modules to stub
+    context: list[str]  # and of the modules written beside them (their packages' ``__init__.py``)
+
+
+def _stub_inputs(
+    checked: CheckedWheel, sources: dict[str, tuple[str, zipfile.ZipInfo]], options: PycOptions
+) -> tuple[list[_StubInputs], list[str]]:
+    """Which compiled modules get a stub, by import root, and notes on those that cannot have one.
+
+    Typed is decided on install paths (a ``py.typed`` in the root covers the package's modules under
+    ``*.data/purelib``). An entry already at the stub's install path wins: a hand-written ``.pyi``, in any
+    root, in any letter case (one file on macOS and Windows), or a directory of that name.
+    """
+    mode = options.stubs or "typed"
+    if mode == "none":
+        return [], []
+    names = checked.names
+    data_dir = checked.data_dir
+    installed = [path for n in names if (path := _lib_path(n, data_dir)) is not None]
+    typed = typed_packages(installed)
+    taken = {path.lower() for path in installed}
+    taken |= {parent for key in taken for parent in _parents(key)}
+    by_root: dict[str, list[str]] = {}
+    for arcname, (rel, _info) in sources.items():
+        by_root.setdefault(arcname[: len(arcname) - len(rel)], []).append(rel)
+    found, notes = [], []
+    for root, modules in sorted(by_root.items()):
+        wanted = []
+        for module in sorted(m for m in modules if wants_stub(m, mode, typed)):
+            if stub_name(module).lower() in taken:
+                if stub_name(root + module) not in names:  # not its own hand-written stub: say why it has none
+                    notes.append(f"{root + module}: no type stub made, another entry of the wheel installs to its name")
+                continue
+            wanted.append(module)
+        if not wanted:
+            continue
+        context = sorted(
+            rel
+            for n in names
+            if n.startswith(root)
+            and (rel := n[len(root) :]).endswith("/__init__.py")
+            and rel.rpartition("/")[0] in package_dirs(wanted)
+        )
+        found.append(_StubInputs(root, wanted, context))
+    if found:
+        missing = stubgen_missing()
+        if missing is not None:
+            first = found[0].root + found[0].wanted[0]
+            raise InvalidInput(
+                f"{checked.path}: {first} is in a typed package (py.typed) and its stub cannot be made: {missing}; "
+                'or turn stubs off (--stubs none, `stubs = "none"`)'
+            )
+    return found, notes
+
+
+def _lib_path(name: str, data_dir: str) -> str | None:
+    """Where ``name`` installs, relative to site-packages (the root, ``.data/purelib|platlib``), else ``None``."""
+    if not name.startswith(data_dir + "/"):
+        return name
+    _, scheme, rest = name.split("/", 2) if name.count("/") >= 2 else (None, None, None)
+    return rest if scheme in ("purelib", "platlib") and rest else None
+
+
+def _parents(path: str) -> list[str]:
+    parts = path.split("/")[:-1]
+    return ["/".join(parts[:depth]) for depth in range(1, len(parts) + 1)]
+
+
+def _stubs_for(
+    checked: CheckedWheel, inputs: list[_StubInputs], interp: Interpreter, options: PycOptions
+) -> StubResult:
+    """The stubs of one target, by arcname; each source read is checked against RECORD first."""
+    result = StubResult()
+    for group in inputs:
+        sources = {}
+        with zipfile.ZipFile(checked.path) as zf:  # a handle of its own: this runs beside the compile
+            for rel in sorted({*group.wanted, *group.context}):
+                arcname = group.root + rel
+                data = zf.read(arcname)
+                entry = checked.record.get(arcname)
+                if entry is None or not entry.validate(data):
+                    raise InvalidWheel(f"{checked.path}: {arcname} does not match its RECORD hash")
+                sources[rel] = data
+        made = generate_stubs(
+            sources, group.wanted, interp, docstrings=options.stub_docstrings, label=f"{checked.path}:{group.root}"
+        )
+        result.stubs.update({group.root + rel: data for rel, data in made.stubs.items()})
+        result.errors.extend(made.errors)
+    return result
 
 
 def _write_wheel(
@@ -507,6 +622,7 @@ def _write_wheel(
     compiled: set[str],
     pyc_root: Path,
     pycs: dict[Path, DeliveredPyc],
+    stubs: dict[str, bytes],
     tags: list[Tag],
     final: Path,
     epoch: int | None,
@@ -538,6 +654,10 @@ def _write_wheel(
                     pyc = pycs[pyc_root / pyc_name]
                     writer.write_deflated(_new_info(pyc_name, info, when), pyc)
                     rows.append((pyc_name, pyc.digest, str(pyc.size)))
+                    if name in stubs:  # its types, where type checkers look once the source is gone
+                        stub = stubs[name]
+                        writer.write(_new_info(stub_name(name), info, when), stub)
+                        rows.append((stub_name(name), _record_hash(stub), str(len(stub))))
                 elif name == f"{dist_info}/WHEEL":
                     data = _wheel_text(zf.read(info), tags)
                     writer.write(_new_info(name, info, when), data)

@@ -23,6 +23,21 @@ class PycBuildHook(BuildHookInterface):  # type: ignore[type-arg]
     # hatchling also instantiates the hook just to ask for dependencies(): __init__ is
     # inherited untouched and all work happens in initialize/finalize.
 
+    def dependencies(self) -> list[str]:
+        """mypy (its ``stubgen``) in the build environment when the wheel will carry type stubs.
+
+        That is when ``stubs`` is ``"all"``, or ``"typed"`` (the default) and the project holds a
+        ``py.typed`` marker. hatchling instantiates the hook just to ask this, before any build.
+        """
+        if self.target_name != "wheel":
+            return []
+        stubs = self.config.get("stubs", "typed")
+        if stubs == "all" or (stubs == "typed" and _holds_py_typed(self.root)):
+            from hatch_pyc._stubs import STUBGEN_REQUIREMENT
+
+            return [STUBGEN_REQUIREMENT]
+        return []
+
     def _table(self) -> str:
         target_hooks = self.build_config.target_config.get("hooks", {})
         if PLUGIN_NAME in target_hooks:
@@ -138,7 +153,8 @@ class PycBuildHook(BuildHookInterface):  # type: ignore[type-arg]
             (result,) = convert_wheel(artifact_path, None, [interp], config.options, output=artifact_path)
         except CompileFailed as exc:
             lines = "\n".join(f"  {e}" for e in exc.errors)
-            raise ValueError(f"hatch-pyc: {len(exc.errors)} module(s) did not compile:\n{lines}") from None
+            what = "did not compile" if any(e.kind != "stub" for e in exc.errors) else "got no type stub"
+            raise ValueError(f"hatch-pyc: {len(exc.errors)} module(s) {what}:\n{lines}") from None
         except HatchPycError as exc:
             raise ValueError(f"hatch-pyc: {exc}") from None
         if original is not None:
@@ -150,6 +166,10 @@ class PycBuildHook(BuildHookInterface):  # type: ignore[type-arg]
         if result.outside_packages:
             dirs = ", ".join(result.outside_package_dirs)
             kept += f"; {len(result.outside_packages)} kept as source (outside packages: {dirs})"
+        if result.stubs:
+            kept += f"; {len(result.stubs)} type stubs (.pyi) beside them"
+        for note in result.notes:
+            self.app.display_warning(f"hatch-pyc: {note}")
         self.app.display_info(
             f"hatch-pyc: {len(result.compiled)} modules compiled to .pyc for CPython {interp.minor}{kept}"
         )
@@ -198,6 +218,20 @@ class PycBuildHook(BuildHookInterface):  # type: ignore[type-arg]
         self.app.display_info(
             f"hatch-pyc: verified {result.modules} modules sourceless ({len(result.both)} fail with sources too)"
         )
+
+
+def _holds_py_typed(root: str) -> bool:
+    """Whether the project under ``root`` has a ``py.typed`` marker (outside hidden, build and venv directories)."""
+    for directory, dirs, files in os.walk(root):
+        if "py.typed" in files:
+            return True
+        skip = {"__pycache__", "node_modules", "site-packages"} | ({"build", "dist"} if directory == root else set())
+        dirs[:] = [
+            d
+            for d in dirs
+            if not d.startswith(".") and d not in skip and not os.path.exists(os.path.join(directory, d, "pyvenv.cfg"))
+        ]
+    return False
 
 
 def _discard(artifact_path: str, *, report: bool) -> None:

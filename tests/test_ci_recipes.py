@@ -53,6 +53,9 @@ def wheelhouse(tmp_path_factory: pytest.TempPathFactory) -> Path:
     subprocess.run([*pip, "wheel", "--no-deps", "--no-build-isolation", "-w", str(house), str(REPO)], check=True)
     needs = ["hatchling", "installer", "packaging", "pathspec", "rich", "pip"]
     subprocess.run([*pip, "download", "-d", str(house), *needs], check=True)
+    # the stubs extra: mypy's wheels are compiled, and the recipes' runner is CPython 3.12
+    binary = ["--only-binary", ":all:", "--python-version", "3.12"]
+    subprocess.run([*pip, "download", *binary, "-d", str(house), "mypy"], check=True)
     return house
 
 

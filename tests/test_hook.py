@@ -88,12 +88,19 @@ def test_src_layout_wheel_is_sourceless_installs_runs_and_uninstalls(tmp_path: P
     # tool.py is kept as source by default, and still imports (a namespace package nested in srcpkg).
     assert (
         f"4 modules compiled to .pyc for CPython {target.minor}; kept as source: srcpkg/reads_source.py; "
-        "1 kept as source (outside packages: srcpkg/extras/)"
+        "1 kept as source (outside packages: srcpkg/extras/); 4 type stubs (.pyi) beside them"
     ) in proc.stderr
     wheel = project / "dist" / f"srcpkg-1.2.0-{target.python_tag}-none-any.whl"
     names = validate(wheel)
     assert sorted(n for n in names if n.endswith(".py")) == ["srcpkg/extras/tool.py", "srcpkg/reads_source.py"]
     assert {"srcpkg/__init__.pyc", "srcpkg/cli.pyc", "srcpkg/sub/data.txt", "srcpkg/py.typed"} <= set(names)
+    # typed (py.typed): each compiled module has its stub, the modules kept as source need none
+    assert sorted(n for n in names if n.endswith(".pyi")) == [
+        "srcpkg/__init__.pyi",
+        "srcpkg/__main__.pyi",
+        "srcpkg/cli.pyi",
+        "srcpkg/sub/__init__.pyi",
+    ]
     assert names[-1] == "srcpkg-1.2.0.dist-info/RECORD"
     assert wheel_tags(wheel) == [f"{target.python_tag}-none-any"]
     with zipfile.ZipFile(wheel) as zf:
@@ -283,10 +290,10 @@ def test_python_dash_m_build_with_the_plugin_from_a_file_url(tmp_path: Path) -> 
     build_isolated(project, "--wheel", tmp_path / "out")
     (wheel,) = (tmp_path / "out").glob("*.whl")
     assert wheel.name == f"srcpkg-1.2.0-cp{sys.version_info[0]}{sys.version_info[1]}-none-any.whl"
-    assert sorted(n for n in validate(wheel) if n.endswith(".py")) == [
-        "srcpkg/extras/tool.py",
-        "srcpkg/reads_source.py",
-    ]
+    names = validate(wheel)
+    assert sorted(n for n in names if n.endswith(".py")) == ["srcpkg/extras/tool.py", "srcpkg/reads_source.py"]
+    # the project is typed: hatchling installed mypy into the isolated build environment for the stubs
+    assert "srcpkg/cli.pyi" in names
 
 
 def test_report_option_writes_the_report_beside_the_wheel(tmp_path: Path) -> None:
