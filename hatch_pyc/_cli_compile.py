@@ -238,7 +238,8 @@ def _summary(result: CompileResult) -> str:
     if plan.options.strip:
         parts.append(f"{len(result.stripped)} sources removed")
     if result.stubs:
-        parts.append(f"{len(result.stubs)} type stubs written")
+        cached = f" ({result.stub_cache_hits} from the compile cache)" if result.stub_cache_hits else ""
+        parts.append(f"{len(result.stubs)} type stubs written{cached}")
     if result.records:
         parts.append(f"{len(result.records)} RECORD files updated")
     lookups = result.cache_hits + result.cache_misses

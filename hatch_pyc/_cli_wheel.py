@@ -129,7 +129,8 @@ def summarise(result: WheelConversion) -> str:
         shipped = ", ".join(result.replaced[:3]) + (f" and {more} more" if more > 0 else "")
         parts.append(f"{len(result.replaced)} shipped .pyc replaced by the compiled module ({shipped})")
     if result.stubs:
-        parts.append(f"{len(result.stubs)} type stubs")
+        cached = f" ({result.stub_cache_hits} from the compile cache)" if result.stub_cache_hits else ""
+        parts.append(f"{len(result.stubs)} type stubs{cached}")
     lookups = result.cache_hits + result.cache_misses
     if lookups:
         parts.append(f"{result.cache_hits} of {lookups} from the compile cache")

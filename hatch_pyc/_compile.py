@@ -72,6 +72,7 @@ class CompileResult:
     cache_misses: int = 0  # pycs compiled (and stored) with the cache on
     notes: list[str] = field(default_factory=list)  # said to the user, not errors (a cache not used, why)
     stubs: list[Path] = field(default_factory=list)  # .pyi stubs written beside sourceless modules
+    stub_cache_hits: int = 0  # modules whose stub (or stubgen's error) came from the compile cache
 
     @property
     def excluded(self) -> list[Path]:
@@ -256,6 +257,7 @@ def compile_plan(plan: CompilePlan, *, progress: Progress | None = None) -> Comp
     result.kept_source = errors
     result.stripped = [item.source for item in strip]
     result.stubs = sorted(final for _, final in stubs.values())
+    result.stub_cache_hits = stub_result.cache_hits
     result.records = [record for _, record in records]
     result.compiled.sort(key=lambda i: i.source)
     result.seconds = time.perf_counter() - started
@@ -323,10 +325,16 @@ def _make_stubs(jobs: Sequence[_StubJob], interp: Interpreter, options: PycOptio
             except OSError as exc:
                 raise InvalidInput(f"{path}: cannot read it for its type stub ({exc.strerror})") from exc
         made = generate_stubs(
-            sources, job.sources, interp, docstrings=options.stub_docstrings, label=f"{job.import_root}{os.sep}"
+            sources,
+            job.sources,
+            interp,
+            docstrings=options.stub_docstrings,
+            label=f"{job.import_root}{os.sep}",
+            cache=open_cache(options.cache, options.cache_dir)[0],
         )
         result.stubs.update({str(job.sources[rel]): data for rel, data in made.stubs.items()})
         result.errors.extend(made.errors)
+        result.cache_hits += made.cache_hits
     return result
 
 

@@ -17,13 +17,17 @@ they never run, since the import system never loads a ``.pyi``.
 
 from __future__ import annotations
 
+import contextlib
+import hashlib
 import json
 import os
+import stat
 import subprocess
 import sys
 import tempfile
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
+from importlib.metadata import PackageNotFoundError, version
 from importlib.util import find_spec
 from pathlib import Path
 
@@ -34,6 +38,10 @@ from hatch_pyc._targets import Interpreter
 STUBGEN_REQUIREMENT = "mypy>=1.11"
 _SHADOWED = frozenset(sys.stdlib_module_names) | {"typing_extensions", "mypy_extensions", "_typeshed"}
 _TIMEOUT = 1800.0
+# Entries in the compile cache (beside the workers' code entries, under keys of their own): this header,
+# the SHA-256 of the key and the payload, then the payload, JSON {"failed": {...}, "texts": {...}}.
+_CACHE_HEADER = b"hatch-pyc stubs 1\n"
+_MAX_ENTRY = 64 << 20
 
 # Run by the running Python with stdin {"path": [...], "version": [3, 14], "files": [...], "out": DIR,
 # "docstrings": bool, "analysis": bool}. Its working directory holds the package's sources, so before it
@@ -158,6 +166,7 @@ class StubResult:
 
     stubs: dict[str, bytes] = field(default_factory=dict)
     errors: list[SourceError] = field(default_factory=list)
+    cache_hits: int = 0  # modules whose stub (or stubgen's error) came from the compile cache
 
 
 def stub_name(module: str) -> str:
@@ -212,6 +221,7 @@ def generate_stubs(
     *,
     docstrings: bool = False,
     label: str = "",
+    cache: Path | None = None,
 ) -> StubResult:
     """Stubs for the modules ``wanted``, from ``sources`` (import-root-relative ``.py`` name -> bytes).
 
@@ -219,7 +229,8 @@ def generate_stubs(
     names resolve as in the package; a directory with no ``__init__.py`` (a namespace package) gets
     an empty one in the scratch copy, for stubgen names a module by the packages above it. ``label``
     prefixes the names in errors (the wheel or the tree they come from). A module stubgen fails on,
-    or whose stub holds code, is in ``errors``, with the reason.
+    or whose stub holds code, is in ``errors``, with the reason. ``cache`` (the compile cache's entry
+    directory, :func:`hatch_pyc._cache.open_cache`) keeps what stubgen said of the same sources.
     """
     wanted = sorted(set(wanted))
     result = StubResult()
@@ -236,31 +247,42 @@ def generate_stubs(
         out = Path(scratch, "out")
         out.mkdir()
         failed: dict[str, str] = {}
+        texts: dict[str, str] = {}
         for index, (files, analysis) in enumerate(((analysed, True), (shadowing, False))):
             if not files:
                 continue
-            root = Path(scratch, f"src{index}")
             tops = {_top(name) for name in files}
-            for name, data in sources.items():
-                if _top(name) in tops:
-                    path = root / name
-                    path.parent.mkdir(parents=True, exist_ok=True)
-                    path.write_bytes(data)
+            group = {name: data for name, data in sources.items() if _top(name) in tops}
+            key = _cache_key(files, group, interp, docstrings=docstrings, analysis=analysis)
+            said = _cache_get(cache, key)
+            if said is not None:
+                result.cache_hits += len(files)
+                failed.update(said["failed"])
+                texts.update(said["texts"])
+                continue
+            root = Path(scratch, f"src{index}")
+            for name, data in group.items():
+                path = root / name
+                path.parent.mkdir(parents=True, exist_ok=True)
+                path.write_bytes(data)
             for directory in package_dirs(files):
                 (root / directory / "__init__.py").touch()  # exists already unless a namespace package
-            failed.update(_run_stubgen(files, root, out, interp, docstrings=docstrings, analysis=analysis))
-        texts: dict[str, str] = {}
+            now_failed = _run_stubgen(files, root, out, interp, docstrings=docstrings, analysis=analysis)
+            now_texts = {}
+            for name in files:
+                if name in now_failed:
+                    continue
+                try:
+                    now_texts[name] = (out / stub_name(name)).read_text(encoding="utf-8")
+                except (OSError, UnicodeDecodeError) as exc:
+                    why = exc.strerror if isinstance(exc, OSError) else "not UTF-8"
+                    now_failed[name] = f"stubgen wrote no stub for it ({why})"
+            _cache_put(cache, key, {"failed": now_failed, "texts": now_texts})
+            failed.update(now_failed)
+            texts.update(now_texts)
         for name in wanted:
             if name in failed:
                 result.errors.append(_error(label, name, failed[name]))
-                continue
-            try:
-                texts[name] = (out / stub_name(name)).read_text(encoding="utf-8")
-            except (OSError, UnicodeDecodeError) as exc:
-                why = exc.strerror if isinstance(exc, OSError) else "not UTF-8"
-                result.errors.append(
-                    SourceError(f"{label}{name}", None, "stub", f"stubgen wrote no stub for it ({why})")
-                )
     if texts:
         check = {"docstrings": docstrings, "stubs": texts}
         problems = _run_json([interp.executable, "-I", "-c", _CHECKER], check, cwd=None, what="the stub check")
@@ -271,6 +293,100 @@ def generate_stubs(
                 result.stubs[name] = text.encode("utf-8")
     result.errors.sort(key=lambda e: e.path)
     return result
+
+
+def _cache_key(
+    files: list[str], group: Mapping[str, bytes], interp: Interpreter, *, docstrings: bool, analysis: bool
+) -> str:
+    """What decides stubgen's output for ``files``: every source it reads, the target's version, the options,
+    mypy's version, the running Python and this module's programs."""
+    try:
+        mypy_version = version("mypy")
+    except PackageNotFoundError:
+        mypy_version = "?"
+    options = json.dumps([list(interp.version[:2]), docstrings, analysis])
+    key = hashlib.sha256(_CACHE_HEADER)
+    for part in (_RUNNER, _CHECKER, mypy_version, sys.version, options, "\0".join(files)):
+        key.update(hashlib.sha256(part.encode()).digest())
+    for name in sorted(group):
+        key.update(hashlib.sha256(name.encode()).digest() + hashlib.sha256(group[name]).digest())
+    return key.hexdigest()
+
+
+def _shard(cache: Path, key: str, *, create: bool) -> int | None:
+    """The entry's shard directory, opened without following a link, if only this user may write it."""
+    directory = cache / key[:2]
+    try:
+        if create:
+            with contextlib.suppress(FileExistsError):
+                os.mkdir(directory, 0o700)
+        fd = os.open(directory, os.O_RDONLY | getattr(os, "O_DIRECTORY", 0) | getattr(os, "O_NOFOLLOW", 0))
+    except OSError:
+        return None
+    info = os.fstat(fd)
+    if info.st_uid != os.getuid() or info.st_mode & 0o022:
+        os.close(fd)
+        return None
+    return fd
+
+
+def _read_entry(cache: Path, key: str) -> bytes | None:
+    """The bytes of the entry ``key``: a regular file of at most ``_MAX_ENTRY`` bytes in a private shard."""
+    shard = _shard(cache, key, create=False)
+    if shard is None:
+        return None
+    try:
+        fd = os.open(key[2:], os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_NOFOLLOW", 0), dir_fd=shard)
+        with open(fd, "rb") as handle:
+            info = os.fstat(handle.fileno())
+            if not stat.S_ISREG(info.st_mode) or info.st_size > _MAX_ENTRY:
+                return None
+            return handle.read(_MAX_ENTRY + 1)
+    except OSError:
+        return None
+    finally:
+        os.close(shard)
+
+
+def _cache_get(cache: Path | None, key: str) -> dict[str, dict[str, str]] | None:
+    """What stubgen said of these sources before, if an intact entry holds it; anything else is a miss."""
+    data = _read_entry(cache, key) if cache is not None else None
+    if data is None or not data.startswith(_CACHE_HEADER):
+        return None
+    start = len(_CACHE_HEADER)
+    digest, payload = data[start : start + 32], data[start + 32 :]
+    if digest != hashlib.sha256(key.encode() + payload).digest():
+        return None
+    try:
+        said = json.loads(payload)
+        failed, texts = said["failed"], said["texts"]
+        if all(isinstance(v, str) for v in (*failed.values(), *texts.values())):
+            return {"failed": failed, "texts": texts}
+    except (ValueError, KeyError, TypeError, AttributeError):
+        pass
+    return None
+
+
+def _cache_put(cache: Path | None, key: str, said: dict[str, dict[str, str]]) -> None:
+    """Keep what stubgen said under ``key``: written under a temporary name and renamed; never fails a run."""
+    if cache is None:
+        return
+    payload = json.dumps(said, sort_keys=True).encode()
+    data = _CACHE_HEADER + hashlib.sha256(key.encode() + payload).digest() + payload
+    shard = _shard(cache, key, create=True)
+    if shard is None:
+        return
+    tmp = f"{key[2:]}.{os.getpid()}.tmp"  # a name the cache's clean-up knows
+    try:
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_NOFOLLOW", 0), 0o600, dir_fd=shard)
+        with open(fd, "wb") as handle:
+            handle.write(data)
+        os.replace(tmp, key[2:], src_dir_fd=shard, dst_dir_fd=shard)
+    except OSError:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp, dir_fd=shard)
+    finally:
+        os.close(shard)
 
 
 def _top(name: str) -> str:

@@ -32,6 +32,7 @@ from typing import IO, TYPE_CHECKING
 from packaging.tags import Tag
 from packaging.utils import parse_wheel_filename
 
+from hatch_pyc._cache import open_cache
 from hatch_pyc._commit import make_parents, new_token, one_commit, write_name
 from hatch_pyc._compile import DeliveredPyc, compile_plan
 from hatch_pyc._errors import CompileFailed, HatchPycError, Interrupted, InvalidInput, first_problem
@@ -77,6 +78,7 @@ class WheelConversion:
     cache_misses: int = 0  # modules compiled (and stored) with the cache on
     notes: list[str] = field(default_factory=list)  # said to the user, not errors (a cache not used, why)
     stubs: list[str] = field(default_factory=list)  # arcnames of the .pyi stubs generated for compiled modules
+    stub_cache_hits: int = 0  # of those stubs (and stubgen's errors), how many came from the compile cache
 
     @property
     def outside_package_dirs(self) -> list[str]:
@@ -498,6 +500,7 @@ def _convert(
                 result.cache_misses,
                 result.notes + stub_notes,
                 sorted(stub_name(a) for a in new_stubs),
+                stubs.cache_hits,
             )
             tmp = _write_wheel(
                 zf,
@@ -606,10 +609,16 @@ def _stubs_for(
                     raise InvalidWheel(f"{checked.path}: {arcname} does not match its RECORD hash")
                 sources[rel] = data
         made = generate_stubs(
-            sources, group.wanted, interp, docstrings=options.stub_docstrings, label=f"{checked.path}:{group.root}"
+            sources,
+            group.wanted,
+            interp,
+            docstrings=options.stub_docstrings,
+            label=f"{checked.path}:{group.root}",
+            cache=open_cache(options.cache, options.cache_dir)[0],
         )
         result.stubs.update({group.root + rel: data for rel, data in made.stubs.items()})
         result.errors.extend(made.errors)
+        result.cache_hits += made.cache_hits
     return result
 
 

@@ -500,3 +500,45 @@ def test_stubs_are_the_same_whatever_the_hash_seed(tmp_path: Path) -> None:
         run_cli("wheel", str(wheel), "-o", str(out), "--no-cache", env={"PYTHONHASHSEED": seed}, check=True)
         outputs.add(next(out.glob("*.whl")).read_bytes())
     assert len(outputs) == 1
+
+
+def _stub_entries(cache: Path) -> list[Path]:
+    return [p for p in cache.glob("code/*/*") if p.read_bytes().startswith(b"hatch-pyc stubs 1\n")]
+
+
+def test_stubs_are_kept_in_the_compile_cache_and_never_served_damaged_or_stale(tmp_path: Path) -> None:
+    files: dict[str, bytes | str] = {
+        "kept/__init__.py": "from kept.core import f\n",
+        "kept/core.py": "def f(x: int) -> int:\n    return x\n",
+        "kept/py.typed": "",
+    }
+    wheel = make_wheel(tmp_path, files, name="kept")
+    cache = tmp_path / "cache"
+
+    def convert(name: str, *extra: str, source: Path = wheel) -> tuple[bytes, str]:
+        out = tmp_path / name
+        proc = run_cli("wheel", str(source), "-o", str(out), "--cache-dir", str(cache), *extra, check=True)
+        return next(out.glob("*.whl")).read_bytes(), proc.stderr
+
+    cold, said = convert("cold")
+    assert "2 type stubs," in said and len(_stub_entries(cache)) == 1
+    warm, said = convert("warm")
+    assert "2 type stubs (2 from the compile cache)" in said and warm == cold
+    assert convert("none", "--no-cache")[0] == cold
+
+    (entry,) = _stub_entries(cache)
+    entry.write_bytes(entry.read_bytes().replace(b"int", b"str"))  # a payload its digest no longer matches
+    damaged, said = convert("damaged")
+    assert "2 type stubs," in said and damaged == cold
+    assert b"str" not in entry.read_bytes()  # replaced by what stubgen said again
+
+    # one changed source is a miss for its package (a module's stub may depend on the others)
+    (tmp_path / "v2").mkdir()
+    changed = make_wheel(
+        tmp_path / "v2", {**files, "kept/core.py": "def f(x: str) -> str:\n    return x\n"}, name="kept"
+    )
+    said = convert("changed", source=changed)[1]
+    assert "2 type stubs," in said
+    assert (
+        stub_texts(next((tmp_path / "changed").glob("*.whl")))["kept/core.pyi"].strip() == "def f(x: str) -> str: ..."
+    )
