@@ -270,6 +270,7 @@ def _broken_wheel(directory: Path) -> Path:
     )
 
 
+@pytest.mark.once  # the running CPython is the target: the same in every session
 def test_a_module_without_a_stub_fails_or_keeps_its_source(tmp_path: Path) -> None:
     wheel = _broken_wheel(tmp_path)
     out = tmp_path / "out"
@@ -375,6 +376,7 @@ def test_without_mypy_a_typed_wheel_says_what_to_install(tmp_path: Path) -> None
     assert len(list(out.glob("*.whl"))) == 1
 
 
+@pytest.mark.once  # the running CPython is the target: the same in every session
 def test_generating_stubs_never_runs_the_packages_code(tmp_path: Path) -> None:
     """stubgen reads the sources from a scratch copy: a package named like a module mypy or the stdlib
     imports (``json``, ``typing_extensions``) must not be imported from there (before, it ran)."""
@@ -400,6 +402,7 @@ def test_generating_stubs_never_runs_the_packages_code(tmp_path: Path) -> None:
     )
 
 
+@pytest.mark.once  # the running CPython is the target: the same in every session
 def test_odd_but_valid_layouts_get_their_stubs(tmp_path: Path) -> None:
     wheel = make_wheel(
         tmp_path,
@@ -426,6 +429,7 @@ def test_odd_but_valid_layouts_get_their_stubs(tmp_path: Path) -> None:
     assert stubs["demo-1.0.data/purelib/pkg/extra.pyi"].strip() == "def h() -> bytes: ..."
 
 
+@pytest.mark.once  # the running CPython is the target: the same in every session
 @pytest.mark.parametrize(
     "other",
     ["demo-1.0.data/purelib/pkg/mod.pyi", "pkg/MOD.pyi", "pkg/mod.pyi/notes.txt"],
@@ -484,6 +488,7 @@ def test_the_stub_check_refuses_code_and_unwanted_docstrings(target: Interpreter
     assert "doc.pyi" not in kept and "body.pyi" in kept
 
 
+@pytest.mark.once  # the running CPython is the target: the same in every session
 def test_stubs_are_the_same_whatever_the_hash_seed(tmp_path: Path) -> None:
     """stubgen writes the comparison methods functools.total_ordering adds in set order: the stubs are made
     under a fixed hash seed, so converting under any seed gives the same wheel."""
@@ -506,6 +511,7 @@ def _stub_entries(cache: Path) -> list[Path]:
     return [p for p in cache.glob("code/*/*") if p.read_bytes().startswith(b"hatch-pyc stubs 1\n")]
 
 
+@pytest.mark.once  # the running CPython is the target: the same in every session
 def test_stubs_are_kept_in_the_compile_cache_and_never_served_damaged_or_stale(tmp_path: Path) -> None:
     files: dict[str, bytes | str] = {
         "kept/__init__.py": "from kept.core import f\n",

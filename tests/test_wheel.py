@@ -402,7 +402,9 @@ def test_popular_wheels_convert_install_and_work(tmp_path: Path, target: Interpr
     wheels = sorted(w for w in cache.glob("*.whl") if parse_wheel_filename(w.name)[:2] in pinned)
     assert len(wheels) == len(REAL_WHEELS)
     out = tmp_path / "out"
-    results = [r for w in wheels for r in convert_wheel(w, out, [target])]
+    # stubs off: what this checks is that the modules work; stubs of real typed wheels are checked by
+    # tests/test_stubs.py (packaging, with mypy) and the corpus session (idna, attrs, markupsafe)
+    results = [r for w in wheels for r in convert_wheel(w, out, [target], PycOptions(stubs="none"))]
     assert all(target.python_tag in r.output.name for r in results)
     assert any("manylinux" in r.output.name for r in results)  # binary wheels are in the set
     site = tmp_path / "site"
