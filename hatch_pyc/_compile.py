@@ -35,7 +35,7 @@ from hatch_pyc._options import PycOptions
 from hatch_pyc._plan import CompilePlan, PlannedSource, plan_compile
 from hatch_pyc._pool import Task, run_tasks
 from hatch_pyc._records import find_distributions, pycs_by_source, updated_record
-from hatch_pyc._stubs import StubResult, generate_stubs, package_dirs, stubgen_missing, typed_packages, wants_stub
+from hatch_pyc._stubs import StubResult, make_stubs, merge, package_dirs, stubgen_missing, typed_packages, wants_stub
 from hatch_pyc._targets import Interpreter
 
 Progress = Callable[[int, int], None]
@@ -228,8 +228,8 @@ def compile_plan(plan: CompilePlan, *, progress: Progress | None = None) -> Comp
         if errors and options.on_error == "fail":
             raise CompileFailed(errors)
         failed = {e.path for e in errors}
-        if stub_result.errors:  # its pyc was written, but the module stays as it was
-            no_stub = {str(s) for s in failed}
+        if stub_result.failed:  # its pyc was written, but the module stays as it was
+            no_stub = stub_result.failed
             unwanted = {final for i in result.compiled if str(i.source) in no_stub for _, final in i.outputs}
             result.pyc_written -= sum(final in unwanted for _, final in written)
             written = [(tmp, final) for tmp, final in written if final not in unwanted]
@@ -298,13 +298,8 @@ def _stub_jobs(plan: CompilePlan, todo: Sequence[PlannedSource]) -> list[_StubJo
         }
         if not wanted:
             continue
-        context = {}
-        for rel in wanted:
-            parts = rel.split("/")[:-1]
-            for depth in range(1, len(parts) + 1):
-                init = "/".join(parts[:depth]) + "/__init__.py"
-                if init not in wanted and (root / init).is_file():
-                    context[init] = root / init
+        inits = (f"{directory}/__init__.py" for directory in package_dirs(wanted))
+        context = {init: root / init for init in inits if init not in wanted and (root / init).is_file()}
         jobs.append(_StubJob(root, wanted, context))
     if jobs:
         missing = stubgen_missing()
@@ -316,7 +311,7 @@ def _stub_jobs(plan: CompilePlan, todo: Sequence[PlannedSource]) -> list[_StubJo
 
 def _make_stubs(jobs: Sequence[_StubJob], interp: Interpreter, options: PycOptions) -> StubResult:
     """The stubs of every job, by the source's path (``str``); errors name the source's path."""
-    result = StubResult()
+    results = []
     for job in jobs:
         sources = {}
         for rel, path in sorted({**job.context, **job.sources}.items()):
@@ -324,18 +319,9 @@ def _make_stubs(jobs: Sequence[_StubJob], interp: Interpreter, options: PycOptio
                 sources[rel] = path.read_bytes()
             except OSError as exc:
                 raise InvalidInput(f"{path}: cannot read it for its type stub ({exc.strerror})") from exc
-        made = generate_stubs(
-            sources,
-            job.sources,
-            interp,
-            docstrings=options.stub_docstrings,
-            label=f"{job.import_root}{os.sep}",
-            cache=open_cache(options.cache, options.cache_dir)[0],
-        )
-        result.stubs.update({str(job.sources[rel]): data for rel, data in made.stubs.items()})
-        result.errors.extend(made.errors)
-        result.cache_hits += made.cache_hits
-    return result
+        names = {rel: str(path) for rel, path in job.sources.items()}
+        results.append(make_stubs(sources, names, interp, options, f"{job.import_root}{os.sep}"))
+    return merge(results)
 
 
 def _write_stubs(strip: Sequence[PlannedSource], stubs: StubResult, token: str) -> dict[Path, tuple[Path, Path]]:

@@ -31,8 +31,9 @@ from importlib.metadata import PackageNotFoundError, version
 from importlib.util import find_spec
 from pathlib import Path
 
+from hatch_pyc._cache import open_cache
 from hatch_pyc._errors import InvalidInput, SourceError
-from hatch_pyc._options import STUBS, Stubs
+from hatch_pyc._options import STUBS, PycOptions, Stubs
 from hatch_pyc._targets import Interpreter
 
 STUBGEN_REQUIREMENT = "mypy>=1.11"
@@ -166,6 +167,7 @@ class StubResult:
 
     stubs: dict[str, bytes] = field(default_factory=dict)
     errors: list[SourceError] = field(default_factory=list)
+    failed: set[str] = field(default_factory=set)  # the modules of ``errors``, named as in ``stubs``
     cache_hits: int = 0  # modules whose stub (or stubgen's error) came from the compile cache
 
 
@@ -189,8 +191,7 @@ def wants_stub(module: str, mode: Stubs, typed: set[str]) -> bool:
     if mode == "all":
         return True
     if mode == "typed":
-        parts = module.split("/")[:-1]
-        return any("/".join(parts[:depth]) in typed for depth in range(1, len(parts) + 1))
+        return not package_dirs([module]).isdisjoint(typed)
     return False
 
 
@@ -283,12 +284,14 @@ def generate_stubs(
         for name in wanted:
             if name in failed:
                 result.errors.append(_error(label, name, failed[name]))
+                result.failed.add(name)
     if texts:
         check = {"docstrings": docstrings, "stubs": texts}
         problems = _run_json([interp.executable, "-I", "-c", _CHECKER], check, cwd=None, what="the stub check")
         for name, text in sorted(texts.items()):
             if name in problems:
                 result.errors.append(SourceError(f"{label}{name}", None, "stub", f"refused: {problems[name]}"))
+                result.failed.add(name)
             else:
                 result.stubs[name] = text.encode("utf-8")
     result.errors.sort(key=lambda e: e.path)
@@ -428,6 +431,38 @@ def _run_stubgen(
     return {str(k): str(v) for k, v in errors.items()}
 
 
+def make_stubs(
+    sources: Mapping[str, bytes], wanted: Mapping[str, str], interp: Interpreter, options: PycOptions, label: str
+) -> StubResult:
+    """:func:`generate_stubs` with ``options``' docstring and cache settings, by the callers' own names:
+    ``wanted`` maps each import-root-relative module name to the name ``stubs`` and ``failed`` use."""
+    made = generate_stubs(
+        sources,
+        wanted,
+        interp,
+        docstrings=options.stub_docstrings,
+        label=label,
+        cache=open_cache(options.cache, options.cache_dir)[0],
+    )
+    return StubResult(
+        {wanted[name]: data for name, data in made.stubs.items()},
+        made.errors,
+        {wanted[name] for name in made.failed},
+        made.cache_hits,
+    )
+
+
+def merge(results: Iterable[StubResult]) -> StubResult:
+    """One result of several (one per import root)."""
+    total = StubResult()
+    for part in results:
+        total.stubs.update(part.stubs)
+        total.errors.extend(part.errors)
+        total.failed |= part.failed
+        total.cache_hits += part.cache_hits
+    return total
+
+
 def _error(label: str, name: str, said: str) -> SourceError:
     """One line of what stubgen said about ``name`` (``file:line: error: ...`` when it gives one)."""
     lines = [line.strip() for line in said.splitlines() if line.strip()]
@@ -477,6 +512,9 @@ __all__ = [
     "StubResult",
     "Stubs",
     "generate_stubs",
+    "make_stubs",
+    "merge",
+    "package_dirs",
     "stub_name",
     "stubgen_missing",
     "typed_packages",

@@ -32,7 +32,6 @@ from typing import IO, TYPE_CHECKING
 from packaging.tags import Tag
 from packaging.utils import parse_wheel_filename
 
-from hatch_pyc._cache import open_cache
 from hatch_pyc._commit import make_parents, new_token, one_commit, write_name
 from hatch_pyc._compile import DeliveredPyc, compile_plan
 from hatch_pyc._errors import CompileFailed, HatchPycError, Interrupted, InvalidInput, first_problem
@@ -41,7 +40,8 @@ from hatch_pyc._options import PycOptions
 from hatch_pyc._plan import CompilePlan, PlannedSource
 from hatch_pyc._stubs import (
     StubResult,
-    generate_stubs,
+    make_stubs,
+    merge,
     package_dirs,
     stub_name,
     stubgen_missing,
@@ -49,7 +49,7 @@ from hatch_pyc._stubs import (
     wants_stub,
 )
 from hatch_pyc._targets import Interpreter
-from hatch_pyc._wheelcheck import CheckedWheel, InvalidWheel, open_wheel, retag
+from hatch_pyc._wheelcheck import CheckedWheel, InvalidWheel, _install_path, open_wheel, retag
 
 if TYPE_CHECKING:
     from installer.records import RecordEntry
@@ -482,8 +482,8 @@ def _convert(
             if stubs.errors and options.on_error == "fail":
                 raise CompileFailed(stubs.errors)
             kept = {e.path for e in result.kept_source}
-            no_stub = {e.path[len(f"{path}:") :] for e in stubs.errors}  # kept as source: its types stay
-            compiled = {a for a in sources if str(archive / a) not in kept and a not in no_stub}
+            # a module without its stub is kept as source: its types stay
+            compiled = {a for a in sources if str(archive / a) not in kept and a not in stubs.failed}
             new_stubs = {a: data for a, data in stubs.stubs.items() if a in compiled}
             # A shipped mod.pyc beside a compiled mod.py: replaced, so no name is written twice.
             replaced = sorted(a[:-3] + ".pyc" for a in compiled if a[:-3] + ".pyc" in names)
@@ -543,10 +543,11 @@ def _stub_inputs(
         return [], []
     names = checked.names
     data_dir = checked.data_dir
-    installed = [path for n in names if (path := _lib_path(n, data_dir)) is not None]
+    # where each entry installs, relative to site-packages (the root and .data/purelib|platlib are one)
+    installed = [p[len("lib/") :] for n in names if (p := _install_path(n, f"{data_dir}/")).startswith("lib/")]
     typed = typed_packages(installed)
     taken = {path.lower() for path in installed}
-    taken |= {parent for key in taken for parent in _parents(key)}
+    taken |= package_dirs(taken)
     by_root: dict[str, list[str]] = {}
     for arcname, (rel, _info) in sources.items():
         by_root.setdefault(arcname[: len(arcname) - len(rel)], []).append(rel)
@@ -580,27 +581,14 @@ def _stub_inputs(
     return found, notes
 
 
-def _lib_path(name: str, data_dir: str) -> str | None:
-    """Where ``name`` installs, relative to site-packages (the root, ``.data/purelib|platlib``), else ``None``."""
-    if not name.startswith(data_dir + "/"):
-        return name
-    _, scheme, rest = name.split("/", 2) if name.count("/") >= 2 else (None, None, None)
-    return rest if scheme in ("purelib", "platlib") and rest else None
-
-
-def _parents(path: str) -> list[str]:
-    parts = path.split("/")[:-1]
-    return ["/".join(parts[:depth]) for depth in range(1, len(parts) + 1)]
-
-
 def _stubs_for(
     checked: CheckedWheel, inputs: list[_StubInputs], interp: Interpreter, options: PycOptions
 ) -> StubResult:
     """The stubs of one target, by arcname; each source read is checked against RECORD first."""
-    result = StubResult()
-    for group in inputs:
-        sources = {}
-        with zipfile.ZipFile(checked.path) as zf:  # a handle of its own: this runs beside the compile
+    results = []
+    with zipfile.ZipFile(checked.path) as zf:  # a handle of its own: this runs beside the compile
+        for group in inputs:
+            sources = {}
             for rel in sorted({*group.wanted, *group.context}):
                 arcname = group.root + rel
                 data = zf.read(arcname)
@@ -608,18 +596,9 @@ def _stubs_for(
                 if entry is None or not entry.validate(data):
                     raise InvalidWheel(f"{checked.path}: {arcname} does not match its RECORD hash")
                 sources[rel] = data
-        made = generate_stubs(
-            sources,
-            group.wanted,
-            interp,
-            docstrings=options.stub_docstrings,
-            label=f"{checked.path}:{group.root}",
-            cache=open_cache(options.cache, options.cache_dir)[0],
-        )
-        result.stubs.update({group.root + rel: data for rel, data in made.stubs.items()})
-        result.errors.extend(made.errors)
-        result.cache_hits += made.cache_hits
-    return result
+            names = {rel: group.root + rel for rel in group.wanted}
+            results.append(make_stubs(sources, names, interp, options, f"{checked.path}:{group.root}"))
+    return merge(results)
 
 
 def _write_wheel(
