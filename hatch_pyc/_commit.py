@@ -235,6 +235,15 @@ def _process_start(pid: int) -> float | None:
         return None
 
 
+def _dead_but_not_reaped(pid: int) -> bool:
+    """Whether ``pid`` is a zombie (or dead), as /proc says: a container's PID 1 that never reaps keeps it so."""
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as handle:
+            return handle.read().rsplit(b")", 1)[1].split()[0] in (b"Z", b"X")
+    except (OSError, IndexError):
+        return False
+
+
 def _owner_running(pid: int, made: float) -> bool:
     """Whether the process that made a file at time ``made`` may still be running.
 
@@ -248,6 +257,8 @@ def _owner_running(pid: int, made: float) -> bool:
             return False
         except PermissionError:
             pass  # another user's process: alive
+        if _dead_but_not_reaped(pid):  # a killed run whose parent has not waited for it yet (kill(0) succeeds)
+            return False
     started = _process_start(pid)
     return started is None or started <= made + 1  # boot time is known to the second
 

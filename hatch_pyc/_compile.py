@@ -329,9 +329,9 @@ def _write_stubs(strip: Sequence[PlannedSource], stubs: StubResult, token: str) 
     written: dict[Path, tuple[Path, Path]] = {}
     for item in strip:
         data = stubs.stubs.get(str(item.source))
-        if data is None:
-            continue
         final = item.source.with_suffix(".pyi")
+        if data is None or os.path.lexists(final):  # a .pyi written meanwhile (while stubgen ran) wins too
+            continue
         tmp = _tmp_name(final, token)
         try:
             mode = stat.S_IMODE(os.stat(item.source).st_mode) & 0o666

@@ -156,6 +156,23 @@ def test_a_reused_pid_is_not_taken_for_the_run_that_made_a_file() -> None:
     assert not _owner_running(os.getpid(), time.time() - 3600)  # this process, reused from a killed run
 
 
+def test_a_killed_run_not_yet_reaped_is_not_running() -> None:
+    """A zombie still answers kill(pid, 0): a killed run whose parent (a container's PID 1) never waits for it
+    must not keep its temporaries from being cleaned up forever."""
+    proc = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(30)"])
+    try:
+        time.sleep(0.2)
+        made = time.time()
+        proc.kill()  # not waited for: a zombie until wait()
+        deadline = time.time() + 10
+        while Path(f"/proc/{proc.pid}/stat").read_bytes().rsplit(b")", 1)[1].split()[0] != b"Z":
+            assert time.time() < deadline
+            time.sleep(0.05)
+        assert not _owner_running(proc.pid, made)
+    finally:
+        proc.wait()
+
+
 def test_recovery_touches_only_leftovers_of_planned_names(tmp_path: Path) -> None:
     """A name shaped like ours, for a file the run does not write, is not its business: kept as it is,
     even when it is restorable or a copy of the file beside it (found by an adversarial review)."""
