@@ -273,6 +273,9 @@ def _run_module(clone: Path, module: str, *, again: bool = False, budget: float 
             stdout=subprocess.DEVNULL,
         )
     killed, survived, total = _counts(session)
+    errors = sum(1 for r in _results(session) if r["outcome"] == "error")
+    if errors:
+        raise SystemExit(f"run: {module}: {errors} mutants were not found in {clone} by their tests (harness error)")
     print(
         f"run: {module}: {total} mutants, {killed} killed, {survived} survived in {time.monotonic() - started:.0f} s",
         flush=True,
@@ -297,7 +300,9 @@ def _session_clone(module: str) -> int | None:
         return None
     with sqlite3.connect(session) as db:
         row = db.execute("SELECT module_path FROM mutation_specs LIMIT 1").fetchone()
-    match = re.search(r"/work-(\d+)/hatch_pyc/", row[0]) if row else None
+    # cosmic-ray mutates the file the session names: a session made in another checkout (a copied
+    # .cache) names that checkout's copy, and its tests here would run an unmutated module.
+    match = re.fullmatch(re.escape(str(WORK)) + r"/work-(\d+)/hatch_pyc/\w+\.py", row[0]) if row else None
     return int(match.group(1)) if match else None
 
 
@@ -320,8 +325,12 @@ def _results(session: Path) -> list[dict[str, object]]:
         worker, test = str(worker_outcome).lower(), str(test_outcome).lower()
         if worker == "skipped" or any(re.match(e, operator) for e in EXCLUDED_OPERATORS):
             continue  # a session made before an operator was excluded: scored as a new run would be
-        # killed or incompetent (the mutant does not even run); a timeout or a dead worker: noticed too
-        outcome = "survived" if worker == "normal" and test == "survived" else "killed"
+        # killed or incompetent (the mutant does not even run); a timeout or a dead worker: noticed too;
+        # a mutant the test command did not find in its copy (scripts/mutation_test.py) is neither
+        if "harness error:" in str(output or ""):
+            outcome = "error"
+        else:
+            outcome = "survived" if worker == "normal" and test == "survived" else "killed"
         results.append(
             {
                 "module": Path(module_path).stem,
@@ -404,7 +413,7 @@ def report(markdown: Path | None, survivors: Path | None) -> int:
         if not session.exists():
             continue
         ran.add(module)
-        results = _results(session)
+        results = [r for r in _results(session) if r["outcome"] != "error"]  # not run: in no count
         killed = [r for r in results if r["outcome"] == "killed"]
         alive = [r for r in results if r["outcome"] == "survived"]
         same = []

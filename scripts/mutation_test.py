@@ -20,6 +20,7 @@ import sys
 from pathlib import Path
 
 BUDGET = 90.0
+HARNESS_ERROR = 3
 
 
 def changed_lines(pristine: list[str], mutated: list[str]) -> set[int]:
@@ -67,7 +68,11 @@ def main() -> int:
     data = json.loads(map_path.read_text())
     by_line: dict[str, list[str]] = data["lines"][module]
     durations: dict[str, float] = data["durations"]
-    lines = statement_lines("\n".join(pristine), changed_lines(pristine, mutated))
+    changed = changed_lines(pristine, mutated)
+    if not changed:  # the mutant is not in this copy: scoring it would count a harness error as a survivor
+        print(f"harness error: hatch_pyc/{module}.py in {work} is not mutated", file=sys.stderr)
+        return HARNESS_ERROR
+    lines = statement_lines("\n".join(pristine), changed)
     # Most specific first: a test that runs a line few tests run (the branch the mutant is in) before
     # those that run only the statement's common first line; then the fastest.
     specific: dict[str, int] = {}
