@@ -100,16 +100,25 @@ def _coveragerc() -> Path:
     return rc
 
 
-def build_map(jobs: int, *, reuse: bool = False) -> None:
+def build_map(jobs: int, *, reuse: bool = False, add: list[str] | None = None) -> None:
     """Run the suite under coverage in every process; write which tests run each line of each core module.
 
-    ``reuse``: combine what an earlier run measured instead of running the suite again.
+    ``reuse``: combine what an earlier run measured instead of running the suite again. ``add``: run only
+    these tests (new ones, written against survivors) and add what they run to the last map, so that
+    ``run --again`` chooses them without the whole suite being measured again.
     """
     import coverage
 
     rc = _coveragerc()
     junit = WORK / "durations.xml"
-    if not reuse:
+    if add:
+        if not junit.exists():
+            raise SystemExit("no map to add to: run `python scripts/mutation.py map` first")
+        junit = WORK / f"durations-added-{time.time_ns()}.xml"
+        _measure(rc, junit, jobs, add)
+    elif not reuse:
+        for old in WORK.glob("durations-added-*.xml"):
+            old.unlink()
         _measure(rc, junit, jobs)
     cov = coverage.Coverage(config_file=str(rc))
     cov.combine([str(WORK / "cov")], keep=True)
@@ -117,11 +126,12 @@ def build_map(jobs: int, *, reuse: bool = False) -> None:
     import xml.etree.ElementTree as ET
 
     durations: dict[str, float] = {}
-    for case in ET.parse(junit).getroot().iter("testcase"):
-        file = case.get("file") or ""
-        classname = case.get("classname", "").split(".")[-1]
-        nodeid = f"{file}::{case.get('name')}" if file else f"tests/{classname}.py::{case.get('name')}"
-        durations[nodeid] = float(case.get("time", "0"))
+    for report in [WORK / "durations.xml", *sorted(WORK.glob("durations-added-*.xml"))]:
+        for case in ET.parse(report).getroot().iter("testcase"):
+            file = case.get("file") or ""
+            classname = case.get("classname", "").split(".")[-1]
+            nodeid = f"{file}::{case.get('name')}" if file else f"tests/{classname}.py::{case.get('name')}"
+            durations[nodeid] = float(case.get("time", "0"))
     importers = _importers()
     # A test parametrized over the target CPythons runs the same lines under each, but only the processes of
     # the interpreter running the suite are measured (coverage is installed there alone): a line one
@@ -176,9 +186,10 @@ def _drop_old_pth() -> None:
     Path(sysconfig.get_paths()["purelib"], "hatch_pyc_mutation_coverage.pth").unlink(missing_ok=True)
 
 
-def _measure(rc: Path, junit: Path, jobs: int) -> None:
-    shutil.rmtree(WORK / "cov", ignore_errors=True)
-    (WORK / "cov").mkdir(parents=True)
+def _measure(rc: Path, junit: Path, jobs: int, tests: list[str] | None = None) -> None:
+    if not tests:  # a whole map starts afresh; added tests add their data files to the last one's
+        shutil.rmtree(WORK / "cov", ignore_errors=True)
+    (WORK / "cov").mkdir(parents=True, exist_ok=True)
     # Every process of this interpreter starts coverage when COVERAGE_PROCESS_START names a config: coverage
     # 7.10+ installs a .pth that does it (and imports nothing when the variable is unset), so no process
     # outside the map pays for it.
@@ -200,6 +211,7 @@ def _measure(rc: Path, junit: Path, jobs: int) -> None:
             f"--junitxml={junit}",
             "-W",
             "ignore::coverage.exceptions.CoverageWarning",
+            *(tests or []),
         ],
         cwd=REPO,
         env=env,
@@ -511,13 +523,19 @@ def main() -> int:
         "a lower one screens a new module faster, and `run --again` with the default re-checks its survivors",
     )
     parser.add_argument("--reuse-coverage", action="store_true", help="map: combine the last run's data, do not rerun")
+    parser.add_argument(
+        "--add",
+        nargs="+",
+        metavar="TEST",
+        help="map: measure only these tests (files or node ids written since the last map) and add them to it",
+    )
     args = parser.parse_intermixed_args()
     modules = args.modules or list(CORE)
     unknown = sorted(set(modules) - set(CORE))
     if unknown:
         parser.error(f"not core modules: {', '.join(unknown)}")
     if args.step in ("map", "all"):
-        build_map(args.jobs, reuse=args.reuse_coverage)
+        build_map(args.jobs, reuse=args.reuse_coverage, add=args.add)
     if args.step in ("run", "all"):
         run(modules, args.jobs, again=args.again, first_copy=args.first_copy, budget=args.budget)
     if args.step in ("report", "all"):
