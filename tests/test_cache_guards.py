@@ -18,6 +18,7 @@ from hatch_pyc._cache import (
     MAX_BYTES_ENV,
     NO_CACHE_ENV,
     cache_info,
+    clear_cache,
     open_cache,
     prune_cache,
     record_run,
@@ -100,6 +101,10 @@ def test_the_totals_add_up_over_runs_and_only_sane_numbers_are_believed(tmp_path
         assert (info.hits, info.misses) == (0, 0), text
     stats.write_text('{"hits": 7, "misses": 2.0}')
     assert (cache_info(code.parent).hits, cache_info(code.parent).misses) == (7, 2)
+    # read within 64 KiB: a file padded to 40 KiB is still read whole, one over the bound is not believed
+    for pad, hits in ((40_000, 8), (70_000, 0)):
+        stats.write_text('{"note": "' + "x" * pad + '", "hits": 8, "misses": 1}')
+        assert cache_info(code.parent).hits == hits, pad
 
 
 def test_a_run_that_stored_code_prunes_at_most_hourly_and_a_run_of_hits_never(
@@ -130,9 +135,31 @@ def test_pruning_removes_the_least_recently_used_first_and_stops_under_the_bound
     middle = _entry(code, "02" + "2" * 62, 4096, age=200)
     newest = _entry(code, "03" + "3" * 62, 4096, age=100)
     size = cache_info(code.parent).bytes
+    assert size == sum(p.stat().st_blocks * 512 for p in (oldest, middle, newest))  # bytes on disk
+    assert size >= 3 * 4096
     removed, freed = prune_cache(code.parent, size - 1)
     assert (removed, freed) == (1, size // 3)
     assert not oldest.exists()
     assert middle.exists()
     assert newest.exists()
     assert prune_cache(code.parent, size) == (0, 0)
+
+
+def test_clearing_goes_on_past_an_entry_it_cannot_remove(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """An entry that cannot be removed (another run removed it first, a read-only file system) is not counted and
+    does not stop the others from being removed."""
+    code = _cache(tmp_path)
+    stuck = _entry(code, "01" + "1" * 62, 10, age=30)
+    others = [_entry(code, f"{n:02x}" + "2" * 62, 10, age=20 - n) for n in (2, 3)]
+    real_unlink = Path.unlink
+
+    def unlink(self: Path, missing_ok: bool = False) -> None:
+        if self == stuck:
+            raise PermissionError(13, "Permission denied", str(self))
+        real_unlink(self, missing_ok)
+
+    monkeypatch.setattr(Path, "unlink", unlink)
+    removed, _ = clear_cache(code.parent)
+    assert removed == 2
+    assert stuck.exists()
+    assert not any(p.exists() for p in others)

@@ -103,6 +103,17 @@ def test_a_layer_said_gzip_but_not_gzip_is_refused_for_that(wheel: Path, tmp_pat
     assert line.endswith("layers[0]: its bytes are not gzip, but its media type is " + GZIP), line
 
 
+@pytest.mark.parametrize("more", [1, -1])
+def test_a_blob_of_another_size_than_its_descriptor_says_is_refused_either_way(
+    wheel: Path, tmp_path: Path, more: int
+) -> None:
+    """A layer descriptor claiming a byte more or a byte less than its blob holds is refused for the size, before
+    the blob is read (its bytes still match the digest the descriptor gives)."""
+    files = oci_base(manifest=lambda m: _layer(m, size=len(BASE_LAYER) + more))
+    line = _refused_leaving_nothing(wheel, tmp_path, write_base(tmp_path / "base", files, "dir"))
+    assert line.endswith(f"{len(BASE_LAYER)} bytes, but its descriptor says {len(BASE_LAYER) + more}"), line
+
+
 @pytest.mark.parametrize(("size", "shown"), [(-1, "-1"), (True, "True")])
 def test_a_descriptor_size_must_be_a_byte_count(wheel: Path, tmp_path: Path, size: object, shown: str) -> None:
     """A descriptor's size is a non-negative integer: -1 and true are refused as such, not read as sizes."""
