@@ -15,7 +15,7 @@ from typing import Any
 import pytest
 from conftest import snapshot
 from test_layer import APP, BASE_LAYER, _check_layout, docker_base, layer_cli, oci_base, sha256, write_base
-from test_oci_hostile import _config, _entry, _layer, _refused
+from test_oci_hostile import _config, _entry, _layer, _nested_indexes, _refused
 from test_wheel import make_wheel
 
 TAR_LAYER = gzip.decompress(BASE_LAYER)
@@ -204,3 +204,97 @@ def test_a_tar_base_is_unpacked_with_safe_modes(tmp_path: Path) -> None:
     modes = {p.name: stat.S_IMODE(p.stat().st_mode) for p in (tmp_path / "scratch").rglob("*") if p.is_file()}
     assert image.layers[0].source.name in modes and len(modes) == 5
     assert set(modes.values()) == {0o755}, modes
+
+
+@pytest.mark.parametrize("name", [LOW, HIGH])
+def test_a_layer_blob_not_matching_its_digest_is_refused_whichever_way_it_differs(
+    wheel: Path, tmp_path: Path, name: str
+) -> None:
+    """A layer stored under a digest it does not hash to is refused, whether the name sorts before or after the
+    real digest (the config's diff_ids name the real content, so nothing later would notice)."""
+    files = oci_base(manifest=lambda m: _layer(m, digest=f"sha256:{name}"))
+    files[f"blobs/sha256/{name}"] = files.pop(f"blobs/sha256/{sha256(BASE_LAYER)[7:]}")
+    line = _refused_leaving_nothing(wheel, tmp_path, write_base(tmp_path / "base", files, "dir"))
+    assert line.endswith(f"blobs/sha256/{name}: its content does not match its digest"), line
+
+
+def test_a_history_holding_anything_but_objects_is_refused(wheel: Path, tmp_path: Path) -> None:
+    files = oci_base(config=lambda c: {**c, "history": [{"created_by": "base"}, 1]})
+    line = _refused_leaving_nothing(wheel, tmp_path, write_base(tmp_path / "base", files, "dir"))
+    assert line.endswith("history is not a list of objects"), line
+
+
+def test_fewer_diff_ids_than_layers_is_refused(wheel: Path, tmp_path: Path) -> None:
+    """Two layers, one diff_id: refused for the count, though the first one matches."""
+    files = oci_base(manifest=lambda m: {**m, "layers": [m["layers"][0], m["layers"][0]]})
+    line = _refused_leaving_nothing(wheel, tmp_path, write_base(tmp_path / "base", files, "dir"))
+    assert line.endswith("rootfs.diff_ids lists 1 layers, the manifest 2"), line
+
+
+EMPTY_TAR = b"\0" * 10240  # what tarfile writes for an archive of no members: it starts with NULs
+TAR = "application/vnd.oci.image.layer.v1.tar"
+
+
+def test_an_uncompressed_layer_starting_with_nul_bytes_is_read_as_tar(wheel: Path, tmp_path: Path) -> None:
+    """An empty, uncompressed tar layer (all NUL bytes) is a tar, not gzip: the base is taken, with its diff_id."""
+    files = oci_base(
+        manifest=lambda m: _layer(m, digest=sha256(EMPTY_TAR), size=len(EMPTY_TAR), mediaType=TAR),
+        config=lambda c: {**c, "rootfs": {"type": "layers", "diff_ids": [sha256(EMPTY_TAR)]}},
+    )
+    files[f"blobs/sha256/{sha256(EMPTY_TAR)[7:]}"] = EMPTY_TAR
+    manifest = _accepted(wheel, tmp_path, write_base(tmp_path / "base", files, "dir"))
+    assert manifest["layers"][0]["digest"] == sha256(EMPTY_TAR)
+
+
+def test_a_docker_archive_with_an_empty_uncompressed_layer_is_read_as_tar(wheel: Path, tmp_path: Path) -> None:
+    files = docker_base(config=lambda c: {**c, "rootfs": {"type": "layers", "diff_ids": [sha256(EMPTY_TAR)]}})
+    files["0123abcd/layer.tar"] = EMPTY_TAR
+    manifest = _accepted(wheel, tmp_path, write_base(tmp_path / "base", files, "tar"))
+    assert len(manifest["layers"]) == 2
+
+
+def test_documents_without_a_media_type_are_told_apart_by_their_shape(wheel: Path, tmp_path: Path) -> None:
+    """mediaType is optional in an index, its entries and a manifest: a manifest reached through an entry that
+    names no type is taken for a manifest because it has no ``manifests``."""
+    untyped = oci_base(manifest=lambda m: {k: v for k, v in m.items() if k != "mediaType"})
+    index = json.loads(untyped["index.json"])
+    untyped["index.json"] = json.dumps(
+        {**index, "manifests": [{k: v for k, v in index["manifests"][0].items() if k != "mediaType"}]}
+    ).encode()
+    manifest = _accepted(wheel, tmp_path, write_base(tmp_path / "base", untyped, "dir"))
+    assert len(manifest["layers"]) == 2
+
+
+def test_an_index_entry_typed_as_a_manifest_must_lead_to_one(wheel: Path, tmp_path: Path) -> None:
+    """An entry that says "image manifest" but names an index is refused: the entry's type is what may stand there."""
+    files = _nested_indexes(oci_base(), 1)
+    index = json.loads(files["index.json"])
+    index["manifests"][0]["mediaType"] = "application/vnd.oci.image.manifest.v1+json"
+    files["index.json"] = json.dumps(index).encode()
+    line = _refused_leaving_nothing(wheel, tmp_path, write_base(tmp_path / "base", files, "dir"))
+    assert "media type 'application/vnd.oci.image.index.v1+json' is not one of" in line, line
+    assert line.endswith("is not one of application/vnd.oci.image.manifest.v1+json"), line
+
+
+def test_indexes_nested_too_deep_are_refused_naming_the_depth(wheel: Path, tmp_path: Path) -> None:
+    line = _refused_leaving_nothing(
+        wheel, tmp_path, write_base(tmp_path / "base", _nested_indexes(oci_base(), 3), "dir")
+    )
+    assert line.endswith("indexes nested more than 2 deep"), line
+    _accepted(wheel, tmp_path / "two", write_base(tmp_path / "two" / "base", _nested_indexes(oci_base(), 1), "dir"))
+
+
+def test_the_first_image_of_an_index_is_taken_whatever_its_platform_but_attestations(
+    wheel: Path, tmp_path: Path
+) -> None:
+    """Only ``unknown/unknown`` entries (attestations) are passed over; an image of any other platform, even one
+    sorting after "unknown", is the one taken."""
+    files = oci_base(index=lambda i: _entry(i, platform={"os": "windows", "architecture": "amd64"}))
+    manifest = _accepted(wheel, tmp_path, write_base(tmp_path / "base", files, "dir"))
+    assert len(manifest["layers"]) == 2
+
+
+def test_the_first_image_of_a_docker_archive_is_the_one_taken(wheel: Path, tmp_path: Path) -> None:
+    files = docker_base(manifest=lambda e: [e, {**e, "Config": "missing.json"}])
+    manifest = _accepted(wheel, tmp_path, write_base(tmp_path / "base", files, "tar"))
+    assert len(manifest["layers"]) == 2
