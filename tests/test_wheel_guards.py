@@ -9,6 +9,7 @@ import sys
 from pathlib import Path
 
 import pytest
+from conftest import run_cli
 from test_wheel import OWN, make_wheel, record_of
 
 from hatch_pyc import find_interpreter
@@ -57,6 +58,35 @@ def test_one_signal_held_during_the_commit_is_reported_as_that_signal(tmp_path: 
     )
     assert proc.stdout.strip() == f"{int(signal.SIGTERM)} 1 ['demo-1.0-{OWN}-none-any.whl']"
     record_of(out / f"demo-1.0-{OWN}-none-any.whl")
+
+
+def test_two_signals_held_during_the_commit_are_reported_as_the_first(tmp_path: Path) -> None:
+    """SIGINT then SIGTERM arriving while the output moves into place: the commit completes, and the run ends
+    with :class:`Interrupted` for the first of them, SIGINT."""
+    wheel = make_wheel(tmp_path, {"demo/__init__.py": ""})
+    out = tmp_path / "out"
+    script = INTERRUPT_ONCE_DURING_COMMIT.replace(
+        "os.kill(os.getpid(), signal.SIGTERM)",
+        "os.kill(os.getpid(), signal.SIGINT); os.kill(os.getpid(), signal.SIGTERM)",
+    )
+    proc = subprocess.run(
+        [sys.executable, "-c", script, str(wheel), str(out)], capture_output=True, text=True, check=True
+    )
+    assert proc.stdout.strip() == f"{int(signal.SIGINT)} 1 ['demo-1.0-{OWN}-none-any.whl']"
+    record_of(out / f"demo-1.0-{OWN}-none-any.whl")
+
+
+def test_two_inputs_with_one_output_name_are_refused_in_either_order(tmp_path: Path) -> None:
+    """Two different files that would be written under one name are refused whichever is named first."""
+    (tmp_path / "a").mkdir()
+    (tmp_path / "b").mkdir()
+    first = make_wheel(tmp_path / "b", {"demo/__init__.py": ""})
+    second = make_wheel(tmp_path / "a", {"demo/__init__.py": "X = 1\n"})
+    for one, other in ((first, second), (second, first)):
+        proc = run_cli("wheel", str(one), str(other), "-o", str(tmp_path / "out"))
+        assert proc.returncode == 2, proc.stderr
+        assert f"{one} and {other} would both be written as demo-1.0-" in proc.stderr
+        assert not (tmp_path / "out").exists()
 
 
 def test_a_failed_conversion_keeps_a_directory_it_made_that_something_else_wrote_into(
