@@ -298,3 +298,20 @@ def test_the_first_image_of_a_docker_archive_is_the_one_taken(wheel: Path, tmp_p
     files = docker_base(manifest=lambda e: [e, {**e, "Config": "missing.json"}])
     manifest = _accepted(wheel, tmp_path, write_base(tmp_path / "base", files, "tar"))
     assert len(manifest["layers"]) == 2
+
+
+def test_a_config_listing_no_diff_ids_is_taken_with_the_ones_computed(wheel: Path, tmp_path: Path) -> None:
+    """An empty rootfs.diff_ids is not checked against the layers (there is nothing to check); the image written
+    names the diff_ids computed from the layers themselves."""
+    files = oci_base(config=lambda c: {**c, "rootfs": {"type": "layers", "diff_ids": []}})
+    _accepted(wheel, tmp_path, write_base(tmp_path / "base", files, "dir"))
+    layout = tmp_path / "image"
+    _, config = _check_layout(layout)
+    assert config["rootfs"]["diff_ids"][0] == sha256(TAR_LAYER)
+
+
+@pytest.mark.parametrize("version", [1, 3])
+def test_a_schema_version_other_than_2_is_refused_either_way(wheel: Path, tmp_path: Path, version: int) -> None:
+    files = oci_base(index=lambda i: {**i, "schemaVersion": version})
+    line = _refused_leaving_nothing(wheel, tmp_path, write_base(tmp_path / "base", files, "dir"))
+    assert line.endswith(f"index.json: schemaVersion {version} is not 2"), line
