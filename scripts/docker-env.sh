@@ -38,6 +38,25 @@ install_missing() {
   DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${need[@]}" >&2
 }
 
+# BuildKit's client (docker buildx: the cache-mount example 06 and its test). Debian 12 has no package of it;
+# Debian 13's docker-buildx (a Go program needing only glibc >= 2.34) is unpacked as a CLI plugin, fetched with
+# a private apt configuration so the system's sources stay as they are.
+install_buildx() {
+  docker buildx version >/dev/null 2>&1 && return 0
+  [ "$(id -u)" -eq 0 ] || die "docker buildx is missing; install it (Debian 13: apt-get install docker-buildx) or run as root"
+  local apt="$DIR/apt-trixie" plugins=/usr/local/lib/docker/cli-plugins
+  mkdir -p "$apt/lists/partial" "$apt/cache/archives/partial" "$apt/deb" "$plugins"
+  echo "deb [signed-by=/usr/share/keyrings/debian-archive-keyring.gpg] $MIRROR trixie main" >"$apt/sources.list"
+  local opts=(-o "Dir::Etc::SourceList=$apt/sources.list" -o Dir::Etc::SourceParts=/dev/null
+    -o "Dir::State::Lists=$apt/lists" -o "Dir::Cache=$apt/cache" -o APT::Sandbox::User=root)
+  log "installing docker-buildx from Debian trixie into $plugins"
+  apt-get "${opts[@]}" update -qq >&2 || die "apt-get update (trixie) failed"
+  (cd "$apt/deb" && apt-get "${opts[@]}" download docker-buildx >&2) || die "downloading docker-buildx failed"
+  dpkg-deb -x "$apt/deb"/docker-buildx_*.deb "$apt/root" || die "unpacking docker-buildx failed"
+  install -m 0755 "$apt/root/usr/libexec/docker/cli-plugins/docker-buildx" "$plugins/docker-buildx"
+  docker buildx version >&2 || die "docker buildx does not run"
+}
+
 start_engine() {
   if answers; then log "engine already answers on $SOCK"; return 0; fi
   [ "$(id -u)" -eq 0 ] || die "dockerd needs root"
@@ -98,6 +117,7 @@ stop_engine() {
 case "${1:-start}" in
   start)
     install_missing
+    install_buildx
     start_engine
     build_base
     echo "export DOCKER_HOST=unix://$SOCK"
