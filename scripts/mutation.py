@@ -439,6 +439,7 @@ def report(markdown: Path | None, survivors: Path | None) -> int:
                     and e["operator"] == r["operator"]
                     and e["line"].strip() == text
                     and e["mutant"].strip() == _mutant_line(str(r["diff"]))
+                    and e.get("function", r["function"]) == r["function"]  # for a line whose text recurs
                 ),
                 None,
             )

@@ -24,6 +24,7 @@ from hatch_pyc import (
     CompilePlan,
     CompileResult,
     Interrupted,
+    OutputFailed,
     PlannedSource,
     PycOptions,
     compile_plan,
@@ -527,3 +528,76 @@ def test_signals_held_during_the_commit_end_the_run_as_the_first_one_asked(
     assert isinstance(result, CompileResult)
     assert [i.relpath for i in result.compiled] == ["pkg/__init__.py", "pkg/a.py"]
     assert sorted(os.listdir(tree / "pkg/__pycache__")) == [f"__init__.{TAG}.pyc", f"a.{TAG}.pyc"]
+
+
+def _typed_tree(tmp_path: Path) -> Path:
+    """A typed package whose ``__init__`` has a hand-written stub: only ``mod`` gets a generated one."""
+    return write_tree(
+        tmp_path / "tree",
+        {
+            "pkg/__init__.py": "from pkg.mod import f\n",
+            "pkg/__init__.pyi": "from pkg.mod import f as f\n",
+            "pkg/mod.py": "def f(x: int) -> int:\n    return x + 1\n",
+            "pkg/py.typed": "",
+        },
+    )
+
+
+def test_a_stub_is_made_beside_a_package_whose_init_has_its_own(tmp_path: Path) -> None:
+    """The hand-written ``__init__.pyi`` is kept byte for byte; ``mod.pyi`` is generated (stubgen is given the
+    package's ``__init__.py`` for context), with no write bit for anyone but the owner."""
+    tree = _typed_tree(tmp_path)
+    (tree / "pkg/mod.py").chmod(0o777)
+    result = compile_tree([tree], PycOptions(strip=True, stubs="typed", cache=False))
+    assert sorted(p.relative_to(tree).as_posix() for p in result.stubs) == ["pkg/mod.pyi"]
+    assert (tree / "pkg/__init__.pyi").read_text() == "from pkg.mod import f as f\n"
+    assert "def f(x: int) -> int: ..." in (tree / "pkg/mod.pyi").read_text()
+    assert stat_mode(tree / "pkg/mod.pyi") & 0o133 == 0
+
+
+def stat_mode(path: Path) -> int:
+    return path.stat().st_mode & 0o777
+
+
+def test_a_stub_that_cannot_be_written_names_it_and_changes_nothing(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    tree = _typed_tree(tmp_path)
+    before = full_snapshot(tree)
+    real_open = os.open
+
+    def refusing(path: str | os.PathLike[str], flags: int, *args: object, **kwargs: object) -> int:
+        if Path(path).name.startswith(".mod.pyi."):  # the stub's temporary
+            raise OSError(errno.ENOSPC, "No space left on device", str(path))
+        return real_open(path, flags, *args, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(os, "open", refusing)
+    with pytest.raises(OutputFailed) as failed:
+        compile_tree([tree], PycOptions(strip=True, stubs="typed", cache=False))
+    monkeypatch.undo()
+    assert str(failed.value) == (
+        f"{tree / 'pkg/mod.pyi'}: cannot write the type stub (No space left on device); nothing was changed"
+    )
+    assert full_snapshot(tree) == before
+
+
+def test_a_source_that_cannot_be_removed_is_named_as_such(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Stripping: the rename that sets a source aside fails; the error says the source could not be removed (not
+    replaced), and the commit is undone."""
+    tree = write_tree(tmp_path / "tree", {"pkg/__init__.py": "", "pkg/a.py": "A = 1\n"})
+    before = full_snapshot(tree)
+    real_rename = os.rename
+
+    def refusing(src: str | os.PathLike[str], dst: str | os.PathLike[str], **kwargs: object) -> None:
+        if Path(src) == tree / "pkg/a.py":
+            raise PermissionError(errno.EACCES, "Permission denied", str(src))
+        real_rename(src, dst, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(os, "rename", refusing)
+    with pytest.raises(OutputFailed) as failed:
+        compile_tree([tree], PycOptions(strip=True, cache=False))
+    monkeypatch.undo()
+    assert str(failed.value) == (
+        f"{tree / 'pkg/a.py'}: cannot remove it (Permission denied); the commit was undone, nothing was changed"
+    )
+    assert full_snapshot(tree) == before
