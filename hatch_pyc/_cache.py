@@ -17,7 +17,6 @@ import math
 import os
 import re
 import stat
-import struct
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -42,10 +41,8 @@ CACHE_DIR_ENV = "HATCH_PYC_CACHE_DIR"
 NO_CACHE_ENV = "HATCH_PYC_NO_CACHE"
 MAX_BYTES_ENV = "HATCH_PYC_CACHE_MAX_BYTES"
 DEFAULT_MAX_BYTES = 2 * 1024**3
-# Compiled code lives in packs, ``code/packs/<32 hex>.pack`` (many entries each, see ``_worker._Cache``); what
-# stubgen said in ``code/<2 hex>/<62 hex>`` (one entry a file, ``_stubs``); the totals in ``stats.json``.
+# Entries live in ``code/<2 hex>/<62 hex>``; the totals in ``stats.json``.
 _CODE = "code"
-_PACKS = "packs"
 _STATS = "stats.json"
 _TAG = "CACHEDIR.TAG"  # https://bford.info/cachedir/: backup tools skip the directory
 _TAG_TEXT = "Signature: 8a477f597d28d172789f06886806bc55\n# This is the hatch-pyc compile cache.\n"
@@ -53,12 +50,6 @@ _OURS = frozenset({_CODE, _STATS, _TAG, "interpreters"})  # what a cache directo
 _SHARD = re.compile(r"[0-9a-f]{2}").fullmatch
 _ENTRY = re.compile(r"[0-9a-f]{62}").fullmatch
 _ENTRY_TMP = re.compile(r"[0-9a-f]{62}\.\d+\.tmp").fullmatch
-_PACK = re.compile(r"[0-9a-f]{32}\.pack").fullmatch
-_PACK_TMP = re.compile(r"[0-9a-f]{32}\.pack\.\d+\.tmp").fullmatch
-_PACK_HEAD = b"hatch-pyc pack 1\n"
-_PACK_TRAILER = struct.Struct("<QQ32s8s")  # as _worker writes it: index offset, records, index SHA-256, end mark
-_PACK_END = b"hpycpak1"
-_RECORD_SIZE = 32 + 8 + 8 + 32
 _PRUNE_EVERY = 3600.0  # seconds between the automatic size checks of one cache
 _STALE_TMP = 3600.0  # a worker's temporary entry older than this was left by a killed run
 
@@ -138,10 +129,7 @@ def _not_a_cache(root: Path) -> str:
         return ""
     others = sorted(name for name in os.listdir(root) if name not in _OURS)
     if not others and (root / _CODE).is_dir():
-        others = [f"{_CODE}/{n}" for n in sorted(os.listdir(root / _CODE)) if not _SHARD(n) and n != _PACKS]
-    if not others and (root / _CODE / _PACKS).is_dir():
-        packs = sorted(os.listdir(root / _CODE / _PACKS))
-        others = [f"{_CODE}/{_PACKS}/{n}" for n in packs if not _PACK(n) and not _PACK_TMP(n)]
+        others = [f"{_CODE}/{name}" for name in sorted(os.listdir(root / _CODE)) if not _SHARD(name)]
     if not others and (root / "interpreters").is_dir():
         others = [f"interpreters/{n}" for n in sorted(os.listdir(root / "interpreters")) if not n.endswith(".json")]
     if others:
@@ -235,54 +223,18 @@ def record_run(code: Path, hits: int, misses: int) -> None:
         pass
 
 
-@dataclass(frozen=True)
-class _File:
-    """One file of the cache: a pack (``entries`` code entries) or a stub entry (one)."""
-
-    mtime: float
-    size: int  # bytes on disk
-    path: Path
-    entries: int
-
-
-def _on_disk(info: os.stat_result) -> int:
-    return info.st_blocks * 512 if hasattr(info, "st_blocks") else info.st_size
-
-
-def _pack_entries(path: Path) -> int | None:
-    """How many entries the pack at ``path`` holds, or None when its head or trailer is not a pack's (a pack
-    being written, or one a killed worker left half-written)."""
-    try:
-        fd = os.open(path, os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_NONBLOCK", 0))
-    except OSError:
-        return None
-    try:
-        size = os.fstat(fd).st_size
-        if size < len(_PACK_HEAD) + _PACK_TRAILER.size or os.pread(fd, len(_PACK_HEAD), 0) != _PACK_HEAD:
-            return None
-        start, count, _, end = _PACK_TRAILER.unpack(os.pread(fd, _PACK_TRAILER.size, size - _PACK_TRAILER.size))
-    except (OSError, struct.error):
-        return None
-    finally:
-        os.close(fd)
-    if end != _PACK_END or start + count * _RECORD_SIZE + _PACK_TRAILER.size != size:
-        return None
-    return int(count)
-
-
-def _files(code: Path, *, clean: bool = False) -> list[_File]:
-    """Every file of the cache under ``code``: only names the cache gives (``packs/<32 hex>.pack``,
-    ``ab/<62 hex>``), in directories that are not links. ``clean``: also remove what a killed run left (a
-    temporary stub entry or pack, a damaged pack) once it is an hour old."""
-    found: list[_File] = []
+def _entries(code: Path, *, clean: bool = False) -> list[tuple[float, int, Path]]:
+    """``(mtime, bytes on disk, path)`` of every entry: only names the cache gives (``ab/<62 hex>``), in shard
+    directories that are not links; ``clean``: also remove a killed worker's stale temporary entry."""
+    found: list[tuple[float, int, Path]] = []
     now = time.time()
     try:
-        dirs = [d for d in os.scandir(code) if (_SHARD(d.name) or d.name == _PACKS) and d.is_dir(follow_symlinks=False)]
+        shards = [s for s in os.scandir(code) if _SHARD(s.name) and s.is_dir(follow_symlinks=False)]
     except OSError:
         return found
-    for directory in dirs:
+    for shard in shards:
         try:
-            names = list(os.scandir(directory.path))
+            names = list(os.scandir(shard.path))
         except OSError:
             continue
         for entry in names:
@@ -292,20 +244,14 @@ def _files(code: Path, *, clean: bool = False) -> list[_File]:
                 continue
             if not stat.S_ISREG(info.st_mode):
                 continue
-            stale = clean and now - info.st_mtime > _STALE_TMP
-            if directory.name == _PACKS:
-                count = _pack_entries(Path(entry.path)) if _PACK(entry.name) else None
-                if count is not None:
-                    found.append(_File(info.st_mtime, _on_disk(info), Path(entry.path), count))
-                elif stale and (_PACK(entry.name) or _PACK_TMP(entry.name)):
+            if _ENTRY_TMP(entry.name):
+                if clean and now - info.st_mtime > _STALE_TMP:
                     with contextlib.suppress(OSError):
                         os.unlink(entry.path)
-            elif _ENTRY_TMP(entry.name):
-                if stale:
-                    with contextlib.suppress(OSError):
-                        os.unlink(entry.path)
-            elif _ENTRY(entry.name):
-                found.append(_File(info.st_mtime, _on_disk(info), Path(entry.path), 1))
+                continue
+            if _ENTRY(entry.name):
+                size = info.st_blocks * 512 if hasattr(info, "st_blocks") else info.st_size  # bytes on disk
+                found.append((info.st_mtime, size, Path(entry.path)))
     return found
 
 
@@ -331,12 +277,12 @@ def cache_info(directory: str | os.PathLike[str] | None = None) -> CacheInfo:
     root = (Path(directory).expanduser() if directory is not None else default_cache_dir()).absolute()
     if root.exists() or directory is not None:
         root = _existing_cache(root)
-    files = _files(root / _CODE) if root.exists() else []
+    entries = _entries(root / _CODE) if root.exists() else []
     stats = _read_stats(root) if root.exists() else {}
     return CacheInfo(
         directory=root,
-        entries=sum(f.entries for f in files),
-        bytes=sum(f.size for f in files),
+        entries=len(entries),
+        bytes=sum(size for _, size, _ in entries),
         hits=int(stats.get("hits", 0)),
         misses=int(stats.get("misses", 0)),
         max_bytes=max_bytes(),
@@ -344,40 +290,40 @@ def cache_info(directory: str | os.PathLike[str] | None = None) -> CacheInfo:
 
 
 def prune_cache(directory: str | os.PathLike[str] | None = None, limit: int | None = None) -> tuple[int, int]:
-    """Remove the least recently used packs and entries until the cache holds at most ``limit`` bytes
-    (default: its bound); returns ``(entries removed, bytes freed)``. Only the cache's own files are removed."""
+    """Remove the least recently used entries until the cache holds at most ``limit`` bytes (default:
+    its bound); returns ``(entries removed, bytes freed)``. Only the cache's own entries are removed."""
     root = _existing_cache(directory)
     limit = max_bytes() if limit is None else limit
-    files = sorted(_files(root / _CODE, clean=True), key=lambda f: (f.mtime, f.path))
-    total = sum(f.size for f in files)
+    entries = sorted(_entries(root / _CODE, clean=True))
+    total = sum(size for _, size, _ in entries)
     removed = freed = 0
-    for file in files:
+    for _, size, path in entries:
         if total <= limit:
             break
         try:
-            file.path.unlink()
+            path.unlink()
         except OSError:
             continue
-        total -= file.size
-        removed += file.entries
-        freed += file.size
+        total -= size
+        removed += 1
+        freed += size
     return removed, freed
 
 
 def clear_cache(directory: str | os.PathLike[str] | None = None) -> tuple[int, int]:
     """Remove every entry and the totals; returns ``(entries removed, bytes freed)``, counting only what was
-    removed. Only the cache's own files go (its packs and entries, emptied directories, ``stats.json``); the
+    removed. Only the cache's own files go (its entries, emptied shard directories, ``stats.json``); the
     directory, its tag and anything else in it stay."""
     root = _existing_cache(directory)
     removed = freed = 0
-    for file in _files(root / _CODE, clean=True):
+    for _, size, path in _entries(root / _CODE, clean=True):
         try:
-            file.path.unlink()
+            path.unlink()
         except OSError:
             continue
-        removed += file.entries
-        freed += file.size
-    for shard in [*(root / _CODE).glob("[0-9a-f][0-9a-f]"), root / _CODE / _PACKS]:
+        removed += 1
+        freed += size
+    for shard in (root / _CODE).glob("[0-9a-f][0-9a-f]"):
         with contextlib.suppress(OSError):
             shard.rmdir()  # only if empty (a link is not removed: rmdir refuses it)
     with contextlib.suppress(OSError):

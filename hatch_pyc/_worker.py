@@ -475,25 +475,17 @@ class _Cache:
     The key is a SHA-256 of everything that decides the marshalled code: this worker's own code (and
     the code check it may run), the interpreter's full version string, magic number and ``-X`` options
     (``no_debug_ranges``), the optimisation level, the code's file name (``co_filename``) and the
-    source bytes. An entry's payload is one flag byte (whether ``-OO`` could change the code: the
-    level-skip rules need it) + the marshalled code, checked against the SHA-256 of its key and payload.
-
-    Entries are kept in *packs*, ``packs/<shard><31 hex>.pack``: many entries in one file, since making
-    a file per entry cost a cold cache a fifth of a compile on a file system where making files is dear.
-    The shard is the key's first hex digit: a lookup reads the indexes of its shard's packs only, once
-    per worker. A pack is ``_PACK`` + payloads + an index (per entry: key, offset, length, digest) + a
-    trailer (the index's offset, its entry count, its SHA-256, ``_PACK_END``), written under a temporary
-    name, created exclusively, and renamed to a new name once whole (a pack cut short could end in bytes of a
-    stored constant that read as an index and trailer); a truncated or damaged pack fails its trailer or
-    its index digest and is skipped; an entry whose payload fails its digest is never served:
-    an older copy is tried (the newest pack holding a key is read first), else it is a miss, compiled and
-    stored again in a new pack. Only regular files
-    of at most ``_MAX_PACK`` bytes are read (a FIFO there cannot block), from a ``packs`` directory that
-    is not a link and that no other user may write (the parent checked the root and ``code/`` the same
-    way). New entries are kept in memory and written a pack per shard when a shard holds ``_FLUSH``
-    bytes, and when the run ends (stdin closes); a killed worker stores nothing, never half. A pack
-    a hit is read from gets a new mtime when it is older than a day: pruning removes the least recently
-    used packs first.
+    source bytes. An entry is ``_ENTRY`` + the SHA-256 of its key and the rest + one flag byte (whether
+    ``-OO`` could change the code: the level-skip rules need it) + the marshalled code. An entry whose
+    digest does not match (truncated, corrupted, another format, or a valid entry under another key's
+    name) is a miss, never served, and is replaced. Only a regular file of at most ``_MAX_ENTRY`` bytes
+    is read (a FIFO there cannot block), and only from a shard directory that is not a link and that no
+    other user may write (the parent checked the cache's root and ``code/`` the same way). A new entry is
+    written in place, created exclusively: a reader that meets it half-written (another worker, another run)
+    finds its digest wrong and takes it for a miss; an entry found damaged is replaced whole, under a
+    temporary name then renamed. (A rename per entry cost a cold cache a fifth of a compile on a file system
+    where making a file is dear.) A hit older than a day gets a new mtime: the pruning removes the least
+    recently used entries first.
     """
 
     def __init__(self, directory):
@@ -510,11 +502,7 @@ class _Cache:
         self.hits = 0
         self.misses = 0
         self.uid = os.geteuid() if hasattr(os, "geteuid") else None
-        self.packs_fd = None  # the packs directory, opened once it is known to be private (False: unusable)
-        self.index = {}  # shard digit -> {key (bytes): [(pack name, offset, length, digest), ...], newest last}
-        self.open_packs = {}  # pack name -> descriptor, for the hits of this run
-        self.pending = {}  # shard digit -> [(key bytes, payload, digest)], not written yet
-        self.pending_bytes = {}
+        self.shards = {}  # name[:2] -> the shard directory's descriptor, checked once, kept for the worker's life
 
     def key(self, source, dfile, level):
         key = hashlib.sha256(self.salt)
@@ -524,190 +512,102 @@ class _Cache:
         key.update(hashlib.sha256(source).digest())
         return key.hexdigest()
 
-    def _packs(self, create=False):
-        """The packs directory's descriptor, if it exists (or is made) and only this user may write it."""
-        if self.packs_fd is not None and (self.packs_fd is not False or not create):
-            return self.packs_fd or None
-        directory = os.path.join(self.directory, "packs")
+    def _shard(self, name, create=False):
+        """The shard directory of ``name``, opened without following a link, if only this user may write it."""
+        fd = self.shards.get(name[:2])
+        if fd is not None:
+            return fd
+        directory = os.path.join(self.directory, name[:2])
+        flags = os.O_RDONLY | getattr(os, "O_DIRECTORY", 0) | _NOFOLLOW
         try:
             if create:
                 try:
                     os.mkdir(directory, 0o700)
                 except FileExistsError:
                     pass
-            fd = os.open(directory, os.O_RDONLY | getattr(os, "O_DIRECTORY", 0) | _NOFOLLOW)
+            fd = os.open(directory, flags)
         except OSError:
-            self.packs_fd = False
             return None
         info = os.fstat(fd)
         if (self.uid is not None and info.st_uid != self.uid) or info.st_mode & 0o022:
             os.close(fd)
-            self.packs_fd = False
             return None
-        self.packs_fd = fd
+        self.shards[name[:2]] = fd
         return fd
-
-    def _shard_index(self, shard):
-        """``{key: [(pack, offset, length, digest), ...]}`` of the intact packs of ``shard``, oldest first."""
-        found = self.index.get(shard)
-        if found is not None:
-            return found
-        found = self.index[shard] = {}
-        packs = self._packs()
-        if packs is None:
-            return found
-        try:
-            names = [
-                (e.stat(follow_symlinks=False).st_mtime, e.name)
-                for e in os.scandir(packs)
-                if e.name.startswith(shard) and _PACK_NAME.match(e.name) and e.is_file(follow_symlinks=False)
-            ]
-        except OSError:
-            return found
-        for _, name in sorted(names):
-            for key, where in _read_index(packs, name):
-                found.setdefault(key, []).append(where)
-        return found
 
     def get(self, name):
         """``(may_have_docstring, marshalled code)`` stored under ``name``, or None for a miss."""
-        key = bytes.fromhex(name)
-        fresh = self.pending.get(name[0], {}).get(key)
-        if fresh is not None:  # stored earlier in this run, not written yet
-            return fresh[0][0] == 1, fresh[0][1:]
-        places = self._shard_index(name[0]).get(key, [])
-        while places:  # the newest pack first; a damaged copy is dropped and the next one tried
-            pack, offset, length, digest = places[-1]
-            payload = self._read(pack, offset, length)
-            if payload is not None and _digest(name, payload) == digest:
-                return payload[0] == 1, payload[1:]
-            places.pop()
-        return None
-
-    def _read(self, pack, offset, length):
-        """``length`` bytes at ``offset`` of ``pack`` (None if they cannot all be read); a pack read gets a new
-        mtime when it is older than a day, so that pruning keeps it."""
-        fd = self.open_packs.get(pack)
-        try:
-            if fd is None:
-                fd = _open_pack(self.packs_fd, pack)
-                self.open_packs[pack] = fd
-                if os.fstat(fd).st_mtime < time.time() - 86400:
-                    os.utime(fd)
-            payload = os.pread(fd, length, offset)
-        except (OSError, MemoryError, _NotRegular):
+        shard = self._shard(name)
+        if shard is None:
             return None
-        return payload if len(payload) == length and payload else None
+        try:
+            fd = os.open(name[2:], os.O_RDONLY | _NOFOLLOW | getattr(os, "O_NONBLOCK", 0), dir_fd=shard)
+        except OSError:
+            return None
+        try:
+            info = os.fstat(fd)
+            if not stat.S_ISREG(info.st_mode) or info.st_size > _MAX_ENTRY:
+                return None
+            with open(fd, "rb", closefd=False) as handle:
+                entry = handle.read(_MAX_ENTRY + 1)
+            if info.st_mtime < time.time() - 86400:
+                os.utime(fd)
+        except (OSError, MemoryError):
+            return None
+        finally:
+            os.close(fd)
+        head = len(_ENTRY) + 32
+        if len(entry) <= head or not entry.startswith(_ENTRY):
+            return None
+        if _digest(name, memoryview(entry)[head:]) != entry[len(_ENTRY) : head]:
+            return None
+        return entry[head] == 1, entry[head + 1 :]
 
     def put(self, name, has_doc, body):
         payload = (b"\x01" if has_doc else b"\x00") + body
-        shard = name[0]
-        self.pending.setdefault(shard, {})[bytes.fromhex(name)] = (payload, _digest(name, payload))
-        self.pending_bytes[shard] = self.pending_bytes.get(shard, 0) + len(payload)
-        if self.pending_bytes[shard] >= _FLUSH:
-            self._write(shard)
-
-    def flush(self):
-        """Write every entry not written yet (the run is ending)."""
-        for shard in sorted(self.pending):
-            self._write(shard)
-        for fd in self.open_packs.values():
-            os.close(fd)
-        self.open_packs = {}
-
-    def _write(self, shard):
-        entries = self.pending.pop(shard, {})
-        self.pending_bytes.pop(shard, None)
-        packs = self._packs(create=True)
-        if not entries or packs is None:
+        entry = _ENTRY + _digest(name, payload) + payload
+        shard = self._shard(name, create=True)
+        if shard is None:
             return
-        name = "%s%s.pack" % (shard, os.urandom(16).hex()[:31])
-        tmp = "%s.%d.tmp" % (name, os.getpid())
         try:
-            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | _NOFOLLOW, 0o600, dir_fd=packs)
+            fd = os.open(name[2:], os.O_WRONLY | os.O_CREAT | os.O_EXCL | _NOFOLLOW, 0o600, dir_fd=shard)
+        except FileExistsError:  # damaged (get found it so), or being written by another: replaced whole
+            self._replace(shard, name, entry)
+            return
         except OSError:  # a full disk or a read-only cache: the run goes on without storing
             return
         try:
             with open(fd, "wb") as handle:
-                handle.write(_PACK)
-                offset = len(_PACK)
-                records = []
-                written = {}
-                for key, (payload, digest) in entries.items():
-                    handle.write(payload)
-                    records.append(_RECORD.pack(key, offset, len(payload), digest))
-                    written[key] = (name, offset, len(payload), digest)
-                    offset += len(payload)
-                index = b"".join(records)
-                handle.write(index)
-                handle.write(_TRAILER.pack(offset, len(records), hashlib.sha256(index).digest(), _PACK_END))
-            # whole before any reader sees it: a pack cut short could end in bytes of a stored constant that
-            # look like an index and trailer
-            os.rename(tmp, name, src_dir_fd=packs, dst_dir_fd=packs)
-            if shard in self.index:  # a later lookup of this run finds them
-                for key, where in written.items():
-                    self.index[shard].setdefault(key, []).append(where)
-        except OSError:  # a full disk: the half-written pack is removed
+                handle.write(entry)
+        except OSError:  # half an entry is a miss for every reader; removed so that the next run stores it
             try:
-                os.unlink(tmp, dir_fd=packs)
+                os.unlink(name[2:], dir_fd=shard)
+            except OSError:
+                pass
+
+    def _replace(self, shard, name, entry):
+        tmp = "%s.%d.tmp" % (name[2:], os.getpid())
+        try:
+            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | _NOFOLLOW, 0o600, dir_fd=shard)
+            with open(fd, "wb") as handle:
+                handle.write(entry)
+            os.replace(tmp, name[2:], src_dir_fd=shard, dst_dir_fd=shard)
+        except OSError:
+            try:
+                os.unlink(tmp, dir_fd=shard)
             except OSError:
                 pass
 
 
-def _open_pack(packs, name):
-    """A descriptor of the regular file ``name`` in the packs directory, never through a link."""
-    fd = os.open(name, os.O_RDONLY | _NOFOLLOW | getattr(os, "O_NONBLOCK", 0), dir_fd=packs)
-    info = os.fstat(fd)
-    if not stat.S_ISREG(info.st_mode) or info.st_size > _MAX_PACK:
-        os.close(fd)
-        raise _NotRegular(name)
-    return fd
-
-
-def _read_index(packs, name):
-    """``[(key, (name, offset, length, digest))]`` of the pack ``name``; [] unless its trailer and index check."""
-    try:
-        fd = _open_pack(packs, name)
-    except (OSError, _NotRegular):
-        return []
-    try:
-        size = os.fstat(fd).st_size
-        if size < len(_PACK) + _TRAILER.size:
-            return []
-        trailer = os.pread(fd, _TRAILER.size, size - _TRAILER.size)
-        start, count, index_digest, end = _TRAILER.unpack(trailer)
-        if end != _PACK_END or start < len(_PACK) or start + count * _RECORD.size + _TRAILER.size != size:
-            return []
-        index = os.pread(fd, count * _RECORD.size, start)
-        if len(index) != count * _RECORD.size or hashlib.sha256(index).digest() != index_digest:
-            return []
-        if os.pread(fd, len(_PACK), 0) != _PACK:
-            return []
-    except (OSError, MemoryError, struct.error):
-        return []
-    finally:
-        os.close(fd)
-    found = []
-    for key, offset, length, digest in _RECORD.iter_unpack(index):
-        if len(_PACK) <= offset and offset + length <= start:
-            found.append((key, (name, offset, length, digest)))
-    return found
-
-
 def _digest(name, payload):
-    """What an entry's payload is checked against: its key (the hex name) and the payload."""
+    """What an entry's contents are checked against: its key (the file's name) and the payload."""
     digest = hashlib.sha256(name.encode("ascii"))
     digest.update(payload)
     return digest.digest()
 
 
-_MAX_PACK = 1 << 30  # bytes: a pack holds at most _FLUSH bytes and one entry more, and no pyc is that large
-_FLUSH = 1 << 20  # bytes of new entries a shard keeps in memory before they are written as a pack
-_PACK = b"hatch-pyc pack 1\n"
-_PACK_END = b"hpycpak1"
-_PACK_NAME = re.compile(r"[0-9a-f]{32}\.pack\Z")
-_RECORD = struct.Struct("<32sQQ32s")  # key, offset, length, SHA-256 of the key (hex) and the payload
-_TRAILER = struct.Struct("<QQ32s8s")  # the index's offset, its number of records, its SHA-256, _PACK_END
+_MAX_ENTRY = 256 * 1024 * 1024  # bytes: larger is no pyc any compile() made
+_ENTRY = b"hatch-pyc code 1\n"
 _cache = None
 
 
@@ -834,8 +734,6 @@ def main():
         out.write(json.dumps(answers))
         out.write("\n")
         out.flush()
-    if _cache is not None:
-        _cache.flush()
 
 
 if __name__ == "__main__":

@@ -3,11 +3,9 @@ a damaged entry is never served, runs may share a cache, and a cache others coul
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import shutil
-import struct
 import subprocess
 import sys
 import zipfile
@@ -28,38 +26,8 @@ SOURCES = {
 }
 
 
-_TRAILER = struct.Struct("<QQ32s8s")  # a pack's end, as docs/cache.md describes it
-_RECORD = struct.Struct("<32sQQ32s")
-
-
-def _packs(cache: Path) -> list[Path]:
-    return sorted((cache / "code" / "packs").glob("*.pack"))
-
-
-def _records(pack: Path) -> list[tuple[bytes, int, int, bytes]]:
-    """``(key, offset, length, digest)`` of each entry of a pack, read as the format is documented."""
-    data = pack.read_bytes()
-    start, count, digest, end = _TRAILER.unpack(data[-_TRAILER.size :])
-    assert data.startswith(b"hatch-pyc pack 1\n") and end == b"hpycpak1"
-    assert start + count * _RECORD.size + _TRAILER.size == len(data)
-    index = data[start : start + count * _RECORD.size]
-    assert hashlib.sha256(index).digest() == digest
-    return list(_RECORD.iter_unpack(index))
-
-
-def _rewrite_index(pack: Path, records: list[tuple[bytes, int, int, bytes]]) -> None:
-    """Give ``pack`` these index records, with a consistent trailer: a well-formed pack saying what it likes."""
-    data = pack.read_bytes()
-    start = _TRAILER.unpack(data[-_TRAILER.size :])[0]
-    index = b"".join(_RECORD.pack(*r) for r in records)
-    pack.write_bytes(
-        data[:start] + index + _TRAILER.pack(start, len(records), hashlib.sha256(index).digest(), b"hpycpak1")
-    )
-
-
-def _entries(cache: Path) -> list[tuple[Path, bytes]]:
-    """``(pack, key)`` of every code entry in the cache."""
-    return sorted((pack, record[0]) for pack in _packs(cache) for record in _records(pack))
+def _entries(cache: Path) -> list[Path]:
+    return sorted(p for p in (cache / "code").rglob("*") if p.is_file())
 
 
 def _pycs(root: Path) -> dict[str, bytes]:
@@ -141,12 +109,11 @@ def run_python_value(tree: Path, python: str) -> str:
 
 @pytest.mark.parametrize(
     "damage",
-    ["truncated", "flipped", "index", "empty", "other-format", "directory"],
+    ["truncated", "flipped", "empty", "other-format", "directory"],
 )
 def test_a_damaged_entry_is_never_served_and_is_replaced(tmp_path: Path, damage: str) -> None:
-    """Each entry carries the SHA-256 of its key and contents, each pack's index its own: a pack cut short,
-    emptied, of another format or not a file, an index changed, or an entry's bytes changed is a miss for every
-    entry it holds, compiled again and stored anew; the output is what no cache gives."""
+    """Each entry carries the SHA-256 of its contents: one that does not match is a miss, compiled again and
+    stored anew; the output is what no cache gives."""
     cache = tmp_path / "cache"
     here = sys.executable
     reference = _fresh(tmp_path, "app")
@@ -155,36 +122,27 @@ def test_a_damaged_entry_is_never_served_and_is_replaced(tmp_path: Path, damage:
     tree = _fresh(tmp_path, "app")
     _compile(tree, _here(), cache)
     entries = _entries(cache)
-    damaged = _packs(cache)
-    for pack in damaged:
-        data = pack.read_bytes()
+    for entry in entries:
+        data = entry.read_bytes()
         if damage == "truncated":
-            pack.write_bytes(data[: len(data) // 2])
-        elif damage == "flipped":  # the last byte of every entry: the index is intact, each payload is not
-            changed = bytearray(data)
-            for _, offset, length, _ in _records(pack):
-                changed[offset + length - 1] ^= 0x01
-            pack.write_bytes(bytes(changed))
-        elif damage == "index":
-            pack.write_bytes(
-                data[: -_TRAILER.size - 1] + bytes([data[-_TRAILER.size - 1] ^ 0x01]) + data[-_TRAILER.size :]
-            )
+            entry.write_bytes(data[: len(data) // 2])
+        elif damage == "flipped":
+            entry.write_bytes(data[:-1] + bytes([data[-1] ^ 0x01]))
         elif damage == "empty":
-            pack.write_bytes(b"")
+            entry.write_bytes(b"")
         elif damage == "other-format":
-            pack.write_bytes(b"hatch-pyc pack 9\n" + data[17:])
+            entry.write_bytes(b"hatch-pyc code 9\n" + data[17:])
         else:
-            pack.unlink()
-            pack.mkdir()
+            entry.unlink()
+            entry.mkdir()
     tree = _fresh(tmp_path, "app")
     summary = _compile(tree, _here(), cache)
     assert summary["cache_hits"] == 0 and summary["cache_misses"] == len(entries)
     assert _pycs(tree) == want
-    stored = [p for p in _packs(cache) if p not in damaged]  # stored anew, in new packs: the next run finds them
-    assert sorted(key for pack in stored for key, *_ in _records(pack)) == sorted(key for _, key in entries)
-    tree = _fresh(tmp_path, "app")
-    summary = _compile(tree, _here(), cache)
-    assert summary["cache_misses"] == 0 and _pycs(tree) == want
+    if damage != "directory":  # replaced by a good entry: the next run finds it
+        tree = _fresh(tmp_path, "app")
+        summary = _compile(tree, _here(), cache)
+        assert summary["cache_misses"] == 0 and _pycs(tree) == want
 
 
 def _here() -> Interpreter:
@@ -214,7 +172,6 @@ def test_two_runs_sharing_a_cache_at_once_both_write_what_no_cache_writes(tmp_pa
         _, err = proc.communicate(timeout=300)
         assert proc.returncode == 0, err
     assert list((cache / "code").rglob("*.tmp")) == []
-    assert sum(len(_records(pack)) for pack in _packs(cache)) >= 201  # every pack whole (each run stores its own)
     for tree in trees:
         shared = _pycs(tree)
         shutil.rmtree(tree / "pkg" / "__pycache__")
@@ -262,25 +219,22 @@ def test_the_cache_command_shows_prunes_and_clears_only_what_it_made(tmp_path: P
     _compile(tree, _here(), cache, optimize=2)
     _compile(_fresh(tmp_path), _here(), cache, optimize=2)
     info = json.loads(run_cli("cache", "--cache-dir", str(cache), "--json", check=True).stdout)
-    packs = _packs(cache)
-    assert info["directory"] == str(cache) and info["entries"] == len(_entries(cache)) == 4
+    entries = _entries(cache)
+    assert info["directory"] == str(cache) and info["entries"] == len(entries) == 4
     assert (info["hits"], info["misses"], info["hit_rate"]) == (4, 4, 0.5)
-    assert info["bytes"] == sum(p.stat().st_blocks * 512 for p in packs)
+    assert info["bytes"] == sum(p.stat().st_blocks * 512 for p in entries)
     text = run_cli("cache", "--cache-dir", str(cache), check=True).stdout
     assert f"directory: {cache}\n" in text and "entries:   4\n" in text and "50.0% of 8 lookups" in text
-    # a third run's code, in a pack of its own; then the first run's packs made the least recently used
-    _compile(write_tree(tmp_path / "other", {"solo.py": "X = 'solo'\n"}), _here(), cache)
-    (newest,) = set(_packs(cache)) - set(packs)
-    for pack in packs:
-        os.utime(pack, (1_000_000_000, 1_000_000_000))
-    keep = newest.stat().st_blocks * 512
+    oldest, *rest = entries
+    os.utime(oldest, (1_000_000_000, 1_000_000_000))
+    keep = sum(p.stat().st_blocks * 512 for p in rest)
     pruned = run_cli("cache", "prune", "--cache-dir", str(cache), "--max-size", str(keep), check=True)
-    assert pruned.stdout.startswith("removed 4 entries")
-    assert _packs(cache) == [newest]
+    assert pruned.stdout.startswith("removed 1 entries")
+    assert _entries(cache) == rest
     mine = cache / "notes.txt"
     mine.write_text("the user's\n")
     cleared = run_cli("cache", "clear", "--cache-dir", str(cache), check=True)
-    assert cleared.stdout.startswith("removed 1 entries")
+    assert cleared.stdout.startswith("removed 3 entries")
     assert sorted(p.name for p in cache.iterdir()) == ["CACHEDIR.TAG", "code", "notes.txt"]
     assert _entries(cache) == [] and list((cache / "code").iterdir()) == []
     bad = run_cli("cache", "prune", "--max-size", "lots", "--cache-dir", str(cache))
@@ -371,15 +325,13 @@ def test_cache_commands_refuse_a_directory_that_is_not_a_cache_and_touch_only_en
     victim = write_tree(tmp_path / "victim", {"sub/" + "d" * 62: "precious\n"})
     os.symlink(victim / "sub", cache / "code" / "ee")  # a shard that is a link: never followed
     (cache / "code" / "README").write_text("mine\n")
-    (cache / "code" / "packs" / "notes.txt").write_text("mine\n")
-    os.symlink(victim / "sub" / ("d" * 62), cache / "code" / "packs" / ("e" * 32 + ".pack"))  # a pack that is a link
+    (cache / "code" / next(iter(os.listdir(cache / "code")))).joinpath("notes.txt").write_text("mine\n")
     pruned = run_cli("cache", "prune", "--cache-dir", str(cache), "--max-size", "0", check=True)
     assert pruned.stdout.startswith(f"removed {len(SOURCES)} entries")
     cleared = run_cli("cache", "clear", "--cache-dir", str(cache), check=True)
     assert cleared.stdout.startswith("removed 0 entries")
     assert (victim / "sub" / ("d" * 62)).read_text() == "precious\n"
-    assert (cache / "code" / "README").exists() and (cache / "code" / "packs" / "notes.txt").exists()
-    assert (cache / "code" / "packs" / ("e" * 32 + ".pack")).is_symlink()
+    assert (cache / "code" / "README").exists() and list((cache / "code").glob("*/notes.txt"))
 
 
 def test_a_cache_dir_holding_other_files_is_not_taken_over(tmp_path: Path) -> None:
@@ -411,12 +363,8 @@ def test_what_is_not_an_entry_in_the_cache_is_a_miss_and_never_blocks(tmp_path: 
     run_cli("compile", str(reference), "--no-cache", check=True)
     want = _pycs(reference)
     _compile(tree, _here(), cache)
-    # a whole, valid entry under the other module's name: each pack's index now gives its entry the other's key
-    records = [(pack, _records(pack)) for pack in _packs(cache)]
-    keys = [r[0] for _, rs in records for r in rs]
-    assert len(keys) == 2
-    for pack, rs in records:
-        _rewrite_index(pack, [(keys[1] if r[0] == keys[0] else keys[0], *r[1:]) for r in rs])
+    first, second = _entries(cache)
+    shutil.copyfile(first, second)  # a whole, valid entry: under the other module's name
     (cache / "stats.json").write_text('{"hits": 1e400, "misses": -5, "pruned": 1e300}')
     out = tmp_path / "summary.json"
     for round_ in ("swapped", "fifo"):
@@ -432,9 +380,9 @@ def test_what_is_not_an_entry_in_the_cache_is_a_miss_and_never_blocks(tmp_path: 
         assert _pycs(tree) == want, round_
         if round_ == "swapped":
             assert json.loads(out.read_text())["cache_misses"] >= 1
-            for pack in _packs(cache):
-                pack.unlink()
-                os.mkfifo(pack)
+            for entry in _entries(cache):
+                entry.unlink()
+                os.mkfifo(entry)
             (cache / "stats.json").unlink()
             os.mkfifo(cache / "stats.json")
     info = subprocess.run(
@@ -486,24 +434,3 @@ def test_interpreter_descriptions_in_a_cache_others_may_write_are_not_believed(t
     assert proc.returncode == 0, proc.stderr
     assert not marker.exists()
     assert "not used: writable by other users" in proc.stderr
-
-
-def test_a_damaged_copy_of_an_entry_falls_back_to_an_older_whole_one(tmp_path: Path) -> None:
-    """Two packs holding the same entries, the newer damaged: the older is read, every module is a hit, and the
-    pycs are what no cache gives."""
-    cache = tmp_path / "cache"
-    reference = _fresh(tmp_path, "app")
-    run_cli("compile", str(reference), "--no-cache", "--python", sys.executable, check=True)
-    want = _pycs(reference)
-    _compile(_fresh(tmp_path, "app"), _here(), cache)
-    for pack in _packs(cache):
-        os.utime(pack, (1_700_000_000, 1_700_000_000))
-        data = bytearray(pack.read_bytes())
-        for _, offset, length, _ in _records(pack):
-            data[offset + length // 2] ^= 0x01
-        newer = next(n for n in (pack.name[0] + c * 31 + ".pack" for c in "01") if n != pack.name)
-        pack.with_name(newer).write_bytes(bytes(data))  # same shard, newer mtime
-    tree = _fresh(tmp_path, "app")
-    summary = _compile(tree, _here(), cache)
-    assert (summary["cache_hits"], summary["cache_misses"]) == (len(SOURCES), 0)
-    assert _pycs(tree) == want

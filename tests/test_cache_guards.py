@@ -163,24 +163,3 @@ def test_clearing_goes_on_past_an_entry_it_cannot_remove(tmp_path: Path, monkeyp
     assert removed == 2
     assert stuck.exists()
     assert not any(p.exists() for p in others)
-
-
-def test_a_pack_a_killed_run_left_unfinished_is_not_counted_and_goes_after_an_hour(tmp_path: Path) -> None:
-    """A pack still being written (a temporary name), one cut short, and files that are not the cache's: none is
-    counted; pruning removes the cache's own unfinished ones once they are an hour old, and nothing else."""
-    code = _cache(tmp_path)
-    packs = code / "packs"
-    packs.mkdir(mode=0o700)
-    made = {
-        "old-tmp": (packs / ("a" * 32 + ".pack.123.tmp"), 7200),
-        "new-tmp": (packs / ("b" * 32 + ".pack.123.tmp"), 60),
-        "old-cut": (packs / ("c" * 32 + ".pack"), 7200),
-        "new-cut": (packs / ("d" * 32 + ".pack"), 60),
-        "foreign": (packs / "notes.txt", 7200),
-    }
-    for path, age in made.values():
-        path.write_bytes(b"hatch-pyc pack 1\n" + b"x" * 100)
-        os.utime(path, (time.time() - age, time.time() - age))
-    assert (cache_info(code.parent).entries, cache_info(code.parent).bytes) == (0, 0)
-    assert prune_cache(code.parent) == (0, 0)
-    assert sorted(p.name for p in packs.iterdir()) == sorted(made[k][0].name for k in ("new-tmp", "new-cut", "foreign"))
