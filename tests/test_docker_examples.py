@@ -29,7 +29,7 @@ def _instructions(text: str) -> list[tuple[str, str]]:
     return [(kw, rest.strip()) for kw, _, rest in (line.strip().partition(" ") for line in joined.splitlines()) if kw]
 
 
-@pytest.mark.parametrize("example", ds.EXAMPLES)
+@pytest.mark.parametrize("example", [*ds.EXAMPLES, *ds.BUILDKIT])
 def test_dockerfile_conventions(example: str) -> None:
     instructions = _instructions((ds.EXAMPLES_DIR / f"{example}.Dockerfile").read_text(encoding="utf-8"))
     assert instructions[0] == ("ARG", "PYTHON_IMAGE=python:3.12-slim")
@@ -53,8 +53,8 @@ def test_dockerfile_conventions(example: str) -> None:
 
 def test_examples_are_documented() -> None:
     readme = (ds.EXAMPLES_DIR / "README.md").read_text(encoding="utf-8")
-    assert len(ds.EXAMPLES) == 5
-    for example in ds.EXAMPLES:
+    assert (len(ds.EXAMPLES), len(ds.BUILDKIT)) == (5, 1)
+    for example in [*ds.EXAMPLES, *ds.BUILDKIT]:
         assert f"{example}.Dockerfile" in readme
     assert "TODO" not in readme and "XXX" not in readme
 
