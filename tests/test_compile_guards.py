@@ -24,6 +24,7 @@ from hatch_pyc import (
     CompilePlan,
     CompileResult,
     Interrupted,
+    InvalidInput,
     OutputFailed,
     PlannedSource,
     PycOptions,
@@ -601,3 +602,90 @@ def test_a_source_that_cannot_be_removed_is_named_as_such(tmp_path: Path, monkey
         f"{tree / 'pkg/a.py'}: cannot remove it (Permission denied); the commit was undone, nothing was changed"
     )
     assert full_snapshot(tree) == before
+
+
+def test_a_pyc_whose_header_cannot_be_read_is_not_taken_as_current(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Reading a pyc's header fails (an I/O error after it opened): it is not current, so it is written again,
+    and the run goes on."""
+    from hatch_pyc import _compile
+
+    tree = write_tree(tmp_path / "tree", {"m.py": "X = 1\n"})
+    assert compile_tree([tree], PycOptions(cache=False)).pyc_written == 1
+    real_open = open
+
+    def failing(file: object, *args: object, **kwargs: object) -> object:
+        if isinstance(file, int):  # the descriptor of a pyc being checked
+            raise OSError(errno.EIO, "Input/output error")
+        return real_open(file, *args, **kwargs)  # type: ignore[call-overload]
+
+    monkeypatch.setattr(_compile, "open", failing, raising=False)
+    again = compile_tree([tree], PycOptions(cache=False))
+    monkeypatch.undo()
+    assert (again.pyc_written, len(again.up_to_date)) == (1, 0)
+
+
+def test_every_import_root_gets_its_stubs_when_the_first_has_none_to_make(tmp_path: Path) -> None:
+    """Two trees in one run: the first (by path) has no typed package, the second has one: its stub is made."""
+    plain = write_tree(tmp_path / "a-plain", {"p/__init__.py": "", "p/m.py": "def g(x): return x\n"})
+    typed = write_tree(tmp_path / "b-typed", {"t/__init__.py": "", "t/py.typed": "", "t/m.py": "def f() -> int: ...\n"})
+    result = compile_tree([plain, typed], PycOptions(strip=True, stubs="typed", cache=False))
+    assert sorted(p.relative_to(tmp_path).as_posix() for p in result.stubs) == [
+        "b-typed/t/__init__.pyi",
+        "b-typed/t/m.pyi",
+    ]
+
+
+def test_without_stubgen_the_first_module_that_needs_a_stub_is_named(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from hatch_pyc import _compile
+
+    trees = [write_tree(tmp_path / name, {"t/__init__.py": "", "t/py.typed": "", "t/m.py": "X = 1\n"}) for name in "ab"]
+    before = full_snapshot(tmp_path)
+    monkeypatch.setattr(_compile, "stubgen_missing", lambda: "mypy is not installed")
+    with pytest.raises(InvalidInput) as refused:
+        compile_tree(trees, PycOptions(strip=True, stubs="typed", cache=False))
+    assert str(refused.value) == (
+        f"{trees[0] / 't/__init__.py'}: its type stub cannot be made: mypy is not installed; or leave out --stubs"
+    )
+    assert full_snapshot(tmp_path) == before
+
+
+def test_a_source_that_cannot_be_read_for_its_stub_is_named(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    tree = _typed_tree(tmp_path)
+    before = full_snapshot(tree)
+    real_read = Path.read_bytes
+
+    def failing(self: Path) -> bytes:
+        if self == tree / "pkg/mod.py":
+            raise PermissionError(errno.EACCES, "Permission denied", str(self))
+        return real_read(self)
+
+    monkeypatch.setattr(Path, "read_bytes", failing)
+    with pytest.raises(InvalidInput) as refused:
+        compile_tree([tree], PycOptions(strip=True, stubs="typed", cache=False))
+    monkeypatch.undo()
+    assert str(refused.value) == f"{tree / 'pkg/mod.py'}: cannot read it for its type stub (Permission denied)"
+    assert full_snapshot(tree) == before
+
+
+def test_a_distribution_the_run_does_not_touch_leaves_the_next_ones_record_updated(tmp_path: Path) -> None:
+    """Two distributions: the first (by name) has no module this run compiles, so its RECORD stays as it is; the
+    second's RECORD gets its pyc."""
+    site = write_tree(
+        tmp_path / "site",
+        {
+            "aaa-1.0.dist-info/METADATA": "Name: aaa\nVersion: 1.0\n",
+            "aaa-1.0.dist-info/RECORD": "aaa.txt,,\naaa-1.0.dist-info/RECORD,,\n",
+            "aaa.txt": "data\n",
+            "zzz/__init__.py": "Z = 1\n",
+            "zzz-1.0.dist-info/METADATA": "Name: zzz\nVersion: 1.0\n",
+            "zzz-1.0.dist-info/RECORD": "zzz/__init__.py,,\nzzz-1.0.dist-info/RECORD,,\n",
+        },
+    )
+    result = compile_tree([site], PycOptions(cache=False))
+    assert result.records == [site / "zzz-1.0.dist-info/RECORD"]
+    assert (site / "aaa-1.0.dist-info/RECORD").read_text() == "aaa.txt,,\naaa-1.0.dist-info/RECORD,,\n"
+    assert f"zzz/__pycache__/__init__.{TAG}.pyc,," in (site / "zzz-1.0.dist-info/RECORD").read_text()
