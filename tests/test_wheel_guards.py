@@ -6,6 +6,7 @@ import signal
 import stat
 import subprocess
 import sys
+import zipfile
 from pathlib import Path
 
 import pytest
@@ -121,3 +122,45 @@ def test_a_replaced_output_keeps_every_execute_bit_of_its_mode(tmp_path: Path) -
         (again,) = convert_wheel(wheel, tmp_path / "out", [find_interpreter(None)])
         assert again.output == first.output and stat.S_IMODE(again.output.stat().st_mode) == mode
         record_of(again.output)
+
+
+def test_a_signature_of_the_old_record_is_dropped_and_everything_after_it_kept(tmp_path: Path) -> None:
+    """RECORD.jws and RECORD.p7s sign the old RECORD, no longer true: both are left out, wherever they sit among the
+    members (here before every module), and every other member is converted."""
+    made = make_wheel(tmp_path, {"demo/__init__.py": "", "demo/mod.py": "X = 1\n", "demo/data.txt": "data\n"})
+    wheel = tmp_path / "signed" / made.name
+    wheel.parent.mkdir()
+    with zipfile.ZipFile(made) as source, zipfile.ZipFile(wheel, "w") as signed:  # not in RECORD, and first
+        signed.writestr("demo-1.0.dist-info/RECORD.jws", "a signature\n")
+        for info in source.infolist():
+            signed.writestr(info, source.read(info))
+            if info.filename == "demo/__init__.py":
+                signed.writestr("demo-1.0.dist-info/RECORD.p7s", "another\n")
+    (result,) = convert_wheel(wheel, tmp_path / "out", [find_interpreter(None)])
+    names = set(record_of(result.output))
+    assert {"demo/__init__.pyc", "demo/mod.pyc", "demo/data.txt"} <= names
+    assert not any(n.endswith(("RECORD.jws", "RECORD.p7s")) for n in names)
+
+
+def test_without_stubgen_a_typed_wheel_names_its_first_module_needing_a_stub(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Typed packages both at the wheel's root and under .data/purelib, two modules each: without stubgen, the one
+    line names the first module of the first of them, and nothing is written."""
+    from hatch_pyc import _wheel
+    from hatch_pyc._errors import InvalidInput
+
+    files = {
+        "top/__init__.py": "",
+        "top/py.typed": "",
+        "top/mod.py": "X = 1\n",
+        "demo-1.0.data/purelib/low/__init__.py": "",
+        "demo-1.0.data/purelib/low/py.typed": "",
+        "demo-1.0.data/purelib/low/mod.py": "Y = 1\n",
+    }
+    wheel = make_wheel(tmp_path, files)
+    monkeypatch.setattr(_wheel, "stubgen_missing", lambda: "mypy is not installed")
+    with pytest.raises(InvalidInput) as refused:
+        convert_wheel(wheel, tmp_path / "out", [find_interpreter(None)])
+    assert str(refused.value).startswith(f"{wheel}: top/__init__.py is in a typed package (py.typed) and its stub ")
+    assert not (tmp_path / "out").exists()
