@@ -313,3 +313,18 @@ def test_metadata_whose_body_nests_mime_parts_two_thousand_deep_is_not_parsed(tm
     (converted,) = (tmp_path / "out").iterdir()
     with zipfile.ZipFile(converted) as zf:
         assert zf.read("demo-1.0.dist-info/METADATA") == metadata.encode()
+
+
+def test_a_record_with_several_problems_names_the_first_and_counts_the_rest(tmp_path: Path) -> None:
+    """installer finds two problems in RECORD (both signature files listed in it): the one line names the first,
+    without installer's "In <wheel>," prefix, and counts the other."""
+    wheel = make_wheel(
+        tmp_path,
+        {"demo/__init__.py": "", "demo-1.0.dist-info/RECORD.jws": "sig\n", "demo-1.0.dist-info/RECORD.p7s": "sig\n"},
+    )
+    with pytest.raises(InvalidWheel) as refused:
+        open_wheel(wheel)
+    assert str(refused.value) == (
+        f"{wheel}: digital signature file demo-1.0.dist-info/RECORD.jws is incorrectly contained in RECORD. "
+        "(and 1 more problems)"
+    )
