@@ -259,10 +259,19 @@ def _run_module(clone: Path, module: str, *, again: bool = False, budget: float 
     session = WORK / f"{module}.sqlite"
     config = _config(clone, module, budget)
     if again:
-        with sqlite3.connect(session) as db:  # cosmic-ray exec runs every job that has no result
-            db.execute(
-                "DELETE FROM work_results WHERE lower(worker_outcome) = 'normal' AND lower(test_outcome) = 'survived'"
-            )
+        # cosmic-ray exec runs every job that has no result: the survivors are run again, except those listed as
+        # equivalent (no test can kill them, and each would cost its whole budget again)
+        equivalent = _equivalent()
+        with sqlite3.connect(session) as db:
+            survivors = db.execute(
+                "SELECT r.job_id, s.operator_name, s.start_pos_row, s.definition_name, r.diff FROM work_results r "
+                "JOIN mutation_specs s ON s.job_id = r.job_id "
+                "WHERE lower(r.worker_outcome) = 'normal' AND lower(r.test_outcome) = 'survived'"
+            ).fetchall()
+            for job_id, operator, row, function, diff in survivors:
+                r = {"operator": operator, "line": row, "function": function, "diff": diff or ""}
+                if _equivalent_reason(module, r, equivalent) is None:
+                    db.execute("DELETE FROM work_results WHERE job_id = ?", (job_id,))
     else:
         session.unlink(missing_ok=True)
     pristine = clone / ".mutation-pristine"
@@ -402,6 +411,23 @@ def _equivalent() -> list[dict[str, str]]:
     return list(tomllib.loads(EQUIVALENT.read_text()).get("equivalent", []))
 
 
+def _equivalent_reason(module: str, r: dict[str, object], equivalent: list[dict[str, str]]) -> str | None:
+    """Why the surviving mutant ``r`` is equivalent, if ``mutation/equivalent.toml`` lists it."""
+    text = _source_line(module, int(r["line"]))  # type: ignore[call-overload]
+    return next(
+        (
+            e["reason"]
+            for e in equivalent
+            if e["module"] == module
+            and e["operator"] == r["operator"]
+            and e["line"].strip() == text
+            and e["mutant"].strip() == _mutant_line(str(r["diff"]))
+            and e.get("function", r["function"]) == r["function"]  # for a line whose text recurs
+        ),
+        None,
+    )
+
+
 def _mutant_line(diff: str) -> str:
     """The line as the mutant wrote it (the diff's first added line), stripped."""
     return next(
@@ -431,19 +457,7 @@ def report(markdown: Path | None, survivors: Path | None) -> int:
         same = []
         for r in alive:
             text = _source_line(module, int(r["line"]))  # type: ignore[arg-type]
-            reason = next(
-                (
-                    e["reason"]
-                    for e in equivalent
-                    if e["module"] == module
-                    and e["operator"] == r["operator"]
-                    and e["line"].strip() == text
-                    and e["mutant"].strip() == _mutant_line(str(r["diff"]))
-                    and e.get("function", r["function"]) == r["function"]  # for a line whose text recurs
-                ),
-                None,
-            )
-            if reason is not None:
+            if _equivalent_reason(module, r, equivalent) is not None:
                 same.append(r)
             else:
                 r["text"] = text
