@@ -548,3 +548,26 @@ def test_stubs_are_kept_in_the_compile_cache_and_never_served_damaged_or_stale(t
     assert (
         stub_texts(next((tmp_path / "changed").glob("*.whl")))["kept/core.pyi"].strip() == "def f(x: str) -> str: ..."
     )
+
+
+@pytest.mark.once
+def test_the_library_default_leaves_docstrings_out_of_stubs(tmp_path: Path) -> None:
+    """``PycOptions()`` as a library caller leaves it: stubs of a typed wheel hold signatures, not docstrings;
+    ``stub_docstrings=True`` keeps them."""
+    from hatch_pyc import PycOptions, convert_wheel
+
+    wheel = make_wheel(
+        tmp_path,
+        {
+            "doc/__init__.py": '"""Package."""\n',
+            "doc/py.typed": "",
+            "doc/m.py": 'def f() -> int:\n    """Doc."""\n    return 1\n',
+        },
+    )
+    texts = []
+    for options in (PycOptions(), PycOptions(stub_docstrings=True)):
+        (result,) = convert_wheel(wheel, tmp_path / str(len(texts)), [find_interpreter(None)], options)
+        with zipfile.ZipFile(result.output) as zf:
+            texts.append(zf.read("doc/m.pyi").decode())
+    assert "Doc." not in texts[0] and "def f() -> int: ..." in texts[0]
+    assert "Doc." in texts[1]

@@ -328,3 +328,22 @@ def test_a_record_with_several_problems_names_the_first_and_counts_the_rest(tmp_
         f"{wheel}: digital signature file demo-1.0.dist-info/RECORD.jws is incorrectly contained in RECORD. "
         "(and 1 more problems)"
     )
+
+
+def test_a_case_collision_is_explained_whichever_name_comes_first(tmp_path: Path) -> None:
+    """Two entries whose install paths differ only in case collide wherever the upper-case one sits (in the zip, or
+    in sorting order once ``.data/purelib/`` is taken off): the message says why they are one path."""
+    pairs = [
+        ("demo/Mod.py", "demo/mod.py"),
+        ("demo/mod.py", "demo/Mod.py"),
+        ("demo-1.0.data/purelib/demo/m.py", "demo/M.py"),
+    ]
+    for first, second in pairs:
+        directory = tmp_path / first.replace("/", "-")
+        directory.mkdir()
+        wheel = make_wheel(directory, {"demo/__init__.py": "", first: "A = 1\n", second: "B = 2\n"})
+        with pytest.raises(InvalidWheel) as refused:
+            open_wheel(wheel)
+        message = str(refused.value)
+        assert message.startswith(f"{wheel}: entries 'demo") and f"{first!r}" in message and f"{second!r}" in message
+        assert message.endswith(" install to the same path where names differing in case or Unicode form are one")
