@@ -689,3 +689,34 @@ def test_a_distribution_the_run_does_not_touch_leaves_the_next_ones_record_updat
     assert result.records == [site / "zzz-1.0.dist-info/RECORD"]
     assert (site / "aaa-1.0.dist-info/RECORD").read_text() == "aaa.txt,,\naaa-1.0.dist-info/RECORD,,\n"
     assert f"zzz/__pycache__/__init__.{TAG}.pyc,," in (site / "zzz-1.0.dist-info/RECORD").read_text()
+
+
+def test_an_import_root_that_cannot_be_listed_does_not_stop_the_next_ones_recovery(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Recovery looks for a killed run's leftovers in each import root's .dist-info directories: a root it cannot
+    list (listed first) is passed over, and the next root's leftover RECORD temporary is still removed."""
+    dead = _dead_pid()
+    first = write_tree(tmp_path / "a", {"x.py": "X = 1\n"})
+    site = write_tree(
+        tmp_path / "site",
+        {
+            "demo/__init__.py": "X = 1\n",
+            "demo-1.0.dist-info/METADATA": "Name: demo\nVersion: 1.0\n",
+            "demo-1.0.dist-info/RECORD": "demo/__init__.py,,\ndemo-1.0.dist-info/RECORD,,\n",
+        },
+    )
+    leftover = site / "demo-1.0.dist-info" / f".RECORD.{dead}-deadbeef.hatch-pyc-tmp"
+    leftover.write_text("half a RECORD\n")
+    real_listdir = os.listdir
+
+    def listdir(path: str | os.PathLike[str] = ".") -> list[str]:
+        if Path(path) == first:
+            raise PermissionError(errno.EACCES, "Permission denied", str(path))
+        return real_listdir(path)
+
+    monkeypatch.setattr(os, "listdir", listdir)
+    result = compile_tree([first, site], PycOptions(cache=False))
+    monkeypatch.undo()
+    assert result.recovery.removed == [leftover]
+    assert not leftover.exists()
