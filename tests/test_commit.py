@@ -697,3 +697,29 @@ def test_the_steps_after_a_commit_run_in_order_once_it_succeeded(tmp_path: Path)
         commit.then.append(lambda: done.append("after a failure"))
         raise RuntimeError("a step failed")
     assert done == ["first", "second"]
+
+
+def test_a_zombie_is_told_from_the_living_whatever_its_name_and_a_gone_process_is_not_one(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """/proc/PID/stat names the process in parentheses, and a name may hold ")": the state is read after the last
+    one. A process that is gone (no /proc entry) or a stat that cannot be parsed is not a zombie."""
+    from hatch_pyc import _commit
+
+    odd = tmp_path / "odd) R name"
+    odd.symlink_to("/bin/true")
+    child = subprocess.Popen([str(odd)])
+    try:
+        stat_path = Path(f"/proc/{child.pid}/stat")
+        for _ in range(200):
+            if stat_path.read_bytes().rsplit(b")", 1)[1].split()[0] == b"Z":
+                break
+            time.sleep(0.02)
+        assert b"(odd) R name)" in stat_path.read_bytes()
+        assert _commit._dead_but_not_reaped(child.pid)
+    finally:
+        child.wait()
+    assert not _commit._dead_but_not_reaped(child.pid)  # reaped: gone from /proc
+    assert not _commit._dead_but_not_reaped(os.getpid())  # alive
+    monkeypatch.setattr(_commit, "open", lambda *a, **k: __import__("io").BytesIO(b"7 (cut"), raising=False)
+    assert not _commit._dead_but_not_reaped(os.getpid())  # no state after the name
