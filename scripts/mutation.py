@@ -262,16 +262,13 @@ def _run_module(clone: Path, module: str, *, again: bool = False, budget: float 
         # cosmic-ray exec runs every job that has no result: the survivors are run again, except those listed as
         # equivalent (no test can kill them, and each would cost its whole budget again)
         equivalent = _equivalent()
+        again_ids = [
+            (r["job_id"],)
+            for r in _results(session)
+            if r["outcome"] == "survived" and _equivalent_reason(module, r, equivalent) is None
+        ]
         with sqlite3.connect(session) as db:
-            survivors = db.execute(
-                "SELECT r.job_id, s.operator_name, s.start_pos_row, s.definition_name, r.diff FROM work_results r "
-                "JOIN mutation_specs s ON s.job_id = r.job_id "
-                "WHERE lower(r.worker_outcome) = 'normal' AND lower(r.test_outcome) = 'survived'"
-            ).fetchall()
-            for job_id, operator, row, function, diff in survivors:
-                r = {"operator": operator, "line": row, "function": function, "diff": diff or ""}
-                if _equivalent_reason(module, r, equivalent) is None:
-                    db.execute("DELETE FROM work_results WHERE job_id = ?", (job_id,))
+            db.executemany("DELETE FROM work_results WHERE job_id = ?", again_ids)
     else:
         session.unlink(missing_ok=True)
     pristine = clone / ".mutation-pristine"
@@ -293,8 +290,9 @@ def _run_module(clone: Path, module: str, *, again: bool = False, budget: float 
             check=True,
             stdout=subprocess.DEVNULL,
         )
-    killed, survived, total = _counts(session)
-    errors = sum(1 for r in _results(session) if r["outcome"] == "error")
+    results = _results(session)
+    killed, survived, total = _counts(results)
+    errors = sum(1 for r in results if r["outcome"] == "error")
     if errors:
         raise SystemExit(f"run: {module}: {errors} mutants were not found in {clone} by their tests (harness error)")
     print(
@@ -327,8 +325,7 @@ def _session_clone(module: str) -> int | None:
     return int(match.group(1)) if match else None
 
 
-def _counts(session: Path) -> tuple[int, int, int]:
-    rows = _results(session)
+def _counts(rows: list[dict[str, object]]) -> tuple[int, int, int]:
     killed = sum(1 for r in rows if r["outcome"] == "killed")
     survived = sum(1 for r in rows if r["outcome"] == "survived")
     return killed, survived, killed + survived
@@ -337,12 +334,12 @@ def _counts(session: Path) -> tuple[int, int, int]:
 def _results(session: Path) -> list[dict[str, object]]:
     with sqlite3.connect(session) as db:
         rows = db.execute(
-            "SELECT s.module_path, s.operator_name, s.start_pos_row, s.start_pos_col, s.definition_name, "
+            "SELECT s.job_id, s.module_path, s.operator_name, s.start_pos_row, s.start_pos_col, s.definition_name, "
             "r.worker_outcome, r.test_outcome, r.diff, r.output FROM mutation_specs s "
             "JOIN work_results r ON r.job_id = s.job_id"
         ).fetchall()
     results = []
-    for module_path, operator, row, col, definition, worker_outcome, test_outcome, diff, output in rows:
+    for job_id, module_path, operator, row, col, definition, worker_outcome, test_outcome, diff, output in rows:
         worker, test = str(worker_outcome).lower(), str(test_outcome).lower()
         if worker == "skipped" or any(re.match(e, operator) for e in EXCLUDED_OPERATORS):
             continue  # a session made before an operator was excluded: scored as a new run would be
@@ -354,6 +351,7 @@ def _results(session: Path) -> list[dict[str, object]]:
             outcome = "survived" if worker == "normal" and test == "survived" else "killed"
         results.append(
             {
+                "job_id": job_id,
                 "module": Path(module_path).stem,
                 "operator": operator,
                 "line": row,
