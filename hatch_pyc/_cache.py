@@ -140,14 +140,25 @@ def _not_a_cache(root: Path) -> str:
 
 def _tagged(root: Path) -> bool:
     """Whether ``root`` carries the hatch-pyc cache's ``CACHEDIR.TAG`` (a regular file, read within bounds)."""
+    return _read_regular(root / _TAG, len(_TAG_TEXT) + 1) == _TAG_TEXT.encode()
+
+
+def _read_regular(path: Path, limit: int) -> bytes | None:
+    """The first ``limit`` bytes of ``path`` if it is a regular file, else None: never through a link, never
+    blocking on a FIFO, and a directory is not an error (``open()`` of one raises and leaves its descriptor open)."""
     try:
-        fd = os.open(root / _TAG, os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_NONBLOCK", 0))
+        fd = os.open(path, os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_NONBLOCK", 0))
     except OSError:
-        return False
-    with open(fd, "rb") as handle:
-        if not stat.S_ISREG(os.fstat(handle.fileno()).st_mode):
-            return False
-        return handle.read(len(_TAG_TEXT) + 1) == _TAG_TEXT.encode()
+        return None
+    try:
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            return None
+        with open(fd, "rb", closefd=False) as handle:
+            return handle.read(limit)
+    except OSError:
+        return None
+    finally:
+        os.close(fd)
 
 
 def _untrusted(path: Path) -> str:
@@ -177,13 +188,10 @@ def _root(code: Path) -> Path:
 
 def _read_stats(root: Path) -> dict[str, float]:
     """The totals: finite, non-negative numbers only (a damaged file counts as none)."""
+    text = _read_regular(root / _STATS, 1 << 16)
     try:
-        fd = os.open(root / _STATS, os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_NONBLOCK", 0))
-        with open(fd, "rb") as handle:
-            if not stat.S_ISREG(os.fstat(handle.fileno()).st_mode):
-                return {}
-            data = json.loads(handle.read(1 << 16))
-    except (OSError, ValueError, RecursionError):
+        data = json.loads(text) if text is not None else None
+    except (ValueError, RecursionError):
         return {}
     if not isinstance(data, dict):
         return {}

@@ -340,14 +340,19 @@ def _read_entry(cache: Path, key: str) -> bytes | None:
         return None
     try:
         fd = os.open(key[2:], os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_NOFOLLOW", 0), dir_fd=shard)
-        with open(fd, "rb") as handle:
-            info = os.fstat(handle.fileno())
-            if not stat.S_ISREG(info.st_mode) or info.st_size > _MAX_ENTRY:
-                return None
+    except OSError:
+        os.close(shard)
+        return None
+    try:
+        info = os.fstat(fd)  # before open(): open() of a directory raises and leaves the descriptor open
+        if not stat.S_ISREG(info.st_mode) or info.st_size > _MAX_ENTRY:
+            return None
+        with open(fd, "rb", closefd=False) as handle:
             return handle.read(_MAX_ENTRY + 1)
     except OSError:
         return None
     finally:
+        os.close(fd)
         os.close(shard)
 
 

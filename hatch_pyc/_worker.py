@@ -360,11 +360,14 @@ class _NotRegular(Exception):
 def _read_regular(path, limit=None):
     """The bytes of a regular file (the first ``limit``), opened so that a FIFO cannot block the read."""
     fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_NOCTTY", 0))
-    with open(fd, "rb") as handle:
-        mode = os.fstat(fd).st_mode
+    try:
+        mode = os.fstat(fd).st_mode  # before open(): open() of a directory raises and leaves fd open
         if not stat.S_ISREG(mode):
             raise _NotRegular(_KINDS.get(stat.S_IFMT(mode), "not a regular file"))
-        return handle.read() if limit is None else handle.read(limit)
+        with open(fd, "rb", closefd=False) as handle:
+            return handle.read() if limit is None else handle.read(limit)
+    finally:
+        os.close(fd)
 
 
 _KINDS = {

@@ -150,6 +150,7 @@ def test_sigterm_mid_strip_leaves_the_tree_as_it_was(tmp_path: Path) -> None:
 
 
 @pytest.mark.slow
+@pytest.mark.once  # SIGKILL: the outcome is the order of file operations, one code on every CPython
 def test_sigkill_mid_strip_loses_nothing_and_a_rerun_cleans_up(tmp_path: Path) -> None:
     root = _big_tree(tmp_path / "t")
     sources = sorted(root.rglob("*.py"))

@@ -41,7 +41,7 @@ def test_tables_in_a_log_are_printed_whole_at_their_natural_width(tmp_path: Path
     every row is named in full and no cell is cut; ``COLUMNS`` still sets a width when the user wants one."""
     tree = _small_tree(tmp_path / "t")
     modules = [f"pkg.module_with_a_long_name_{i}" for i in range(3)]
-    args = ["report", str(tree), "-O", "0", "-O", "2", "--repeat", "6"] + [a for m in modules for a in ("--import", m)]
+    args = ["report", str(tree), "-O", "0", "-O", "2", "--repeat", "2"] + [a for m in modules for a in ("--import", m)]
     proc = _cli(*args)
     assert proc.returncode == 0, proc.stderr
     assert "…" not in proc.stdout

@@ -238,10 +238,16 @@ def test_reproducible_whatever_the_seed_and_worker_count(make_tree, target: Inte
 def test_code_objects_record_the_import_relative_path(make_tree) -> None:
     tree = make_tree({"site/pkg/__init__.py": "import sys\nFILE = sys._getframe().f_code.co_filename\n"})
     compile_tree([tree / "site/pkg"], PycOptions(strip=True))
-    assert run_python("python3", "import pkg; print(pkg.FILE)", path=tree / "site").stdout.strip() == "pkg/__init__.py"
+    assert (
+        run_python(sys.executable, "import pkg; print(pkg.FILE)", path=tree / "site").stdout.strip()
+        == "pkg/__init__.py"
+    )
     other = make_tree({"pkg/__init__.py": "import sys\nFILE = sys._getframe().f_code.co_filename\n"})
     compile_tree([other], PycOptions(strip=True, ddir="/srv/app"))
-    assert run_python("python3", "import pkg; print(pkg.FILE)", path=other).stdout.strip() == "/srv/app/pkg/__init__.py"
+    assert (
+        run_python(sys.executable, "import pkg; print(pkg.FILE)", path=other).stdout.strip()
+        == "/srv/app/pkg/__init__.py"
+    )
 
 
 def test_a_real_installed_package_in_a_venv(tmp_path: Path, target: Interpreter) -> None:

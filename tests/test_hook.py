@@ -283,6 +283,7 @@ def test_target_outside_requires_python_is_refused(tmp_path: Path) -> None:
 
 
 @pytest.mark.slow
+@pytest.mark.once  # build isolation and its requirements; the hook under each runner: the tests above
 def test_python_dash_m_build_with_the_plugin_from_a_file_url(tmp_path: Path) -> None:
     """The way users get it: build isolation installs hatch-pyc as a build requirement."""
     minor = f"{sys.version_info[0]}.{sys.version_info[1]}"

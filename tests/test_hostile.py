@@ -126,6 +126,7 @@ def _big_wheel(tmp_path: Path) -> Path:
 
 
 @pytest.mark.slow
+@pytest.mark.once  # SIGKILL: the outcome is the order of file operations, one code on every CPython
 @pytest.mark.parametrize("command", ["wheel", "layer"])
 def test_sigkill_mid_write_leaves_no_partial_output(tmp_path: Path, command: str) -> None:
     wheel = _big_wheel(tmp_path)

@@ -373,6 +373,7 @@ def test_a_signal_inside_the_commit_is_held_until_it_is_complete(
 
 
 @pytest.mark.slow
+@pytest.mark.once  # SIGKILL: the outcome is the order of file operations, one code on every CPython
 def test_a_kill_inside_the_removal_is_put_right_by_a_rerun(tmp_path: Path) -> None:
     root = _many_modules(tmp_path / "t")
     sources = {p.name: p.read_bytes() for p in root.glob("pkg/*.py")}

@@ -45,6 +45,7 @@ def run(args: list[str], cwd: Path) -> subprocess.CompletedProcess[str]:
 
 
 @pytest.mark.slow
+@pytest.mark.once  # alembic's own commands decide it; the conversion under each runner: test_wheel.py
 def test_alembic_init_copies_env_py_from_a_sourceless_alembic(
     tmp_path: Path, interp: Interpreter, alembic_wheels: Path
 ) -> None:
@@ -95,6 +96,7 @@ def test_alembic_init_copies_env_py_from_a_sourceless_alembic(
 
 
 @pytest.mark.slow
+@pytest.mark.once  # alembic's own commands decide it; the strip under each runner: test_safety.py
 def test_alembic_init_works_from_a_venv_stripped_in_place_and_uninstalls_cleanly(
     tmp_path: Path, interp: Interpreter, alembic_wheels: Path
 ) -> None:

@@ -380,6 +380,7 @@ def test_two_wheels_with_one_output_name_are_refused(tmp_path: Path) -> None:
 
 
 @pytest.mark.slow
+@pytest.mark.once  # the guide's commands as written, with its fixed targets (3.12, 3.13)
 def test_the_wheels_guide_example_runs_as_written(tmp_path: Path) -> None:
     """docs/wheels.md's ``hatch-pyc wheel`` examples, command for command, with real wheels from PyPI."""
     for minor in ("3.12", "3.13"):
