@@ -50,6 +50,10 @@ _OURS = frozenset({_CODE, _STATS, _TAG, "interpreters"})  # what a cache directo
 _SHARD = re.compile(r"[0-9a-f]{2}").fullmatch
 _ENTRY = re.compile(r"[0-9a-f]{62}").fullmatch
 _ENTRY_TMP = re.compile(r"[0-9a-f]{62}\.\d+\.tmp").fullmatch
+# What another run (or thread) writes beside them while it works: the tag or the totals under a temporary name
+# (_write_atomically), a probe of an interpreter (hatch_pyc._targets). A cache being made is still a cache.
+_ROOT_TMP = re.compile(r"(CACHEDIR\.TAG|stats\.json)\.\d+(-[0-9a-f]{8})?\.tmp").fullmatch
+_PROBE_TMP = re.compile(r"[^/]+\.\d+\.tmp").fullmatch
 _PRUNE_EVERY = 3600.0  # seconds between the automatic size checks of one cache
 _STALE_TMP = 3600.0  # a worker's temporary entry older than this was left by a killed run
 
@@ -127,11 +131,12 @@ def _not_a_cache(root: Path) -> str:
     but what the cache makes, or carry the cache's own tag. A cache never moves into a directory of yours."""
     if _tagged(root):
         return ""
-    others = sorted(name for name in os.listdir(root) if name not in _OURS)
+    others = sorted(name for name in os.listdir(root) if name not in _OURS and not _ROOT_TMP(name))
     if not others and (root / _CODE).is_dir():
         others = [f"{_CODE}/{name}" for name in sorted(os.listdir(root / _CODE)) if not _SHARD(name)]
     if not others and (root / "interpreters").is_dir():
-        others = [f"interpreters/{n}" for n in sorted(os.listdir(root / "interpreters")) if not n.endswith(".json")]
+        probes = sorted(os.listdir(root / "interpreters"))
+        others = [f"interpreters/{n}" for n in probes if not n.endswith(".json") and not _PROBE_TMP(n)]
     if others:
         more = f" and {len(others) - 1} more" if len(others) > 1 else ""
         return f"it holds files the cache did not make ({others[0]}{more}); name an empty or new directory"
@@ -203,7 +208,9 @@ def _read_stats(root: Path) -> dict[str, float]:
 
 
 def _write_atomically(path: Path, data: bytes) -> None:
-    tmp = path.with_name(f"{path.name}.{os.getpid()}.tmp")
+    """``data`` at ``path`` whole or not at all, under a temporary name no other writer (a thread of this process,
+    another run making the same cache) uses."""
+    tmp = path.with_name(f"{path.name}.{os.getpid()}-{os.urandom(4).hex()}.tmp")
     try:
         tmp.write_bytes(data)
         os.replace(tmp, path)

@@ -12,6 +12,7 @@ import os
 import stat
 import subprocess
 import tempfile
+import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -554,3 +555,39 @@ def test_totals_that_cannot_be_read_count_as_none(tmp_path: Path, monkeypatch: p
     assert (info.hits, info.misses) == (0, 0)
     assert _open_descriptors() == before
     assert cache_info(code.parent).hits == 4
+
+
+def test_a_cache_another_run_is_making_is_still_a_cache(tmp_path: Path) -> None:
+    """Between its ``mkdir`` and its tag, a run making the cache leaves its temporaries (the tag, a probe of an
+    interpreter) where a second run looks: they are the cache's own, not files of the user's."""
+    root = tmp_path / "cache"
+    (root / "interpreters").mkdir(parents=True, mode=0o700)
+    (root / "CACHEDIR.TAG.4242-0a1b2c3d.tmp").write_text("Signature: 8a47")
+    (root / "interpreters" / ("e" * 16 + ".4242.tmp")).write_text("{")
+    assert open_cache(True, root) == (root / "code", "")
+    for theirs in ("CACHEDIR.TAG.tmp", "notes.tmp", "stats.json.x.tmp"):  # only those names, not any .tmp
+        other = tmp_path / theirs.replace(".", "-")
+        other.mkdir(mode=0o700)
+        (other / theirs).write_text("mine")
+        assert open_cache(True, other)[0] is None, theirs
+
+
+def _open_when_all_are_ready(root: Path, start: threading.Barrier, got: list[tuple[Path | None, str]]) -> None:
+    start.wait()
+    got.append(open_cache(True, root))
+
+
+def test_threads_making_one_cache_at_once_all_get_it(tmp_path: Path) -> None:
+    """The build hook's compile and its stubs open the cache at the same moment, as two runs on one machine may:
+    on a cache not made yet, none of them may take the others' temporary tag for a file of the user's."""
+    for attempt in range(20):
+        root = tmp_path / f"cache-{attempt}"
+        start = threading.Barrier(8)
+        got: list[tuple[Path | None, str]] = []
+        workers = [threading.Thread(target=_open_when_all_are_ready, args=(root, start, got)) for _ in range(8)]
+        for worker in workers:
+            worker.start()
+        for worker in workers:
+            worker.join()
+        assert got == [(root / "code", "")] * 8, got
+        assert sorted(os.listdir(root)) == ["CACHEDIR.TAG", "code"]

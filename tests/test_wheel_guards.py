@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import signal
 import stat
 import subprocess
@@ -12,6 +13,7 @@ from pathlib import Path
 import pytest
 from conftest import run_cli
 from test_wheel import OWN, make_wheel, record_of
+from test_wheel_gate import GOOD, _good, _meta, wheel_from
 
 from hatch_pyc import find_interpreter
 from hatch_pyc._errors import CompileFailed
@@ -163,4 +165,101 @@ def test_without_stubgen_a_typed_wheel_names_its_first_module_needing_a_stub(
     with pytest.raises(InvalidInput) as refused:
         convert_wheel(wheel, tmp_path / "out", [find_interpreter(None)])
     assert str(refused.value).startswith(f"{wheel}: top/__init__.py is in a typed package (py.typed) and its stub ")
+    assert not (tmp_path / "out").exists()
+
+
+def _typed(extra: dict[str, str]) -> dict[str, bytes | str]:
+    return {"pkg/__init__.py": "", "pkg/py.typed": "", **extra}
+
+
+def test_a_module_whose_stub_name_is_taken_does_not_stop_the_stubs_of_the_modules_after_it(tmp_path: Path) -> None:
+    wheel = make_wheel(tmp_path, _typed({"pkg/a.py": "A: int = 1\n", "pkg/a.pyi": "A: int\n", "pkg/b.py": "B = ''\n"}))
+    (result,) = convert_wheel(wheel, tmp_path / "out", [find_interpreter(None)])
+    with zipfile.ZipFile(result.output) as zf:
+        assert zf.read("pkg/a.pyi") == b"A: int\n"  # the hand-written stub, as it was
+        assert zf.read("pkg/b.pyi").decode().strip() == "B: str"
+
+
+def _stubs_said(summary: str) -> str:
+    """The stubs' part of ``hatch-pyc wheel``'s summary: ``2 type stubs (1 from the compile cache)``."""
+    (part,) = re.findall(r"\d+ type stubs(?: \(\d+ from the compile cache\))?", summary)
+    return part
+
+
+def _stub_runs(tmp_path: Path, versions: dict[str, dict[str, bytes | str]]) -> list[str]:
+    """What ``hatch-pyc wheel`` says converting each version of a typed wheel, in order, with one compile cache."""
+    said = []
+    for version, files in versions.items():
+        (tmp_path / version).mkdir()
+        wheel = make_wheel(tmp_path / version, _typed(files))  # type: ignore[arg-type]
+        out = tmp_path / version / "out"
+        said.append(
+            run_cli("wheel", str(wheel), "-o", str(out), "--cache-dir", str(tmp_path / "cache"), check=True).stderr
+        )
+    return said
+
+
+def test_a_changed_package_init_is_a_cache_miss_for_its_modules_stubs_even_when_it_has_its_own_stub(
+    tmp_path: Path,
+) -> None:
+    """``pkg/__init__.py`` gets no stub of its own (``pkg/__init__.pyi`` ships), but stubgen reads it beside
+    ``pkg/m.py`` (the package ``m`` is in): a new ``__init__.py`` is a new key, never the old stubs."""
+    files = {"pkg/__init__.pyi": "VALUE: int\n", "pkg/m.py": "from pkg import VALUE\n\nX = VALUE\n"}
+    said = _stub_runs(
+        tmp_path,
+        {
+            "one": {**files, "pkg/__init__.py": "VALUE = 1\n"},
+            "two": {**files, "pkg/__init__.py": "VALUE = 2\n"},
+            "three": {**files, "pkg/__init__.py": "VALUE = 2\n"},
+        },
+    )
+    assert [_stubs_said(line) for line in said] == [
+        "1 type stubs",
+        "1 type stubs",
+        "1 type stubs (1 from the compile cache)",
+    ]
+
+
+def test_stubs_come_from_the_cache_when_only_a_data_file_of_the_package_changed(tmp_path: Path) -> None:
+    """stubgen reads the modules and their packages' ``__init__.py``, nothing else: the cache key is made of those,
+    so a changed data file beside them is still a hit."""
+    said = _stub_runs(
+        tmp_path,
+        {version: {"pkg/m.py": "X: int = 1\n", "pkg/data.txt": version} for version in ("one", "two")},
+    )
+    assert [_stubs_said(line) for line in said] == ["2 type stubs", "2 type stubs (2 from the compile cache)"]
+
+
+def test_a_module_read_for_its_stub_is_checked_against_record_again(tmp_path: Path) -> None:
+    """The wheel is read again for the stubs (beside the compile): a module whose bytes changed on disk since the
+    gate checked them is refused, never stubbed."""
+    from hatch_pyc._options import PycOptions
+    from hatch_pyc._wheel import _StubInputs, _stubs_for
+    from hatch_pyc._wheelcheck import InvalidWheel, open_wheel
+
+    wheel = make_wheel(tmp_path, _typed({"pkg/m.py": "X: int = 1\n"}))
+    (tmp_path / "later").mkdir()
+    swapped = make_wheel(tmp_path / "later", _typed({"pkg/m.py": "X: str = ''\n"}))
+    with open_wheel(wheel) as checked:
+        wheel.write_bytes(swapped.read_bytes())
+        with pytest.raises(InvalidWheel) as caught:
+            _stubs_for(checked, [_StubInputs("", ["pkg/m.py"], [])], find_interpreter(None), PycOptions())
+    assert str(caught.value) == f"{wheel}: pkg/m.py does not match its RECORD hash"
+
+
+def test_every_target_a_wheel_refuses_is_counted_in_the_one_line(tmp_path: Path) -> None:
+    """Two targets the wheel's Requires-Python excludes, and one it accepts: the refusal names the first pair and
+    counts the other; nothing is written for the third either."""
+    from hatch_pyc import convert_wheels
+    from hatch_pyc._wheel import InvalidWheel
+
+    targets = [find_interpreter(minor) for minor in ("3.10", "3.11", "3.12")]
+    (tmp_path / "in").mkdir()
+    wheel = wheel_from(tmp_path / "in", GOOD, _good(metadata=_meta(extra="Requires-Python: >=3.12\n")))
+    with pytest.raises(InvalidWheel) as caught:
+        convert_wheels([wheel], tmp_path / "out", targets)
+    assert str(caught.value) == (
+        f"{wheel}: its Requires-Python `>=3.12` excludes CPython 3.10 (installers would refuse the wheel); "
+        "choose a target it allows (and 1 more problems); nothing was written"
+    )
     assert not (tmp_path / "out").exists()

@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import sys
 import zipfile
+import zlib
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -347,3 +349,86 @@ def test_a_case_collision_is_explained_whichever_name_comes_first(tmp_path: Path
         message = str(refused.value)
         assert message.startswith(f"{wheel}: entries 'demo") and f"{first!r}" in message and f"{second!r}" in message
         assert message.endswith(" install to the same path where names differing in case or Unicode form are one")
+
+
+_READ_FAILURES = {
+    "bad-zip": zipfile.BadZipFile("Bad CRC-32 for file 'demo-1.0.dist-info/RECORD'"),
+    "os-error": OSError(5, "Input/output error"),
+    "eof": EOFError("Compressed file ended before the end-of-stream marker was reached"),
+    "key": KeyError("There is no item named 'demo-1.0.dist-info/RECORD' in the archive"),
+    "zlib": zlib.error("Error -3 while decompressing data: invalid stored block lengths"),
+}
+
+
+@pytest.mark.parametrize("failure", sorted(_READ_FAILURES))
+def test_a_record_that_fails_to_be_read_is_one_line_naming_the_wheel(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, failure: str
+) -> None:
+    """Every way reading RECORD out of the archive can fail (a disk error, a corrupt member after the central
+    directory was accepted) is the same one line, never a traceback."""
+    from installer.sources import WheelFile
+
+    wheel = wheel_from(tmp_path, GOOD, _good())
+    real = WheelFile.read_dist_info
+    reads: list[str] = []
+
+    def read_dist_info(self: WheelFile, filename: str) -> str:
+        reads.append(filename)
+        if len(reads) == 2:  # installer's own read (in validate_record) wraps what fails; the gate's does not
+            raise _READ_FAILURES[failure]
+        return real(self, filename)
+
+    monkeypatch.setattr(WheelFile, "read_dist_info", read_dist_info)
+    assert _gate_error(wheel) == f"{wheel}: cannot be read as a wheel ({_READ_FAILURES[failure]})"
+    assert reads == ["RECORD", "RECORD"]
+
+
+_INSTALL_FAILURES = {
+    "value": ValueError("the wheel's RECORD is not what installer expects"),
+    "key": KeyError("demo-1.0.dist-info/WHEEL"),
+    "bad-zip": zipfile.BadZipFile("Bad CRC-32 for file 'demo/__init__.py'"),
+    "eof": EOFError("Compressed file ended before the end-of-stream marker was reached"),
+    "zlib": zlib.error("Error -3 while decompressing data: invalid stored block lengths"),
+}
+
+
+@pytest.mark.parametrize("failure", sorted(_INSTALL_FAILURES))
+def test_an_install_that_installer_refuses_is_one_line_naming_the_wheel(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, failure: str
+) -> None:
+    """What installer raises while installing a wheel the gate accepted (an entry that fails to inflate, a value
+    it refuses) is one line naming the wheel."""
+    import installer
+
+    wheel = wheel_from(tmp_path, GOOD, _good())
+
+    def install(*args: object, **kwargs: object) -> None:
+        raise _INSTALL_FAILURES[failure]
+
+    monkeypatch.setattr(installer, "install", install)
+    with open_wheel(wheel) as checked, pytest.raises(InvalidWheel) as caught:
+        checked.install(None)  # type: ignore[arg-type]  # installer never gets to use it
+    assert str(caught.value) == f"{wheel}: cannot install it ({_INSTALL_FAILURES[failure]})"
+
+
+class _Listed(frozenset[Tag]):
+    """Tags iterated in the order given (a frozenset's own order follows string hashes, which vary by process)."""
+
+    order: tuple[Tag, ...] = ()
+
+    def __iter__(self) -> Iterator[Tag]:
+        return iter(self.order)
+
+
+def test_a_tag_of_another_cpython_s_abi_is_passed_over_and_the_tags_after_it_still_count(tmp_path: Path) -> None:
+    """``py3-cp310-linux`` promises an extension built for CPython 3.10's ABI, which a sourceless wheel for another
+    CPython cannot keep; the tags after it are still looked at."""
+    other = "cp39" if CP != "cp39" else "cp38"
+    tags = (Tag("py3", other, LINUX), Tag("py3", "none", LINUX))
+    listed = _Listed(tags)
+    listed.order = tags
+    interp = find_interpreter(RUNNING)
+    assert retag(listed, interp, tmp_path / f"demo-1.0-py3-{other}.none-{LINUX}.whl") == (
+        f"{CP}-none-{LINUX}",
+        [Tag(CP, "none", LINUX)],
+    )
