@@ -25,6 +25,7 @@ from hatch_pyc._cache import (
     DEFAULT_MAX_BYTES,
     MAX_BYTES_ENV,
     NO_CACHE_ENV,
+    _not_a_cache,
     _untrusted,
     cache_info,
     clear_cache,
@@ -509,6 +510,7 @@ def test_a_directory_owned_by_a_lower_uid_is_not_trusted_either() -> None:
     with tempfile.TemporaryDirectory() as scratch:  # pytest's own are private to root: nobody could not enter
         base = Path(scratch)
         base.chmod(0o755)
+        assert _untrusted(base) == ""  # the user's own (this runs the check here too, where coverage sees it)
         theirs = base / "roots" if os.geteuid() == 0 else Path("/")
         python = python_that_obeys_permissions(base)
         if os.geteuid() == 0:
@@ -591,3 +593,21 @@ def test_threads_making_one_cache_at_once_all_get_it(tmp_path: Path) -> None:
             worker.join()
         assert got == [(root / "code", "")] * 8, got
         assert sorted(os.listdir(root)) == ["CACHEDIR.TAG", "code"]
+
+
+def test_the_temporary_tag_a_run_writes_is_one_another_run_takes_for_the_cache_s(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """At the moment the tag is renamed into place, its temporary is in the directory: a run looking then still
+    finds a cache being made, not a file of the user's."""
+    root = tmp_path / "cache"
+    seen: list[str] = []
+    real = os.replace
+
+    def replace(src: str | os.PathLike[str], dst: str | os.PathLike[str]) -> None:
+        seen.append(_not_a_cache(root))
+        real(src, dst)
+
+    monkeypatch.setattr(os, "replace", replace)
+    assert open_cache(True, root) == (root / "code", "")
+    assert seen == [""]
