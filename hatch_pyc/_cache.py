@@ -34,7 +34,9 @@ __all__ = [
     "open_cache",
     "private_dir",
     "prune_cache",
+    "read_regular_file",
     "record_run",
+    "write_atomically",
 ]
 
 CACHE_DIR_ENV = "HATCH_PYC_CACHE_DIR"
@@ -46,14 +48,14 @@ _CODE = "code"
 _STATS = "stats.json"
 _TAG = "CACHEDIR.TAG"  # https://bford.info/cachedir/: backup tools skip the directory
 _TAG_TEXT = "Signature: 8a477f597d28d172789f06886806bc55\n# This is the hatch-pyc compile cache.\n"
-_OURS = frozenset({_CODE, _STATS, _TAG, "interpreters"})  # what a cache directory holds (interpreters: the probes)
 _SHARD = re.compile(r"[0-9a-f]{2}").fullmatch
 _ENTRY = re.compile(r"[0-9a-f]{62}").fullmatch
 _ENTRY_TMP = re.compile(r"[0-9a-f]{62}\.\d+\.tmp").fullmatch
-# What another run (or thread) writes beside them while it works: the tag or the totals under a temporary name
-# (_write_atomically), a probe of an interpreter (hatch_pyc._targets). A cache being made is still a cache.
-_ROOT_TMP = re.compile(r"(CACHEDIR\.TAG|stats\.json)\.\d+(-[0-9a-f]{8})?\.tmp").fullmatch
-_PROBE_TMP = re.compile(r"[^/]+\.\d+\.tmp").fullmatch
+# What a cache not tagged yet may hold (a run made it and was stopped, or is making it now): its tag being written
+# (write_atomically's temporary name), and the probes of interpreters (hatch_pyc._targets, written before the cache
+# is opened): ``<16 hex>.json``, being written, or under the temporary name earlier versions gave it.
+_TAG_TMP = re.compile(r"CACHEDIR\.TAG\.\d+-[0-9a-f]{8}\.tmp").fullmatch
+_PROBE = re.compile(r"[0-9a-f]{16}(\.json|\.json\.\d+-[0-9a-f]{8}\.tmp|\.\d+\.tmp)").fullmatch
 _PRUNE_EVERY = 3600.0  # seconds between the automatic size checks of one cache
 _STALE_TMP = 3600.0  # a worker's temporary entry older than this was left by a killed run
 
@@ -115,48 +117,66 @@ def open_cache(enabled: bool = True, directory: str | os.PathLike[str] | None = 
             return None, f"compile cache {root} not used: {problem}"
         code = root / _CODE
         code.mkdir(mode=0o700, exist_ok=True)
-        problem = _untrusted(code)
+        problem = "a link; the cache's code directory must be a directory" if code.is_symlink() else _untrusted(code)
         if problem:
             return None, f"compile cache {code} not used: {problem}"
         tag = root / _TAG
         if not tag.exists():
-            _write_atomically(tag, _TAG_TEXT.encode())
+            write_atomically(tag, _TAG_TEXT.encode())
     except OSError as exc:
         return None, f"compile cache {root} not used: {exc.strerror or exc}"
     return code, ""
 
 
 def _not_a_cache(root: Path) -> str:
-    """Why ``root`` is not a directory the cache may take as its own ('' when it may): it must hold nothing
-    but what the cache makes, or carry the cache's own tag. A cache never moves into a directory of yours."""
+    """Why ``root`` is not a directory the cache may take as its own ('' when it may): it must carry the cache's own
+    tag, or hold nothing but what a run making the cache leaves before the tag (``code`` with shard directories,
+    the probes of interpreters, the tag being written). A cache never moves into a directory of yours."""
     if _tagged(root):
         return ""
-    others = sorted(name for name in os.listdir(root) if name not in _OURS and not _ROOT_TMP(name))
-    if not others and (root / _CODE).is_dir():
-        others = [f"{_CODE}/{name}" for name in sorted(os.listdir(root / _CODE)) if not _SHARD(name)]
-    if not others and (root / "interpreters").is_dir():
-        probes = sorted(os.listdir(root / "interpreters"))
-        others = [f"interpreters/{n}" for n in probes if not n.endswith(".json") and not _PROBE_TMP(n)]
+    others = [other for name in sorted(os.listdir(root)) for other in _not_made_before_the_tag(root, name)]
     if others:
         more = f" and {len(others) - 1} more" if len(others) > 1 else ""
         return f"it holds files the cache did not make ({others[0]}{more}); name an empty or new directory"
     return ""
 
 
+def _not_made_before_the_tag(root: Path, name: str) -> list[str]:
+    """What of ``name`` in an untagged ``root`` a run making the cache does not write before its tag (read without
+    following links: a link is never the cache's): ``[]``, ``[name]``, or the entries of ``code`` or ``interpreters``
+    that are not the cache's."""
+    path = root / name
+    if name == _TAG:  # another run has just put it in place
+        return [] if _tagged(root) else [name]
+    if _TAG_TMP(name):  # a regular file, or gone: renamed into place since the listing
+        try:
+            return [] if stat.S_ISREG(path.lstat().st_mode) else [name]
+        except FileNotFoundError:
+            return []
+    if name not in (_CODE, "interpreters") or path.is_symlink() or not path.is_dir():
+        return [name]
+    ours = _SHARD if name == _CODE else _PROBE
+    return [f"{name}/{entry}" for entry in sorted(os.listdir(path)) if not ours(entry)]
+
+
 def _tagged(root: Path) -> bool:
     """Whether ``root`` carries the hatch-pyc cache's ``CACHEDIR.TAG`` (a regular file, read within bounds)."""
-    return _read_regular(root / _TAG, len(_TAG_TEXT) + 1) == _TAG_TEXT.encode()
+    return read_regular_file(root / _TAG, len(_TAG_TEXT) + 1) == _TAG_TEXT.encode()
 
 
-def _read_regular(path: Path, limit: int) -> bytes | None:
-    """The first ``limit`` bytes of ``path`` if it is a regular file, else None: never through a link, never
-    blocking on a FIFO, and a directory is not an error (``open()`` of one raises and leaves its descriptor open)."""
+def read_regular_file(
+    path: str | os.PathLike[str], limit: int, *, dir_fd: int | None = None, max_size: int | None = None
+) -> bytes | None:
+    """The first ``limit`` bytes of ``path`` (relative to ``dir_fd`` when given) if it is a regular file of at most
+    ``max_size`` bytes, else None: never through a link, never blocking on a FIFO, and a directory is not an error
+    (``open()`` of one raises and leaves its descriptor open). What the cache reads of its own files."""
     try:
-        fd = os.open(path, os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_NONBLOCK", 0))
+        fd = os.open(path, os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_NONBLOCK", 0), dir_fd=dir_fd)
     except OSError:
         return None
     try:
-        if not stat.S_ISREG(os.fstat(fd).st_mode):
+        info = os.fstat(fd)
+        if not stat.S_ISREG(info.st_mode) or (max_size is not None and info.st_size > max_size):
             return None
         with open(fd, "rb", closefd=False) as handle:
             return handle.read(limit)
@@ -193,7 +213,7 @@ def _root(code: Path) -> Path:
 
 def _read_stats(root: Path) -> dict[str, float]:
     """The totals: finite, non-negative numbers only (a damaged file counts as none)."""
-    text = _read_regular(root / _STATS, 1 << 16)
+    text = read_regular_file(root / _STATS, 1 << 16)
     try:
         data = json.loads(text) if text is not None else None
     except (ValueError, RecursionError):
@@ -207,7 +227,7 @@ def _read_stats(root: Path) -> dict[str, float]:
     }
 
 
-def _write_atomically(path: Path, data: bytes) -> None:
+def write_atomically(path: Path, data: bytes) -> None:
     """``data`` at ``path`` whole or not at all, under a temporary name no other writer (a thread of this process,
     another run making the same cache) uses."""
     tmp = path.with_name(f"{path.name}.{os.getpid()}-{os.urandom(4).hex()}.tmp")
@@ -231,7 +251,7 @@ def record_run(code: Path, hits: int, misses: int) -> None:
         due = misses > 0 and time.time() - stats.get("pruned", 0) >= _PRUNE_EVERY
         if due:
             stats["pruned"] = time.time()
-        _write_atomically(root / _STATS, json.dumps({k: int(v) for k, v in stats.items()}).encode())
+        write_atomically(root / _STATS, json.dumps({k: int(v) for k, v in stats.items()}).encode())
         if due:
             prune_cache(root, max_bytes())
     except Exception:  # noqa: BLE001

@@ -21,7 +21,6 @@ import contextlib
 import hashlib
 import json
 import os
-import stat
 import subprocess
 import sys
 import tempfile
@@ -31,7 +30,7 @@ from importlib.metadata import PackageNotFoundError, version
 from importlib.util import find_spec
 from pathlib import Path
 
-from hatch_pyc._cache import open_cache
+from hatch_pyc._cache import open_cache, read_regular_file
 from hatch_pyc._errors import InvalidInput, SourceError
 from hatch_pyc._options import STUBS, PycOptions, Stubs
 from hatch_pyc._targets import Interpreter
@@ -339,20 +338,8 @@ def _read_entry(cache: Path, key: str) -> bytes | None:
     if shard is None:
         return None
     try:
-        fd = os.open(key[2:], os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_NOFOLLOW", 0), dir_fd=shard)
-    except OSError:
-        os.close(shard)
-        return None
-    try:
-        info = os.fstat(fd)  # before open(): open() of a directory raises and leaves the descriptor open
-        if not stat.S_ISREG(info.st_mode) or info.st_size > _MAX_ENTRY:
-            return None
-        with open(fd, "rb", closefd=False) as handle:
-            return handle.read(_MAX_ENTRY + 1)
-    except OSError:
-        return None
+        return read_regular_file(key[2:], _MAX_ENTRY + 1, dir_fd=shard, max_size=_MAX_ENTRY)
     finally:
-        os.close(fd)
         os.close(shard)
 
 

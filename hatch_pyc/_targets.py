@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from hatch_pyc._cache import cache_disabled_by_env, default_cache_dir, private_dir
+from hatch_pyc._cache import cache_disabled_by_env, default_cache_dir, private_dir, write_atomically
 from hatch_pyc._errors import InvalidTarget
 
 _PROBE = r"""
@@ -115,9 +115,7 @@ def describe_interpreter(executable: str) -> Interpreter:
     interp = _from_info(executable, info)
     if cache is not None:
         try:
-            tmp = cache[0].with_suffix(f".{os.getpid()}.tmp")
-            tmp.write_text(json.dumps({"stamp": cache[1], "info": info}), encoding="utf-8")
-            os.replace(tmp, cache[0])
+            write_atomically(cache[0], json.dumps({"stamp": cache[1], "info": info}).encode())
         except OSError:
             pass  # a read-only home is fine: we just ask again next time
     return interp

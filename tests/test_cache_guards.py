@@ -18,6 +18,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from conftest import snapshot
 from test_compile import python_that_obeys_permissions
 
 from hatch_pyc._cache import (
@@ -233,7 +234,7 @@ def test_a_file_of_yours_beside_the_probes_directory_is_still_yours(tmp_path: Pa
     the user's own beside them is named, and one in the probes' directory that is not a probe is named too."""
     root = tmp_path / "mine"
     (root / "interpreters").mkdir(parents=True, mode=0o700)
-    (root / "interpreters" / "abc.json").write_text("{}")
+    (root / "interpreters" / ("a" * 16 + ".json")).write_text("{}")  # a probe
     (root / "notes.txt").write_text("mine")
     assert open_cache(True, root) == (
         None,
@@ -565,7 +566,8 @@ def test_a_cache_another_run_is_making_is_still_a_cache(tmp_path: Path) -> None:
     root = tmp_path / "cache"
     (root / "interpreters").mkdir(parents=True, mode=0o700)
     (root / "CACHEDIR.TAG.4242-0a1b2c3d.tmp").write_text("Signature: 8a47")
-    (root / "interpreters" / ("e" * 16 + ".4242.tmp")).write_text("{")
+    (root / "interpreters" / ("e" * 16 + ".json.4242-0a1b2c3d.tmp")).write_text("{")  # a probe being written
+    (root / "interpreters" / ("f" * 16 + ".4242.tmp")).write_text("{")  # as earlier versions named it
     assert open_cache(True, root) == (root / "code", "")
     for theirs in ("CACHEDIR.TAG.tmp", "notes.tmp", "stats.json.x.tmp"):  # only those names, not any .tmp
         other = tmp_path / theirs.replace(".", "-")
@@ -611,3 +613,45 @@ def test_the_temporary_tag_a_run_writes_is_one_another_run_takes_for_the_cache_s
     monkeypatch.setattr(os, "replace", replace)
     assert open_cache(True, root) == (root / "code", "")
     assert seen == [""]
+
+
+@pytest.mark.parametrize(
+    ("mine", "named"),
+    [
+        ("stats.json.123.tmp", "stats.json.123.tmp"),  # named like an old temporary of the totals
+        ("stats.json", "stats.json"),  # totals come after the tag: untagged, they are the user's
+        (
+            "CACHEDIR.TAG.1-0a1b2c3d.tmp/thesis.tex",
+            "CACHEDIR.TAG.1-0a1b2c3d.tmp",
+        ),  # a directory, not a tag being written
+        ("interpreters/notes.1.tmp", "interpreters/notes.1.tmp"),  # not a probe's name
+        ("interpreters/settings.json", "interpreters/settings.json"),
+    ],
+)
+def test_a_directory_of_yours_is_never_taken_for_a_cache_being_made(tmp_path: Path, mine: str, named: str) -> None:
+    """Found by an adversarial review: names that only look like the cache's own (its temporaries, its totals, a
+    probe) in a directory without the tag are the user's, and the directory is left alone."""
+    root = tmp_path / "mine"
+    (root / mine).parent.mkdir(parents=True, mode=0o700, exist_ok=True)
+    (root / mine).write_text("my precious")
+    before = snapshot(root)
+    assert open_cache(True, root) == (
+        None,
+        f"compile cache {root} not used: it holds files the cache did not make ({named}); "
+        "name an empty or new directory",
+    )
+    assert snapshot(root) == before
+
+
+def test_a_code_directory_that_is_a_link_is_never_written_through(tmp_path: Path) -> None:
+    """``<cache>/code`` linked to a directory elsewhere: nothing is written outside the directory named."""
+    code = _cache(tmp_path)
+    code.rmdir()
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir(mode=0o700)
+    code.symlink_to(elsewhere, target_is_directory=True)
+    assert open_cache(True, code.parent) == (
+        None,
+        f"compile cache {code} not used: a link; the cache's code directory must be a directory",
+    )
+    assert list(elsewhere.iterdir()) == []
