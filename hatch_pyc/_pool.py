@@ -16,6 +16,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import IO, Any
 
+from hatch_pyc._cache import packs_dir
 from hatch_pyc._errors import HatchPycError
 from hatch_pyc._targets import Interpreter
 
@@ -78,7 +79,7 @@ class _Worker:
                 "-c",
                 BOOT,
                 str(WORKER_SCRIPT),
-                *(("--cache", str(cache)) if cache is not None else ()),
+                *(("--cache", str(packs_dir(cache))) if cache is not None else ()),
             ],
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,

@@ -17,6 +17,7 @@ runs and stored there after, under a key of everything that decides its bytes (s
 The 16-byte header is never cached: it is made for each output from the source it is for.
 """
 
+import bisect
 import codecs
 import errno
 import hashlib
@@ -406,10 +407,7 @@ def _check_faithful(code, data):
     # marshal.loads reads back must be, type-strictly, what CPython's own pyc of it loads as.
     global _codecheck
     if _codecheck is None:
-        here = os.path.dirname(os.path.abspath(globals().get("__file__") or sys.argv[1]))
-        spec = importlib.util.spec_from_file_location("_hatch_pyc_codecheck", os.path.join(here, "_codecheck.py"))
-        _codecheck = importlib.util.module_from_spec(spec)
-        spec.loader.exec_module(_codecheck)
+        _codecheck = _load_sibling("_hatch_pyc_codecheck", "_codecheck.py")
     # The reference is CPython's own pyc of this code (what py_compile writes, loaded back): since
     # 3.11 marshal orders set items itself, so a set iterates as the pyc says, not as compile()'s.
     reference = marshal.loads(marshal.dumps(code))
@@ -478,24 +476,25 @@ class _Cache:
     The key is a SHA-256 of everything that decides the marshalled code: this worker's own code (and
     the code check it may run), the interpreter's full version string, magic number and ``-X`` options
     (``no_debug_ranges``), the optimisation level, the code's file name (``co_filename``) and the
-    source bytes. An entry is ``_ENTRY`` + the SHA-256 of its key and the rest + one flag byte (whether
-    ``-OO`` could change the code: the level-skip rules need it) + the marshalled code. An entry whose
-    digest does not match (truncated, corrupted, another format, or a valid entry under another key's
-    name) is a miss, never served, and is replaced. Only a regular file of at most ``_MAX_ENTRY`` bytes
-    is read (a FIFO there cannot block), and only from a shard directory that is not a link and that no
-    other user may write (the parent checked the cache's root and ``code/`` the same way). A new entry is
-    written in place, created exclusively: a reader that meets it half-written (another worker, another run)
-    finds its digest wrong and takes it for a miss; an entry found damaged is replaced whole, under a
-    temporary name then renamed. (A rename per entry cost a cold cache a fifth of a compile on a file system
-    where making a file is dear.) A hit older than a day gets a new mtime: the pruning removes the least
-    recently used entries first.
+    source bytes. Entries live in packs (``_pack.py``: the formats and their checks): a worker appends what it
+    stores to a pack under a temporary name, renamed into place every ``_PACK_BYTES`` and when its input ends,
+    so a cold run makes a few files instead of one per module. An entry whose digest does not
+    match (a damaged pack, a half-written one, another key's entry) is a miss, never served: another copy of the
+    key is tried, else the code is compiled and stored anew. Only regular files named as packs are read (a FIFO
+    there cannot block), in a directory that is not a link and that no other user may write (the parent checked
+    it the same way).
+    A hit from a pack older than a day gives the pack a new mtime: pruning removes the least recently used
+    packs first.
     """
 
     def __init__(self, directory):
         self.directory = directory
-        salt = hashlib.sha256(b"hatch-pyc cache 1\0")
+        global _pack
+        if _pack is None:
+            _pack = _load_sibling("_hatch_pyc_pack", "_pack.py")
+        salt = hashlib.sha256(b"hatch-pyc cache 2\0")
         here = os.path.dirname(os.path.abspath(globals().get("__file__") or sys.argv[1]))
-        for name in ("_worker.py", "_codecheck.py"):
+        for name in ("_worker.py", "_codecheck.py", "_pack.py"):
             with open(os.path.join(here, name), "rb") as handle:
                 salt.update(hashlib.sha256(handle.read()).digest())
         xoptions = sorted("%s=%s" % item for item in sys._xoptions.items())
@@ -504,8 +503,14 @@ class _Cache:
         self.salt = salt.digest()
         self.hits = 0
         self.misses = 0
-        self.uid = os.geteuid() if hasattr(os, "geteuid") else None
-        self.shards = {}  # name[:2] -> the shard directory's descriptor, checked once, kept for the worker's life
+        self.dir_fd = None  # the packs' directory, opened and checked once
+        self.index = None  # key -> record number, read from every pack at the first lookup (see _load)
+        self.more = {}  # key -> its further records (two runs stored it at once, or a damaged copy came first)
+        self.packs = []  # [its descriptor or None (closed: too many), name, mtime, its _pack.Index]
+        self.first = []  # the number of each pack's first record
+        self.writer = None  # the pack being written (a _pack.PackWriter); False: nothing can be stored
+        self.out = None  # (its file, its temporary name, its name)
+        self.written = set()  # the keys in it
 
     def key(self, source, dfile, level):
         key = hashlib.sha256(self.salt)
@@ -513,104 +518,212 @@ class _Cache:
         key.update(dfile.encode("utf-8", "surrogatepass"))
         key.update(b"\0")
         key.update(hashlib.sha256(source).digest())
-        return key.hexdigest()
+        return key.digest()
 
-    def _shard(self, name, create=False):
-        """The shard directory of ``name``, opened without following a link, if only this user may write it."""
-        fd = self.shards.get(name[:2])
-        if fd is not None:
-            return fd
-        directory = os.path.join(self.directory, name[:2])
-        flags = os.O_RDONLY | getattr(os, "O_DIRECTORY", 0) | _NOFOLLOW
-        try:
-            if create:
-                try:
-                    os.mkdir(directory, 0o700)
-                except FileExistsError:
-                    pass
-            fd = os.open(directory, flags)
-        except OSError:
-            return None
-        info = os.fstat(fd)
-        if (self.uid is not None and info.st_uid != self.uid) or info.st_mode & 0o022:
-            os.close(fd)
-            return None
-        self.shards[name[:2]] = fd
-        return fd
-
-    def get(self, name):
-        """``(may_have_docstring, marshalled code)`` stored under ``name``, or None for a miss."""
-        shard = self._shard(name)
-        if shard is None:
-            return None
-        try:
-            fd = os.open(name[2:], os.O_RDONLY | _NOFOLLOW | getattr(os, "O_NONBLOCK", 0), dir_fd=shard)
-        except OSError:
-            return None
-        try:
-            info = os.fstat(fd)
-            if not stat.S_ISREG(info.st_mode) or info.st_size > _MAX_ENTRY:
+    def _open_dir(self):
+        """The packs' directory, opened without following a link, if only this user may write it (else None)."""
+        if self.dir_fd is None:
+            try:
+                fd = os.open(self.directory, os.O_RDONLY | getattr(os, "O_DIRECTORY", 0) | _NOFOLLOW)
+            except OSError:
+                self.dir_fd = -1
                 return None
-            with open(fd, "rb", closefd=False) as handle:
-                entry = handle.read(_MAX_ENTRY + 1)
-            if info.st_mtime < time.time() - 86400:
-                os.utime(fd)
-        except (OSError, MemoryError):
+            info = os.fstat(fd)
+            uid = os.geteuid() if hasattr(os, "geteuid") else None
+            if (uid is not None and info.st_uid != uid) or info.st_mode & 0o022 or not stat.S_ISDIR(info.st_mode):
+                os.close(fd)
+                fd = -1
+            self.dir_fd = fd
+        return self.dir_fd if self.dir_fd >= 0 else None
+
+    def _load(self):
+        """Read every pack's index: each key maps to a number, the first record's number of its pack plus the
+        record's place in it (a dict of keys and numbers, which a worker builds at about a third of a microsecond
+        per entry). A pack that is not one is passed over."""
+        self.index = {}
+        dir_fd = self._open_dir()
+        if dir_fd is None:
+            return
+        try:
+            names = sorted(os.listdir(dir_fd))
+        except OSError:
+            return
+        keep_open = _packs_kept_open()
+        total = 0
+        for name in names:
+            if not _PACK_NAME(name):
+                continue
+            fd = _open_regular(name, dir_fd)
+            if fd is None:
+                continue
+            try:
+                info = os.fstat(fd)
+                index = _pack.read_index(fd, info.st_size)
+                keys = index.keys() if index is not None else None
+            except (OSError, MemoryError, OverflowError):
+                keys = None
+            if not keys:
+                os.close(fd)
+                continue
+            if len(self.packs) >= keep_open:  # more packs than descriptors kept open: opened by name when read
+                os.close(fd)
+                fd = None
+            self.packs.append([fd, name, info.st_mtime, index])
+            self.first.append(total)
+            found = dict(zip(keys, range(total, total + len(keys))))
+            total += len(keys)
+            for key in found.keys() & self.index.keys():  # in an earlier pack too: tried after it
+                self.more.setdefault(key, []).append(found.pop(key))
+            self.index.update(found)
+
+    def get(self, key):
+        """``(may_have_docstring, marshalled code)`` stored under ``key``, or None for a miss."""
+        if self.index is None:
+            self._load()
+        first = self.index.get(key)
+        if first is None:
+            return None
+        for number in [first] + self.more.get(key, []):
+            found = self._read(number, key)
+            if found is not None:
+                return found
+        return None
+
+    def _read(self, number, key):
+        """The entry of record ``number`` if it is whole and is ``key``'s (None otherwise)."""
+        which = bisect.bisect_right(self.first, number) - 1
+        pack = self.packs[which]
+        place = pack[3].place(number - self.first[which])
+        if place is None:
+            return None
+        fd = pack[0] if pack[0] is not None else _open_regular(pack[1], self.dir_fd)
+        if fd is None:
+            return None
+        try:
+            entry = os.pread(fd, place[1], place[0])
+            found = _pack.entry_payload(key, entry)
+            if found is not None and pack[2] < time.time() - 86400:
+                pack[2] = time.time()  # once per worker, whether or not the cache may be written
+                try:
+                    os.utime(fd)
+                except OSError:  # a read-only cache still serves what it holds
+                    pass
+            return found
+        except (OSError, MemoryError, OverflowError):
             return None
         finally:
-            os.close(fd)
-        head = len(_ENTRY) + 32
-        if len(entry) <= head or not entry.startswith(_ENTRY):
-            return None
-        if _digest(name, memoryview(entry)[head:]) != entry[len(_ENTRY) : head]:
-            return None
-        return entry[head] == 1, entry[head + 1 :]
+            if pack[0] is None:
+                os.close(fd)
 
-    def put(self, name, has_doc, body):
-        payload = (b"\x01" if has_doc else b"\x00") + body
-        entry = _ENTRY + _digest(name, payload) + payload
-        shard = self._shard(name, create=True)
-        if shard is None:
+    def put(self, key, has_doc, body):
+        """Store ``body`` under ``key``: appended to the pack being written (begun at the first), which is closed
+        and renamed into place once it holds ``_PACK_BYTES`` (and when the input ends: ``flush``)."""
+        if self.writer is None:
+            self._begin()
+        if not self.writer or key in self.written:
             return
         try:
-            fd = os.open(name[2:], os.O_WRONLY | os.O_CREAT | os.O_EXCL | _NOFOLLOW, 0o600, dir_fd=shard)
-        except FileExistsError:  # damaged (get found it so), or being written by another: replaced whole
-            self._replace(shard, name, entry)
+            self.writer.add(key, *_pack.entry_parts(key, has_doc, body))
+        except OSError:  # a full disk: the run goes on without storing
+            self._abandon()
             return
-        except OSError:  # a full disk or a read-only cache: the run goes on without storing
-            return
-        try:
-            with open(fd, "wb") as handle:
-                handle.write(entry)
-        except OSError:  # half an entry is a miss for every reader; removed so that the next run stores it
-            try:
-                os.unlink(name[2:], dir_fd=shard)
-            except OSError:
-                pass
+        self.written.add(key)
+        if self.writer.size >= _PACK_BYTES:
+            self.flush()
 
-    def _replace(self, shard, name, entry):
-        tmp = "%s.%d.tmp" % (name[2:], os.getpid())
+    def _begin(self):
+        self.writer = False  # nothing is stored if the pack cannot be made
+        dir_fd = self._open_dir()
+        if dir_fd is None:
+            return
+        name = "%s.pack" % os.urandom(8).hex()
+        tmp = "%s.%d.tmp" % (name, os.getpid())
         try:
-            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | _NOFOLLOW, 0o600, dir_fd=shard)
-            with open(fd, "wb") as handle:
-                handle.write(entry)
-            os.replace(tmp, name[2:], src_dir_fd=shard, dst_dir_fd=shard)
+            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | _NOFOLLOW, 0o600, dir_fd=dir_fd)
+        except OSError:  # a read-only cache: the run goes on without storing
+            return
+        self.out = (open(fd, "wb", buffering=_WRITE_BUFFER), tmp, name)
+        try:
+            self.writer = _pack.PackWriter(self.out[0])
         except OSError:
-            try:
-                os.unlink(tmp, dir_fd=shard)
-            except OSError:
-                pass
+            self._abandon()
+
+    def flush(self):
+        """Finish the pack being written, if any: its index, then renamed into place. The next ``put`` begins
+        another."""
+        if not self.writer:
+            self.writer = None
+            return
+        handle, tmp, name = self.out
+        try:
+            self.writer.finish()
+            handle.close()
+            os.rename(tmp, name, src_dir_fd=self.dir_fd, dst_dir_fd=self.dir_fd)
+        except OSError:
+            self._abandon()
+            return
+        self.writer = self.out = None
+        self.written = set()
+
+    def _abandon(self):
+        """Give up the pack being written (a full disk): removed, and nothing more is stored by this worker."""
+        handle, tmp, _ = self.out
+        try:
+            handle.close()
+        except OSError:
+            pass
+        try:
+            os.unlink(tmp, dir_fd=self.dir_fd)
+        except OSError:
+            pass
+        self.writer = False
+        self.out = None
 
 
-def _digest(name, payload):
-    """What an entry's contents are checked against: its key (the file's name) and the payload."""
-    digest = hashlib.sha256(name.encode("ascii"))
-    digest.update(payload)
-    return digest.digest()
+def _packs_kept_open():
+    try:
+        import resource
+
+        soft = resource.getrlimit(resource.RLIMIT_NOFILE)[0]
+    except (ImportError, OSError, ValueError):
+        return 16
+    if soft == getattr(resource, "RLIM_INFINITY", -1) or soft < 0:
+        return _OPEN_PACKS
+    return max(0, min(_OPEN_PACKS, soft // 4))
 
 
-_MAX_ENTRY = 256 * 1024 * 1024  # bytes: larger is no pyc any compile() made
-_ENTRY = b"hatch-pyc code 1\n"
+def _open_regular(name, dir_fd):
+    """A descriptor of the regular file ``name`` in ``dir_fd``, opened without following a link or blocking on a
+    FIFO; None for anything else."""
+    try:
+        fd = os.open(name, os.O_RDONLY | _NOFOLLOW | getattr(os, "O_NONBLOCK", 0), dir_fd=dir_fd)
+    except OSError:
+        return None
+    try:
+        if stat.S_ISREG(os.fstat(fd).st_mode):
+            return fd
+    except OSError:
+        pass
+    os.close(fd)
+    return None
+
+
+_PACK_NAME = re.compile(r"[0-9a-f]{16}\.pack").fullmatch
+_PACK_BYTES = 8 * 1024 * 1024  # a worker writes a pack when it holds this much, and when its input ends
+_OPEN_PACKS = 256  # packs a worker keeps open (at most a quarter of its descriptors); more are opened at each read
+_WRITE_BUFFER = 1024 * 1024
+_pack = None  # hatch_pyc/_pack.py, loaded beside this script when the cache is used
+
+
+def _load_sibling(name, filename):
+    """A module of hatch-pyc's that is stdlib-only, loaded from beside this script (which cannot import the package)."""
+    here = os.path.dirname(os.path.abspath(globals().get("__file__") or sys.argv[1]))
+    spec = importlib.util.spec_from_file_location(name, os.path.join(here, filename))
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
 _cache = None
 
 
@@ -737,6 +850,8 @@ def main():
         out.write(json.dumps(answers))
         out.write("\n")
         out.flush()
+    if _cache is not None:
+        _cache.flush()
 
 
 if __name__ == "__main__":

@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import struct
 import subprocess
 import sys
 import zipfile
@@ -17,6 +18,7 @@ from test_wheel import make_wheel
 
 from hatch_pyc import Interpreter, PycOptions, compile_tree
 from hatch_pyc._cache import cache_info, open_cache
+from hatch_pyc._pack import pack_index
 
 SOURCES = {
     "pkg/__init__.py": '"""Package."""\nfrom pkg.mod import VALUE\n',
@@ -26,8 +28,44 @@ SOURCES = {
 }
 
 
-def _entries(cache: Path) -> list[Path]:
-    return sorted(p for p in (cache / "code").rglob("*") if p.is_file())
+def _packs(cache: Path) -> list[Path]:
+    return sorted((cache / "packs").glob("*.pack"))
+
+
+def _places(pack: Path) -> list[tuple[bytes, int, int]]:
+    """``(key, offset, length)`` of each entry ``pack``'s index lists."""
+    with open(pack, "rb") as handle:
+        return pack_index(handle.fileno(), pack.stat().st_size) or []
+
+
+def _keys(cache: Path) -> list[bytes]:
+    """The keys of the code in the cache, each once however many packs hold it."""
+    return sorted({key for pack in _packs(cache) for key, _, _ in _places(pack)})
+
+
+def _damage(pack: Path, how: str) -> None:
+    """``pack`` made unusable as ``how`` says, in place."""
+    data = bytearray(pack.read_bytes())
+    places = _places(pack)
+    if how == "truncated":
+        data = data[: len(data) // 2]
+    elif how == "flipped":  # the last byte of every entry: the index still names them
+        for _, offset, length in places:
+            data[offset + length - 1] ^= 0x01
+    elif how == "empty":
+        data = bytearray()
+    elif how == "other-format":
+        data[:17] = b"hatch-pyc pack 9\n"
+    elif how == "swapped":  # every key's record names the next key's entry: whole entries, under other keys
+        start = len(data) - 4 - 44 * len(places)
+        for number, (key, _, _) in enumerate(places):
+            _, offset, length = places[(number + 1) % len(places)]
+            data[start + 44 * number : start + 44 * (number + 1)] = struct.pack("<32sQI", key, offset, length)
+    if how in ("directory", "fifo"):
+        pack.unlink()
+        pack.mkdir() if how == "directory" else os.mkfifo(pack)
+    else:
+        pack.write_bytes(bytes(data))
 
 
 def _pycs(root: Path) -> dict[str, bytes]:
@@ -76,9 +114,9 @@ def test_a_warm_cache_gives_the_bytes_of_no_cache_on_every_cpython(
             assert (summary["cache_hits"], summary["cache_misses"]) == (0, 0)
             assert not (cache / "code").exists()
         elif how == "cold":
-            assert summary["cache_hits"] == 0 and summary["cache_misses"] == len(_entries(cache)) > 0
+            assert summary["cache_hits"] == 0 and summary["cache_misses"] == len(_keys(cache)) > 0
         else:
-            assert summary["cache_misses"] == 0 and summary["cache_hits"] == len(_entries(cache))
+            assert summary["cache_misses"] == 0 and summary["cache_hits"] == len(_keys(cache))
             assert f"{summary['cache_hits']} of {summary['cache_hits']} from the compile cache" in proc.stderr
     assert outputs[0] == outputs[1] == outputs[2]
     assert any(name.endswith(".pyc") for name in outputs[0])
@@ -109,11 +147,13 @@ def run_python_value(tree: Path, python: str) -> str:
 
 @pytest.mark.parametrize(
     "damage",
-    ["truncated", "flipped", "empty", "other-format", "directory"],
+    ["truncated", "flipped", "empty", "other-format", "swapped", "directory", "fifo"],
 )
-def test_a_damaged_entry_is_never_served_and_is_replaced(tmp_path: Path, damage: str) -> None:
-    """Each entry carries the SHA-256 of its contents: one that does not match is a miss, compiled again and
-    stored anew; the output is what no cache gives."""
+def test_a_damaged_pack_is_never_served_and_its_code_is_stored_anew(tmp_path: Path, damage: str) -> None:
+    """Each entry carries the SHA-256 of its key and contents, and a pack its index: a pack cut short, an entry
+    changed, a record naming another key's entry, another format, a directory or a FIFO where the pack was is a
+    miss for every module in it (never served, never blocking); the run writes what no cache gives and stores
+    the code anew, and the next run is served from the new pack though the damaged one is still there."""
     cache = tmp_path / "cache"
     here = sys.executable
     reference = _fresh(tmp_path, "app")
@@ -121,28 +161,18 @@ def test_a_damaged_entry_is_never_served_and_is_replaced(tmp_path: Path, damage:
     want = _pycs(reference)
     tree = _fresh(tmp_path, "app")
     _compile(tree, _here(), cache)
-    entries = _entries(cache)
-    for entry in entries:
-        data = entry.read_bytes()
-        if damage == "truncated":
-            entry.write_bytes(data[: len(data) // 2])
-        elif damage == "flipped":
-            entry.write_bytes(data[:-1] + bytes([data[-1] ^ 0x01]))
-        elif damage == "empty":
-            entry.write_bytes(b"")
-        elif damage == "other-format":
-            entry.write_bytes(b"hatch-pyc code 9\n" + data[17:])
-        else:
-            entry.unlink()
-            entry.mkdir()
+    keys = _keys(cache)
+    (pack,) = _packs(cache)
+    _damage(pack, damage)
     tree = _fresh(tmp_path, "app")
     summary = _compile(tree, _here(), cache)
-    assert summary["cache_hits"] == 0 and summary["cache_misses"] == len(entries)
+    assert summary["cache_hits"] == 0 and summary["cache_misses"] == len(keys) == len(SOURCES)
     assert _pycs(tree) == want
-    if damage != "directory":  # replaced by a good entry: the next run finds it
-        tree = _fresh(tmp_path, "app")
-        summary = _compile(tree, _here(), cache)
-        assert summary["cache_misses"] == 0 and _pycs(tree) == want
+    assert pack.exists() or pack.is_fifo()
+    tree = _fresh(tmp_path, "app")
+    summary = _compile(tree, _here(), cache)
+    assert (summary["cache_hits"], summary["cache_misses"]) == (len(keys), 0)
+    assert _pycs(tree) == want
 
 
 def _here() -> Interpreter:
@@ -171,7 +201,7 @@ def test_two_runs_sharing_a_cache_at_once_both_write_what_no_cache_writes(tmp_pa
     for proc in procs:
         _, err = proc.communicate(timeout=300)
         assert proc.returncode == 0, err
-    assert list((cache / "code").rglob("*.tmp")) == []
+    assert list(cache.rglob("*.tmp")) == []
     for tree in trees:
         shared = _pycs(tree)
         shutil.rmtree(tree / "pkg" / "__pycache__")
@@ -208,35 +238,35 @@ def test_no_cache_and_the_environment_switch_write_no_cache(tmp_path: Path) -> N
     )
     assert not cache.exists()
     run_cli("compile", str(tree), "--force", env={"HATCH_PYC_CACHE_DIR": str(cache)}, check=True)
-    assert len(_entries(cache)) == 1
+    assert len(_keys(cache)) == 1
 
 
 def test_the_cache_command_shows_prunes_and_clears_only_what_it_made(tmp_path: Path) -> None:
     """``hatch-pyc cache``: where, how many entries, how big, hit rate; ``prune --max-size`` removes the least
-    recently used first; ``clear`` removes the cache's own files and nothing else in the directory."""
+    recently used packs first; ``clear`` removes the cache's own files and nothing else in the directory."""
     cache = tmp_path / "cache"
-    tree = _fresh(tmp_path)
-    _compile(tree, _here(), cache, optimize=2)
     _compile(_fresh(tmp_path), _here(), cache, optimize=2)
+    (older,) = _packs(cache)
+    _compile(_fresh(tmp_path), _here(), cache, optimize=2)  # all hits: no new pack
+    assert _packs(cache) == [older]
+    _compile(write_tree(tmp_path / "other", {"x.py": "X = 1\n", "y.py": "Y = 2\n"}), _here(), cache, optimize=2)
+    (newer,) = set(_packs(cache)) - {older}
     info = json.loads(run_cli("cache", "--cache-dir", str(cache), "--json", check=True).stdout)
-    entries = _entries(cache)
-    assert info["directory"] == str(cache) and info["entries"] == len(entries) == 4
-    assert (info["hits"], info["misses"], info["hit_rate"]) == (4, 4, 0.5)
-    assert info["bytes"] == sum(p.stat().st_blocks * 512 for p in entries)
+    assert info["directory"] == str(cache) and info["entries"] == len(_keys(cache)) == 6
+    assert (info["hits"], info["misses"], info["hit_rate"]) == (4, 6, 0.4)
+    assert info["bytes"] == sum(p.stat().st_blocks * 512 for p in (older, newer))
     text = run_cli("cache", "--cache-dir", str(cache), check=True).stdout
-    assert f"directory: {cache}\n" in text and "entries:   4\n" in text and "50.0% of 8 lookups" in text
-    oldest, *rest = entries
-    os.utime(oldest, (1_000_000_000, 1_000_000_000))
-    keep = sum(p.stat().st_blocks * 512 for p in rest)
-    pruned = run_cli("cache", "prune", "--cache-dir", str(cache), "--max-size", str(keep), check=True)
-    assert pruned.stdout.startswith("removed 1 entries")
-    assert _entries(cache) == rest
+    assert f"directory: {cache}\n" in text and "entries:   6\n" in text and "40.0% of 10 lookups" in text
+    os.utime(newer, (2_000_000_000, 2_000_000_000))  # the older pack is the least recently used
+    pruned = run_cli("cache", "prune", "--cache-dir", str(cache), "--max-size", str(newer.stat().st_blocks * 512))
+    assert pruned.returncode == 0 and pruned.stdout.startswith("removed 4 entries"), pruned.stdout
+    assert _packs(cache) == [newer]
     mine = cache / "notes.txt"
     mine.write_text("the user's\n")
     cleared = run_cli("cache", "clear", "--cache-dir", str(cache), check=True)
-    assert cleared.stdout.startswith("removed 3 entries")
-    assert sorted(p.name for p in cache.iterdir()) == ["CACHEDIR.TAG", "code", "notes.txt"]
-    assert _entries(cache) == [] and list((cache / "code").iterdir()) == []
+    assert cleared.stdout.startswith("removed 2 entries")
+    assert sorted(p.name for p in cache.iterdir()) == ["CACHEDIR.TAG", "code", "notes.txt", "packs"]
+    assert list((cache / "packs").iterdir()) == [] and list((cache / "code").iterdir()) == []
     bad = run_cli("cache", "prune", "--max-size", "lots", "--cache-dir", str(cache))
     assert bad.returncode == 2 and "not a size: 'lots'" in bad.stderr and "Traceback" not in bad.stderr
 
@@ -256,8 +286,7 @@ def test_a_wheel_rebuilt_with_a_warm_cache_is_byte_identical(tmp_path: Path) -> 
         (made,) = out.glob("*.whl")
         outputs.append(made.read_bytes())
         if how == "cold":
-            stored = _entries(cache)
-            assert len(stored) == 4
+            assert len(_keys(cache)) == 4
     assert outputs[0] == outputs[1] == outputs[2]
     assert cache_info(cache).hits == 4
     with zipfile.ZipFile(tmp_path / "warm" / made.name) as archive:
@@ -299,7 +328,7 @@ def test_identical_sources_at_two_paths_keep_their_own_file_names(tmp_path: Path
             check=True,
         )
         assert proc.stdout.split() == ["a/errors.py", "a/errors.py", "b/errors.py", "b/errors.py"]
-    assert len(_entries(cache)) == 4
+    assert len(_keys(cache)) == 4
 
 
 def test_cache_commands_refuse_a_directory_that_is_not_a_cache_and_touch_only_entries(tmp_path: Path) -> None:
@@ -322,16 +351,21 @@ def test_cache_commands_refuse_a_directory_that_is_not_a_cache_and_touch_only_en
     cache = tmp_path / "cache"
     tree = _fresh(tmp_path)
     _compile(tree, _here(), cache)
-    victim = write_tree(tmp_path / "victim", {"sub/" + "d" * 62: "precious\n"})
+    victim = write_tree(tmp_path / "victim", {"sub/" + "d" * 62: "precious\n", "0123456789abcdef.pack": "mine\n"})
     os.symlink(victim / "sub", cache / "code" / "ee")  # a shard that is a link: never followed
-    (cache / "code" / "README").write_text("mine\n")
-    (cache / "code" / next(iter(os.listdir(cache / "code")))).joinpath("notes.txt").write_text("mine\n")
+    os.symlink(victim / "0123456789abcdef.pack", cache / "packs" / "0123456789abcdef.pack")  # a pack that is a link
+    (cache / "packs" / "fedcba9876543210.pack").mkdir()  # a directory named as a pack
+    (cache / "packs" / "fedcba9876543210.pack" / "inside").write_text("mine\n")
+    for inner in ("code", "packs"):
+        (cache / inner / "README").write_text("mine\n")
     pruned = run_cli("cache", "prune", "--cache-dir", str(cache), "--max-size", "0", check=True)
     assert pruned.stdout.startswith(f"removed {len(SOURCES)} entries")
     cleared = run_cli("cache", "clear", "--cache-dir", str(cache), check=True)
     assert cleared.stdout.startswith("removed 0 entries")
     assert (victim / "sub" / ("d" * 62)).read_text() == "precious\n"
-    assert (cache / "code" / "README").exists() and list((cache / "code").glob("*/notes.txt"))
+    assert (victim / "0123456789abcdef.pack").read_text() == "mine\n"
+    assert (cache / "code" / "README").exists() and (cache / "packs" / "README").exists()
+    assert (cache / "packs" / "fedcba9876543210.pack" / "inside").exists()
 
 
 def test_a_cache_dir_holding_other_files_is_not_taken_over(tmp_path: Path) -> None:
@@ -349,9 +383,9 @@ def test_a_cache_dir_holding_other_files_is_not_taken_over(tmp_path: Path) -> No
 
 
 def test_what_is_not_an_entry_in_the_cache_is_a_miss_and_never_blocks(tmp_path: Path) -> None:
-    """A FIFO, an oversized file, or a valid entry under another key's name, where an entry goes; and a totals file
-    that is a FIFO or holds absurd numbers: the run neither hangs nor fails, compiles what it did not find, and
-    writes the pycs no cache gives; ``cache info`` still answers."""
+    """A pack whose index names each module's whole, valid entry under the other's key, then FIFOs where the packs
+    are; and a totals file that is a FIFO or holds absurd numbers: the run neither hangs nor fails, compiles what it
+    did not find, and writes the pycs no cache gives; ``cache info`` still answers."""
     cache = tmp_path / "cache"
     reference = write_tree(tmp_path / "reference", {"a.py": "X = 'one'\n", "b.py": "X = 'two'\n"})
     run_cli("compile", str(reference), "--no-cache", check=True)
@@ -363,8 +397,8 @@ def test_what_is_not_an_entry_in_the_cache_is_a_miss_and_never_blocks(tmp_path: 
     run_cli("compile", str(reference), "--no-cache", check=True)
     want = _pycs(reference)
     _compile(tree, _here(), cache)
-    first, second = _entries(cache)
-    shutil.copyfile(first, second)  # a whole, valid entry: under the other module's name
+    (pack,) = _packs(cache)
+    _damage(pack, "swapped")  # whole, valid entries: each under the other module's key
     (cache / "stats.json").write_text('{"hits": 1e400, "misses": -5, "pruned": 1e300}')
     out = tmp_path / "summary.json"
     for round_ in ("swapped", "fifo"):
@@ -379,10 +413,9 @@ def test_what_is_not_an_entry_in_the_cache_is_a_miss_and_never_blocks(tmp_path: 
         assert proc.returncode == 0, proc.stderr
         assert _pycs(tree) == want, round_
         if round_ == "swapped":
-            assert json.loads(out.read_text())["cache_misses"] >= 1
-            for entry in _entries(cache):
-                entry.unlink()
-                os.mkfifo(entry)
+            assert json.loads(out.read_text())["cache_misses"] == 2
+            for pack in _packs(cache):
+                _damage(pack, "fifo")
             (cache / "stats.json").unlink()
             os.mkfifo(cache / "stats.json")
     info = subprocess.run(

@@ -226,6 +226,7 @@ def test_a_new_cache_keeps_its_code_private(tmp_path: Path) -> None:
     """Made with mode 700 whatever the umask: the code others could read is the user's own sources, compiled."""
     code = _cache(tmp_path)
     assert stat.S_IMODE(code.stat().st_mode) == 0o700
+    assert stat.S_IMODE((code.parent / "packs").stat().st_mode) == 0o700
     assert stat.S_IMODE(code.parent.stat().st_mode) == 0o700
 
 
@@ -388,16 +389,17 @@ def test_a_path_that_is_not_there_is_not_a_private_directory(tmp_path: Path) -> 
     assert not private_dir(tmp_path / "missing")
 
 
-def test_a_code_directory_that_is_a_link_is_refused_by_name(tmp_path: Path) -> None:
-    code = _cache(tmp_path)
-    code.rmdir()
+@pytest.mark.parametrize("inner", ["code", "packs"])
+def test_a_code_directory_that_is_a_link_is_refused_by_name(tmp_path: Path, inner: str) -> None:
+    linked = _cache(tmp_path).parent / inner
+    linked.rmdir()
     (tmp_path / "elsewhere").mkdir()
-    code.symlink_to(tmp_path / "elsewhere", target_is_directory=True)
+    linked.symlink_to(tmp_path / "elsewhere", target_is_directory=True)
     for command in (cache_info, prune_cache, clear_cache):
         with pytest.raises(InvalidInput) as caught:
-            command(code.parent)
+            command(linked.parent)
         assert str(caught.value) == (
-            f"{code}: a link; the cache's code directory must be a directory; nothing was changed"
+            f"{linked}: a link; the cache's {inner} directory must be a directory; nothing was changed"
         )
 
 
@@ -568,6 +570,9 @@ def test_a_cache_another_run_is_making_is_still_a_cache(tmp_path: Path) -> None:
     (root / "CACHEDIR.TAG.4242-0a1b2c3d.tmp").write_text("Signature: 8a47")
     (root / "interpreters" / ("e" * 16 + ".json.4242-0a1b2c3d.tmp")).write_text("{")  # a probe being written
     (root / "interpreters" / ("f" * 16 + ".4242.tmp")).write_text("{")  # as earlier versions named it
+    (root / "packs").mkdir(mode=0o700)
+    (root / "packs" / ("0" * 16 + ".pack")).write_bytes(b"")  # a worker of a run that has not tagged it yet
+    (root / "packs" / ("1" * 16 + ".pack.4242.tmp")).write_bytes(b"")
     assert open_cache(True, root) == (root / "code", "")
     for theirs in ("CACHEDIR.TAG.tmp", "notes.tmp", "stats.json.x.tmp"):  # only those names, not any .tmp
         other = tmp_path / theirs.replace(".", "-")
@@ -594,7 +599,7 @@ def test_threads_making_one_cache_at_once_all_get_it(tmp_path: Path) -> None:
         for worker in workers:
             worker.join()
         assert got == [(root / "code", "")] * 8, got
-        assert sorted(os.listdir(root)) == ["CACHEDIR.TAG", "code"]
+        assert sorted(os.listdir(root)) == ["CACHEDIR.TAG", "code", "packs"]
 
 
 def test_the_temporary_tag_a_run_writes_is_one_another_run_takes_for_the_cache_s(
@@ -626,6 +631,9 @@ def test_the_temporary_tag_a_run_writes_is_one_another_run_takes_for_the_cache_s
         ),  # a directory, not a tag being written
         ("interpreters/notes.1.tmp", "interpreters/notes.1.tmp"),  # not a probe's name
         ("interpreters/settings.json", "interpreters/settings.json"),
+        ("packs/notes.txt", "packs/notes.txt"),  # not a pack's name
+        ("packs/0123456789abcdef.pack.old", "packs/0123456789abcdef.pack.old"),
+        ("packs/0123456789abcdef.pack/chapter1.tex", "packs/0123456789abcdef.pack"),  # a directory, named as a pack
     ],
 )
 def test_a_directory_of_yours_is_never_taken_for_a_cache_being_made(tmp_path: Path, mine: str, named: str) -> None:
@@ -643,15 +651,17 @@ def test_a_directory_of_yours_is_never_taken_for_a_cache_being_made(tmp_path: Pa
     assert snapshot(root) == before
 
 
-def test_a_code_directory_that_is_a_link_is_never_written_through(tmp_path: Path) -> None:
-    """``<cache>/code`` linked to a directory elsewhere: nothing is written outside the directory named."""
-    code = _cache(tmp_path)
-    code.rmdir()
+@pytest.mark.parametrize("inner", ["code", "packs"])
+def test_a_code_directory_that_is_a_link_is_never_written_through(tmp_path: Path, inner: str) -> None:
+    """``<cache>/code`` or ``<cache>/packs`` linked to a directory elsewhere: nothing is written outside the directory
+    named."""
+    linked = _cache(tmp_path).parent / inner
+    linked.rmdir()
     elsewhere = tmp_path / "elsewhere"
     elsewhere.mkdir(mode=0o700)
-    code.symlink_to(elsewhere, target_is_directory=True)
-    assert open_cache(True, code.parent) == (
+    linked.symlink_to(elsewhere, target_is_directory=True)
+    assert open_cache(True, linked.parent) == (
         None,
-        f"compile cache {code} not used: a link; the cache's code directory must be a directory",
+        f"compile cache {linked} not used: a link; the cache's {inner} directory must be a directory",
     )
     assert list(elsewhere.iterdir()) == []
