@@ -113,12 +113,11 @@ class _Worker:
     def close(self, kill: bool = False) -> None:
         if kill:
             self.proc.kill()
-        else:
-            try:
-                if self.proc.stdin:
-                    self.proc.stdin.close()
-            except OSError:
-                pass
+        try:  # killed or not: a pipe left open is a ResourceWarning wherever it is collected
+            if self.proc.stdin:
+                self.proc.stdin.close()
+        except OSError:
+            pass
         try:
             self.proc.wait(timeout=None if not kill else 10)
         finally:

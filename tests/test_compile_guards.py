@@ -720,3 +720,24 @@ def test_an_import_root_that_cannot_be_listed_does_not_stop_the_next_ones_recove
     monkeypatch.undo()
     assert result.recovery.removed == [leftover]
     assert not leftover.exists()
+
+
+def test_a_worker_that_dies_is_reported_in_one_line_and_leaves_no_pipe_open(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A worker that exits at once (here: a script that fails) stops the run with its last line; its pipes are all
+    closed, the one it was fed included (left open, it was a ResourceWarning wherever it was collected: under
+    ``-W error``, a test much later failed on it)."""
+    import gc
+
+    import hatch_pyc._pool as pool
+
+    script = tmp_path / "_worker.py"
+    script.write_text("import sys\nsys.exit('boom')\n")
+    monkeypatch.setattr(pool, "WORKER_SCRIPT", script)
+    unraisable: list[BaseException | None] = []
+    monkeypatch.setattr(sys, "unraisablehook", lambda hook: unraisable.append(hook.exc_value))
+    with pytest.raises(pool.WorkerCrashed, match=r"^compile worker stopped: boom \(exit 1\)$"):
+        pool.run_tasks(find_interpreter(sys.executable), [(1, {"src": "x"})], 1, lambda task, answer: None)
+    gc.collect()
+    assert unraisable == []

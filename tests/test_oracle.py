@@ -98,7 +98,7 @@ print("ok")
 
 
 def _mutant_worker(tmp_path: Path, replacements: dict[str, str]) -> Path:
-    """A copy of the worker (with its _codecheck beside it) with source text replaced."""
+    """A copy of the worker (with the modules it loads from beside it: _codecheck, _pack) with source text replaced."""
     folder = tmp_path / "mutant"
     folder.mkdir(parents=True)
     text = hatch_pyc._pool.WORKER_SCRIPT.read_text(encoding="utf-8")
@@ -106,7 +106,8 @@ def _mutant_worker(tmp_path: Path, replacements: dict[str, str]) -> Path:
         assert old in text, old
         text = text.replace(old, new)
     (folder / "_worker.py").write_text(text, encoding="utf-8")
-    shutil.copy(hatch_pyc._pool.WORKER_SCRIPT.with_name("_codecheck.py"), folder)
+    for sibling in ("_codecheck.py", "_pack.py"):
+        shutil.copy(hatch_pyc._pool.WORKER_SCRIPT.with_name(sibling), folder)
     return folder / "_worker.py"
 
 
