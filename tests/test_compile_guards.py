@@ -737,7 +737,8 @@ def test_a_worker_that_dies_is_reported_in_one_line_and_leaves_no_pipe_open(
     monkeypatch.setattr(pool, "WORKER_SCRIPT", script)
     unraisable: list[BaseException | None] = []
     monkeypatch.setattr(sys, "unraisablehook", lambda hook: unraisable.append(hook.exc_value))
-    with pytest.raises(pool.WorkerCrashed, match=r"^compile worker stopped: boom \(exit 1\)$"):
+    # "(exit 1)" when the worker has been reaped by the time its end is read, which is not always the case
+    with pytest.raises(pool.WorkerCrashed, match=r"^compile worker stopped: boom( \(exit 1\))?$"):
         pool.run_tasks(find_interpreter(sys.executable), [(1, {"src": "x"})], 1, lambda task, answer: None)
     gc.collect()
     assert unraisable == []
