@@ -204,13 +204,12 @@ def read_regular_file(
     """The first ``limit`` bytes of ``path`` (relative to ``dir_fd`` when given) if it is a regular file of at most
     ``max_size`` bytes, else None: never through a link, never blocking on a FIFO, and a directory is not an error
     (``open()`` of one raises and leaves its descriptor open). What the cache reads of its own files."""
-    try:
-        fd = os.open(path, os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_NONBLOCK", 0), dir_fd=dir_fd)
-    except OSError:
+    opened = _open_regular(path, dir_fd)
+    if opened is None:
         return None
+    fd, info = opened
     try:
-        info = os.fstat(fd)
-        if not stat.S_ISREG(info.st_mode) or (max_size is not None and info.st_size > max_size):
+        if max_size is not None and info.st_size > max_size:
             return None
         with open(fd, "rb", closefd=False) as handle:
             return handle.read(limit)
@@ -218,6 +217,23 @@ def read_regular_file(
         return None
     finally:
         os.close(fd)
+
+
+def _open_regular(path: str | os.PathLike[str], dir_fd: int | None = None) -> tuple[int, os.stat_result] | None:
+    """A descriptor of ``path`` and what ``fstat`` says of it, if it is a regular file: opened without following a
+    link or blocking on a FIFO (None for anything else, and nothing left open)."""
+    try:
+        fd = os.open(path, os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_NONBLOCK", 0), dir_fd=dir_fd)
+    except OSError:
+        return None
+    try:
+        info = os.fstat(fd)
+    except OSError:
+        info = None
+    if info is not None and stat.S_ISREG(info.st_mode):
+        return fd, info
+    os.close(fd)
+    return None
 
 
 def _untrusted(path: Path) -> str:
@@ -332,8 +348,7 @@ def _files(
                     os.unlink(entry.path)
             continue
         if ours(entry.name):
-            size = info.st_blocks * 512 if hasattr(info, "st_blocks") else info.st_size  # bytes on disk
-            found.append((info.st_mtime, size, Path(entry.path)))
+            found.append((info.st_mtime, _disk_bytes(info), Path(entry.path)))
     return found
 
 
@@ -356,28 +371,17 @@ def _contents(root: Path, *, clean: bool = False) -> list[_Held]:
 
 def _pack_keys(path: Path) -> list[bytes]:
     """The keys ``path``'s index holds (none when it is not a pack: damaged, or not a regular file)."""
-    fd = _open_regular(path)
-    if fd is None:
+    opened = _open_regular(path)
+    if opened is None:
         return []
+    fd, info = opened
     try:
-        records = pack_index(fd, os.fstat(fd).st_size)
+        records = pack_index(fd, info.st_size)
     except (OSError, MemoryError, OverflowError):
         records = None
     finally:
         os.close(fd)
     return [key for key, _, _ in records or ()]
-
-
-def _open_regular(path: Path) -> int | None:
-    """A descriptor of ``path`` if it is a regular file, opened without following a link or blocking."""
-    try:
-        fd = os.open(path, os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_NONBLOCK", 0))
-    except OSError:
-        return None
-    if stat.S_ISREG(os.fstat(fd).st_mode):
-        return fd
-    os.close(fd)
-    return None
 
 
 def _keys(held: list[_Held]) -> set[bytes | str]:
@@ -495,11 +499,12 @@ def _merge_packs(packs: Path, held: list[_Held]) -> int:
 def _copy_unseen(path: Path, writer: PackWriter, seen: set[bytes]) -> bool:
     """Add to ``writer`` the whole entries of the pack at ``path`` whose keys are not in ``seen`` (and add them to it);
     whether all of them were (False: the pack could not be opened, or the merged pack is full)."""
-    fd = _open_regular(path)
-    if fd is None:
+    opened = _open_regular(path)
+    if opened is None:
         return False
+    fd, info = opened
     try:
-        for key, entry in pack_entries(fd, os.fstat(fd).st_size):
+        for key, entry in pack_entries(fd, info.st_size):
             if len(writer.index) >= MAX_COUNT:
                 return False
             if key not in seen:
@@ -519,9 +524,12 @@ def _length(path: Path) -> int:
 
 def _on_disk(path: Path) -> int:
     try:
-        info = path.stat()
+        return _disk_bytes(path.stat())
     except OSError:
         return 0
+
+
+def _disk_bytes(info: os.stat_result) -> int:
     return info.st_blocks * 512 if hasattr(info, "st_blocks") else info.st_size
 
 
