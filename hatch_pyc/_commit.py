@@ -44,6 +44,11 @@ def new_token() -> str:
     return f"{os.getpid()}-{os.urandom(4).hex()}"
 
 
+def is_ours(name: str) -> bool:
+    """Whether ``name`` has the form of the temporary and set-aside names this module makes."""
+    return name.endswith((TMP_SUFFIX, OLD_SUFFIX)) and _OURS.match(name) is not None
+
+
 def tmp_name(final: Path, token: str) -> Path:
     """The hidden name a new file is written under until the commit."""
     return final.with_name(f".{final.name}.{token}{TMP_SUFFIX}")

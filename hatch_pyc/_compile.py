@@ -10,6 +10,7 @@ interrupt before the commit removes the temporary files and leaves the tree exac
 from __future__ import annotations
 
 import base64
+import errno
 import os
 import stat
 import struct
@@ -120,12 +121,15 @@ def compile_plan(plan: CompilePlan, *, progress: Progress | None = None) -> Comp
         if result.recovery.restored and plan.replan is not None:
             plan = result.plan = plan.replan()  # the restored sources are to be compiled too
     todo: list[PlannedSource] = []
+    quick_check = not options.force and not plan.sourceless and mode == "timestamp"
+    quick_check = quick_check and options.source_date_epoch is None
     for item in plan.sources:
-        quick_check = not options.force and not plan.sourceless and mode == "timestamp"
-        if quick_check and options.source_date_epoch is None and _timestamp_current(item, interp.magic):
+        if quick_check and _may_have_pycache(plan, item) and _timestamp_current(item, interp.magic):
             result.up_to_date.append(item)
             continue
         todo.append(item)
+    staged = _staging(plan, todo, token)
+    tmps = {final: _tmp_of(item, final, staged, token) for item in todo for _, final in item.outputs}
 
     total = len(plan.sources)
     done = len(result.up_to_date)
@@ -139,7 +143,7 @@ def compile_plan(plan: CompilePlan, *, progress: Progress | None = None) -> Comp
             "src": str(item.source),
             "dfile": item.dfile,
             "mode": mode,
-            "outs": [[level, str(_tmp_name(final, token))] for level, final in item.outputs],
+            "outs": [[level, str(tmps[final])] for level, final in item.outputs],
             "verify": plan.sourceless,
         }
         if plan.deliver:
@@ -172,7 +176,11 @@ def compile_plan(plan: CompilePlan, *, progress: Progress | None = None) -> Comp
             err = answer["error"]
             assert isinstance(err, dict)
             if err.get("write"):
-                write_errors.append(str(err["msg"]))
+                message = str(err["msg"])
+                hidden = staged.get(item.source.parent)
+                if hidden is not None:  # named as the __pycache__ it was staged for
+                    message = message.replace(os.fspath(hidden), os.fspath(hidden.parent / "__pycache__"), 1)
+                write_errors.append(message)
             elif err.get("input"):
                 input_errors.append(f"{item.archive}: {err['msg']}")
             else:
@@ -189,7 +197,7 @@ def compile_plan(plan: CompilePlan, *, progress: Progress | None = None) -> Comp
                     )
                     result.pyc_written += 1
                     continue
-                written.append((_tmp_name(finals[level], token), finals[level]))
+                written.append((tmps[finals[level]], finals[level]))
                 if how == "linked":
                     result.pyc_linked += 1
                 else:
@@ -199,8 +207,6 @@ def compile_plan(plan: CompilePlan, *, progress: Progress | None = None) -> Comp
         if progress:
             progress(done, total)
 
-    # Directories the workers will create (``__pycache__``): a failed run removes them again.
-    new_dirs = [] if plan.deliver else [d for d in {f.parent for i in todo for _, f in i.outputs} if not d.is_dir()]
     records: list[tuple[Path, Path]] = []  # (tmp, RECORD)
     cache, why_not = open_cache(options.cache, options.cache_dir) if tasks else (None, "")
     if why_not:
@@ -240,19 +246,22 @@ def compile_plan(plan: CompilePlan, *, progress: Progress | None = None) -> Comp
         removed = _removals(strip)
         if not plan.deliver and (written or removed):
             records = _new_records(plan, written, removed, token, {src: final for src, (_, final) in stubs.items()})
-        arrived, result.leftovers = _commit(token, written, removed, records)
+        # The pycs of a module that failed part-way (kept as source after one of its levels was written) or whose
+        # stub failed: removed first, so that none arrives with the staged directory it is in.
+        moved = {tmp for tmp, _ in written}
+        _remove_quietly(tmp for tmp in tmps.values() if tmp not in moved)
+        arrived, result.leftovers = _commit(token, written, removed, records, staged)
+        tmps = {}  # committed: each was moved into place or removed just before
     finally:
-        # Whatever still has a temporary name of this run (the token is ours): every one when nothing was
-        # committed, and after a commit those of a module that failed part-way (kept as source after one of
-        # its levels was written); a committed temporary has been renamed, so its name is gone.
-        _remove_quietly(_tmp_name(final, token) for item in todo for _, final in item.outputs)
+        # Whatever still has a temporary name of this run (the token is ours) when nothing was committed.
+        _remove_quietly(tmps.values())
         _remove_quietly(tmp for tmp, _ in records)
         _remove_quietly(_tmp_name(s.with_suffix(".pyi"), token) for s in stub_sources)
-        for directory in new_dirs:  # each a __pycache__ (or a sourceless pyc's) in a directory that stays
+        for directory in staged.values():  # placed by the commit (gone from here), else emptied just now
             try:
                 directory.rmdir()
             except OSError:
-                pass  # not empty: it holds pycs now, or something else was put there meanwhile
+                pass  # gone: renamed into place
 
     result.kept_source = errors
     result.stripped = [item.source for item in strip]
@@ -344,6 +353,36 @@ def _write_stubs(strip: Sequence[PlannedSource], stubs: StubResult, token: str) 
     return written
 
 
+def _may_have_pycache(plan: CompilePlan, item: PlannedSource) -> bool:
+    """Whether the directory of ``item``'s source held a ``__pycache__`` when the plan was made (if not known: yes)."""
+    return plan.with_pycache is None or item.source.parent in plan.with_pycache
+
+
+def _staging(plan: CompilePlan, todo: Sequence[PlannedSource], token: str) -> dict[Path, Path]:
+    """Each directory whose ``__pycache__`` the run creates -> the hidden directory (a temporary name of this run)
+    its pycs are written in: the commit renames it into place, one step for the directory instead of one per pyc.
+    """
+    if plan.deliver or plan.sourceless:
+        return {}
+    staged: dict[Path, Path] = {}
+    seen: set[Path] = set()
+    for item in todo:
+        directory = item.source.parent
+        if directory in seen:
+            continue
+        seen.add(directory)
+        if not _may_have_pycache(plan, item) or not os.path.lexists(directory / "__pycache__"):
+            staged[directory] = tmp_name(directory / "__pycache__", token)
+    return staged
+
+
+def _tmp_of(item: PlannedSource, final: Path, staged: dict[Path, Path], token: str) -> Path:
+    """Where a worker writes the pyc ``final`` of ``item``: in its staged ``__pycache__``, else under a temporary name
+    beside it."""
+    hidden = staged.get(item.source.parent)
+    return hidden / final.name if hidden is not None else tmp_name(final, token)
+
+
 def _removals(strip: Sequence[PlannedSource]) -> dict[Path, Path | None]:
     """What stripping removes: each source (-> its sourceless pyc) and its stale ``__pycache__`` entries."""
     removed: dict[Path, Path | None] = {}
@@ -406,15 +445,37 @@ def _new_records(
 
 
 def _commit(
-    token: str, written: list[tuple[Path, Path]], removed: dict[Path, Path | None], records: list[tuple[Path, Path]]
+    token: str,
+    written: list[tuple[Path, Path]],
+    removed: dict[Path, Path | None],
+    records: list[tuple[Path, Path]],
+    staged: dict[Path, Path] | None = None,
 ) -> tuple[list[int], list[Path]]:
     """Move pycs into place, set removed files aside, replace RECORDs: all or none.
 
-    Return the signals held meanwhile and the set-aside files that could not be deleted at the end.
+    ``staged``: a directory -> the hidden directory its new ``__pycache__`` was written as (see :func:`_staging`),
+    renamed into place whole. Return the signals held meanwhile and the set-aside files that could not be deleted
+    at the end.
     """
+    staging = {os.fspath(hidden): directory / "__pycache__" for directory, hidden in (staged or {}).items()}
+    singly: list[tuple[Path, Path]] = []  # moved one by one
+    together: dict[str, list[tuple[Path, Path]]] = {}  # moved with their staged directory
+    for tmp, final in written:
+        where = os.path.dirname(tmp)
+        (together.setdefault(where, []) if where in staging else singly).append((tmp, final))
     try:
         with one_commit(token) as commit:
-            for tmp, final in written:
+            for hidden, pycs in together.items():
+                cache = staging[hidden]
+                try:
+                    commit.place_directory(Path(hidden), cache)
+                except OSError as exc:  # made meanwhile (by an import): its pycs are moved into it one by one
+                    if exc.errno not in (errno.EEXIST, errno.ENOTEMPTY):
+                        raise
+                    if not stat.S_ISDIR(os.lstat(cache).st_mode):
+                        raise NotADirectoryError(20, "not a directory where pycs go", str(cache)) from None
+                    singly.extend(pycs)
+            for tmp, final in singly:
                 commit.install(tmp, final)
             for path in removed:
                 commit.set_aside(path)
@@ -445,20 +506,19 @@ def _recover(plan: CompilePlan) -> Recovery:
     """Put right what a killed run left in the directories this run writes to.
 
     Its temporaries are removed only when they were made for a file this run writes (a planned
-    pyc or RECORD); its set-aside files are put back, or removed by the rules of
-    :func:`hatch_pyc._commit.recover`.
+    pyc, ``__pycache__`` or RECORD); its set-aside files are put back, or removed by the rules of
+    :func:`hatch_pyc._commit.recover`. Of the walked directories, only those whose listing showed
+    such a name are listed again, with every ``__pycache__`` (the walk does not list them).
     """
-    planned: set[str] = set()
-    directories: set[Path] = set(plan.directories)
-    for directory in plan.directories:
+    caches: Iterable[Path] = plan.directories
+    directories = set(plan.directories)
+    if plan.with_leftovers is not None and plan.with_pycache is not None:  # what the walk saw
+        caches, directories = plan.with_pycache, set(plan.with_leftovers)
+    for directory in caches:
         cache = directory / "__pycache__"
         if cache.is_dir() and not cache.is_symlink():
             directories.add(cache)
-    for item in plan.sources:
-        for _, final in item.outputs:
-            planned.add(os.path.normpath(final))
-        if plan.remove_sources and plan.options.stubs not in (None, "none"):
-            planned.add(os.path.normpath(item.source.with_suffix(".pyi")))  # its type stub
+    planned: set[str] = set()
     for root in plan.roots:
         try:
             names = os.listdir(root.import_root)
@@ -468,8 +528,28 @@ def _recover(plan: CompilePlan) -> Recovery:
             if name.endswith(".dist-info"):
                 directories.add(root.import_root / name)
                 planned.add(os.path.normpath(root.import_root / name / "RECORD"))
+    outputs: list[set[str]] = []  # made at the first name to look up (most runs find nothing to put right)
 
-    return recover(directories, lambda path: os.path.normpath(path) in planned, set_aside=True)
+    def is_planned(path: Path) -> bool:
+        if not outputs:
+            outputs.append(_planned(plan))
+        return os.path.normpath(path) in planned or os.path.normpath(path) in outputs[0]
+
+    return recover(directories, is_planned, set_aside=True)
+
+
+def _planned(plan: CompilePlan) -> set[str]:
+    """What the run may write, normalised: each pyc, each ``__pycache__`` (staged as a directory, see :func:`_staging`)
+    and each type stub."""
+    planned: set[str] = set()
+    stubs = plan.remove_sources and plan.options.stubs not in (None, "none")
+    for item in plan.sources:
+        for _, final in item.outputs:
+            planned.add(os.path.normpath(final))
+        planned.add(os.path.normpath(item.source.parent / "__pycache__"))
+        if stubs:
+            planned.add(os.path.normpath(item.source.with_suffix(".pyi")))  # its type stub
+    return planned
 
 
 def _remove_quietly(paths: Iterable[Path]) -> None:

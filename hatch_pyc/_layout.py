@@ -11,8 +11,13 @@ P = TypeVar("P", bound=PurePath)
 
 def cache_path(source: P, cache_tag: str, level: int) -> P:
     """``pkg/mod.py`` -> ``pkg/__pycache__/mod.cpython-312[.opt-N].pyc`` (used only beside its source)."""
+    return source.parent / "__pycache__" / cache_name(source.stem, cache_tag, level)
+
+
+def cache_name(stem: str, cache_tag: str, level: int) -> str:
+    """The name in ``__pycache__`` of the pyc of module ``stem``: ``mod.cpython-312[.opt-N].pyc``."""
     opt = f".opt-{level}" if level else ""
-    return source.parent / "__pycache__" / f"{source.stem}.{cache_tag}{opt}.pyc"
+    return f"{stem}.{cache_tag}{opt}.pyc"
 
 
 def sourceless_path(source: P) -> P:

@@ -9,8 +9,9 @@ from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from hatch_pyc._commit import is_ours
 from hatch_pyc._errors import InvalidInput, InvalidOptions
-from hatch_pyc._layout import cache_path, outside_packages, sourceless_path
+from hatch_pyc._layout import cache_name, outside_packages, sourceless_path
 from hatch_pyc._options import PycOptions
 from hatch_pyc._targets import Interpreter, find_interpreter
 
@@ -62,6 +63,11 @@ class CompilePlan:
     # Sourceless runs keep as source a .py in a plain directory inside a package (a template)
     outside: list[Path] = field(default_factory=list)
     directories: list[Path] = field(default_factory=list)  # every directory walked (where sources may be)
+    # What the walk's listings showed, so that no directory is listed twice: the walked directories that hold a
+    # ``__pycache__``, and those that hold a name of hatch-pyc's temporary or set-aside files (what a killed run may
+    # have left). None: not known (a plan not made by a walk), so every directory is looked at.
+    with_pycache: set[Path] | None = None
+    with_leftovers: set[Path] | None = None
     # Sourceless pycs are always rewritten and read back; ``remove_sources`` deletes each
     # source once every pyc is in place (off when the pycs go to another tree, as for wheels).
     sourceless: bool = False
@@ -235,18 +241,44 @@ def find_roots(paths: Sequence[Path], interpreter: Interpreter, *, stdlib: bool 
     return roots
 
 
-def _walk_sources(root: Root, skip_dirs: frozenset[Path], directories: list[Path]) -> Iterator[Path]:
+def _walk_sources(
+    root: Root, skip_dirs: frozenset[Path], directories: list[Path], with_pycache: set[Path], with_leftovers: set[Path]
+) -> Iterator[tuple[Path, Path, str]]:
+    """Each ``.py`` under ``root.walk``: (its directory, the source, its path from the import root, posix).
+
+    Notes what the listings showed, so that no directory is listed twice: each walked directory, those holding
+    a ``__pycache__`` and those holding a name of hatch-pyc's temporary and set-aside files (see
+    :class:`CompilePlan`). A directory with such a name (one a killed run staged) is not walked into.
+    """
+    base = str(root.import_root)
     if root.walk.is_file():
-        directories.append(root.walk.parent)
-        yield root.walk
+        here = root.walk.parent
+        directories.append(here)
+        with_leftovers.add(here)  # not listed: looked at by the recovery
+        if os.path.lexists(here / "__pycache__"):
+            with_pycache.add(here)
+        yield here, root.walk, _relative(str(root.walk), base)
         return
     for dirpath, dirnames, filenames in os.walk(root.walk):
         here = Path(dirpath)
         directories.append(here)
-        dirnames[:] = sorted(d for d in dirnames if d != "__pycache__" and (here / d) not in skip_dirs)
+        if "__pycache__" in dirnames or "__pycache__" in filenames:
+            with_pycache.add(here)
+        if any(is_ours(name) for names in (filenames, dirnames) for name in names):
+            with_leftovers.add(here)
+        dirnames[:] = sorted(
+            d for d in dirnames if d != "__pycache__" and not is_ours(d) and not (skip_dirs and (here / d) in skip_dirs)
+        )
+        rel = _relative(dirpath, base)
         for name in sorted(filenames):
             if name.endswith(".py"):
-                yield here / name
+                yield here, here / name, f"{rel}/{name}" if rel else name
+
+
+def _relative(path: str, base: str) -> str:
+    """``path`` relative to ``base``, posix: a walk starts at or below its import root, so every path it makes
+    begins with the root's own."""
+    return path[len(base) :].lstrip(os.sep).replace(os.sep, "/")
 
 
 def plan_compile(
@@ -280,12 +312,16 @@ def plan_compile(
         import pathspec  # costs ~30 ms to import: only when patterns are given
 
         spec = pathspec.GitIgnoreSpec.from_lines(options.exclude)
+    with_pycache: set[Path] = set()
+    with_leftovers: set[Path] = set()
     plan = CompilePlan(
         interpreter=interpreter,
         options=options,
         roots=roots,
         sourceless=options.strip,
         remove_sources=options.strip,
+        with_pycache=with_pycache,
+        with_leftovers=with_leftovers,
         replan=lambda: plan_compile(
             paths, options, python=interpreter.executable, stdlib=stdlib, allow_other_python=True
         ),
@@ -299,7 +335,7 @@ def plan_compile(
         else frozenset()
     )
     seen: set[Path] = set()
-    checked_dirs: set[Path] = set()
+    pycache_of: dict[Path, Path] = {}  # a directory with sources -> its __pycache__ (checked: not a link)
     for root in roots:
         packages: dict[str, bool] = {}
 
@@ -308,11 +344,10 @@ def plan_compile(
                 packages[rel] = (root.import_root / rel / "__init__.py").is_file()
             return packages[rel]
 
-        for source in _walk_sources(root, skip, plan.directories):
+        for here, source, relpath in _walk_sources(root, skip, plan.directories, with_pycache, with_leftovers):
             if source in seen:
                 continue
             seen.add(source)
-            relpath = source.relative_to(root.import_root).as_posix()
             if spec is not None and spec.match_file(relpath):
                 plan.excluded.append(source)
                 continue
@@ -320,7 +355,7 @@ def plan_compile(
                 plan.outside.append(source)
                 continue
             try:
-                info = source.stat()
+                info = os.stat(source)
             except OSError as exc:
                 raise InvalidInput(f"{source}: cannot read it ({exc.strerror})") from exc
             if not stat.S_ISREG(info.st_mode):
@@ -328,13 +363,16 @@ def plan_compile(
                 raise InvalidInput(
                     f"{source}: {kind}, not a regular file; only regular files are compiled (exclude it)"
                 )
-            if source.parent not in checked_dirs:
-                checked_dirs.add(source.parent)
-                _check_cache_dir(source.parent / "__pycache__")
+            pycache = pycache_of.get(here)
+            if pycache is None:
+                pycache = pycache_of[here] = here / "__pycache__"
+                if here in with_pycache:
+                    _check_cache_dir(pycache)
             if options.strip:
                 outputs: tuple[tuple[int, Path], ...] = ((options.levels[0], sourceless_path(source)),)
             else:
-                outputs = tuple((lv, cache_path(source, interpreter.cache_tag, lv)) for lv in options.levels)
+                stem = source.name[: -len(".py")]
+                outputs = tuple((lv, pycache / cache_name(stem, interpreter.cache_tag, lv)) for lv in options.levels)
             dfile = f"{options.ddir.rstrip('/')}/{relpath}" if options.ddir else relpath
             plan.sources.append(PlannedSource(source, relpath, dfile, outputs, info.st_size, info.st_mtime))
     return plan

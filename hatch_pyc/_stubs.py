@@ -26,7 +26,6 @@ import sys
 import tempfile
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
-from importlib.metadata import PackageNotFoundError, version
 from importlib.util import find_spec
 from pathlib import Path
 
@@ -302,6 +301,8 @@ def _cache_key(
 ) -> str:
     """What decides stubgen's output for ``files``: every source it reads, the target's version, the options,
     mypy's version, the running Python and this module's programs."""
+    from importlib.metadata import PackageNotFoundError, version  # ~10 ms to import: only when stubs are made
+
     try:
         mypy_version = version("mypy")
     except PackageNotFoundError:

@@ -329,17 +329,20 @@ def _open_dir(directory):
 def _write(path, data, mode):
     directory, name = os.path.split(path)
     try:
-        dir_fd = _open_dir(directory)
+        if not _DIR_FD:
+            dir_fd_arg, target = None, path
+            os.close(_open_dir(directory))
+        else:
+            dir_fd_arg, target = _dirs.get(directory), name
+            if dir_fd_arg is None:
+                dir_fd_arg = _dirs[directory] = _open_dir(directory)
+        fd = os.open(target, os.O_WRONLY | os.O_CREAT | os.O_EXCL | _NOFOLLOW, mode, dir_fd=dir_fd_arg)
         try:
-            if not _DIR_FD:
-                dir_fd_arg, target = None, path
-            else:
-                dir_fd_arg, target = dir_fd, name
-            fd = os.open(target, os.O_WRONLY | os.O_CREAT | os.O_EXCL | _NOFOLLOW, mode, dir_fd=dir_fd_arg)
+            view = memoryview(data)
+            while view:
+                view = view[os.write(fd, view) :]
         finally:
-            os.close(dir_fd)
-        with open(fd, "wb") as handle:
-            handle.write(data)
+            os.close(fd)
     except OSError as exc:
         try:
             os.unlink(path)
@@ -352,6 +355,12 @@ def _write(path, data, mode):
 
 _NOFOLLOW = getattr(os, "O_NOFOLLOW", 0)
 _DIR_FD = os.open in os.supports_dir_fd
+_dirs = {}  # a directory pycs go to -> its descriptor, opened once per batch (closed by _close_dirs)
+
+
+def _close_dirs():
+    while _dirs:
+        os.close(_dirs.popitem()[1])
 
 
 class _NotRegular(Exception):
@@ -360,13 +369,25 @@ class _NotRegular(Exception):
 
 def _read_regular(path, limit=None):
     """The bytes of a regular file (the first ``limit``), opened so that a FIFO cannot block the read."""
+    return _read_with_stat(path, limit)[0]
+
+
+def _read_with_stat(path, limit=None):
+    """``_read_regular`` and the file's ``os.stat_result``, as it was when it was read."""
     fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_NOCTTY", 0))
     try:
-        mode = os.fstat(fd).st_mode  # before open(): open() of a directory raises and leaves fd open
-        if not stat.S_ISREG(mode):
-            raise _NotRegular(_KINDS.get(stat.S_IFMT(mode), "not a regular file"))
-        with open(fd, "rb", closefd=False) as handle:
-            return handle.read() if limit is None else handle.read(limit)
+        info = os.fstat(fd)
+        if not stat.S_ISREG(info.st_mode):
+            raise _NotRegular(_KINDS.get(stat.S_IFMT(info.st_mode), "not a regular file"))
+        want = limit if limit is not None else info.st_size + 1  # + 1: a file that grew is read to its end
+        parts = []
+        while want > 0:
+            part = os.read(fd, want)
+            if not part:
+                break
+            parts.append(part)
+            want = want - len(part) if limit is not None else 1024 * 1024
+        return b"".join(parts), info
     finally:
         os.close(fd)
 
@@ -755,8 +776,7 @@ def _compile_one(task):
         file_mode = 0o644
     else:
         src = task["src"]
-        source = _read_regular(src)
-        info = os.stat(src)
+        source, info = _read_with_stat(src)
         mtime = task.get("mtime", info.st_mtime)
         file_mode = (info.st_mode | 0o200) & 0o666
     header = _header(task["mode"], source, mtime, len(source))
@@ -842,7 +862,10 @@ def main():
     out = sys.stdout
     for line in sys.stdin:
         batch = json.loads(line)
-        answers = [_run_task(task) for task in batch]
+        try:
+            answers = [_run_task(task) for task in batch]
+        finally:
+            _close_dirs()
         if _cache is not None and answers:
             # the cache's count since the last batch, on the batch's first answer
             answers[0]["cache"] = [_cache.hits, _cache.misses]

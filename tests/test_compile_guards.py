@@ -11,6 +11,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -21,6 +22,7 @@ from test_safety import full_snapshot
 
 from hatch_pyc import (
     CommitFailed,
+    CompileFailed,
     CompilePlan,
     CompileResult,
     Interrupted,
@@ -501,25 +503,33 @@ def test_progress_counts_each_module_once_up_to_the_total(tmp_path: Path) -> Non
     assert calls == [(1, 4), (2, 4), (3, 4), (4, 4)]
 
 
+@pytest.mark.parametrize("existing", [False, True], ids=["new-pycache", "existing-pycache"])
 def test_signals_held_during_the_commit_end_the_run_as_the_first_one_asked(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, existing: bool
 ) -> None:
-    """SIGINT, then SIGTERM, arrive while the commit moves the pycs into place (sent from inside the first
-    ``os.replace`` of a pyc, monkeypatched: a fault injection, as no test can time a real signal to land there). The
-    commit is completed, then the run ends with Interrupted for the first of them, SIGINT (the CLI exits 130,
-    "interrupted"), carrying the result: every module compiled, every pyc in place."""
+    """SIGINT, then SIGTERM, arrive while the commit moves the pycs into place (sent from inside the first move,
+    monkeypatched: a fault injection, as no test can time a real signal to land there): the ``os.rename`` of a new
+    ``__pycache__`` staged whole, or the ``os.replace`` of a pyc into one that exists. The commit is completed, then
+    the run ends with Interrupted for the first of them, SIGINT (the CLI exits 130, "interrupted"), carrying the
+    result: every module compiled, every pyc in place."""
     tree = write_tree(tmp_path / "tree", {"pkg/__init__.py": "", "pkg/a.py": "A = 1\n"})
-    real_replace = os.replace
+    cache = tree / "pkg/__pycache__"
+    if existing:
+        cache.mkdir()
     sent: list[int] = []
 
-    def replace(src: str | os.PathLike[str], dst: str | os.PathLike[str], **kwargs: object) -> None:
-        if not sent and Path(dst).parent == tree / "pkg/__pycache__":  # a pyc moved into place
-            for sig in (signal.SIGINT, signal.SIGTERM):
-                sent.append(sig)
-                os.kill(os.getpid(), sig)
-        real_replace(src, dst, **kwargs)  # type: ignore[arg-type]
+    def moving(real: Callable[..., None]) -> Callable[..., None]:
+        def move(src: str | os.PathLike[str], dst: str | os.PathLike[str], **kwargs: object) -> None:
+            if not sent and cache in (Path(dst), Path(dst).parent):  # pycs moved into place
+                for sig in (signal.SIGINT, signal.SIGTERM):
+                    sent.append(sig)
+                    os.kill(os.getpid(), sig)
+            real(src, dst, **kwargs)
 
-    monkeypatch.setattr(os, "replace", replace)
+        return move
+
+    monkeypatch.setattr(os, "replace", moving(os.replace))
+    monkeypatch.setattr(os, "rename", moving(os.rename))
     with pytest.raises(Interrupted) as interrupted:
         compile_tree([tree])
     monkeypatch.undo()
@@ -528,7 +538,8 @@ def test_signals_held_during_the_commit_end_the_run_as_the_first_one_asked(
     result = interrupted.value.result
     assert isinstance(result, CompileResult)
     assert [i.relpath for i in result.compiled] == ["pkg/__init__.py", "pkg/a.py"]
-    assert sorted(os.listdir(tree / "pkg/__pycache__")) == [f"__init__.{TAG}.pyc", f"a.{TAG}.pyc"]
+    assert sorted(os.listdir(tree / "pkg")) == ["__init__.py", "__pycache__", "a.py"]
+    assert sorted(os.listdir(cache)) == [f"__init__.{TAG}.pyc", f"a.{TAG}.pyc"]
 
 
 def _typed_tree(tmp_path: Path) -> Path:
@@ -742,3 +753,129 @@ def test_a_worker_that_dies_is_reported_in_one_line_and_leaves_no_pipe_open(
         pool.run_tasks(find_interpreter(sys.executable), [(1, {"src": "x"})], 1, lambda task, answer: None)
     gc.collect()
     assert unraisable == []
+
+
+def test_a_new_pycache_arrives_whole_and_a_failed_run_leaves_none(tmp_path: Path) -> None:
+    """A directory without ``__pycache__`` gets its pycs in a hidden directory of the run, renamed into place by the
+    commit: after the run, only ``__pycache__`` is new in it. A run that fails (a syntax error) leaves no
+    ``__pycache__`` and no hidden directory anywhere: the tree is as it was."""
+    tree = write_tree(tmp_path / "tree", {"pkg/__init__.py": "", "pkg/sub/__init__.py": "", "pkg/sub/m.py": "M = 1\n"})
+    before = full_snapshot(tree)
+    write_tree(tree, {"pkg/sub/bad.py": "def (:\n"})
+    with pytest.raises(CompileFailed):
+        compile_tree([tree])
+    (tree / "pkg/sub/bad.py").unlink()
+    assert full_snapshot(tree) == before
+    result = compile_tree([tree])
+    assert (result.pyc_written, result.recovery) == (3, Recovery())
+    assert sorted(os.listdir(tree / "pkg")) == ["__init__.py", "__pycache__", "sub"]
+    assert sorted(os.listdir(tree / "pkg/sub")) == ["__init__.py", "__pycache__", "m.py"]
+    assert sorted(os.listdir(tree / "pkg/sub/__pycache__")) == [f"__init__.{TAG}.pyc", f"m.{TAG}.pyc"]
+
+
+def test_a_pycache_made_during_the_run_keeps_what_it_holds_and_gets_the_pycs(tmp_path: Path) -> None:
+    """A ``__pycache__`` that appears while the run compiles (an import, another tool) in a directory that had
+    none: the commit cannot rename its staged directory there, so it moves the pycs into it one by one; what was
+    put there meanwhile stays, and no hidden directory is left."""
+    tree = write_tree(tmp_path / "tree", {"pkg/__init__.py": "", "pkg/a.py": "A = 1\n"})
+    plan = plan_compile([tree], PycOptions())
+    made: list[bool] = []
+
+    def progress(done: int, total: int) -> None:
+        if done and not made:  # the workers are under way: the plan said there was no __pycache__
+            made.append(True)
+            write_tree(tree, {"pkg/__pycache__/other.txt": "someone else's\n"})
+
+    result = compile_plan(plan, progress=progress)
+    assert made and result.pyc_written == 2
+    assert sorted(os.listdir(tree / "pkg")) == ["__init__.py", "__pycache__", "a.py"]
+    assert sorted(os.listdir(tree / "pkg/__pycache__")) == [f"__init__.{TAG}.pyc", f"a.{TAG}.pyc", "other.txt"]
+    assert (tree / "pkg/__pycache__/other.txt").read_text() == "someone else's\n"
+
+
+@pytest.mark.parametrize("kind", ["link", "file"])
+def test_a_pycache_made_during_the_run_as_no_directory_fails_the_run_and_changes_nothing(
+    tmp_path: Path, kind: str
+) -> None:
+    """What appears where a new ``__pycache__`` goes while the run compiles is a link (to a directory outside the
+    tree) or a file: nothing is written through it or over it. The run fails naming it, and every other directory's
+    ``__pycache__``, already renamed into place, is taken back: the tree is as it was, bar what appeared."""
+    tree = write_tree(
+        tmp_path / "tree", {"a/__init__.py": "", "a/m.py": "M = 1\n", "b/__init__.py": "", "b/m.py": "M = 2\n"}
+    )
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    plan = plan_compile([tree], PycOptions())
+
+    def progress(done: int, total: int) -> None:
+        if done == total:  # every pyc written: the commit comes next
+            if kind == "link":
+                (tree / "b/__pycache__").symlink_to(outside, target_is_directory=True)
+            else:
+                (tree / "b/__pycache__").write_text("a file\n")
+
+    with pytest.raises(OutputFailed, match=r"b/__pycache__: cannot replace it \(not a directory where pycs go\)"):
+        compile_plan(plan, progress=progress)
+    assert os.listdir(outside) == []
+    assert sorted(os.listdir(tree / "a")) == ["__init__.py", "m.py"]
+    assert sorted(os.listdir(tree / "b")) == ["__init__.py", "__pycache__", "m.py"]
+
+
+def test_a_killed_runs_staged_pycache_is_removed_and_not_compiled(tmp_path: Path) -> None:
+    """A run killed before its commit left a hidden ``__pycache__`` it was writing (``.__pycache__.<pid>-<8
+    hex>.hatch-pyc-tmp``, its process gone): the next run removes it with what it holds, and does not walk into it
+    (a ``.py`` there is no module). One a running process is writing, and a directory of that form for a name the
+    run does not write, are left alone."""
+    dead = _dead_pid()
+    tree = write_tree(
+        tmp_path / "tree",
+        {
+            "pkg/__init__.py": "",
+            f"pkg/.__pycache__.{dead}-deadbeef.hatch-pyc-tmp/__init__.{TAG}.pyc": "half a pyc",
+            f"pkg/.__pycache__.{dead}-deadbeef.hatch-pyc-tmp/stray.py": "S = 1\n",
+            f"other/.__pycache__.{os.getpid()}-deadbeef.hatch-pyc-tmp/x.py": "X = 1\n",
+            f"other/.data.{dead}-deadbeef.hatch-pyc-tmp/y.py": "Y = 1\n",
+            "other/o.py": "O = 1\n",
+        },
+    )
+    result = compile_tree([tree / "pkg", tree / "other"])
+    assert result.recovery.removed == [tree / f"pkg/.__pycache__.{dead}-deadbeef.hatch-pyc-tmp"]
+    assert sorted(i.relpath for i in result.compiled) == ["o.py", "pkg/__init__.py"]
+    assert sorted(os.listdir(tree / "pkg")) == ["__init__.py", "__pycache__"]
+    assert sorted(os.listdir(tree / "other")) == [
+        f".__pycache__.{os.getpid()}-deadbeef.hatch-pyc-tmp",
+        f".data.{dead}-deadbeef.hatch-pyc-tmp",
+        "__pycache__",
+        "o.py",
+    ]
+
+
+def test_the_pycs_of_a_module_that_failed_part_way_do_not_arrive_with_its_directory(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A module whose worker wrote one of its pycs and then failed (kept as source under ``--on-error
+    keep-source``; a fault injection: the worker's answer for ``b.py`` is turned into an error after its pyc was
+    written, as no real source fails at one level and not at another): that pyc is removed before the commit, so it
+    does not arrive with the staged ``__pycache__`` it is in, nor under its own name in an existing one."""
+    import hatch_pyc._compile as engine
+
+    real_run_tasks = engine.run_tasks
+
+    def run_tasks(
+        interp: object, tasks: list[object], workers: int, on_answer: Callable[..., None], **kw: object
+    ) -> None:
+        def answer(task: dict[str, object], reply: dict[str, object]) -> None:
+            if str(task["src"]).endswith("b.py"):
+                reply = {"error": {"kind": "RecursionError", "msg": "injected", "lineno": None}}
+            on_answer(task, reply)
+
+        real_run_tasks(interp, tasks, workers, answer, **kw)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(engine, "run_tasks", run_tasks)
+    tree = write_tree(tmp_path / "tree", {"new/a.py": "A = 1\n", "new/b.py": "B = 1\n", "old/a.py": "", "old/b.py": ""})
+    (tree / "old/__pycache__").mkdir()
+    result = compile_tree([tree / "new", tree / "old"], PycOptions(on_error="keep-source", levels=(0, 1)))
+    assert sorted(e.path for e in result.kept_source) == [str(tree / "new/b.py"), str(tree / "old/b.py")]
+    for directory in ("new", "old"):
+        assert sorted(os.listdir(tree / directory)) == ["__pycache__", "a.py", "b.py"]
+        assert sorted(os.listdir(tree / directory / "__pycache__")) == [f"a.{TAG}.opt-1.pyc", f"a.{TAG}.pyc"]

@@ -84,6 +84,34 @@ def test_cache_pycs_are_added_after_their_source_without_a_hash(tmp_path: Path) 
     ]
 
 
+def test_a_pyc_outside_the_distributions_directory_is_listed_the_way_its_source_is(tmp_path: Path) -> None:
+    """A distribution whose ``*.dist-info`` is in one site directory and whose modules are in another (``lib64``
+    and ``lib`` on Fedora: pip lists those as ``../../../lib/...``): a pyc written for such a module, and a sibling
+    directory whose name begins like the site's, are listed by the same relative path as the source."""
+    root = tmp_path / "venv"
+    platlib = root / "lib64/site"
+    purelib = root / "lib/site"
+    sibling = root / "lib64/site2"  # starts with the dist's directory as a string, yet is outside it
+    write_tree(
+        root,
+        {
+            "lib64/site/demo-1.0.dist-info/RECORD": "../../lib/site/demo/m.py,sha256=aaa,1\n../site2/x.py,sha256=bbb,1\n",
+            "lib/site/demo/m.py": "",
+            "lib64/site2/x.py": "",
+        },
+    )
+    (dist,) = find_distributions([platlib])
+    pycs = [purelib / "demo/__pycache__/m.cpython-312.pyc", sibling / "__pycache__/x.cpython-312.pyc"]
+    text = updated_record(dist, {str(p): (p, p, False) for p in pycs}, {})
+    assert text is not None
+    assert [row[0] for row in csv.reader(text.splitlines())] == [
+        "../../lib/site/demo/m.py",
+        "../../lib/site/demo/__pycache__/m.cpython-312.pyc",
+        "../site2/x.py",
+        "../site2/__pycache__/x.cpython-312.pyc",
+    ]
+
+
 def test_a_run_that_changed_nothing_listed_leaves_record_alone(tmp_path: Path) -> None:
     site = _site(tmp_path)
     (dist,) = find_distributions([site])
