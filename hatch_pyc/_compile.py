@@ -34,7 +34,7 @@ from hatch_pyc._errors import (
 from hatch_pyc._layout import is_cache_of
 from hatch_pyc._options import PycOptions
 from hatch_pyc._plan import CompilePlan, PlannedSource, plan_compile
-from hatch_pyc._pool import Task, run_tasks
+from hatch_pyc._pool import Task, Workers, run_tasks, worker_count
 from hatch_pyc._records import find_distributions, pycs_by_source, updated_record
 from hatch_pyc._stubs import StubResult, make_stubs, merge, package_dirs, stubgen_missing, typed_packages, wants_stub
 from hatch_pyc._targets import Interpreter
@@ -128,35 +128,33 @@ def compile_plan(plan: CompilePlan, *, progress: Progress | None = None) -> Comp
             result.up_to_date.append(item)
             continue
         todo.append(item)
-    staged = _staging(plan, todo, token)
-    tmps = {final: _tmp_of(item, final, staged, token) for item in todo for _, final in item.outputs}
 
     total = len(plan.sources)
     done = len(result.up_to_date)
     if progress:
         progress(done, total)
-
-    by_src: dict[str, PlannedSource] = {}
-    tasks: list[tuple[int, Task]] = []
-    for item in todo:
-        task: Task = {
-            "src": str(item.source),
-            "dfile": item.dfile,
-            "mode": mode,
-            "outs": [[level, str(tmps[final])] for level, final in item.outputs],
-            "verify": plan.sourceless,
-        }
-        if plan.deliver:
-            task["deliver"] = True
-        if item.archive is not None:
-            task.update(archive=str(item.archive), member=item.member, digest=item.digest, size=item.size)
-            task["mtime"] = item.mtime
-        if options.source_date_epoch is not None:
-            task["mtime"] = options.source_date_epoch
-        if mode != "timestamp" and not options.force and not plan.sourceless:
-            task["check"] = [str(final) for _, final in item.outputs]
-        by_src[task["src"]] = item
-        tasks.append((item.size, task))
+    records: list[tuple[Path, Path]] = []  # (tmp, RECORD)
+    cache, why_not = open_cache(options.cache, options.cache_dir) if todo else (None, "")
+    if why_not:
+        result.notes.append(why_not)
+    if options.compact and interp.version < (3, 11):
+        result.notes.append(f"CPython {interp.minor} pycs have no column positions: compact changes nothing")
+    stub_jobs = _stub_jobs(plan, todo)
+    stub_sources = [source for job in stub_jobs for source in job.sources.values()]
+    stub_result = StubResult()
+    stubs: dict[Path, tuple[Path, Path]] = {}
+    # The workers start now, while their tasks are made (in a warm run each takes about as long as the other).
+    workers = (
+        Workers(interp, worker_count([i.size for i in todo], options.worker_count), cache, options.compact)
+        if todo
+        else None
+    )
+    try:
+        staged, tmps, tasks, by_src = _tasks(plan, todo, token)
+    except BaseException:
+        if workers is not None:
+            workers.close(kill=True)
+        raise
 
     errors: list[SourceError] = []
     write_errors: list[str] = []
@@ -207,20 +205,12 @@ def compile_plan(plan: CompilePlan, *, progress: Progress | None = None) -> Comp
         if progress:
             progress(done, total)
 
-    records: list[tuple[Path, Path]] = []  # (tmp, RECORD)
-    cache, why_not = open_cache(options.cache, options.cache_dir) if tasks else (None, "")
-    if why_not:
-        result.notes.append(why_not)
-    if options.compact and interp.version < (3, 11):
-        result.notes.append(f"CPython {interp.minor} pycs have no column positions: compact changes nothing")
-    stub_jobs = _stub_jobs(plan, todo)
-    stub_sources = [source for job in stub_jobs for source in job.sources.values()]
-    stub_result = StubResult()
-    stubs: dict[Path, tuple[Path, Path]] = {}
     try:
         with ThreadPoolExecutor(max_workers=1, thread_name_prefix="hatch-pyc-stubs") as background:
             stubs_made = background.submit(_make_stubs, stub_jobs, interp, options) if stub_jobs else None
-            run_tasks(interp, tasks, options.worker_count, on_answer, cache=cache, compact=options.compact)
+            run_tasks(
+                interp, tasks, options.worker_count, on_answer, cache=cache, compact=options.compact, started=workers
+            )
             if stubs_made is not None:
                 stub_result = stubs_made.result()
         if cache is not None:
@@ -253,6 +243,8 @@ def compile_plan(plan: CompilePlan, *, progress: Progress | None = None) -> Comp
         arrived, result.leftovers = _commit(token, written, removed, records, staged)
         tmps = {}  # committed: each was moved into place or removed just before
     finally:
+        if workers is not None:
+            workers.close(kill=True)  # those run_tasks did not take (it closes its own)
         # Whatever still has a temporary name of this run (the token is ours) when nothing was committed.
         _remove_quietly(tmps.values())
         _remove_quietly(tmp for tmp, _ in records)
@@ -351,6 +343,39 @@ def _write_stubs(strip: Sequence[PlannedSource], stubs: StubResult, token: str) 
         except OSError as exc:
             raise OutputFailed(f"{final}: cannot write the type stub ({exc.strerror}); nothing was changed") from exc
     return written
+
+
+def _tasks(
+    plan: CompilePlan, todo: Sequence[PlannedSource], token: str
+) -> tuple[dict[Path, Path], dict[Path, Path], list[tuple[int, Task]], dict[str, PlannedSource]]:
+    """The workers' tasks for ``todo``: the staged ``__pycache__`` directories (:func:`_staging`), where each pyc is
+    written (final -> temporary), the ``(size, task)`` pairs, and each task's source by its ``src``."""
+    options = plan.options
+    mode = options.invalidation_mode
+    staged = _staging(plan, todo, token)
+    tmps = {final: _tmp_of(item, final, staged, token) for item in todo for _, final in item.outputs}
+    by_src: dict[str, PlannedSource] = {}
+    tasks: list[tuple[int, Task]] = []
+    for item in todo:
+        task: Task = {
+            "src": str(item.source),
+            "dfile": item.dfile,
+            "mode": mode,
+            "outs": [[level, str(tmps[final])] for level, final in item.outputs],
+            "verify": plan.sourceless,
+        }
+        if plan.deliver:
+            task["deliver"] = True
+        if item.archive is not None:
+            task.update(archive=str(item.archive), member=item.member, digest=item.digest, size=item.size)
+            task["mtime"] = item.mtime
+        if options.source_date_epoch is not None:
+            task["mtime"] = options.source_date_epoch
+        if mode != "timestamp" and not options.force and not plan.sourceless:
+            task["check"] = [str(final) for _, final in item.outputs]
+        by_src[task["src"]] = item
+        tasks.append((item.size, task))
+    return staged, tmps, tasks, by_src
 
 
 def _may_have_pycache(plan: CompilePlan, item: PlannedSource) -> bool:

@@ -126,6 +126,37 @@ class _Worker:
             self.stderr.close()
 
 
+def worker_count(sizes: Sequence[int], workers: int) -> int:
+    """How many of ``workers`` processes a run of sources of ``sizes`` bytes uses: no more than it has batches."""
+    return max(1, min(workers, len(make_batches([(size, {}) for size in sizes]))))
+
+
+class Workers:
+    """Worker processes started ahead of their tasks (they start while the caller prepares them), for one
+    :func:`run_tasks`; a context manager that kills any still running when the block is left."""
+
+    def __init__(self, interpreter: Interpreter, count: int, cache: Path | None = None, compact: bool = False) -> None:
+        self.interpreter, self.cache, self.compact = interpreter, cache, compact
+        self.pool: list[_Worker] = []
+        try:
+            for _ in range(count):
+                self.pool.append(_Worker(interpreter, cache, compact))
+        except BaseException:
+            self.close(kill=True)
+            raise
+
+    def close(self, kill: bool = False) -> None:
+        pool, self.pool = self.pool, []
+        for worker in pool:
+            worker.close(kill=kill)
+
+    def __enter__(self) -> Workers:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close(kill=True)
+
+
 def run_tasks(
     interpreter: Interpreter,
     tasks: Sequence[tuple[int, Task]],
@@ -134,27 +165,34 @@ def run_tasks(
     *,
     cache: Path | None = None,
     compact: bool = False,
+    started: Workers | None = None,
 ) -> None:
     """Compile ``(size, task)`` pairs in ``workers`` processes; call ``on_answer`` per task.
 
     ``cache``: the compile cache's code directory (:func:`hatch_pyc._cache.open_cache`); the first
     answer of each batch then carries ``"cache": [hits, misses]``. ``compact``: the workers compile
-    without column positions (:data:`COMPACT_FLAGS`).
+    without column positions (:data:`COMPACT_FLAGS`). ``started``: processes started for these tasks
+    beforehand (:func:`worker_count` of them; ``workers``, ``cache`` and ``compact`` are theirs), used
+    and closed here.
 
     ``on_answer`` is called from pool threads, one at a time. On any failure or interrupt the
     workers are killed before the exception propagates.
     """
     if not tasks:
+        if started is not None:
+            started.close()
         return
     batches = make_batches(tasks)
-    count = max(1, min(workers, len(batches)))
     pending: queue.SimpleQueue[list[tuple[int, Task]]] = queue.SimpleQueue()
     for batch in batches:
         pending.put(batch)
     lock = threading.Lock()
     failures: list[BaseException] = []
     stop = threading.Event()
-    pool = [_Worker(interpreter, cache, compact) for _ in range(count)]
+    if started is not None:
+        pool, started.pool = started.pool, []
+    else:
+        pool = [_Worker(interpreter, cache, compact) for _ in range(max(1, min(workers, len(batches))))]
 
     def drive(worker: _Worker) -> None:
         try:

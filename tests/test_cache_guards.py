@@ -665,3 +665,22 @@ def test_a_code_directory_that_is_a_link_is_never_written_through(tmp_path: Path
         f"compile cache {linked} not used: a link; the cache's {inner} directory must be a directory",
     )
     assert list(elsewhere.iterdir()) == []
+
+
+@pytest.mark.parametrize("inner", ["code", "packs", "interpreters"])
+def test_a_link_named_as_the_cache_s_own_directory_makes_a_directory_yours(tmp_path: Path, inner: str) -> None:
+    """A directory without the tag whose ``code``, ``packs`` or ``interpreters`` is a link to a directory (empty, as a
+    cache being made would have it): the link is not the cache's, the directory is left alone, and nothing is written
+    where the link points."""
+    root = tmp_path / "mine"
+    root.mkdir(mode=0o700)
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir(mode=0o700)
+    (root / inner).symlink_to(elsewhere, target_is_directory=True)
+    before = snapshot(root)
+    assert open_cache(True, root) == (
+        None,
+        f"compile cache {root} not used: it holds files the cache did not make ({inner}); "
+        "name an empty or new directory",
+    )
+    assert snapshot(root) == before and list(elsewhere.iterdir()) == []
