@@ -94,8 +94,8 @@ def file_hash(path: Path) -> tuple[str, str]:
 
 def _relative(path: Path, site: Path) -> str:
     """``path`` as RECORD lists it: relative to ``site``, posix (``../`` leads out of it)."""
-    text, base = os.fspath(path), os.path.join(os.fspath(site), "")
-    if text.startswith(base):  # what a run writes is in its import roots: no need to walk both paths as relpath does
+    text, base = os.path.normpath(path), os.path.join(os.path.normpath(site), "")
+    if text.startswith(base):  # what a run writes is in its import roots: relpath would make both absolute first
         return text[len(base) :].replace(os.sep, "/")
     return os.path.relpath(path, site).replace(os.sep, "/")
 

@@ -335,6 +335,8 @@ def _write(path, data, mode):
         else:
             dir_fd_arg, target = _dirs.get(directory), name
             if dir_fd_arg is None:
+                if len(_dirs) >= _KEPT_DIRS:  # the oldest goes: a batch of small files may span many directories
+                    os.close(_dirs.pop(next(iter(_dirs))))
                 dir_fd_arg = _dirs[directory] = _open_dir(directory)
         fd = os.open(target, os.O_WRONLY | os.O_CREAT | os.O_EXCL | _NOFOLLOW, mode, dir_fd=dir_fd_arg)
         try:
@@ -355,7 +357,8 @@ def _write(path, data, mode):
 
 _NOFOLLOW = getattr(os, "O_NOFOLLOW", 0)
 _DIR_FD = os.open in os.supports_dir_fd
-_dirs = {}  # a directory pycs go to -> its descriptor, opened once per batch (closed by _close_dirs)
+_dirs = {}  # a directory pycs go to -> its descriptor, kept for the batch (closed by _close_dirs)
+_KEPT_DIRS = 8  # directories kept open at once: a few descriptors, whatever the process's limit
 
 
 def _close_dirs():

@@ -879,3 +879,24 @@ def test_the_pycs_of_a_module_that_failed_part_way_do_not_arrive_with_its_direct
     for directory in ("new", "old"):
         assert sorted(os.listdir(tree / directory)) == ["__pycache__", "a.py", "b.py"]
         assert sorted(os.listdir(tree / directory / "__pycache__")) == [f"a.{TAG}.opt-1.pyc", f"a.{TAG}.pyc"]
+
+
+def _limit_descriptors_to_64() -> None:
+    resource.setrlimit(resource.RLIMIT_NOFILE, (64, resource.getrlimit(resource.RLIMIT_NOFILE)[1]))
+
+
+def test_a_batch_spanning_more_directories_than_descriptors_is_compiled(tmp_path: Path) -> None:
+    """Found by an adversarial review: small files share a batch (batches are made by bytes), so a tree of many
+    packages with empty ``__init__.py`` puts hundreds of directories in one; a worker that kept each one open failed
+    the run with "Too many open files". Under a limit of 64 descriptors, 100 such packages compile."""
+    tree = write_tree(tmp_path / "tree", {f"pkg/d{n}/__init__.py": "" for n in range(100)} | {"pkg/__init__.py": ""})
+    done = subprocess.run(
+        [sys.executable, "-m", "hatch_pyc", "compile", str(tree / "pkg"), "--workers", "1", "-q"],
+        capture_output=True,
+        text=True,
+        env={**os.environ, "CI": "true", "PYTHONDONTWRITEBYTECODE": "1"},
+        preexec_fn=_limit_descriptors_to_64,
+        check=False,
+    )
+    assert (done.returncode, done.stderr) == (0, "")
+    assert all((tree / f"pkg/d{n}/__pycache__/__init__.{TAG}.pyc").is_file() for n in range(100))

@@ -112,6 +112,19 @@ def test_a_pyc_outside_the_distributions_directory_is_listed_the_way_its_source_
     ]
 
 
+def test_a_pyc_named_through_dot_dot_is_listed_by_its_plain_path(tmp_path: Path) -> None:
+    """Found by an adversarial review: ``hatch-pyc compile ..`` from inside a package names its files through
+    ``..``; RECORD lists them by their plain paths, as pip does (``pkg/__pycache__/m...pyc``, not
+    ``pkg/../pkg/__pycache__/...``)."""
+    site = _site(tmp_path)
+    (dist,) = find_distributions([site])
+    new = site / "demo/../demo/__pycache__/keep.cpython-312.pyc"
+    text = updated_record(dist, {os.path.normpath(new): (new, new, False)}, {})
+    assert text is not None
+    assert "demo/__pycache__/keep.cpython-312.pyc" in [row[0] for row in csv.reader(text.splitlines())]
+    assert ".." not in text.replace("../../../bin/demo", "")
+
+
 def test_a_run_that_changed_nothing_listed_leaves_record_alone(tmp_path: Path) -> None:
     site = _site(tmp_path)
     (dist,) = find_distributions([site])
