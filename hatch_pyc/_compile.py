@@ -553,12 +553,14 @@ def _recover(plan: CompilePlan) -> Recovery:
             if name.endswith(".dist-info"):
                 directories.add(root.import_root / name)
                 planned.add(os.path.normpath(root.import_root / name / "RECORD"))
-    outputs: list[set[str]] = []  # made at the first name to look up (most runs find nothing to put right)
+    outputs: set[str] | None = None  # made at the first name looked up (most runs find nothing to put right)
 
     def is_planned(path: Path) -> bool:
-        if not outputs:
-            outputs.append(_planned(plan))
-        return os.path.normpath(path) in planned or os.path.normpath(path) in outputs[0]
+        nonlocal outputs
+        if outputs is None:
+            outputs = _planned(plan)
+        key = os.path.normpath(path)
+        return key in planned or key in outputs
 
     return recover(directories, is_planned, set_aside=True)
 

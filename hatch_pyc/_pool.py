@@ -127,16 +127,20 @@ class _Worker:
 
 
 def worker_count(sizes: Sequence[int], workers: int) -> int:
-    """How many of ``workers`` processes a run of sources of ``sizes`` bytes uses: no more than it has batches."""
-    return max(1, min(workers, len(make_batches([(size, {}) for size in sizes]))))
+    """How many of ``workers`` processes a run of sources of ``sizes`` bytes uses (see :func:`_used`)."""
+    return _used(workers, make_batches([(size, {}) for size in sizes]))
+
+
+def _used(workers: int, batches: Sequence[object]) -> int:
+    """No more processes than batches, and at least one."""
+    return max(1, min(workers, len(batches)))
 
 
 class Workers:
     """Worker processes started ahead of their tasks (they start while the caller prepares them), for one
-    :func:`run_tasks`; a context manager that kills any still running when the block is left."""
+    :func:`run_tasks`, which takes them over; :meth:`close` kills those it has not taken."""
 
     def __init__(self, interpreter: Interpreter, count: int, cache: Path | None = None, compact: bool = False) -> None:
-        self.interpreter, self.cache, self.compact = interpreter, cache, compact
         self.pool: list[_Worker] = []
         try:
             for _ in range(count):
@@ -149,12 +153,6 @@ class Workers:
         pool, self.pool = self.pool, []
         for worker in pool:
             worker.close(kill=kill)
-
-    def __enter__(self) -> Workers:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close(kill=True)
 
 
 def run_tasks(
@@ -192,7 +190,7 @@ def run_tasks(
     if started is not None:
         pool, started.pool = started.pool, []
     else:
-        pool = [_Worker(interpreter, cache, compact) for _ in range(max(1, min(workers, len(batches))))]
+        pool = [_Worker(interpreter, cache, compact) for _ in range(_used(workers, batches))]
 
     def drive(worker: _Worker) -> None:
         try:
