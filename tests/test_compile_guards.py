@@ -900,3 +900,28 @@ def test_a_batch_spanning_more_directories_than_descriptors_is_compiled(tmp_path
     )
     assert (done.returncode, done.stderr) == (0, "")
     assert all((tree / f"pkg/d{n}/__pycache__/__init__.{TAG}.pyc").is_file() for n in range(100))
+
+
+def test_a_pycache_made_just_before_its_staged_directory_is_renamed_gets_the_pycs_one_by_one(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The race the commit's rename loses: a ``__pycache__`` holding a file appears after the commit found the name
+    free and before it renames the staged directory there (made from inside that ``os.rename``, a fault injection:
+    the rename then fails for real, "Directory not empty"). The pycs are moved into it one by one; its file stays."""
+    tree = write_tree(tmp_path / "tree", {"pkg/__init__.py": "", "pkg/a.py": "A = 1\n"})
+    cache = tree / "pkg/__pycache__"
+    real_rename = os.rename
+    made: list[bool] = []
+
+    def rename(src: str | os.PathLike[str], dst: str | os.PathLike[str], **kwargs: object) -> None:
+        if Path(dst) == cache and not made:
+            made.append(True)
+            write_tree(tree, {"pkg/__pycache__/other.txt": "someone else's\n"})
+        real_rename(src, dst, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(os, "rename", rename)
+    result = compile_tree([tree])
+    monkeypatch.undo()
+    assert made and result.pyc_written == 2
+    assert sorted(os.listdir(tree / "pkg")) == ["__init__.py", "__pycache__", "a.py"]
+    assert sorted(os.listdir(cache)) == [f"__init__.{TAG}.pyc", f"a.{TAG}.pyc", "other.txt"]
