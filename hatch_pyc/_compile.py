@@ -9,7 +9,6 @@ interrupt before the commit removes the temporary files and leaves the tree exac
 
 from __future__ import annotations
 
-import base64
 import errno
 import os
 import stat
@@ -187,12 +186,17 @@ def compile_plan(plan: CompilePlan, *, progress: Progress | None = None) -> Comp
             outcomes = answer["ok"]
             assert isinstance(outcomes, list)
             finals = dict(item.outputs)
-            for level, how, *payload in outcomes:
+            payload = answer.get("payload", b"")  # the delivered pycs' bytes, one after another
+            assert isinstance(payload, bytes)
+            start = 0
+            for level, how, *extra in outcomes:
                 if how == "delivered":
-                    (packed,) = payload
+                    (packed,) = extra
+                    end = start + packed["length"]
                     result.delivered[finals[level]] = DeliveredPyc(
-                        base64.b64decode(packed["deflated"]), packed["crc"], packed["size"], packed["digest"]
+                        payload[start:end], packed["crc"], packed["size"], packed["digest"]
                     )
+                    start = end
                     result.pyc_written += 1
                     continue
                 written.append((tmps[finals[level]], finals[level]))
@@ -353,7 +357,9 @@ def _tasks(
     options = plan.options
     mode = options.invalidation_mode
     staged = _staging(plan, todo, token)
-    tmps = {final: _tmp_of(item, final, staged, token) for item in todo for _, final in item.outputs}
+    tmps: dict[Path, Path] = {}
+    if not plan.deliver:  # a delivered pyc comes back in the answer: it has no temporary file
+        tmps = {final: _tmp_of(item, final, staged, token) for item in todo for _, final in item.outputs}
     by_src: dict[str, PlannedSource] = {}
     tasks: list[tuple[int, Task]] = []
     for item in todo:
@@ -361,13 +367,15 @@ def _tasks(
             "src": str(item.source),
             "dfile": item.dfile,
             "mode": mode,
-            "outs": [[level, str(tmps[final])] for level, final in item.outputs],
+            "outs": [[level, str(tmps[final]) if tmps else None] for level, final in item.outputs],
             "verify": plan.sourceless,
         }
         if plan.deliver:
             task["deliver"] = True
         if item.archive is not None:
             task.update(archive=str(item.archive), member=item.member, digest=item.digest, size=item.size)
+            if item.place is not None:
+                task["place"] = item.place
             task["mtime"] = item.mtime
         if options.source_date_epoch is not None:
             task["mtime"] = options.source_date_epoch

@@ -41,6 +41,10 @@ class PlannedSource:
     archive: Path | None = None
     member: str | None = None
     digest: str | None = None
+    # Where the member is, if it is stored or deflated (the worker then reads it without zipfile): its local
+    # header's offset, its compressed size, its method, its name as zipfile read it, its CRC-32, its size, where
+    # the next entry begins.
+    place: tuple[int, int, int, str, int, int, int] | None = None
 
 
 @dataclass(frozen=True)

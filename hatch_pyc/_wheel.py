@@ -151,6 +151,30 @@ def _read_raw(src: io.BufferedReader, info: zipfile.ZipInfo) -> int:
     return info.compress_size
 
 
+def _place(info: zipfile.ZipInfo, end: int) -> tuple[int, int, int, str, int, int, int] | None:
+    """Where a compile worker reads ``info`` without zipfile (see :class:`~hatch_pyc._plan.PlannedSource`;
+    ``end``: where the next entry or the central directory begins): only a member stored or deflated, neither
+    encrypted nor patched (flag bits 0x1, 0x20, 0x40, which zipfile refuses); any other is read through zipfile."""
+    if info.compress_type not in (zipfile.ZIP_STORED, zipfile.ZIP_DEFLATED) or info.flag_bits & 0x61:
+        return None
+    return (
+        info.header_offset,
+        info.compress_size,
+        info.compress_type,
+        info.orig_filename,
+        info.CRC,
+        info.file_size,
+        end,
+    )
+
+
+def _ends(zf: zipfile.ZipFile) -> dict[str, int]:
+    """Each entry's name -> where the next entry (by offset), or else the central directory, begins."""
+    infos = sorted(zf.infolist(), key=lambda i: i.header_offset)
+    starts = [i.header_offset for i in infos[1:]] + [zf.start_dir]
+    return {info.filename: start for info, start in zip(infos, starts, strict=True)}
+
+
 def _file_attr(like: zipfile.ZipInfo) -> int:
     """A regular file's ``external_attr``: 0o755 if the input's mode had an execute bit, else 0o644.
 
@@ -310,34 +334,47 @@ def convert_wheels(
     problems: list[str] = []
     outputs: dict[str, Path] = {}
     inputs = {Path(w).resolve() for w in wheels}
-    for wheel in wheels:
-        with open_wheel(Path(wheel)) as checked:
-            for interp in targets:
-                try:
-                    ((_, _, _, final),) = _outputs(checked, [interp], out_dir, None)
-                except InvalidInput as exc:  # the wheel refuses the target, or a directory holds the output's name
-                    problems.append(str(exc))
-                    continue
-                name = final.name
-                if final.resolve() in inputs:
-                    problems.append(
-                        f"{checked.path}: its output {final} would replace an input wheel; choose another -o"
-                    )
-                if name in outputs and outputs[name] != checked.path:
-                    problems.append(f"{outputs[name]} and {checked.path} would both be written as {name}")
-                outputs[name] = checked.path
-    if problems:
-        raise InvalidWheel(first_problem(problems) + "; nothing was written")
-    staged: list[tuple[Path, Path]] = []
-    results: list[WheelConversion] = []
-    made = make_parents(Path(out_dir) / "wheel")
+    first: CheckedWheel | None = None  # kept open: converted first, it is not opened and checked twice
     try:
-        for wheel in dict.fromkeys(Path(w) for w in wheels):
-            with open_wheel(wheel) as checked:
-                results.extend(_convert(checked, _outputs(checked, targets, out_dir, None), options, staged))
-    except BaseException:
-        _discard(staged, made)
-        raise
+        for wheel in wheels:
+            checked = open_wheel(Path(wheel))
+            if first is None:
+                first = checked
+            try:
+                for interp in targets:
+                    try:
+                        ((_, _, _, final),) = _outputs(checked, [interp], out_dir, None)
+                    except InvalidInput as exc:  # the wheel refuses the target, or a directory holds the output's name
+                        problems.append(str(exc))
+                        continue
+                    name = final.name
+                    if final.resolve() in inputs:
+                        problems.append(
+                            f"{checked.path}: its output {final} would replace an input wheel; choose another -o"
+                        )
+                    if name in outputs and outputs[name] != checked.path:
+                        problems.append(f"{outputs[name]} and {checked.path} would both be written as {name}")
+                    outputs[name] = checked.path
+            finally:
+                if checked is not first:
+                    checked.close()
+        if problems:
+            raise InvalidWheel(first_problem(problems) + "; nothing was written")
+        staged: list[tuple[Path, Path]] = []
+        results: list[WheelConversion] = []
+        made = make_parents(Path(out_dir) / "wheel")
+        try:
+            for wheel in dict.fromkeys(Path(w) for w in wheels):
+                checked, first = (first, None) if first is not None else (open_wheel(wheel), None)
+                with checked:
+                    planned = _outputs(checked, targets, out_dir, None)
+                    results.extend(_convert(checked, planned, options, staged))
+        except BaseException:
+            _discard(staged, made)
+            raise
+    finally:
+        if first is not None:
+            first.close()
     _commit(staged, results)
     return results
 
@@ -442,6 +479,7 @@ def _convert(
         stub_inputs, stub_notes = _stub_inputs(checked, sources, options)
 
         results = []
+        ends = _ends(zf)
         for interp, tag_text, new_tags, final in outputs:
             out_root = Path(interp.python_tag)  # names only: the pycs come back in memory
             plan = CompilePlan(
@@ -467,6 +505,7 @@ def _convert(
                         archive=archive,
                         member=arcname,
                         digest=str(entry.hash_),
+                        place=_place(info, ends[arcname]),
                     )
                 )
             stub_job = background.submit(_stubs_for, checked, stub_inputs, interp, options) if stub_inputs else None

@@ -3,6 +3,7 @@ a damaged entry is never served, runs may share a cache, and a cache others coul
 
 from __future__ import annotations
 
+import calendar
 import json
 import os
 import shutil
@@ -10,15 +11,16 @@ import struct
 import subprocess
 import sys
 import zipfile
+import zlib
 from pathlib import Path
 
 import pytest
 from conftest import run_cli, snapshot, write_tree
 from test_wheel import make_wheel
 
-from hatch_pyc import Interpreter, PycOptions, compile_tree
+from hatch_pyc import Interpreter, PycOptions, compile_tree, convert_wheel
 from hatch_pyc._cache import cache_info, open_cache
-from hatch_pyc._pack import pack_index
+from hatch_pyc._pack import entry_payload, make_entry, pack_index, write_pack
 
 SOURCES = {
     "pkg/__init__.py": '"""Package."""\nfrom pkg.mod import VALUE\n',
@@ -285,12 +287,113 @@ def test_a_wheel_rebuilt_with_a_warm_cache_is_byte_identical(tmp_path: Path) -> 
         run_cli(*args, check=True, env={"SOURCE_DATE_EPOCH": "1700000000"})
         (made,) = out.glob("*.whl")
         outputs.append(made.read_bytes())
-        if how == "cold":
-            assert len(_keys(cache)) == 4
+        if how == "cold":  # each module's code once, deflated for a zip
+            assert len(_keys(cache)) == 4 and all(_inflates(stream) for _, stream in _entries(cache).values())
     assert outputs[0] == outputs[1] == outputs[2]
     assert cache_info(cache).hits == 4
     with zipfile.ZipFile(tmp_path / "warm" / made.name) as archive:
         assert "pkg/mod.pyc" in archive.namelist() and "pkg/mod.py" not in archive.namelist()
+        assert archive.testzip() is None
+
+
+def _inflates(stream: bytes) -> bool:
+    """Whether ``stream`` is one whole raw deflate stream of marshalled code."""
+    reader = zlib.decompressobj(-15)
+    try:
+        code = reader.decompress(stream)
+    except zlib.error:
+        return False
+    return reader.eof and not reader.unused_data and code[:1] in (b"c", b"\xe3")
+
+
+def _entries(cache: Path) -> dict[bytes, tuple[bool, bytes]]:
+    """Every whole entry in ``cache``: key -> (flag, payload)."""
+    found = {}
+    for pack in _packs(cache):
+        data = pack.read_bytes()
+        for key, offset, length in _places(pack):
+            payload = entry_payload(key, data[offset : offset + length])
+            assert payload is not None
+            found[key] = payload
+    return found
+
+
+def test_a_wheel_of_other_times_gets_fresh_headers_around_the_cached_code(tmp_path: Path) -> None:
+    """The deflated code a wheel conversion keeps holds no part of the pyc's header: the same modules in a wheel
+    with other timestamps, converted with timestamp headers (each from its member's time), are all hits, and the
+    wheel is what no cache gives."""
+    cache = tmp_path / "cache"
+    (tmp_path / "first").mkdir()
+    (tmp_path / "second").mkdir()
+    first = make_wheel(tmp_path / "first", dict(SOURCES))
+    later = dict.fromkeys(SOURCES, (2024, 5, 6, 7, 8, 10))
+    second = make_wheel(tmp_path / "second", dict(SOURCES), date_times=later)
+    here = _here()
+
+    def convert(wheel: Path, out: str, **cache: object) -> Path:
+        options = PycOptions(strip=True, invalidation="timestamp", **cache)  # type: ignore[arg-type]
+        (result,) = convert_wheel(wheel, tmp_path / out, [here], options)
+        return result.output
+
+    convert(first, "cold", cache_dir=str(cache))
+    warm = convert(second, "warm", cache_dir=str(cache))
+    assert warm.read_bytes() == convert(second, "none", cache=False).read_bytes()
+    assert cache_info(cache).hits == 4 and len(_keys(cache)) == 4  # nothing new was stored
+    with zipfile.ZipFile(warm) as archive:
+        header = archive.read("pkg/mod.pyc")[:16]
+    assert header[8:12] == calendar.timegm((2024, 5, 6, 7, 8, 10, 0, 0, 0)).to_bytes(4, "little")
+
+
+@pytest.mark.parametrize("bad", ["not-deflate", "cut-short", "more-after-its-end"])
+def test_deflated_code_that_does_not_inflate_whole_is_never_served(tmp_path: Path, bad: str) -> None:
+    """An entry of deflated code that is whole (its digest matches) but is not exactly one deflate stream (not one
+    at all, one cut short, one with bytes after its end) is a miss: the module is compiled and deflated anew, and
+    the wheel is what no cache gives."""
+    cache = tmp_path / "cache"
+    wheel = make_wheel(tmp_path, dict(SOURCES))
+    run_cli("wheel", str(wheel), "-o", str(tmp_path / "reference"), "--no-cache", check=True)
+    (want,) = (tmp_path / "reference").glob("*.whl")
+    run_cli("wheel", str(wheel), "-o", str(tmp_path / "cold"), "--cache-dir", str(cache), check=True)
+    planted = []
+    for key, (flag, stream) in _entries(cache).items():
+        payload = {"not-deflate": b"\xff" * 40, "cut-short": stream[:-3], "more-after-its-end": stream + b"more"}[bad]
+        planted.append((key, make_entry(key, flag, payload)))
+    with open(cache / "packs" / ("0" * 16 + ".pack"), "wb") as handle:  # read before the cold run's pack
+        write_pack(handle, planted)
+    out = tmp_path / "warm"
+    run_cli("wheel", str(wheel), "-o", str(out), "--cache-dir", str(cache), check=True)
+    (made,) = out.glob("*.whl")
+    assert made.read_bytes() == want.read_bytes()
+    assert (cache_info(cache).hits, cache_info(cache).misses) == (0, 8)
+
+
+def test_code_kept_for_a_wheel_serves_a_tree_and_code_kept_for_a_tree_serves_a_wheel(tmp_path: Path) -> None:
+    """A module is kept once, in the form its run wanted (deflated for a wheel, as it is for pycs written), and
+    either form serves both: a tree compiled after a wheel of the same modules is all hits (the code inflated), a
+    wheel converted after a tree is all hits (the code deflated, then kept deflated too), and the outputs are what
+    no cache gives."""
+    here = _here()
+    wheel = make_wheel(tmp_path, dict(SOURCES))
+    run_cli("wheel", str(wheel), "-o", str(tmp_path / "reference"), "--no-cache", check=True)
+    (want,) = (tmp_path / "reference").glob("*.whl")
+    reference = _fresh(tmp_path, "reference-tree")
+    _compile(reference, here, None)
+
+    wheel_first = tmp_path / "wheel-first"
+    run_cli("wheel", str(wheel), "-o", str(tmp_path / "w1"), "--cache-dir", str(wheel_first), check=True)
+    tree = _fresh(tmp_path, "tree")
+    summary = _compile(tree, here, wheel_first)
+    assert (summary["cache_hits"], summary["cache_misses"]) == (4, 0)
+    assert _pycs(tree) == _pycs(reference)
+    assert len(_keys(wheel_first)) == 4  # inflating stores nothing
+
+    tree_first = tmp_path / "tree-first"
+    _compile(_fresh(tmp_path, "tree"), here, tree_first)
+    run_cli("wheel", str(wheel), "-o", str(tmp_path / "w2"), "--cache-dir", str(tree_first), check=True)
+    assert (cache_info(tree_first).hits, cache_info(tree_first).misses) == (4, 4)
+    assert len(_keys(tree_first)) == 8  # each module's code, and now deflated too
+    (made,) = (tmp_path / "w2").glob("*.whl")
+    assert made.read_bytes() == want.read_bytes()
 
 
 def test_the_library_default_is_the_environment_cache(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

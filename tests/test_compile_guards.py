@@ -25,6 +25,7 @@ from hatch_pyc import (
     CompileFailed,
     CompilePlan,
     CompileResult,
+    HatchPycError,
     Interrupted,
     InvalidInput,
     OutputFailed,
@@ -753,6 +754,95 @@ def test_a_worker_that_dies_is_reported_in_one_line_and_leaves_no_pipe_open(
         pool.run_tasks(find_interpreter(sys.executable), [(1, {"src": "x"})], 1, lambda task, answer: None)
     gc.collect()
     assert unraisable == []
+
+
+def test_a_worker_that_ends_before_all_of_its_delivered_bytes_is_reported_in_one_line(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A delivered pyc's bytes follow the answer's line: a worker whose output ends before as many bytes as its
+    answer announced stops the run (one line), instead of handing on a pyc cut short."""
+    import hatch_pyc._pool as pool
+
+    script = tmp_path / "_worker.py"
+    script.write_text(
+        "import sys\nsys.stdin.readline()\n"
+        'sys.stdout.buffer.write(b\'[{"ok": [], "payload": 10}]\\nshort\')\n'
+        "sys.stdout.flush()\nsys.exit('cut short')\n"
+    )
+    monkeypatch.setattr(pool, "WORKER_SCRIPT", script)
+    with pytest.raises(pool.WorkerCrashed, match=r"^compile worker stopped: cut short( \(exit 1\))?$"):
+        pool.run_tasks(find_interpreter(sys.executable), [(1, {"src": "x"})], 1, lambda task, answer: None)
+
+
+def test_a_worker_that_dies_inside_its_answer_line_is_reported_in_one_line(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A worker whose output ends in the middle of its answer's line (killed while writing it) stops the run with
+    one line, not a JSON decoding traceback."""
+    import hatch_pyc._pool as pool
+
+    script = tmp_path / "_worker.py"
+    script.write_text(
+        "import sys\nsys.stdin.readline()\nsys.stdout.buffer.write(b'[{\"ok\": [')\n"
+        "sys.stdout.flush()\nsys.exit('killed')\n"
+    )
+    monkeypatch.setattr(pool, "WORKER_SCRIPT", script)
+    with pytest.raises(pool.WorkerCrashed, match=r"^compile worker stopped: killed( \(exit 1\))?$"):
+        pool.run_tasks(find_interpreter(sys.executable), [(1, {"src": "x"})], 1, lambda task, answer: None)
+
+
+def test_a_wheel_the_gate_refuses_leaves_no_worker_running(tmp_path: Path) -> None:
+    """A wheel the gate refuses leaves no compile worker running (nor a zombie)."""
+    from test_wheel import make_wheel
+
+    from hatch_pyc import convert_wheels
+
+    wheel = make_wheel(tmp_path, {"demo/__init__.py": "X = 1\n"}, record_override={"demo/__init__.py": ("", "")})
+    with pytest.raises(HatchPycError):
+        convert_wheels([wheel], tmp_path / "out", [find_interpreter(sys.executable)], PycOptions(cache=False))
+    assert _worker_children() == []
+
+
+def test_a_refused_tree_leaves_no_worker_running(tmp_path: Path) -> None:
+    """A tree the walk refuses (a FIFO named like a module), through the library, and a refused ``--json``,
+    through the CLI under a parent that adopts its orphans, leave no compile worker running."""
+    tree = tmp_path / "app"
+    write_tree(tree, {"app/__init__.py": "X = 1\n"})
+    os.mkfifo(tree / "app" / "pipe.py")
+    with pytest.raises(HatchPycError, match=r"pipe\.py"):
+        compile_tree([tree], PycOptions(cache=False), python=sys.executable)
+    assert _worker_children() == []
+    (tree / "app" / "pipe.py").unlink()
+    # The CLI under a parent that adopts its orphans (a subreaper): a worker it left would be found here.
+    probe = f"""
+import ctypes, json, os, subprocess, sys, time
+ctypes.CDLL(None, use_errno=True).prctl(36, 1, 0, 0, 0)  # PR_SET_CHILD_SUBREAPER
+proc = subprocess.run([sys.executable, "-m", "hatch_pyc", "compile", {str(tree)!r}, "--no-cache",
+                       "--json", {str(tree / "app" / "__init__.py")!r}], capture_output=True, text=True)
+time.sleep(0.5)
+left = [p for p in os.listdir("/proc") if p.isdigit()
+        and f"PPid:\\t{{os.getpid()}}\\n" in open(f"/proc/{{p}}/status").read()]
+print(json.dumps([proc.returncode, proc.stderr, left]))
+"""
+    code, stderr, left = json.loads(
+        subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True).stdout
+    )
+    assert code != 0 and "--json" in stderr and "Traceback" not in stderr
+    assert left == []
+
+
+def _worker_children() -> list[int]:
+    """This process's children running the compile worker (zombies included: not waited for)."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        try:
+            status = (entry / "status").read_text()
+            command = (entry / "cmdline").read_bytes()
+        except OSError:
+            continue
+        if f"\nPPid:\t{os.getpid()}\n" in status and (b"_worker.py" in command or "State:\tZ" in status):
+            found.append(int(entry.name))
+    return found
 
 
 def test_a_new_pycache_arrives_whole_and_a_failed_run_leaves_none(tmp_path: Path) -> None:

@@ -263,3 +263,87 @@ def test_every_target_a_wheel_refuses_is_counted_in_the_one_line(tmp_path: Path)
         "choose a target it allows (and 1 more problems); nothing was written"
     )
     assert not (tmp_path / "out").exists()
+
+
+def _patched(wheel: Path, member: str, how: str) -> None:
+    """``wheel`` with one thing of ``member`` changed in place, as ``how`` says; its RECORD still true of it."""
+    data = bytearray(wheel.read_bytes())
+    with zipfile.ZipFile(wheel) as zf:
+        info = zf.getinfo(member)
+    local = info.header_offset
+    central = data.find(b"PK\x01\x02")
+    while data[central + 46 : central + 46 + len(member)] != member.encode():
+        central = data.find(b"PK\x01\x02", central + 1)
+    start = local + 30 + len(member) + int.from_bytes(data[local + 28 : local + 30], "little")
+    if how == "local-name":  # the local header names another member of the same length
+        data[local + 30 + len(member) - 4 : local + 30 + len(member) - 3] = b"X"
+    elif how == "crc":  # both headers say a CRC-32 the bytes do not have
+        for where in (local + 14, central + 16):
+            data[where : where + 4] = (info.CRC ^ 1).to_bytes(4, "little")
+    elif how == "cut-short":  # the central directory says the stream is shorter: it ends before its end
+        data[central + 20 : central + 24] = (info.compress_size - 2).to_bytes(4, "little")
+    elif how == "not-deflate":  # the stream's first block is of the reserved type
+        data[start] = 0xFF
+    elif how == "central-size":  # the central directory says it is shorter than it is: zipfile reads only so much
+        data[central + 24 : central + 28] = (info.file_size - 5).to_bytes(4, "little")
+    elif how == "overlapped":  # the compressed data said to run into the next entry's header
+        data[central + 20 : central + 24] = (info.compress_size + 40).to_bytes(4, "little")
+    elif how in ("patched", "strong-encryption"):  # flags zipfile refuses to read a member under
+        flags = int.from_bytes(data[central + 8 : central + 10], "little") | (0x20 if how == "patched" else 0x40)
+        data[central + 8 : central + 10] = flags.to_bytes(2, "little")
+    wheel.write_bytes(bytes(data))
+
+
+@pytest.mark.parametrize(
+    ("how", "why"),
+    [
+        ("local-name", "File name in directory 'demo/core.py' and header 'demo/corX.py' differ."),
+        ("crc", "Bad CRC-32 for file 'demo/core.py'"),
+        ("cut-short", "Compressed file ended before the end-of-stream marker was reached"),
+        ("not-deflate", "Error -3 while decompressing data: invalid block type"),
+        ("central-size", "Bad CRC-32 for file 'demo/core.py'"),
+        ("overlapped", "Overlapped entries: 'demo/core.py' (possible zip bomb)"),
+        ("patched", "compressed patched data (flag bit 5)"),
+        ("strong-encryption", "strong encryption (flag bit 6)"),
+    ],
+)
+def test_a_module_the_workers_read_in_place_is_checked_as_zipfile_checks_it(tmp_path: Path, how: str, why: str) -> None:
+    """A worker reads a deflated module without zipfile: a local header naming another member, a CRC-32 the bytes
+    do not have, a stream that ends early or is not deflate, a central directory that says the member is shorter
+    than its stream (zipfile returns only so much), data running into the next entry (3.14's zipfile refuses it) is
+    refused as zipfile refuses it, and a member flagged patched or strongly encrypted goes to zipfile, which
+    refuses it (RECORD is true of the member's bytes in each): in one line naming the wheel, and nothing is
+    written."""
+    source = "X = 1\n" * 50  # long enough to be deflated
+    wheel = make_wheel(tmp_path, {"demo/__init__.py": "", "demo/core.py": source})
+    _patched(wheel, "demo/core.py", how)
+    if how not in ("cut-short", "overlapped"):
+        with pytest.raises(Exception):  # noqa: B017 - BadZipFile, zlib.error, NotImplementedError
+            zipfile.ZipFile(wheel).read("demo/core.py")  # what every installer reading it with zipfile meets
+    result = run_cli("wheel", str(wheel), "-o", str(tmp_path / "out"), "--no-cache")
+    assert result.returncode != 0 and "Traceback" not in result.stderr
+    assert result.stderr.strip().splitlines() == [f"hatch-pyc: error: {wheel}: cannot be read as a wheel ({why})"]
+    assert not (tmp_path / "out").exists() or not list((tmp_path / "out").iterdir())
+
+
+def test_a_wheel_with_a_module_of_another_compression_method_converts(tmp_path: Path) -> None:
+    """A worker reads deflated modules in place and any other method through zipfile, from one wheel, in either
+    order; the output is a normal sourceless wheel."""
+    files = {"demo/__init__.py": "from demo.b import B\n", "demo/a.py": "A = 1\n", "demo/b.py": "B = 2\n"}
+    for which in ("demo/a.py", "demo/b.py"):
+        directory = tmp_path / which[-4]
+        directory.mkdir()
+        wheel = make_wheel(directory, dict(files))
+        with zipfile.ZipFile(wheel) as zf:
+            members = [(info, zf.read(info)) for info in zf.infolist()]
+        with zipfile.ZipFile(wheel, "w") as zf:
+            for info, data in members:
+                info.compress_type = zipfile.ZIP_BZIP2 if info.filename == which else zipfile.ZIP_DEFLATED
+                zf.writestr(info, data)
+        run_cli("wheel", str(wheel), "-o", str(directory / "out"), "--no-cache", "--workers", "1", check=True)
+        (made,) = (directory / "out").glob("*.whl")
+        assert sorted(n for n in record_of(made) if n.endswith(".pyc")) == [
+            "demo/__init__.pyc",
+            "demo/a.pyc",
+            "demo/b.pyc",
+        ]
