@@ -510,7 +510,8 @@ def _read_in_place(path, place, size):
     if len(data) != length:
         raise EOFError("the archive ends inside %s" % name)
     wanted = min(file_size, size + 1)
-    data = zlib.decompressobj(-15).decompress(data, wanted) if method == 8 else data[:wanted]
+    # (a max_length of 0 is no limit to zlib: nothing wanted is nothing inflated)
+    data = zlib.decompressobj(-15).decompress(data, wanted) if method == 8 and wanted else data[:wanted]
     if len(data) < wanted:
         raise EOFError("Compressed file ended before the end-of-stream marker was reached")
     if wanted == file_size and zlib.crc32(data) != crc:
@@ -921,7 +922,7 @@ def _compile_one(task):
             if not same:
                 last_has_doc, body, deflated = _compiled(source, dfile, level, deflate=True)
                 delivered = _delivered(header, body, deflated)
-            results.append([level, "delivered", delivered])
+            results.append([level, "delivered", dict(delivered)])  # main() takes each one's stream out
             last_level = level
             continue
         if same:

@@ -347,3 +347,31 @@ def test_a_wheel_with_a_module_of_another_compression_method_converts(tmp_path: 
             "demo/a.pyc",
             "demo/b.pyc",
         ]
+
+
+def test_a_deflated_member_said_to_be_empty_is_empty_however_much_its_stream_holds(tmp_path: Path) -> None:
+    """A member whose entry says 0 bytes (and RECORD an empty file) is read as zipfile reads it, as nothing,
+    whatever its stream would inflate to (here 1 MiB): nothing is inflated, and the module is compiled empty."""
+    import zlib
+
+    wheel = make_wheel(tmp_path, {"demo/__init__.py": "", "demo/empty.py": ""})
+    packer = zlib.compressobj(9, zlib.DEFLATED, -15)
+    stream = packer.compress(bytes(1 << 20)) + packer.flush()
+    with zipfile.ZipFile(wheel) as zf:
+        members = [(info, zf.read(info)) for info in zf.infolist()]
+    with zipfile.ZipFile(wheel, "w") as zf:
+        for info, data in members:
+            if info.filename != "demo/empty.py":
+                zf.writestr(info, data, zipfile.ZIP_DEFLATED)
+                continue
+            info.compress_type = zipfile.ZIP_DEFLATED  # written by hand: the stream, said to hold 0 bytes
+            info.CRC, info.file_size, info.compress_size = 0, 0, len(stream)
+            info.header_offset = zf.fp.tell()  # type: ignore[union-attr]
+            zf.fp.write(info.FileHeader(zip64=False) + stream)  # type: ignore[union-attr]
+            zf.filelist.append(info)
+            zf.NameToInfo[info.filename] = info
+            zf.start_dir = zf.fp.tell()  # type: ignore[union-attr]
+    assert zipfile.ZipFile(wheel).read("demo/empty.py") == b""  # what installers read
+    run_cli("wheel", str(wheel), "-o", str(tmp_path / "out"), "--no-cache", check=True)
+    (made,) = (tmp_path / "out").glob("*.whl")
+    assert "demo/empty.pyc" in record_of(made)
