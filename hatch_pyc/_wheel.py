@@ -365,7 +365,8 @@ def convert_wheels(
         made = make_parents(Path(out_dir) / "wheel")
         try:
             for wheel in dict.fromkeys(Path(w) for w in wheels):
-                checked, first = (first, None) if first is not None else (open_wheel(wheel), None)
+                checked = first if first is not None else open_wheel(wheel)  # the first is wheels[0], still open
+                first = None  # closed by the with below
                 with checked:
                     planned = _outputs(checked, targets, out_dir, None)
                     results.extend(_convert(checked, planned, options, staged))

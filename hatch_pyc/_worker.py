@@ -857,12 +857,7 @@ def _compiled(source, dfile, level, deflate=False):
             has_doc, stored = found
             if key == name:
                 _cache.hits += 1
-                if not deflate:
-                    return has_doc, stored, None
-                marshal.loads(stored)  # it loads: what the read-back checks for a written pyc
-                deflated = _deflate_body(stored)
-                _cache.put(packed, has_doc, deflated)
-                return has_doc, stored, deflated
+                return has_doc, stored, _kept_deflated(packed, has_doc, stored) if deflate else None
             body = _inflated(stored)
             if body is not None:
                 _cache.hits += 1
@@ -874,16 +869,20 @@ def _compiled(source, dfile, level, deflate=False):
     if not _VERIFIED:
         _check_faithful(code, MAGIC + bytes(12) + body)
     del code
-    deflated = None
     if deflate:
-        marshal.loads(body)  # it loads: what the read-back checks for a written pyc
-        deflated = _deflate_body(body)
+        return has_doc, body, _kept_deflated(packed, has_doc, body)
     if name is not None:
-        if deflate:
-            _cache.put(packed, has_doc, deflated)
-        else:
-            _cache.put(name, has_doc, body)
-    return has_doc, body, deflated
+        _cache.put(name, has_doc, body)
+    return has_doc, body, None
+
+
+def _kept_deflated(packed, has_doc, body):
+    """``body`` deflated on its own, once it has loaded; kept in the cache under ``packed`` (if there is one)."""
+    marshal.loads(body)  # it loads: what the read-back checks for a written pyc
+    deflated = _deflate_body(body)
+    if packed is not None:
+        _cache.put(packed, has_doc, deflated)
+    return deflated
 
 
 def _compile_one(task):

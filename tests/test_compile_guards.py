@@ -791,36 +791,35 @@ def test_a_worker_that_dies_inside_its_answer_line_is_reported_in_one_line(
         pool.run_tasks(find_interpreter(sys.executable), [(1, {"src": "x"})], 1, lambda task, answer: None)
 
 
-def test_a_wheel_the_gate_refuses_leaves_no_worker_running(tmp_path: Path) -> None:
-    """A wheel the gate refuses leaves no compile worker running (nor a zombie)."""
+def test_a_wheel_a_worker_refuses_leaves_no_worker_running(tmp_path: Path) -> None:
+    """A module whose bytes are not what RECORD says is found by the worker that reads it: the run fails after the
+    workers started, and none is left running (nor a zombie)."""
     from test_wheel import make_wheel
 
     from hatch_pyc import convert_wheels
 
-    wheel = make_wheel(tmp_path, {"demo/__init__.py": "X = 1\n"}, record_override={"demo/__init__.py": ("", "")})
+    files = {"demo/__init__.py": "", "demo/core.py": "X = 1\n"}
+    wheel = make_wheel(tmp_path, files, record_override={"demo/core.py": ("sha256=" + "A" * 43, "6")})
     before = _worker_children()
-    with pytest.raises(HatchPycError):
+    with pytest.raises(HatchPycError, match="didn't match RECORD"):
         convert_wheels([wheel], tmp_path / "out", [find_interpreter(sys.executable)], PycOptions(cache=False))
     assert _worker_children() <= before
 
 
-def test_a_refused_tree_leaves_no_worker_running(tmp_path: Path) -> None:
-    """A tree the walk refuses (a FIFO named like a module), through the library, and a refused ``--json``,
-    through the CLI under a parent that adopts its orphans, leave no compile worker running."""
+def test_a_tree_that_fails_to_compile_leaves_no_worker_running(tmp_path: Path) -> None:
+    """A syntax error fails the run after the workers compiled: none is left running, through the library and
+    through the CLI under a parent that adopts its orphans (a subreaper: a worker the CLI left would be found)."""
     tree = tmp_path / "app"
-    write_tree(tree, {"app/__init__.py": "X = 1\n"})
-    os.mkfifo(tree / "app" / "pipe.py")
+    write_tree(tree, {"app/__init__.py": "X = 1\n", "app/broken.py": "def (:\n"})
     before = _worker_children()
-    with pytest.raises(HatchPycError, match=r"pipe\.py"):
+    with pytest.raises(CompileFailed, match="broken"):
         compile_tree([tree], PycOptions(cache=False), python=sys.executable)
     assert _worker_children() <= before
-    (tree / "app" / "pipe.py").unlink()
-    # The CLI under a parent that adopts its orphans (a subreaper): a worker it left would be found here.
     probe = f"""
 import ctypes, json, os, subprocess, sys, time
 ctypes.CDLL(None, use_errno=True).prctl(36, 1, 0, 0, 0)  # PR_SET_CHILD_SUBREAPER
-proc = subprocess.run([sys.executable, "-m", "hatch_pyc", "compile", {str(tree)!r}, "--no-cache",
-                       "--json", {str(tree / "app" / "__init__.py")!r}], capture_output=True, text=True)
+proc = subprocess.run([sys.executable, "-m", "hatch_pyc", "compile", {str(tree)!r}, "--no-cache"],
+                      capture_output=True, text=True)
 time.sleep(0.5)
 def status(pid):
     try:
@@ -834,7 +833,7 @@ print(json.dumps([proc.returncode, proc.stderr, left]))
     code, stderr, left = json.loads(
         subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True).stdout
     )
-    assert code != 0 and "--json" in stderr and "Traceback" not in stderr
+    assert code != 0 and "broken.py" in stderr and "Traceback" not in stderr
     assert left == []
 
 
