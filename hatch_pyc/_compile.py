@@ -10,6 +10,7 @@ interrupt before the commit removes the temporary files and leaves the tree exac
 from __future__ import annotations
 
 import errno
+import hashlib
 import os
 import stat
 import struct
@@ -103,6 +104,36 @@ def _starts_with(path: Path, expected: bytes) -> bool:
         os.close(fd)
 
 
+def _digest_of(path: Path) -> str | None:
+    """The SHA-256 (hex) of the regular file at ``path``, or None if it is not one or cannot be read (a FIFO there
+    cannot block)."""
+    try:
+        fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_NOCTTY", 0))
+    except OSError:
+        return None
+    try:
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            return None
+        with open(fd, "rb", closefd=False) as handle:
+            return hashlib.sha256(handle.read()).hexdigest()
+    except OSError:
+        return None
+    finally:
+        os.close(fd)
+
+
+def _check_unchanged(strip: Sequence[PlannedSource], compiled_from: dict[str, str]) -> None:
+    """Each source a sourceless run removes must still hold the bytes its pyc was compiled from: an edit made while
+    the run went on would be lost with it. Checked just before the commit, which then removes them (an edit in the
+    moment between the two is not seen)."""
+    changed = [item.source for item in strip if _digest_of(item.source) != compiled_from.get(str(item.source))]
+    if changed:
+        more = f" (and {len(changed) - 1} more)" if len(changed) > 1 else ""
+        raise InvalidInput(
+            f"{changed[0]}: changed while it was compiled{more}; nothing was changed (run again to compile it as it is)"
+        )
+
+
 _tmp_name = tmp_name
 
 
@@ -159,6 +190,7 @@ def compile_plan(plan: CompilePlan, *, progress: Progress | None = None) -> Comp
     write_errors: list[str] = []
     input_errors: list[str] = []
     written: list[tuple[Path, Path]] = []  # (tmp, final)
+    compiled_from: dict[str, str] = {}  # a source a sourceless run removes -> the SHA-256 of what was compiled
 
     def on_answer(task: Task, answer: dict[str, object]) -> None:
         nonlocal done
@@ -205,6 +237,8 @@ def compile_plan(plan: CompilePlan, *, progress: Progress | None = None) -> Comp
                 else:
                     result.pyc_written += 1
             result.compiled.append(item)
+            if "source" in answer:
+                compiled_from[task["src"]] = str(answer["source"])
         done += 1
         if progress:
             progress(done, total)
@@ -235,6 +269,7 @@ def compile_plan(plan: CompilePlan, *, progress: Progress | None = None) -> Comp
             written = [(tmp, final) for tmp, final in written if final not in unwanted]
             result.compiled = [i for i in result.compiled if str(i.source) not in no_stub]
         strip = [i for i in result.compiled if str(i.source) not in failed] if plan.remove_sources else []
+        _check_unchanged(strip, compiled_from)
         stubs = _write_stubs(strip, stub_result, token)
         written.extend(stubs.values())
         removed = _removals(strip)

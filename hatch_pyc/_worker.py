@@ -944,13 +944,21 @@ def _compile_one(task):
         results.append([level, "linked" if link_to else "written"])
         last_level = level
         last_data = data
-    return results
+    return results, source
 
 
 def _run_task(task):
     try:
         outcome = _compile_one(task)
-        return {"current": True} if outcome is None else {"ok": outcome}
+        if outcome is None:
+            return {"current": True}
+        results, source = outcome
+        answer = {"ok": results}
+        if task.get("verify") and "archive" not in task:
+            # a sourceless run removes the source: what was compiled, for the parent to check that the file it
+            # removes still holds it (an edit made meanwhile would be lost with it)
+            answer["source"] = hashlib.sha256(source).hexdigest()
+        return answer
     except _WriteError as exc:
         return {"error": {"kind": "OSError", "msg": str(exc), "lineno": None, "write": True}}
     except _BadInput as exc:

@@ -1022,3 +1022,27 @@ def test_a_pycache_made_just_before_its_staged_directory_is_renamed_gets_the_pyc
     assert made and result.pyc_written == 2
     assert sorted(os.listdir(tree / "pkg")) == ["__init__.py", "__pycache__", "a.py"]
     assert sorted(os.listdir(cache)) == [f"__init__.{TAG}.pyc", f"a.{TAG}.pyc", "other.txt"]
+
+
+def test_a_source_edited_while_a_strip_runs_is_kept_with_its_edit(tmp_path: Path) -> None:
+    """A sourceless run removes each source only if it still holds what was compiled: a module edited after its
+    worker read it (here: once every answer is in, before the commit) fails the run in one line, and the tree is as
+    it was but for the edit, which is not lost."""
+    tree = tmp_path / "app"
+    write_tree(tree, {"app/__init__.py": "X = 1\n", "app/core.py": "Y = 2\n", "app/util.py": "Z = 3\n"})
+    plan = plan_compile([tree], PycOptions(strip=True, cache=False), python=sys.executable)
+    before = snapshot(tree)
+
+    def edit_when_done(done: int, total: int) -> None:
+        if done == total:
+            with open(tree / "app" / "core.py", "a") as handle:
+                handle.write("EDITED = True\n")
+
+    with pytest.raises(InvalidInput, match=r"core\.py: changed while it was compiled; nothing was changed"):
+        compile_plan(plan, progress=edit_when_done)
+    after = snapshot(tree)
+    assert (tree / "app" / "core.py").read_text() == "Y = 2\nEDITED = True\n"
+    assert {k: v for k, v in after.items() if not k.endswith("core.py")} == {
+        k: v for k, v in before.items() if not k.endswith("core.py")
+    }
+    assert not list(tree.rglob("*.pyc"))
