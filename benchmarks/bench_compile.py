@@ -23,6 +23,7 @@ import json
 import os
 import platform
 import re
+import resource
 import shlex
 import shutil
 import signal
@@ -63,11 +64,14 @@ def run(
 
 
 def timed(cmd: list[str], *, env: dict[str, str] | None = None) -> tuple[float, subprocess.CompletedProcess[str]]:
-    """Wall-clock seconds of ``cmd`` alone, started once the machine is quiet."""
+    """Wall-clock seconds of ``cmd`` alone, started once the machine is quiet; its CPU seconds go to ``CPU``."""
     QUIET.wait()
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
     start = time.perf_counter()
     proc = subprocess.run(cmd, capture_output=True, text=True, env=env, check=False)
     seconds = time.perf_counter() - start
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    CPU[:] = [round(after.ru_utime - before.ru_utime, 4), round(after.ru_stime - before.ru_stime, 4)]
     if proc.returncode != 0:
         sys.exit(f"command failed ({proc.returncode}): {' '.join(cmd)}\n{proc.stdout[-3000:]}\n{proc.stderr[-3000:]}")
     return seconds, proc
@@ -128,6 +132,9 @@ class Quiet:
 
 
 QUIET = Quiet()
+# [user, system] CPU seconds of the last timed command and every process it waited for (workers included). The
+# system (kernel) part is what varies most with the file system the copies are on: see benchmarks/README.md.
+CPU: list[float] = [0.0, 0.0]
 
 
 # --------------------------------------------------------------------------- target, tools
@@ -319,6 +326,7 @@ class Recorder:
         self.times: dict[str, list[float]] = {}
         self.pycs: dict[str, list[int]] = {}
         self.busy: dict[str, list[float]] = {}  # machine busy fraction just before each timed run
+        self.cpu: dict[str, list[list[float]]] = {}  # [user, system] CPU seconds of each timed run
 
     def add(self, variant: str, seconds: float, pycs: int | None = None, *, derived: bool = False) -> None:
         self.times.setdefault(variant, []).append(seconds)
@@ -326,6 +334,7 @@ class Recorder:
             self.pycs.setdefault(variant, []).append(pycs)
         if not derived:
             self.busy.setdefault(variant, []).append(round(QUIET.last_busy, 3))
+            self.cpu.setdefault(variant, []).append(list(CPU))
         log(f"  {variant:<38} {seconds:8.3f} s" + (f"  ({pycs} pyc)" if pycs is not None else ""))
 
 
@@ -385,6 +394,46 @@ def unit_cache(ctx: dict[str, object], rec: Recorder, warm: bool) -> None:
     rec.add("hatch-pyc -O0 warm cache" if warm else "hatch-pyc -O0 cold cache", seconds, count_pycs(tree))
 
 
+# Writes the pycs listed in a pickle (relative path, bytes) into a tree, as a tool that had them all in memory
+# would: each __pycache__ made, each pyc created and written. What any tool pays for its output, at least.
+_WRITE_ONLY = (
+    "import os, pickle, sys\n"
+    "pycs = pickle.load(open(sys.argv[1], 'rb'))\n"
+    "made = set()\n"
+    "for rel, data in pycs:\n"
+    "    path = os.path.join(sys.argv[2], rel)\n"
+    "    directory = os.path.dirname(path)\n"
+    "    if directory not in made:\n"
+    "        os.makedirs(directory, exist_ok=True)\n"
+    "        made.add(directory)\n"
+    "    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)\n"
+    "    os.write(fd, data)\n"
+    "    os.close(fd)\n"
+)
+
+
+def keep_pycs(tree: Path, into: Path) -> None:
+    """Pickle every pyc of the compiled ``tree`` (its path in the tree, its bytes), for :func:`unit_write_only`."""
+    import pickle
+
+    pycs = [
+        (os.path.relpath(os.path.join(dirpath, name), tree), Path(dirpath, name).read_bytes())
+        for dirpath, _, names in sorted(os.walk(tree))
+        if os.path.basename(dirpath) == "__pycache__"
+        for name in sorted(names)
+    ]
+    into.write_bytes(pickle.dumps(pycs))
+
+
+def unit_write_only(ctx: dict[str, object], rec: Recorder) -> None:
+    """The floor of a warm run: the same pycs written into a fresh copy by a script that has them all in memory
+    (the target interpreter's start and the unpickling included)."""
+    tree = fresh_copy(ctx["corpus"], ctx["scratch"] / "write-only")  # type: ignore[operator]
+    seconds, _ = timed([str(ctx["python"]), "-c", _WRITE_ONLY, str(ctx["pycs"]), str(tree)])
+    settle()
+    rec.add("write the pycs only", seconds, count_pycs(tree))
+
+
 def warm_up(ctx: dict[str, object]) -> None:
     """One untimed run of each tool: runner bytecode, hatch-pyc's interpreter cache, page cache."""
     log("warm-up: one untimed run of hatch-pyc and of compileall")
@@ -395,6 +444,7 @@ def warm_up(ctx: dict[str, object]) -> None:
     log("warm-up: filling the compile cache the warm-cache runs read")
     tree = fresh_copy(ctx["corpus"], ctx["scratch"] / "warm")  # type: ignore[operator]
     run(hatch_cmd(ctx, tree, (0,), Path(str(ctx["warm_cache"]))), env=ctx["runner_env"])  # type: ignore[arg-type]
+    keep_pycs(tree, Path(str(ctx["pycs"])))
 
 
 def unit_compileall(ctx: dict[str, object], rec: Recorder, levels: tuple[int, ...] | None, rerun: bool) -> None:
@@ -505,6 +555,7 @@ REFERENCES = {
     "compileall -j0 rerun (no change)": "compileall -j0",
     "hatch-pyc -O0 warm cache": "compileall -j0",
     "hatch-pyc -O0 cold cache": "hatch-pyc -O0",
+    "write the pycs only": "hatch-pyc -O0 warm cache",
     "uv pip install (no compile)": None,
     "uv pip install --compile-bytecode": None,
 }
@@ -518,10 +569,11 @@ def fmt_ratio(ratio: float | None) -> str:
 
 def summarise(corpus: str, data: dict[str, object]) -> tuple[list[str], list[dict[str, object]]]:
     times: dict[str, list[float]] = data["times"]  # type: ignore[assignment]
+    cpu: dict[str, list[list[float]]] = data.get("cpu") or {}  # type: ignore[assignment]
     rows = []
     lines = [
-        "| variant | median s | min–max s | paired ratio | compared with | × uv compile step |",
-        "| --- | ---: | ---: | ---: | --- | ---: |",
+        "| variant | median s | min–max s | paired ratio | compared with | × uv compile step | CPU s: user + kernel |",
+        "| --- | ---: | ---: | ---: | --- | ---: | ---: |",
     ]
     for variant in [*REFERENCES, *(v for v in times if v not in REFERENCES)]:
         values = times.get(variant)
@@ -530,11 +582,22 @@ def summarise(corpus: str, data: dict[str, object]) -> tuple[list[str], list[dic
         med = statistics.median(values)
         ref = REFERENCES.get(variant)
         ratio = paired_ratio(times, variant, ref) if ref else None
-        with_uv = ("hatch-pyc -O0", "hatch-pyc -O0 warm cache")
+        with_uv = ("hatch-pyc -O0", "hatch-pyc -O0 warm cache", "write the pycs only")
         r_uv = paired_ratio(times, variant, "uv compile step") if variant in with_uv else None
+        used = cpu.get(variant)
+        if variant == "uv compile step" and cpu.get("uv pip install --compile-bytecode"):  # the difference too
+            pairs = zip(cpu["uv pip install --compile-bytecode"], cpu["uv pip install (no compile)"], strict=True)
+            used = [[round(a - b, 4) for a, b in zip(with_, without, strict=True)] for with_, without in pairs]
+        user = statistics.median(u for u, _ in used) if used else None
+        kernel = [k for _, k in used] if used else []
         lines.append(
             f"| {variant} | {med:.3f} | {min(values):.3f}–{max(values):.3f} | {fmt_ratio(ratio)} | "
-            f"{ref or '—'} | {fmt_ratio(r_uv)} |"
+            f"{ref or '—'} | {fmt_ratio(r_uv)} | "
+            + (
+                f"{user:.2f} + {statistics.median(kernel):.2f} ({min(kernel):.2f}–{max(kernel):.2f}) |"
+                if used
+                else "— |"
+            )
         )
         rows.append(
             {
@@ -547,6 +610,7 @@ def summarise(corpus: str, data: dict[str, object]) -> tuple[list[str], list[dic
                 "ratio": ratio,
                 "ratio_uv": r_uv,
                 "runs": values,
+                "cpu": used,
             }
         )
     return lines, rows
@@ -645,6 +709,12 @@ def render(raw: dict[str, object]) -> str:
             "- uv compile step = `uv pip install --offline --no-index --find-links WHEELS --target T "
             "--compile-bytecode` minus the same without `--compile-bytecode`, same round, warm cache "
             "(uv has no command that only compiles a directory)"
+        )
+    if any(data.get("cpu") for data in corpora.values()):
+        header.append(
+            "- CPU s: median user seconds + median kernel seconds (min–max) of the command and of every process it "
+            "waited for (compileall's pool workers, children of its fork server, are not counted); the kernel part "
+            "is mostly what the file system charges for the files a run creates (see benchmarks/README.md)"
         )
     header.append(
         "- verdicts use the paired median ratio; the ratio of minimums and the paired ratio over rounds where both "
@@ -761,6 +831,7 @@ def main(argv: list[str] | None = None) -> int:
             "workers": args.workers,
             "runner_env": runner_env(workdir),
             "warm_cache": workdir / "scratch" / f"warm-cache-{name}",
+            "pycs": workdir / "scratch" / f"pycs-{name}.pickle",
         }
         warm_up(ctx)
         units = [
@@ -770,6 +841,7 @@ def main(argv: list[str] | None = None) -> int:
             lambda rec, r, c=ctx: unit_compileall(c, rec, (0, 1, 2), rerun=False),
             lambda rec, r, c=ctx: unit_cache(c, rec, warm=True),
             lambda rec, r, c=ctx: unit_cache(c, rec, warm=False),
+            lambda rec, r, c=ctx: unit_write_only(c, rec),
         ]
         if name == "site-packages" and uv is not None:
             ctx.update(
@@ -783,7 +855,13 @@ def main(argv: list[str] | None = None) -> int:
             log(f"{name}: round {round_no + 1}/{args.rounds} ({'forward' if round_no % 2 == 0 else 'reversed'} order)")
             for unit in order:
                 unit(rec, round_no)
-        raw["corpora"][name] = {**info, "times": rec.times, "pycs": rec.pycs, "busy_before": rec.busy}  # type: ignore[index]
+        raw["corpora"][name] = {  # type: ignore[index]
+            **info,
+            "times": rec.times,
+            "pycs": rec.pycs,
+            "busy_before": rec.busy,
+            "cpu": rec.cpu,
+        }
     shutil.rmtree(workdir / "scratch", ignore_errors=True)  # only now: see fresh_copy
 
     raw["meta"] = {
