@@ -395,20 +395,32 @@ def unit_cache(ctx: dict[str, object], rec: Recorder, warm: bool) -> None:
 
 
 # Writes the pycs listed in a pickle (relative path, bytes) into a tree, as a tool that had them all in memory
-# would: each __pycache__ made, each pyc created and written. What any tool pays for its output, at least.
+# would, in as many processes as there are CPUs (as hatch-pyc's workers): each __pycache__ made, each pyc created
+# and written. What any tool pays for its output on this file system, at least.
 _WRITE_ONLY = (
     "import os, pickle, sys\n"
     "pycs = pickle.load(open(sys.argv[1], 'rb'))\n"
-    "made = set()\n"
-    "for rel, data in pycs:\n"
-    "    path = os.path.join(sys.argv[2], rel)\n"
-    "    directory = os.path.dirname(path)\n"
-    "    if directory not in made:\n"
-    "        os.makedirs(directory, exist_ok=True)\n"
-    "        made.add(directory)\n"
-    "    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)\n"
-    "    os.write(fd, data)\n"
-    "    os.close(fd)\n"
+    "n = len(os.sched_getaffinity(0))\n"
+    "def write(share):\n"
+    "    made = set()\n"
+    "    for rel, data in share:\n"
+    "        path = os.path.join(sys.argv[2], rel)\n"
+    "        directory = os.path.dirname(path)\n"
+    "        if directory not in made:\n"
+    "            os.makedirs(directory, exist_ok=True)\n"
+    "            made.add(directory)\n"
+    "        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)\n"
+    "        os.write(fd, data)\n"
+    "        os.close(fd)\n"
+    "children = []\n"
+    "for i in range(1, n):\n"
+    "    pid = os.fork()\n"
+    "    if pid == 0:\n"
+    "        write(pycs[i::n])\n"
+    "        os._exit(0)\n"
+    "    children.append(pid)\n"
+    "write(pycs[0::n])\n"
+    "sys.exit(any(os.waitpid(pid, 0)[1] for pid in children))\n"
 )
 
 
@@ -426,8 +438,8 @@ def keep_pycs(tree: Path, into: Path) -> None:
 
 
 def unit_write_only(ctx: dict[str, object], rec: Recorder) -> None:
-    """The floor of a warm run: the same pycs written into a fresh copy by a script that has them all in memory
-    (the target interpreter's start and the unpickling included)."""
+    """The floor of a warm run: the same pycs written into a fresh copy by a script that has them all in memory, in
+    one process per CPU (the target interpreter's start and the unpickling included)."""
     tree = fresh_copy(ctx["corpus"], ctx["scratch"] / "write-only")  # type: ignore[operator]
     seconds, _ = timed([str(ctx["python"]), "-c", _WRITE_ONLY, str(ctx["pycs"]), str(tree)])
     settle()
@@ -713,8 +725,9 @@ def render(raw: dict[str, object]) -> str:
     if any(data.get("cpu") for data in corpora.values()):
         header.append(
             "- CPU s: median user seconds + median kernel seconds (min–max) of the command and of every process it "
-            "waited for (compileall's pool workers, children of its fork server, are not counted); the kernel part "
-            "is mostly what the file system charges for the files a run creates (see benchmarks/README.md)"
+            "waited for (compileall's pool workers, children of its fork server, are not counted: its cells are its "
+            "main process's alone); the kernel part moves with what the file system charges for the files a run "
+            "creates (see benchmarks/README.md)"
         )
     header.append(
         "- verdicts use the paired median ratio; the ratio of minimums and the paired ratio over rounds where both "
