@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import argparse
 import datetime
+import hashlib
 import itertools
 import json
 import os
@@ -394,13 +395,14 @@ def unit_cache(ctx: dict[str, object], rec: Recorder, warm: bool) -> None:
     rec.add("hatch-pyc -O0 warm cache" if warm else "hatch-pyc -O0 cold cache", seconds, count_pycs(tree))
 
 
-# Writes the pycs listed in a pickle (relative path, bytes) into a tree, as a tool that had them all in memory
-# would, in as many processes as there are CPUs (as hatch-pyc's workers): each __pycache__ made, each pyc created
-# and written. What any tool pays for its output on this file system, at least.
+# Writes the pycs listed in a pickle (relative path, bytes; in path order) into a tree, as a tool that had them all
+# in memory would, in as many processes as hatch-pyc has workers (argv[3]; 0: one per CPU), each taking a run of
+# whole directories: each __pycache__ made, each pyc created and written. Starting the interpreter and unpickling
+# are in its time too. What any tool pays for its output on this file system, at least.
 _WRITE_ONLY = (
     "import os, pickle, sys\n"
     "pycs = pickle.load(open(sys.argv[1], 'rb'))\n"
-    "n = len(os.sched_getaffinity(0))\n"
+    "n = int(sys.argv[3]) or len(os.sched_getaffinity(0))\n"
     "def write(share):\n"
     "    made = set()\n"
     "    for rel, data in share:\n"
@@ -412,15 +414,26 @@ _WRITE_ONLY = (
     "        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)\n"
     "        os.write(fd, data)\n"
     "        os.close(fd)\n"
+    "step = max(1, -(-len(pycs) // n))\n"
+    "shares = [pycs[i : i + step] for i in range(0, len(pycs), step)]\n"
     "children = []\n"
-    "for i in range(1, n):\n"
-    "    pid = os.fork()\n"
-    "    if pid == 0:\n"
-    "        write(pycs[i::n])\n"
-    "        os._exit(0)\n"
-    "    children.append(pid)\n"
-    "write(pycs[0::n])\n"
-    "sys.exit(any(os.waitpid(pid, 0)[1] for pid in children))\n"
+    "try:\n"
+    "    for share in shares[1:]:\n"
+    "        pid = os.fork()\n"
+    "        if pid == 0:\n"
+    "            code = 0\n"
+    "            try:\n"
+    "                write(share)\n"
+    "            except BaseException:\n"
+    "                import traceback\n"
+    "                traceback.print_exc()\n"
+    "                code = 1\n"
+    "            os._exit(code)\n"
+    "        children.append(pid)\n"
+    "    write(shares[0] if shares else [])\n"
+    "finally:\n"
+    "    failed = [os.waitpid(pid, 0)[1] for pid in children]\n"
+    "sys.exit(1 if any(failed) else 0)\n"
 )
 
 
@@ -439,9 +452,9 @@ def keep_pycs(tree: Path, into: Path) -> None:
 
 def unit_write_only(ctx: dict[str, object], rec: Recorder) -> None:
     """The floor of a warm run: the same pycs written into a fresh copy by a script that has them all in memory, in
-    one process per CPU (the target interpreter's start and the unpickling included)."""
+    as many processes as hatch-pyc's workers (the target interpreter's start and the unpickling included)."""
     tree = fresh_copy(ctx["corpus"], ctx["scratch"] / "write-only")  # type: ignore[operator]
-    seconds, _ = timed([str(ctx["python"]), "-c", _WRITE_ONLY, str(ctx["pycs"]), str(tree)])
+    seconds, _ = timed([str(ctx["python"]), "-c", _WRITE_ONLY, str(ctx["pycs"]), str(tree), str(ctx["workers"] or 0)])
     settle()
     rec.add("write the pycs only", seconds, count_pycs(tree))
 
@@ -704,6 +717,7 @@ def render(raw: dict[str, object]) -> str:
         f"- date: {meta['date']}; rounds: {meta['rounds']} per corpus, tool order reversed every other round",
         f"- machine: {meta['machine']}",
         *(f"- {k}: {v}" for k, v in versions.items()),
+        *([f"- benchmark script: bench_compile.py with SHA-256 {meta['script']}..."] if meta.get("script") else []),
         *corpus_lines,
         *(f"- note: {note}" for note in meta.get("notes") or []),  # type: ignore[attr-defined]
         *([f"- niceness: {meta['nice']} for the benchmark and every tool it runs"] if meta.get("nice") else []),
@@ -887,6 +901,7 @@ def main(argv: list[str] | None = None) -> int:
         "target": target,
         "notes": args.note,
         "nice": os.nice(0) if args.nice else 0,
+        "script": hashlib.sha256(Path(__file__).read_bytes()).hexdigest()[:12],
         "quiet": {
             "runs": QUIET.runs,
             "busy_starts": QUIET.busy_starts,
