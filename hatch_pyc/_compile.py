@@ -88,34 +88,28 @@ def _timestamp_current(item: PlannedSource, magic: bytes) -> bool:
 
 
 def _starts_with(path: Path, expected: bytes) -> bool:
-    """Whether the regular file at ``path`` starts with ``expected`` (a FIFO there cannot block)."""
-    try:
-        fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_NOCTTY", 0))
-    except OSError:
-        return False
-    try:
-        if not stat.S_ISREG(os.fstat(fd).st_mode):  # before open(): a directory there raises, not a False
-            return False
-        with open(fd, "rb", closefd=False) as handle:
-            return handle.read(len(expected)) == expected
-    except OSError:
-        return False
-    finally:
-        os.close(fd)
+    """Whether the regular file at ``path`` starts with ``expected``."""
+    return _read_regular(path, len(expected)) == expected
 
 
 def _digest_of(path: Path) -> str | None:
-    """The SHA-256 (hex) of the regular file at ``path``, or None if it is not one or cannot be read (a FIFO there
-    cannot block)."""
+    """The SHA-256 (hex) of the regular file at ``path``, or None if it is not one or cannot be read."""
+    data = _read_regular(path)
+    return None if data is None else hashlib.sha256(data).hexdigest()
+
+
+def _read_regular(path: Path, limit: int = -1) -> bytes | None:
+    """The bytes (the first ``limit``) of ``path`` if it is a regular file that can be read, else None: a FIFO there
+    cannot block, and a directory is not an error."""
     try:
         fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_NOCTTY", 0))
     except OSError:
         return None
     try:
-        if not stat.S_ISREG(os.fstat(fd).st_mode):
+        if not stat.S_ISREG(os.fstat(fd).st_mode):  # before open(): a directory there raises
             return None
         with open(fd, "rb", closefd=False) as handle:
-            return hashlib.sha256(handle.read()).hexdigest()
+            return handle.read(limit)
     except OSError:
         return None
     finally:
