@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from hatch_pyc._cache import open_cache, record_run
-from hatch_pyc._commit import TMP_SUFFIX, Recovery, new_token, one_commit, recover, tmp_name
+from hatch_pyc._commit import TMP_SUFFIX, Recovery, new_token, old_name, one_commit, recover, tmp_name
 from hatch_pyc._errors import (
     CommitFailed,
     CompileFailed,
@@ -116,11 +116,16 @@ def _read_regular(path: Path, limit: int = -1) -> bytes | None:
         os.close(fd)
 
 
-def _check_unchanged(strip: Sequence[PlannedSource], compiled_from: dict[str, str]) -> None:
-    """Each source a sourceless run removes must still hold the bytes its pyc was compiled from: an edit made while
-    the run went on would be lost with it. Checked just before the commit, which then removes them (an edit in the
-    moment between the two is not seen)."""
-    changed = [item.source for item in strip if _digest_of(item.source) != compiled_from.get(str(item.source))]
+def _check_unchanged(removed: dict[Path, Path | None], compiled_from: dict[str, str], token: str) -> None:
+    """Each source a sourceless run removes must still hold the bytes its pyc was compiled from, or an edit made while
+    the run went on would be lost with it. Read where the commit has set it aside (its hidden name), once every
+    source is there: an editor saving by the source's path no longer reaches it, so no edit can come after the
+    check. Raised inside the commit, which is then undone."""
+    changed = [
+        path
+        for path, pyc in removed.items()
+        if pyc is not None and _digest_of(old_name(path, token)) != compiled_from.get(str(path))
+    ]
     if changed:
         more = f" (and {len(changed) - 1} more)" if len(changed) > 1 else ""
         raise InvalidInput(
@@ -263,7 +268,6 @@ def compile_plan(plan: CompilePlan, *, progress: Progress | None = None) -> Comp
             written = [(tmp, final) for tmp, final in written if final not in unwanted]
             result.compiled = [i for i in result.compiled if str(i.source) not in no_stub]
         strip = [i for i in result.compiled if str(i.source) not in failed] if plan.remove_sources else []
-        _check_unchanged(strip, compiled_from)
         stubs = _write_stubs(strip, stub_result, token)
         written.extend(stubs.values())
         removed = _removals(strip)
@@ -273,7 +277,7 @@ def compile_plan(plan: CompilePlan, *, progress: Progress | None = None) -> Comp
         # stub failed: removed first, so that none arrives with the staged directory it is in.
         moved = {tmp for tmp, _ in written}
         _remove_quietly(tmp for tmp in tmps.values() if tmp not in moved)
-        arrived, result.leftovers = _commit(token, written, removed, records, staged)
+        arrived, result.leftovers = _commit(token, written, removed, records, staged, compiled_from=compiled_from)
         tmps = {}  # committed: each was moved into place or removed just before
     finally:
         if workers is not None:
@@ -512,12 +516,15 @@ def _commit(
     removed: dict[Path, Path | None],
     records: list[tuple[Path, Path]],
     staged: dict[Path, Path] | None = None,
+    *,
+    compiled_from: dict[str, str] | None = None,
 ) -> tuple[list[int], list[Path]]:
     """Move pycs into place, set removed files aside, replace RECORDs: all or none.
 
     ``staged``: a directory -> the hidden directory its new ``__pycache__`` was written as (see :func:`_staging`),
-    renamed into place whole. Return the signals held meanwhile and the set-aside files that could not be deleted
-    at the end.
+    renamed into place whole. ``compiled_from``: each removed source -> the SHA-256 of what its pyc was compiled
+    from, which it must still hold once set aside (:func:`_check_unchanged`). Return the signals held meanwhile and
+    the set-aside files that could not be deleted at the end.
     """
     staging = {os.fspath(hidden): directory / "__pycache__" for directory, hidden in (staged or {}).items()}
     singly: list[tuple[Path, Path]] = []  # moved one by one
@@ -541,6 +548,7 @@ def _commit(
                 commit.install(tmp, final)
             for path in removed:
                 commit.set_aside(path)
+            _check_unchanged(removed, compiled_from or {}, token)
             for tmp, record in records:
                 commit.install(tmp, record)
             commit.then.append(lambda: _remove_empty_caches(removed))

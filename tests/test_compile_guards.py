@@ -1046,3 +1046,36 @@ def test_a_source_edited_while_a_strip_runs_is_kept_with_its_edit(tmp_path: Path
         k: v for k, v in before.items() if not k.endswith("core.py")
     }
     assert not list(tree.rglob("*.pyc"))
+
+
+def test_a_source_edited_while_the_strip_commits_is_kept_with_its_edit(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """An edit saved during the commit itself (the pycs already in place, the sources being set aside) is not lost
+    either: the sources are checked where the commit set them aside, and the commit is undone. (A check made before
+    the commit began would not see this edit, and would remove the source with it.)"""
+    from hatch_pyc import _commit
+
+    tree = tmp_path / "app"
+    write_tree(tree, {"app/__init__.py": "X = 1\n", "app/core.py": "Y = 2\n", "app/util.py": "Z = 3\n"})
+    plan = plan_compile([tree], PycOptions(strip=True, cache=False), python=sys.executable)
+    before = snapshot(tree)
+    set_aside = _commit.Commit.set_aside
+
+    def editor_saves_first(self: _commit.Commit, path: Path) -> None:
+        if path.name == "core.py":
+            assert (tree / "app" / "core.pyc").exists()  # the commit is under way
+            with open(path, "a") as handle:
+                handle.write("EDITED = True\n")
+        set_aside(self, path)
+
+    monkeypatch.setattr(_commit.Commit, "set_aside", editor_saves_first)
+    with pytest.raises(InvalidInput, match=r"core\.py: changed while it was compiled; nothing was changed"):
+        compile_plan(plan)
+    after = snapshot(tree)
+    assert (tree / "app" / "core.py").read_text() == "Y = 2\nEDITED = True\n"
+    assert {k: v for k, v in after.items() if not k.endswith("core.py")} == {
+        k: v for k, v in before.items() if not k.endswith("core.py")
+    }
+    assert not list(tree.rglob("*.pyc"))
+    assert sorted(p.name for p in tree.rglob(".*")) == []  # nothing set aside or staged is left
