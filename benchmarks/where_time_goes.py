@@ -178,7 +178,8 @@ def floors(bench: dict[str, object], corpus: str, st: dict[str, float], workers:
     share = st["canonical marshal"] / st["compile -O0"]
     three = one + (st["compile -O1 where the rules need it"] + st["compile -O2 where the rules need it"]) * (1 + share)
     rows = []
-    for label, numerator, reference, limit in bench_compile.TARGETS:
+    for label, numerator, wanted, limit in bench_compile.TARGETS:
+        reference = wanted if wanted in times else bench_compile.OLDER_DENOMINATORS.get(wanted, wanted)
         if reference not in times or numerator == "hatch-pyc -O0 rerun (no change)":
             continue
         allowed = limit * statistics.median(times[reference])
