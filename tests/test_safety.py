@@ -252,6 +252,17 @@ def test_user_files_that_look_like_temporaries_are_kept(tmp_path: Path) -> None:
     assert not dead.exists()
 
 
+@pytest.mark.parametrize("suffix", [".hatch-pyc-tmp", ".hatch-pyc-old"])
+def test_a_directory_named_like_a_temporary_is_walked_like_any_other(tmp_path: Path, suffix: str) -> None:
+    # Only a name of the form a run gives (hidden, with a pid and a token) is one of ours: the walk skips those, and
+    # must not skip a user's directory that only ends the same way (its modules would silently keep their sources).
+    files = {"pkg/__init__.py": "", f"pkg/data{suffix}/__init__.py": "", f"pkg/data{suffix}/mod.py": "X = 1\n"}
+    tree = write_tree(tmp_path / "tree", files)
+    run_cli("compile", "--strip", str(tree), check=True)
+    assert (tree / f"pkg/data{suffix}/mod.pyc").is_file()
+    assert not (tree / f"pkg/data{suffix}/mod.py").exists()
+
+
 # 7. Outputs are checked before the tree changes.
 
 
