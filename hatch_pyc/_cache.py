@@ -199,12 +199,18 @@ def _tagged(root: Path) -> bool:
 
 
 def read_regular_file(
-    path: str | os.PathLike[str], limit: int, *, dir_fd: int | None = None, max_size: int | None = None
+    path: str | os.PathLike[str],
+    limit: int,
+    *,
+    dir_fd: int | None = None,
+    max_size: int | None = None,
+    follow_links: bool = False,
 ) -> bytes | None:
-    """The first ``limit`` bytes of ``path`` (relative to ``dir_fd`` when given) if it is a regular file of at most
-    ``max_size`` bytes, else None: never through a link, never blocking on a FIFO, and a directory is not an error
-    (``open()`` of one raises and leaves its descriptor open). What the cache reads of its own files."""
-    opened = _open_regular(path, dir_fd)
+    """The first ``limit`` bytes (-1: all) of ``path`` (relative to ``dir_fd`` when given) if it is a regular file of
+    at most ``max_size`` bytes, else None: never blocking on a FIFO, and a directory is not an error (``open()`` of
+    one raises and leaves its descriptor open). Never through a link unless ``follow_links`` (the cache reads its own
+    files without; a tree's sources and pycs may be links)."""
+    opened = _open_regular(path, dir_fd, follow_links=follow_links)
     if opened is None:
         return None
     fd, info = opened
@@ -219,11 +225,17 @@ def read_regular_file(
         os.close(fd)
 
 
-def _open_regular(path: str | os.PathLike[str], dir_fd: int | None = None) -> tuple[int, os.stat_result] | None:
-    """A descriptor of ``path`` and what ``fstat`` says of it, if it is a regular file: opened without following a
-    link or blocking on a FIFO (None for anything else, and nothing left open)."""
+def _open_regular(
+    path: str | os.PathLike[str], dir_fd: int | None = None, *, follow_links: bool = False
+) -> tuple[int, os.stat_result] | None:
+    """A descriptor of ``path`` and what ``fstat`` says of it, if it is a regular file: opened without blocking on a
+    FIFO or taking a terminal, and without following a link unless ``follow_links`` (None for anything else, and
+    nothing left open)."""
+    flags = os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_NOCTTY", 0)
+    if not follow_links:
+        flags |= getattr(os, "O_NOFOLLOW", 0)
     try:
-        fd = os.open(path, os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_NONBLOCK", 0), dir_fd=dir_fd)
+        fd = os.open(path, flags, dir_fd=dir_fd)
     except OSError:
         return None
     try:

@@ -20,7 +20,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from hatch_pyc._cache import open_cache, record_run
+from hatch_pyc._cache import open_cache, read_regular_file, record_run
 from hatch_pyc._commit import TMP_SUFFIX, Recovery, new_token, old_name, one_commit, recover, tmp_name
 from hatch_pyc._errors import (
     CommitFailed,
@@ -88,32 +88,14 @@ def _timestamp_current(item: PlannedSource, magic: bytes) -> bool:
 
 
 def _starts_with(path: Path, expected: bytes) -> bool:
-    """Whether the regular file at ``path`` starts with ``expected``."""
-    return _read_regular(path, len(expected)) == expected
+    """Whether the regular file at ``path`` starts with ``expected`` (a FIFO there cannot block)."""
+    return read_regular_file(path, len(expected), follow_links=True) == expected
 
 
 def _digest_of(path: Path) -> str | None:
     """The SHA-256 (hex) of the regular file at ``path``, or None if it is not one or cannot be read."""
-    data = _read_regular(path)
+    data = read_regular_file(path, -1, follow_links=True)
     return None if data is None else hashlib.sha256(data).hexdigest()
-
-
-def _read_regular(path: Path, limit: int = -1) -> bytes | None:
-    """The bytes (the first ``limit``) of ``path`` if it is a regular file that can be read, else None: a FIFO there
-    cannot block, and a directory is not an error."""
-    try:
-        fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_NOCTTY", 0))
-    except OSError:
-        return None
-    try:
-        if not stat.S_ISREG(os.fstat(fd).st_mode):  # before open(): a directory there raises
-            return None
-        with open(fd, "rb", closefd=False) as handle:
-            return handle.read(limit)
-    except OSError:
-        return None
-    finally:
-        os.close(fd)
 
 
 def _check_unchanged(removed: dict[Path, Path | None], compiled_from: dict[str, str], token: str) -> None:

@@ -621,7 +621,7 @@ def test_a_pyc_whose_header_cannot_be_read_is_not_taken_as_current(
 ) -> None:
     """Reading a pyc's header fails (an I/O error after it opened): it is not current, so it is written again,
     and the run goes on."""
-    from hatch_pyc import _compile
+    from hatch_pyc import _cache  # read_regular_file, which the up-to-date check reads a pyc's header with
 
     tree = write_tree(tmp_path / "tree", {"m.py": "X = 1\n"})
     assert compile_tree([tree], PycOptions(cache=False)).pyc_written == 1
@@ -632,7 +632,7 @@ def test_a_pyc_whose_header_cannot_be_read_is_not_taken_as_current(
             raise OSError(errno.EIO, "Input/output error")
         return real_open(file, *args, **kwargs)  # type: ignore[call-overload]
 
-    monkeypatch.setattr(_compile, "open", failing, raising=False)
+    monkeypatch.setattr(_cache, "open", failing, raising=False)
     again = compile_tree([tree], PycOptions(cache=False))
     monkeypatch.undo()
     assert (again.pyc_written, len(again.up_to_date)) == (1, 0)
