@@ -57,6 +57,12 @@ TARGETS = (
 OLDER_DENOMINATORS = {"hatch-pyc -O0 no cache, beside cold": "hatch-pyc -O0"}
 
 
+def denominator(times: dict[str, list[float]], wanted: str) -> str:
+    """The variant a ratio to ``wanted`` is taken against: ``wanted``, or in a report saved before it was measured,
+    the variant it replaced (:data:`OLDER_DENOMINATORS`)."""
+    return wanted if wanted in times else OLDER_DENOMINATORS.get(wanted, wanted)
+
+
 def log(message: str) -> None:
     print(f"[bench {time.strftime('%H:%M:%S')}] {message}", file=sys.stderr, flush=True)
 
@@ -626,7 +632,7 @@ def summarise(corpus: str, data: dict[str, object]) -> tuple[list[str], list[dic
             continue
         med = statistics.median(values)
         ref = REFERENCES.get(variant)
-        ref = ref if ref is None or ref in times else OLDER_DENOMINATORS.get(ref, ref)
+        ref = denominator(times, ref) if ref else None
         ratio = paired_ratio(times, variant, ref) if ref else None
         with_uv = ("hatch-pyc -O0", "hatch-pyc -O0 warm cache", "write the pycs only")
         r_uv = paired_ratio(times, variant, "uv compile step") if variant in with_uv else None
@@ -668,9 +674,8 @@ def judge(corpus: str, data: dict[str, object], threshold: float) -> tuple[list[
     lines = []
     verdicts = []
     for target, num, wanted, limit in TARGETS:
-        older = wanted not in times and wanted in OLDER_DENOMINATORS
-        den = OLDER_DENOMINATORS[wanted] if older else wanted
-        label = f"{target} (saved report: against `{den}`, no paired run)" if older else target
+        den = denominator(times, wanted)
+        label = f"{target} (saved report: against `{den}`, no paired run)" if den != wanted else target
         ratio = paired_ratio(times, num, den)
         if ratio is None:
             continue

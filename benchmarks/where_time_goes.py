@@ -179,7 +179,7 @@ def floors(bench: dict[str, object], corpus: str, st: dict[str, float], workers:
     three = one + (st["compile -O1 where the rules need it"] + st["compile -O2 where the rules need it"]) * (1 + share)
     rows = []
     for label, numerator, wanted, limit in bench_compile.TARGETS:
-        reference = wanted if wanted in times else bench_compile.OLDER_DENOMINATORS.get(wanted, wanted)
+        reference = bench_compile.denominator(times, wanted)
         if reference not in times or numerator == "hatch-pyc -O0 rerun (no change)":
             continue
         allowed = limit * statistics.median(times[reference])
