@@ -125,7 +125,7 @@ class Commit:
             raise IsADirectoryError(21, "a directory, not a file to remove", str(path))
         aside = old_name(path, self.token)
         os.rename(path, aside)
-        self._undo.append(lambda: os.rename(aside, path))
+        self._undo.append(lambda: _put_back(aside, path))
         self._leftovers.append(aside)
 
     def roll_back(self) -> None:
@@ -188,6 +188,19 @@ def one_commit(token: str) -> Iterator[Commit]:
                 step()
     finally:  # a commit that failed still says which signals it held (its error ends the run)
         commit.signals = arrived
+
+
+def _put_back(aside: Path, path: Path) -> None:
+    """Undo :meth:`Commit.set_aside`: ``aside`` back at ``path``, unless something was saved at ``path`` since (an
+    editor writing the file anew): that is kept, and the older bytes set aside go with the commit's leftovers, as a
+    save replaces what it saves over. Never renamed over a file, as a plain rename back would be."""
+    try:
+        os.link(aside, path, follow_symlinks=False)  # fails where anything is; the leftover name goes after
+    except FileExistsError:
+        pass
+    except OSError:  # no hard links on this file system
+        if not os.path.lexists(path):
+            os.rename(aside, path)
 
 
 def make_parents(path: Path) -> list[Path]:

@@ -101,12 +101,14 @@ def _digest_of(path: Path) -> str | None:
 def _check_unchanged(removed: dict[Path, Path | None], compiled_from: dict[str, str], token: str) -> None:
     """Each source a sourceless run removes must still hold the bytes its pyc was compiled from, or an edit made while
     the run went on would be lost with it. Read where the commit has set it aside (its hidden name), once every
-    source is there: an editor saving by the source's path no longer reaches it, so no edit can come after the
-    check. Raised inside the commit, which is then undone."""
+    source is there: an editor saving by the source's path no longer reaches it. One that saved the file anew at its
+    path since it was set aside counts as changed too. Raised inside the commit, which is then undone (and an undo
+    never puts a source back over such a save)."""
     changed = [
         path
         for path, pyc in removed.items()
-        if pyc is not None and _digest_of(old_name(path, token)) != compiled_from.get(str(path))
+        if pyc is not None
+        and (os.path.lexists(path) or _digest_of(old_name(path, token)) != compiled_from.get(str(path)))
     ]
     if changed:
         more = f" (and {len(changed) - 1} more)" if len(changed) > 1 else ""

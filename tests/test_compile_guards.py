@@ -1079,3 +1079,33 @@ def test_a_source_edited_while_the_strip_commits_is_kept_with_its_edit(
     }
     assert not list(tree.rglob("*.pyc"))
     assert sorted(p.name for p in tree.rglob(".*")) == []  # nothing set aside or staged is left
+
+
+def test_a_source_saved_anew_after_the_strip_set_it_aside_is_kept_when_the_commit_is_undone(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """An editor that saves by writing the file anew (a new file at the path, once the commit has set the old one
+    aside): the run fails, the commit is undone, and the undo does not put the set-aside bytes back over the save
+    (an adversarial review lost 258 of 300 such saves: the undo renamed each old file back over its new one)."""
+    from hatch_pyc import _commit
+
+    tree = tmp_path / "app"
+    write_tree(tree, {"app/__init__.py": "X = 1\n", "app/core.py": "Y = 2\n", "app/util.py": "Z = 3\n"})
+    plan = plan_compile([tree], PycOptions(strip=True, cache=False), python=sys.executable)
+    before = snapshot(tree)
+    set_aside = _commit.Commit.set_aside
+
+    def editor_saves_after(self: _commit.Commit, path: Path) -> None:
+        set_aside(self, path)
+        if path.name in ("core.py", "util.py"):
+            path.write_text(path.name + " saved anew\n")  # where the source was, now free
+
+    monkeypatch.setattr(_commit.Commit, "set_aside", editor_saves_after)
+    with pytest.raises(InvalidInput, match=r"changed while it was compiled \(and 1 more\); nothing was changed"):
+        compile_plan(plan)
+    after = snapshot(tree)
+    assert (tree / "app" / "core.py").read_text() == "core.py saved anew\n"
+    assert (tree / "app" / "util.py").read_text() == "util.py saved anew\n"
+    assert after["app/__init__.py"] == before["app/__init__.py"]
+    assert not list(tree.rglob("*.pyc"))
+    assert sorted(p.name for p in tree.rglob(".*")) == []  # the set-aside older bytes went with the leftovers
