@@ -1048,12 +1048,23 @@ def test_a_source_edited_while_a_strip_runs_is_kept_with_its_edit(tmp_path: Path
     assert not list(tree.rglob("*.pyc"))
 
 
-def test_a_source_edited_while_the_strip_commits_is_kept_with_its_edit(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+@pytest.mark.parametrize(
+    ("editor", "saved"),
+    [
+        # saves in place just before the commit sets the source aside (the pycs already in place): a check made
+        # before the commit began would not see this edit, and would remove the source with it
+        ("in place", {"core.py": "Y = 2\nEDITED = True\n"}),
+        # writes the file anew once the commit has set the old one aside: an adversarial review lost 258 of 300
+        # such saves, the undo renaming each old file back over its new one
+        ("anew", {"core.py": "core.py saved anew\n", "util.py": "util.py saved anew\n"}),
+    ],
+)
+def test_a_source_saved_while_the_strip_commits_is_kept_with_its_save(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, editor: str, saved: dict[str, str]
 ) -> None:
-    """An edit saved during the commit itself (the pycs already in place, the sources being set aside) is not lost
-    either: the sources are checked where the commit set them aside, and the commit is undone. (A check made before
-    the commit began would not see this edit, and would remove the source with it.)"""
+    """An edit saved during the commit itself is not lost: the sources are checked where the commit set them aside
+    (and a new file at a source's path counts as changed), the commit is undone, and the undo puts nothing back over
+    a save."""
     from hatch_pyc import _commit
 
     tree = tmp_path / "app"
@@ -1062,50 +1073,25 @@ def test_a_source_edited_while_the_strip_commits_is_kept_with_its_edit(
     before = snapshot(tree)
     set_aside = _commit.Commit.set_aside
 
-    def editor_saves_first(self: _commit.Commit, path: Path) -> None:
-        if path.name == "core.py":
+    def editor_saves(self: _commit.Commit, path: Path) -> None:
+        if editor == "in place" and path.name in saved:
             assert (tree / "app" / "core.pyc").exists()  # the commit is under way
-            with open(path, "a") as handle:
-                handle.write("EDITED = True\n")
+            path.write_text(saved[path.name])
         set_aside(self, path)
+        if editor == "anew" and path.name in saved:
+            path.write_text(saved[path.name])  # where the source was, now free
 
-    monkeypatch.setattr(_commit.Commit, "set_aside", editor_saves_first)
-    with pytest.raises(InvalidInput, match=r"core\.py: changed while it was compiled; nothing was changed"):
+    monkeypatch.setattr(_commit.Commit, "set_aside", editor_saves)
+    more = f" \\(and {len(saved) - 1} more\\)" if len(saved) > 1 else ""
+    with pytest.raises(InvalidInput, match=rf"core\.py: changed while it was compiled{more}; nothing was changed"):
         compile_plan(plan)
     after = snapshot(tree)
-    assert (tree / "app" / "core.py").read_text() == "Y = 2\nEDITED = True\n"
-    assert {k: v for k, v in after.items() if not k.endswith("core.py")} == {
-        k: v for k, v in before.items() if not k.endswith("core.py")
-    }
+    for name, text in saved.items():
+        assert (tree / "app" / name).read_text() == text
+
+    def unsaved(files: dict[str, tuple[bytes, int]]) -> dict[str, tuple[bytes, int]]:
+        return {k: v for k, v in files.items() if not any(k.endswith(name) for name in saved)}
+
+    assert unsaved(after) == unsaved(before)
     assert not list(tree.rglob("*.pyc"))
     assert sorted(p.name for p in tree.rglob(".*")) == []  # nothing set aside or staged is left
-
-
-def test_a_source_saved_anew_after_the_strip_set_it_aside_is_kept_when_the_commit_is_undone(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    """An editor that saves by writing the file anew (a new file at the path, once the commit has set the old one
-    aside): the run fails, the commit is undone, and the undo does not put the set-aside bytes back over the save
-    (an adversarial review lost 258 of 300 such saves: the undo renamed each old file back over its new one)."""
-    from hatch_pyc import _commit
-
-    tree = tmp_path / "app"
-    write_tree(tree, {"app/__init__.py": "X = 1\n", "app/core.py": "Y = 2\n", "app/util.py": "Z = 3\n"})
-    plan = plan_compile([tree], PycOptions(strip=True, cache=False), python=sys.executable)
-    before = snapshot(tree)
-    set_aside = _commit.Commit.set_aside
-
-    def editor_saves_after(self: _commit.Commit, path: Path) -> None:
-        set_aside(self, path)
-        if path.name in ("core.py", "util.py"):
-            path.write_text(path.name + " saved anew\n")  # where the source was, now free
-
-    monkeypatch.setattr(_commit.Commit, "set_aside", editor_saves_after)
-    with pytest.raises(InvalidInput, match=r"changed while it was compiled \(and 1 more\); nothing was changed"):
-        compile_plan(plan)
-    after = snapshot(tree)
-    assert (tree / "app" / "core.py").read_text() == "core.py saved anew\n"
-    assert (tree / "app" / "util.py").read_text() == "util.py saved anew\n"
-    assert after["app/__init__.py"] == before["app/__init__.py"]
-    assert not list(tree.rglob("*.pyc"))
-    assert sorted(p.name for p in tree.rglob(".*")) == []  # the set-aside older bytes went with the leftovers
