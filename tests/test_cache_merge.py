@@ -175,11 +175,13 @@ def test_a_pack_that_cannot_be_read_whole_into_the_merge_stays(tmp_path: Path, m
     real = _cache._open_regular
     calls: list[Path] = []
 
-    def opener(path: Path, dir_fd: int | None = None) -> tuple[int, os.stat_result] | None:
+    def opener(
+        path: Path, dir_fd: int | None = None, *, follow_links: bool = False
+    ) -> tuple[int, os.stat_result] | None:
         calls.append(path)
         if path == unreadable and calls.count(path) == 2:  # listed first (its keys), then read by the merge
             return None
-        return real(path, dir_fd)
+        return real(path, dir_fd, follow_links=follow_links)
 
     wanted = cache_info(packs.parent).entries
     monkeypatch.setattr(_cache, "_open_regular", opener)
