@@ -77,6 +77,24 @@ def _on_sigterm(signum: int, frame: object) -> None:
     raise _Terminated
 
 
+def _say_failed(exc: CompileFailed) -> None:
+    """What did not compile: one line for one source (the file, the reason, what was done), else a line for each
+    and one saying what was done."""
+    if len(exc.errors) == 1:
+        (error,) = exc.errors
+        hint = "--on-error keep-source keeps it as source" + (
+            "; --stubs none makes no stub" if error.kind == "stub" else ""
+        )
+        say(f"hatch-pyc: error: {error}; nothing was changed ({hint})")
+        return
+    for error in exc.errors:
+        say(f"hatch-pyc: error: {error}")
+    stubs = sum(e.kind == "stub" for e in exc.errors)
+    failed = [f"{len(exc.errors) - stubs} source(s) did not compile"] if stubs < len(exc.errors) else []
+    failed += [f"{stubs} module(s) got no type stub (--stubs none makes none)"] if stubs else []
+    say(f"hatch-pyc: {' and '.join(failed)}; nothing was changed (--on-error keep-source keeps them as source instead)")
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the CLI; return the exit code."""
     args = build_parser().parse_args(argv)
@@ -89,15 +107,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         code: int = args.func(args)
         return code
     except CompileFailed as exc:
-        for error in exc.errors:
-            say(f"hatch-pyc: error: {error}")
-        stubs = sum(e.kind == "stub" for e in exc.errors)
-        failed = [f"{len(exc.errors) - stubs} source(s) did not compile"] if stubs < len(exc.errors) else []
-        failed += [f"{stubs} module(s) got no type stub (--stubs none makes none)"] if stubs else []
-        say(
-            f"hatch-pyc: {' and '.join(failed)}; nothing was changed "
-            "(--on-error keep-source keeps them as source instead)"
-        )
+        _say_failed(exc)
         return EXIT_FAILED
     except HatchPycError as exc:
         say(f"hatch-pyc: error: {exc}")

@@ -205,6 +205,8 @@ def _report(args: argparse.Namespace, result: CompileResult, json_out: TextIO | 
         )
     for kept in recovery.kept:
         say(f"hatch-pyc: warning: {kept}: a source a killed run set aside, kept because its name is taken now")
+    for strange in recovery.strange:
+        say(f"hatch-pyc: warning: {strange}: named like a killed run's leftover but not one; left alone")
     if args.verbose:
         for item in result.compiled:
             show(f"compiled {item.source}", lines=False)

@@ -26,6 +26,7 @@ import os
 import re
 import shutil
 import signal
+import stat
 import threading
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
@@ -47,6 +48,13 @@ def new_token() -> str:
 def is_ours(name: str) -> bool:
     """Whether ``name`` has the form of the temporary and set-aside names this module makes."""
     return name.endswith((TMP_SUFFIX, OLD_SUFFIX)) and _OURS.match(name) is not None
+
+
+def is_staged(name: str, final: str) -> bool:
+    """Whether ``name`` has the form of a temporary made for a file or directory named ``final`` (a ``__pycache__``
+    staged whole, say)."""
+    match = _OURS.match(name) if name.endswith(TMP_SUFFIX) else None
+    return match is not None and match["name"] == final
 
 
 def tmp_name(final: Path, token: str) -> Path:
@@ -288,17 +296,36 @@ class Recovery:
     restored: list[Path] = field(default_factory=list)  # set-aside files put back
     removed: list[Path] = field(default_factory=list)  # temporaries and obsolete backups deleted
     kept: list[Path] = field(default_factory=list)  # set-aside sources left alone: something took their place
+    # Named like a leftover but holding what no run makes there (a directory set aside, a staged directory with
+    # other things in it): left alone, and reported.
+    strange: list[Path] = field(default_factory=list)
+
+    def extend(self, other: Recovery) -> None:
+        """Add what another clean-up did."""
+        self.restored.extend(other.restored)
+        self.removed.extend(other.removed)
+        self.kept.extend(other.kept)
+        self.strange.extend(other.strange)
 
 
-def recover(directories: Iterable[Path], planned: Callable[[Path], bool], *, set_aside: bool = False) -> Recovery:
+def recover(
+    directories: Iterable[Path],
+    planned: Callable[[Path], bool],
+    *,
+    set_aside: bool = False,
+    staged: Callable[[Path], bool] | None = None,
+) -> Recovery:
     """Undo what a killed run left in ``directories``, touching only names such a run makes.
 
     ``planned(path)`` says whether this run writes ``path`` (a pyc, a RECORD, an output). Only
     leftovers of planned files are touched, and with ``set_aside`` (an in-place run, which sets
-    sources aside) also files set aside for any name. A temporary (a file, or a staged directory)
-    is removed. A set-aside file is put back when its name is free (that loses nothing); when the
-    name is taken it is removed only if it holds the same bytes, or if it is the backup of a
-    planned file (the run rewrites that file anyway); anything else is kept and reported.
+    sources aside) also files set aside for any name. A temporary file is removed; a temporary
+    directory (a staged ``__pycache__``, an OCI layout) too, with what it holds, if ``staged(it)``
+    says that is only what a run stages there (no check without ``staged``). A set-aside file is
+    put back when its name is free (that loses nothing); when the name is taken it is removed only
+    if it holds the same bytes, or if it is the backup of a planned file (the run rewrites that
+    file anyway); anything else is kept and reported. A run never sets a directory aside: one named
+    so, like a staged directory holding anything else, is left alone (in ``strange``).
     """
     recovery = Recovery()
     for directory in sorted(set(directories)):
@@ -315,12 +342,14 @@ def recover(directories: Iterable[Path], planned: Callable[[Path], bool], *, set
             if not (planned(original) or (set_aside and match["kind"] == "old")):
                 continue  # not this run's business: a name like ours for a file it does not write
             try:
-                made = found.lstat().st_ctime  # a rename or a link sets it; the mtime is the file's own
+                info = found.lstat()
             except OSError:
                 continue
-            if _owner_running(int(match["pid"]), made):
+            if _owner_running(int(match["pid"]), info.st_ctime):  # a rename or a link sets it; the mtime is the file's
                 continue
-            if match["kind"] == "tmp":
+            if stat.S_ISDIR(info.st_mode) and (match["kind"] == "old" or (staged is not None and not staged(found))):
+                recovery.strange.append(found)
+            elif match["kind"] == "tmp":
                 _unlink(found)
                 recovery.removed.append(found)
             elif not os.path.lexists(original):

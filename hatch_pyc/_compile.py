@@ -21,7 +21,16 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from hatch_pyc._cache import open_cache, read_regular_file, record_run
-from hatch_pyc._commit import TMP_SUFFIX, Recovery, new_token, old_name, one_commit, recover, tmp_name
+from hatch_pyc._commit import (
+    TMP_SUFFIX,
+    Recovery,
+    is_staged,
+    new_token,
+    old_name,
+    one_commit,
+    recover,
+    tmp_name,
+)
 from hatch_pyc._errors import (
     CommitFailed,
     CompileFailed,
@@ -278,6 +287,16 @@ def compile_plan(plan: CompilePlan, *, progress: Progress | None = None) -> Comp
 
     result.kept_source = errors
     result.stripped = [item.source for item in strip]
+    if strip and not plan.deliver:  # a source saved anew after the commit's last look at it: never claimed removed
+        saved = [source for source in result.stripped if os.path.lexists(source)]
+        if saved:
+            kept = set(saved)
+            result.stripped = [source for source in result.stripped if source not in kept]
+            more = f" (and {len(saved) - 1} more)" if len(saved) > 1 else ""
+            result.notes.append(
+                f"{saved[0]}: saved again while the run removed it{more}; kept beside its pyc, which it hides "
+                "(run again to compile it as it is)"
+            )
     result.stubs = sorted(final for _, final in stubs.values())
     result.stub_cache_hits = stub_result.cache_hits
     result.records = [record for _, record in records]
@@ -572,16 +591,13 @@ def _recover(plan: CompilePlan) -> Recovery:
         cache = directory / "__pycache__"
         if cache.is_dir() and not cache.is_symlink():
             directories.add(cache)
-    planned: set[str] = set()
+    records: set[str] = set()  # in the distributions' metadata, only a RECORD is ever written
     for root in plan.roots:
         try:
             names = os.listdir(root.import_root)
         except OSError:
             continue
-        for name in names:
-            if name.endswith(".dist-info"):
-                directories.add(root.import_root / name)
-                planned.add(os.path.normpath(root.import_root / name / "RECORD"))
+        records.update(os.path.normpath(root.import_root / n / "RECORD") for n in names if n.endswith(".dist-info"))
     outputs: set[str] | None = None  # made at the first name looked up (most runs find nothing to put right)
 
     def is_planned(path: Path) -> bool:
@@ -589,9 +605,24 @@ def _recover(plan: CompilePlan) -> Recovery:
         if outputs is None:
             outputs = _planned(plan)
         key = os.path.normpath(path)
-        return key in planned or key in outputs
+        return key in records or key in outputs
 
-    return recover(directories, is_planned, set_aside=True)
+    recovery = recover(directories, is_planned, set_aside=True, staged=_holds_only_pycs)
+    metadata = {Path(record).parent for record in records} - directories
+    recovery.extend(recover(metadata, lambda path: os.path.normpath(path) in records))
+    return recovery
+
+
+def _holds_only_pycs(directory: Path) -> bool:
+    """Whether ``directory`` (named as a ``__pycache__`` a killed run staged) holds nothing but what a run writes
+    there: pycs and their temporaries, no directory. Anything else is a user's, and it is left alone."""
+    if not is_staged(directory.name, "__pycache__"):
+        return False
+    try:
+        with os.scandir(directory) as entries:
+            return all(e.is_file(follow_symlinks=False) and e.name.endswith((".pyc", TMP_SUFFIX)) for e in entries)
+    except OSError:
+        return False
 
 
 def _planned(plan: CompilePlan) -> set[str]:

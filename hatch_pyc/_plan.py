@@ -9,7 +9,7 @@ from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from hatch_pyc._commit import is_ours
+from hatch_pyc._commit import is_ours, is_staged
 from hatch_pyc._errors import InvalidInput, InvalidOptions
 from hatch_pyc._layout import cache_name, outside_packages, sourceless_path
 from hatch_pyc._options import PycOptions
@@ -252,7 +252,8 @@ def _walk_sources(
 
     Notes what the listings showed, so that no directory is listed twice: each walked directory, those holding
     a ``__pycache__`` and those holding a name of hatch-pyc's temporary and set-aside files (see
-    :class:`CompilePlan`). A directory with such a name (one a killed run staged) is not walked into.
+    :class:`CompilePlan`). A ``__pycache__`` staged under such a name is not walked into, as ``__pycache__`` is not;
+    any other directory is, whatever its name.
     """
     base = str(root.import_root)
     if root.walk.is_file():
@@ -271,7 +272,9 @@ def _walk_sources(
         if any(is_ours(name) for names in (filenames, dirnames) for name in names):
             with_leftovers.add(here)
         dirnames[:] = sorted(
-            d for d in dirnames if d != "__pycache__" and not is_ours(d) and not (skip_dirs and (here / d) in skip_dirs)
+            d
+            for d in dirnames
+            if d != "__pycache__" and not is_staged(d, "__pycache__") and not (skip_dirs and (here / d) in skip_dirs)
         )
         rel = _relative(dirpath, base)
         for name in sorted(filenames):

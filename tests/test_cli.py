@@ -35,8 +35,20 @@ def test_compile_syntax_error_exits_1_naming_file_and_line(make_tree) -> None:
     before = snapshot(tree)
     proc = run_cli("compile", "--strip", str(tree))
     assert proc.returncode == 1
-    assert f"hatch-pyc: error: {tree / 'pkg/bad.py'}:3: SyntaxError: invalid syntax" in proc.stderr
-    assert "nothing was changed" in proc.stderr
+    (line,) = proc.stderr.splitlines()  # one failing source: one line
+    assert line.startswith(f"hatch-pyc: error: {tree / 'pkg/bad.py'}:3: SyntaxError: invalid syntax; ")
+    assert "nothing was changed" in line
+    assert snapshot(tree) == before
+    (tree / "pkg/worse.py").write_text("def f(:\n")
+    before = snapshot(tree)
+    proc = run_cli("compile", "--strip", str(tree))
+    assert proc.returncode == 1
+    *each, summary = proc.stderr.splitlines()  # several: a line for each, then what was done
+    assert [line.split(":")[0] for line in each] == ["hatch-pyc"] * 2 and len(each) == 2
+    assert summary == (
+        "hatch-pyc: 2 source(s) did not compile; nothing was changed "
+        "(--on-error keep-source keeps them as source instead)"
+    )
     assert snapshot(tree) == before
 
 

@@ -207,6 +207,17 @@ def test_a_staged_directory_a_killed_run_left_is_removed(tmp_path: Path) -> None
     assert recovery.removed == [staged] and not staged.exists()
 
 
+def test_a_directory_is_never_taken_for_a_file_a_run_set_aside(tmp_path: Path) -> None:
+    """A run sets aside files only (``Commit.set_aside`` refuses a directory): a directory named as set aside, even
+    for a planned name, is a user's. It is not renamed over that name; it is left as it is, and reported."""
+    aside = tmp_path / f".image.{_dead_pid()}-deadbeef.hatch-pyc-old"
+    (aside / "blobs").mkdir(parents=True)
+    before = full_snapshot(tmp_path)
+    recovery = recover([tmp_path], lambda path: path == tmp_path / "image", set_aside=True)
+    assert (recovery.restored, recovery.removed, recovery.strange) == ([], [], [aside])
+    assert full_snapshot(tmp_path) == before
+
+
 _KILLED_RUN = """
 import os, signal, sys
 from pathlib import Path

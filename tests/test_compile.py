@@ -517,7 +517,9 @@ def test_an_unreadable_source_fails_the_run_naming_it_and_changes_nothing() -> N
         )
 
         assert done.returncode == 1, done.stderr
-        first = done.stderr.strip().splitlines()[0]
-        assert first == f"hatch-pyc: error: {secret}: PermissionError: Permission denied", done.stderr
+        assert done.stderr == (
+            f"hatch-pyc: error: {secret}: PermissionError: Permission denied; nothing was changed "
+            "(--on-error keep-source keeps it as source)\n"
+        )
         secret.chmod(mode)
         assert snapshot(tree) == before

@@ -398,6 +398,47 @@ def test_a_killed_runs_leftovers_in_pycache_are_cleaned_up(tmp_path: Path) -> No
     assert sorted(os.listdir(cache)) == pycs
 
 
+def test_names_like_a_killed_runs_leftovers_that_hold_what_no_run_makes_are_left_alone(tmp_path: Path) -> None:
+    """Found by an adversarial review: a name of the form a run gives its temporaries (with a dead pid) was taken for
+    a killed run's leftover whatever it was. Now a directory named as set aside is left alone (a run sets aside only
+    files) and walked like any other; a ``__pycache__`` named as staged is removed only if it holds nothing but pycs;
+    in a ``.dist-info`` (another distribution's, outside the named path) only a RECORD's leftovers are touched.
+    What is left alone is named in a warning, and the run goes on."""
+    dead = f"{_dead_pid()}-deadbeef"
+    site = write_tree(
+        tmp_path / "site",
+        {
+            "pkg/__init__.py": "",
+            "pkg/mod.py": "M = 1\n",
+            f"pkg/.data.{dead}.hatch-pyc-old/inner.py": "I = 1\n",  # a user's directory
+            f"pkg/.__pycache__.{dead}.hatch-pyc-tmp/notes.txt": "mine\n",  # not only pycs
+            f"pkg/.__pycache__.{dead}.hatch-pyc-tmp/mod.{TAG}.pyc": "?",
+            f"pkg/sub/.__pycache__.{dead}.hatch-pyc-tmp/a.{TAG}.pyc": "half",  # what a killed run staged
+            f"pkg/.mod.pyc.{dead}.hatch-pyc-tmp/mod.pyc": "?",  # a pyc's temporary is a file, never a directory
+            "pkg/sub/__init__.py": "",
+            "pkg/sub/a.py": "A = 1\n",
+            "other-1.0.dist-info/RECORD": "other.py,,\n",
+            f"other-1.0.dist-info/.notes.{dead}.hatch-pyc-old": "a user's file, not a RECORD\n",
+            f"other-1.0.dist-info/.RECORD.{dead}.hatch-pyc-tmp": "half a RECORD\n",  # a killed run's: removed
+        },
+    )
+    user_dir, user_cache = site / f"pkg/.data.{dead}.hatch-pyc-old", site / f"pkg/.__pycache__.{dead}.hatch-pyc-tmp"
+    before_cache = full_snapshot(user_cache)
+    done = run_cli("compile", "--strip", str(site / "pkg"))
+    assert done.returncode == 0, done.stderr
+    assert "0 set-aside files restored, 2 temporaries removed" in done.stderr
+    assert sorted(line for line in done.stderr.splitlines() if "left alone" in line) == sorted(
+        f"hatch-pyc: warning: {path}: named like a killed run's leftover but not one; left alone"
+        for path in (user_dir, user_cache, site / f"pkg/.mod.pyc.{dead}.hatch-pyc-tmp")
+    )
+    assert os.listdir(user_dir) == ["inner.py"]  # never renamed to pkg/data; walked: not importable, so kept
+    assert "1 kept as source (outside packages" in done.stderr
+    assert not (site / "pkg/data").exists()
+    assert full_snapshot(user_cache) == before_cache
+    assert sorted(os.listdir(site / "pkg/sub")) == ["__init__.pyc", "a.pyc"]  # the staged __pycache__ of pycs is gone
+    assert sorted(os.listdir(site / "other-1.0.dist-info")) == [f".notes.{dead}.hatch-pyc-old", "RECORD"]
+
+
 def test_a_run_carries_out_the_plan_it_was_given(tmp_path: Path) -> None:
     """``compile_plan`` carries out the plan ``plan_compile`` made: a module added to the tree in between (nothing
     a killed run left had to be put back) is not compiled, counted or given a pyc."""
@@ -920,16 +961,16 @@ def test_a_pycache_made_during_the_run_as_no_directory_fails_the_run_and_changes
 
 def test_a_killed_runs_staged_pycache_is_removed_and_not_compiled(tmp_path: Path) -> None:
     """A run killed before its commit left a hidden ``__pycache__`` it was writing (``.__pycache__.<pid>-<8
-    hex>.hatch-pyc-tmp``, its process gone): the next run removes it with what it holds, and does not walk into it
-    (a ``.py`` there is no module). One a running process is writing, and a directory of that form for a name the
-    run does not write, are left alone."""
+    hex>.hatch-pyc-tmp``, its process gone): the next run removes it with the pycs it holds. The walk does not go
+    into one (a ``.py`` there is no module). One a running process is writing, and a directory of that form for a
+    name the run does not write, stay (the latter, being no ``__pycache__``, is walked like any other)."""
     dead = _dead_pid()
     tree = write_tree(
         tmp_path / "tree",
         {
             "pkg/__init__.py": "",
             f"pkg/.__pycache__.{dead}-deadbeef.hatch-pyc-tmp/__init__.{TAG}.pyc": "half a pyc",
-            f"pkg/.__pycache__.{dead}-deadbeef.hatch-pyc-tmp/stray.py": "S = 1\n",
+            f"pkg/.__pycache__.{dead}-deadbeef.hatch-pyc-tmp/.mod.{TAG}.pyc.{dead}-deadbeef.hatch-pyc-tmp": "half",
             f"other/.__pycache__.{os.getpid()}-deadbeef.hatch-pyc-tmp/x.py": "X = 1\n",
             f"other/.data.{dead}-deadbeef.hatch-pyc-tmp/y.py": "Y = 1\n",
             "other/o.py": "O = 1\n",
@@ -937,7 +978,9 @@ def test_a_killed_runs_staged_pycache_is_removed_and_not_compiled(tmp_path: Path
     )
     result = compile_tree([tree / "pkg", tree / "other"])
     assert result.recovery.removed == [tree / f"pkg/.__pycache__.{dead}-deadbeef.hatch-pyc-tmp"]
-    assert sorted(i.relpath for i in result.compiled) == ["o.py", "pkg/__init__.py"]
+    # the directory of that form that is no __pycache__ is walked like any other
+    data = f".data.{dead}-deadbeef.hatch-pyc-tmp"
+    assert sorted(i.relpath for i in result.compiled) == [f"{data}/y.py", "o.py", "pkg/__init__.py"]
     assert sorted(os.listdir(tree / "pkg")) == ["__init__.py", "__pycache__"]
     assert sorted(os.listdir(tree / "other")) == [
         f".__pycache__.{os.getpid()}-deadbeef.hatch-pyc-tmp",
@@ -1095,3 +1138,30 @@ def test_a_source_saved_while_the_strip_commits_is_kept_with_its_save(
     assert unsaved(after) == unsaved(before)
     assert not list(tree.rglob("*.pyc"))
     assert sorted(p.name for p in tree.rglob(".*")) == []  # nothing set aside or staged is left
+
+
+def test_a_source_saved_after_the_commits_last_look_is_not_claimed_removed(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Found by an adversarial review: a source saved anew at its path after the commit checked it (no later look can
+    close that window) stayed beside its pyc while the run said it had removed it. Now the run looks again once the
+    commit is done: such a source is not counted stripped, and a warning names it."""
+    from hatch_pyc import _compile
+
+    tree = write_tree(tmp_path / "app", {"app/__init__.py": "X = 1\n", "app/core.py": "Y = 2\n"})
+    plan = plan_compile([tree], PycOptions(strip=True, cache=False), python=sys.executable)
+    check = _compile._check_unchanged
+
+    def then_saved(*args: object) -> None:
+        check(*args)  # type: ignore[arg-type]
+        (tree / "app/core.py").write_text("Y = 3\n")  # where the source was, now free
+
+    monkeypatch.setattr(_compile, "_check_unchanged", then_saved)
+    result = compile_plan(plan)
+    assert result.stripped == [tree / "app/__init__.py"]
+    assert result.notes == [
+        f"{tree / 'app/core.py'}: saved again while the run removed it; kept beside its pyc, which it hides "
+        "(run again to compile it as it is)"
+    ]
+    assert sorted(os.listdir(tree / "app")) == ["__init__.pyc", "core.py", "core.pyc"]
+    assert (tree / "app/core.py").read_text() == "Y = 3\n"
