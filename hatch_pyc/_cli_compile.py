@@ -27,6 +27,7 @@ from hatch_pyc._options import INVALIDATION_MODES, PycOptions
 if TYPE_CHECKING:
     from pathlib import Path
 
+    from hatch_pyc._commit import Recovery
     from hatch_pyc._compile import CompileResult
     from hatch_pyc._plan import CompilePlan
 
@@ -126,6 +127,9 @@ def run_compile(args: argparse.Namespace) -> int:
             show(f"{path}  (excluded: keeps its source)", lines=False)
         for path in plan.outside:
             show(f"{path}  (outside packages: keeps its source)", lines=False)
+        from hatch_pyc._compile import would_recover
+
+        _say_recovery(would_recover(plan), dry_run=True)
         say(f"hatch-pyc: would compile {len(plan.sources)} sources for {plan.interpreter} (dry run)")
         return EXIT_OK
     from hatch_pyc._compile import CompileResult, compile_plan
@@ -139,7 +143,7 @@ def run_compile(args: argparse.Namespace) -> int:
     with reserved_output(args.json) as json_out:
         try:
             with progress_bar(show_progress(args), f"compiling for CPython {plan.interpreter.minor}") as bar:
-                result = compile_plan(plan, progress=bar)
+                result = compile_plan(plan, progress=bar, on_recovery=_say_recovery)
         except Interrupted as exc:
             done = exc.result
             assert isinstance(done, CompileResult)
@@ -192,21 +196,25 @@ def _sourceless_for_others(plan: CompilePlan) -> list[str]:
     ]
 
 
+def _say_recovery(recovery: Recovery, *, dry_run: bool = False) -> None:
+    """What was put right of a killed run's leftovers (said as soon as it is done: the run may fail afterwards)."""
+    if recovery.restored or recovery.removed:
+        say(
+            f"hatch-pyc: {'would put' if dry_run else 'put'} right what a killed run left: "
+            f"{len(recovery.restored)} set-aside files restored, {len(recovery.removed)} temporaries removed"
+            + (" (the restored sources are compiled too)" if dry_run and recovery.restored else "")
+        )
+    for kept in recovery.kept:
+        say(f"hatch-pyc: warning: {kept}: a file a killed run set aside, kept because its name is taken now")
+    for strange in recovery.strange:
+        say(f"hatch-pyc: warning: {strange}: named like a killed run's leftover but not one; taken for the user's")
+
+
 def _report(args: argparse.Namespace, result: CompileResult, json_out: TextIO | None) -> None:
     if json_out is not None:  # first: the record of what was done survives a failing terminal
         import json
 
         json.dump(_result_json(result), json_out, indent=2)
-    recovery = result.recovery
-    if recovery.restored or recovery.removed:
-        say(
-            f"hatch-pyc: put right what a killed run left: {len(recovery.restored)} set-aside files restored, "
-            f"{len(recovery.removed)} temporaries removed"
-        )
-    for kept in recovery.kept:
-        say(f"hatch-pyc: warning: {kept}: a source a killed run set aside, kept because its name is taken now")
-    for strange in recovery.strange:
-        say(f"hatch-pyc: warning: {strange}: named like a killed run's leftover but not one; left alone")
     if args.verbose:
         for item in result.compiled:
             show(f"compiled {item.source}", lines=False)

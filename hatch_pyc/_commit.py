@@ -17,7 +17,8 @@ completes the work.
 
 Every name this module makes is ``.<name>.<pid>-<8 hex>.hatch-pyc-tmp`` (a new file) or
 ``...hatch-pyc-old`` (a file set aside). Clean-up touches only such names whose ``<name>`` is
-a file the run plans to write or remove, made by a process that is no longer running.
+a file a run writes or removes there, made by a process that is no longer running, and only if
+they hold what a run leaves (see :func:`recover`).
 """
 
 from __future__ import annotations
@@ -33,11 +34,12 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from hatch_pyc._errors import CommitFailed
+from hatch_pyc._errors import CommitFailed, OutputFailed
 
 TMP_SUFFIX = ".hatch-pyc-tmp"
 OLD_SUFFIX = ".hatch-pyc-old"
-_OURS = re.compile(r"^\.(?P<name>.+)\.(?P<pid>\d+)-[0-9a-f]{8}\.hatch-pyc-(?P<kind>tmp|old)$")
+_OURS = re.compile(r"\.(?P<name>.+)\.(?P<pid>\d+)-[0-9a-f]{8}\.hatch-pyc-(?P<kind>tmp|old)", re.DOTALL)  # fullmatch
+SET_ASIDE_SUFFIXES = (".py", ".pyc", ".pyi")  # what an in-place run sets aside or backs up: sources, pycs, stubs
 
 
 def new_token() -> str:
@@ -47,13 +49,13 @@ def new_token() -> str:
 
 def is_ours(name: str) -> bool:
     """Whether ``name`` has the form of the temporary and set-aside names this module makes."""
-    return name.endswith((TMP_SUFFIX, OLD_SUFFIX)) and _OURS.match(name) is not None
+    return name.endswith((TMP_SUFFIX, OLD_SUFFIX)) and _OURS.fullmatch(name) is not None
 
 
 def is_staged(name: str, final: str) -> bool:
     """Whether ``name`` has the form of a temporary made for a file or directory named ``final`` (a ``__pycache__``
     staged whole, say)."""
-    match = _OURS.match(name) if name.endswith(TMP_SUFFIX) else None
+    match = _OURS.fullmatch(name) if name.endswith(TMP_SUFFIX) else None
     return match is not None and match["name"] == final
 
 
@@ -66,7 +68,7 @@ def write_name(final: Path) -> Path:
     """Where to write ``final`` so that it appears whole: a new temporary beside it, or ``final``
     itself when it is already one of these hidden names (an output staged by a caller that
     renames it into place). Temporaries a killed run left for ``final`` are removed first."""
-    if _OURS.match(final.name):
+    if _OURS.fullmatch(final.name):
         return final
     recover([final.parent], lambda path: path == final)
     return tmp_name(final, new_token())
@@ -314,18 +316,21 @@ def recover(
     *,
     set_aside: bool = False,
     staged: Callable[[Path], bool] | None = None,
+    dry_run: bool = False,
 ) -> Recovery:
     """Undo what a killed run left in ``directories``, touching only names such a run makes.
 
     ``planned(path)`` says whether this run writes ``path`` (a pyc, a RECORD, an output). Only
-    leftovers of planned files are touched, and with ``set_aside`` (an in-place run, which sets
-    sources aside) also files set aside for any name. A temporary file is removed; a temporary
-    directory (a staged ``__pycache__``, an OCI layout) too, with what it holds, if ``staged(it)``
-    says that is only what a run stages there (no check without ``staged``). A set-aside file is
-    put back when its name is free (that loses nothing); when the name is taken it is removed only
-    if it holds the same bytes, or if it is the backup of a planned file (the run rewrites that
-    file anyway); anything else is kept and reported. A run never sets a directory aside: one named
-    so, like a staged directory holding anything else, is left alone (in ``strange``).
+    leftovers of planned files are touched, and with ``set_aside`` (an in-place run) also the files
+    such a run sets aside or backs up for any name: a source, a pyc, a stub. A temporary is removed
+    (a staged directory, such as an OCI layout, with what it holds) if ``staged(it)`` says it is
+    what a run makes under that name (no check without ``staged``). A set-aside file is put back
+    when its name is free (that loses nothing); when the name is taken it is removed only if it
+    holds the same bytes, or if it is the backup of a planned file (the run rewrites that file
+    anyway); anything else is kept and reported. A run never sets a directory aside: one named so,
+    like a temporary ``staged`` refuses, is left alone (in ``strange``). With ``dry_run`` nothing is
+    changed: the result says what would be. A leftover that cannot be removed or put back raises
+    :class:`OutputFailed` naming it.
     """
     recovery = Recovery()
     for directory in sorted(set(directories)):
@@ -334,12 +339,13 @@ def recover(
         except OSError:
             continue
         for name in names:
-            match = _OURS.match(name)
+            match = _OURS.fullmatch(name)
             if match is None:
                 continue
             found = directory / name
             original = directory / match["name"]
-            if not (planned(original) or (set_aside and match["kind"] == "old")):
+            ours = match["kind"] == "old" and set_aside and original.name.endswith(SET_ASIDE_SUFFIXES)
+            if not (ours or planned(original)):
                 continue  # not this run's business: a name like ours for a file it does not write
             try:
                 info = found.lstat()
@@ -347,20 +353,42 @@ def recover(
                 continue
             if _owner_running(int(match["pid"]), info.st_ctime):  # a rename or a link sets it; the mtime is the file's
                 continue
-            if stat.S_ISDIR(info.st_mode) and (match["kind"] == "old" or (staged is not None and not staged(found))):
-                recovery.strange.append(found)
-            elif match["kind"] == "tmp":
-                _unlink(found)
-                recovery.removed.append(found)
-            elif not os.path.lexists(original):
-                os.rename(found, original)
-                recovery.restored.append(original)
-            elif _same_bytes(found, original) or (planned(original) and original.suffix != ".py"):
-                _unlink(found)
-                recovery.removed.append(found)
-            else:
-                recovery.kept.append(found)
+            verdict = _verdict(found, original, match["kind"], info, planned=planned, staged=staged)
+            getattr(recovery, verdict).append(original if verdict == "restored" else found)
+            try:
+                if dry_run:
+                    pass
+                elif verdict == "removed":
+                    _unlink(found)
+                elif verdict == "restored":
+                    os.rename(found, original)
+            except OSError as exc:
+                raise OutputFailed(
+                    f"{found}: cannot {'put back' if match['kind'] == 'old' else 'remove'} this leftover of a killed "
+                    f"run ({exc.strerror or exc}); the run stopped there, before its own work"
+                ) from exc
     return recovery
+
+
+def _verdict(
+    found: Path,
+    original: Path,
+    kind: str,
+    info: os.stat_result,
+    *,
+    planned: Callable[[Path], bool],
+    staged: Callable[[Path], bool] | None,
+) -> str:
+    """What :func:`recover` does with one leftover, by its rules: the name of the :class:`Recovery` list it goes in."""
+    if kind == "tmp":
+        return "strange" if staged is not None and not staged(found) else "removed"
+    if stat.S_ISDIR(info.st_mode):
+        return "strange"
+    if not os.path.lexists(original):
+        return "restored"
+    if _same_bytes(found, original) or (planned(original) and original.suffix != ".py"):
+        return "removed"
+    return "kept"
 
 
 def _same_bytes(a: Path, b: Path) -> bool:

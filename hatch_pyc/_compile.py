@@ -129,8 +129,19 @@ def _check_unchanged(removed: dict[Path, Path | None], compiled_from: dict[str, 
 _tmp_name = tmp_name
 
 
-def compile_plan(plan: CompilePlan, *, progress: Progress | None = None) -> CompileResult:
-    """Carry out ``plan``; raise :class:`CompileFailed` (tree untouched) if a source fails."""
+def would_recover(plan: CompilePlan) -> Recovery:
+    """What :func:`compile_plan` would put right of a killed run's leftovers before its own work (nothing is changed):
+    for a dry run."""
+    return _recover(plan, dry_run=True)
+
+
+def compile_plan(
+    plan: CompilePlan, *, progress: Progress | None = None, on_recovery: Callable[[Recovery], None] | None = None
+) -> CompileResult:
+    """Carry out ``plan``; raise :class:`CompileFailed` (tree untouched) if a source fails.
+
+    ``on_recovery`` hears what was put right of a killed run's leftovers as soon as it is done, before the run's
+    own work: an error that ends the run afterwards (nothing of its own changed) does not hide it."""
     started = time.perf_counter()
     options = plan.options
     interp = plan.interpreter
@@ -140,6 +151,8 @@ def compile_plan(plan: CompilePlan, *, progress: Progress | None = None) -> Comp
 
     if not plan.deliver:
         result.recovery = _recover(plan)
+        if on_recovery is not None:
+            on_recovery(result.recovery)
         if result.recovery.restored and plan.replan is not None:
             plan = result.plan = plan.replan()  # the restored sources are to be compiled too
     todo: list[PlannedSource] = []
@@ -575,51 +588,82 @@ def _remove_empty_caches(removed: dict[Path, Path | None]) -> None:
             pass  # not empty: other modules' pycs remain
 
 
-def _recover(plan: CompilePlan) -> Recovery:
-    """Put right what a killed run left in the directories this run writes to.
+def _recover(plan: CompilePlan, *, dry_run: bool = False) -> Recovery:
+    """Put right what a killed run left in the directories this run writes to (with ``dry_run``: say what would be).
 
-    Its temporaries are removed only when they were made for a file this run writes (a planned
-    pyc, ``__pycache__`` or RECORD); its set-aside files are put back, or removed by the rules of
-    :func:`hatch_pyc._commit.recover`. Of the walked directories, only those whose listing showed
-    such a name are listed again, with every ``__pycache__`` (the walk does not list them).
+    In the trees the user named, by the rules of :func:`hatch_pyc._commit.recover`: a killed run's temporaries are
+    removed when they were made for a file such a run writes there (a pyc, a ``__pycache__``, a stub), whether this
+    run writes it or not (a module stripped since has no source left to plan, and its pyc's temporary would stay
+    for ever), and its set-aside sources, pycs and stubs are put back or removed. Beside a file the user named (not
+    in a named tree), only the leftovers of that module and its outputs are touched, and in each import root's
+    ``.dist-info`` (a directory, never a link) only those of the RECORD: nothing else a run writes there. Of the
+    walked directories, only those whose listing showed such a name are listed again, with every ``__pycache__``
+    (the walk does not list them).
     """
     caches: Iterable[Path] = plan.directories
     directories = set(plan.directories)
     if plan.with_leftovers is not None and plan.with_pycache is not None:  # what the walk saw
         caches, directories = plan.with_pycache, set(plan.with_leftovers)
+    trees = tuple(os.path.join(root.walk, "") for root in plan.roots if not root.walk.is_file())
+    named = {os.path.normpath(root.walk) for root in plan.roots if root.walk.is_file()}
     for directory in caches:
         cache = directory / "__pycache__"
         if cache.is_dir() and not cache.is_symlink():
             directories.add(cache)
+    directories = {d for d in directories if not d.name.endswith(".dist-info")}  # see below
+    in_trees = {d for d in directories if os.path.join(d, "").startswith(trees)}
+    beside_named = directories - in_trees
     records: set[str] = set()  # in the distributions' metadata, only a RECORD is ever written
     for root in plan.roots:
         try:
-            names = os.listdir(root.import_root)
+            with os.scandir(root.import_root) as entries:
+                metadata = [
+                    e.path for e in entries if e.name.endswith(".dist-info") and e.is_dir(follow_symlinks=False)
+                ]
         except OSError:
             continue
-        records.update(os.path.normpath(root.import_root / n / "RECORD") for n in names if n.endswith(".dist-info"))
+        records.update(os.path.normpath(os.path.join(path, "RECORD")) for path in metadata)
     outputs: set[str] | None = None  # made at the first name looked up (most runs find nothing to put right)
 
     def is_planned(path: Path) -> bool:
         nonlocal outputs
         if outputs is None:
             outputs = _planned(plan)
-        key = os.path.normpath(path)
-        return key in records or key in outputs
+        return os.path.normpath(path) in outputs
 
-    recovery = recover(directories, is_planned, set_aside=True, staged=_holds_only_pycs)
-    metadata = {Path(record).parent for record in records} - directories
-    recovery.extend(recover(metadata, lambda path: os.path.normpath(path) in records))
+    def any_pyc(path: Path) -> bool:
+        return path.name.endswith(".pyc") or path.name == "__pycache__" or is_planned(path)
+
+    recovery = recover(in_trees, any_pyc, set_aside=True, staged=_made_by_a_run, dry_run=dry_run)
+    recovery.extend(
+        recover(
+            beside_named,
+            lambda path: os.path.normpath(path) in named or is_planned(path),
+            staged=_made_by_a_run,
+            dry_run=dry_run,
+        )
+    )
+    recovery.extend(
+        recover(
+            {Path(record).parent for record in records},
+            lambda path: os.path.normpath(path) in records,
+            staged=_made_by_a_run,
+            dry_run=dry_run,
+        )
+    )
     return recovery
 
 
-def _holds_only_pycs(directory: Path) -> bool:
-    """Whether ``directory`` (named as a ``__pycache__`` a killed run staged) holds nothing but what a run writes
-    there: pycs and their temporaries, no directory. Anything else is a user's, and it is left alone."""
-    if not is_staged(directory.name, "__pycache__"):
-        return False
+def _made_by_a_run(found: Path) -> bool:
+    """Whether ``found`` (a temporary's name, its process gone) is what a run makes under that name: a regular file,
+    or a ``__pycache__`` staged whole holding nothing but pycs and their temporaries. Anything else (a link, a
+    directory of another name, a staged ``__pycache__`` holding a user's file) is the user's, and is left alone."""
     try:
-        with os.scandir(directory) as entries:
+        if not is_staged(found.name, "__pycache__"):
+            return stat.S_ISREG(found.lstat().st_mode)
+        if not stat.S_ISDIR(found.lstat().st_mode):
+            return False
+        with os.scandir(found) as entries:
             return all(e.is_file(follow_symlinks=False) and e.name.endswith((".pyc", TMP_SUFFIX)) for e in entries)
     except OSError:
         return False

@@ -84,6 +84,8 @@ class _Worker:
                 "-c",
                 BOOT,
                 str(WORKER_SCRIPT),
+                "--parent",  # an orphan stops at once (a parent killed with SIGKILL cannot end it)
+                str(os.getpid()),
                 *(("--cache", str(packs_dir(cache))) if cache is not None else ()),
             ],
             stdin=subprocess.PIPE,

@@ -983,13 +983,22 @@ def main():
         sys.intern(chr(i))
     sys.intern("")
     args = sys.argv[2:]
+    parent = os.getppid()  # the parent that started it, unless it says which (it may be gone before this line)
+    if args[:1] == ["--parent"] and len(args) > 1:
+        parent, args = int(args[1]), args[2:]
     if args[:1] == ["--cache"] and len(args) > 1:
         _cache = _Cache(args[1])
     out = sys.stdout.buffer
     for line in sys.stdin:
         batch = json.loads(line)
+        answers = []
         try:
-            answers = [_run_task(task) for task in batch]
+            for task in batch:
+                # A parent killed (SIGKILL) mid-batch cannot end its workers: one writing on would leave temporaries
+                # in the tree after the next run's clean-up. An orphan is re-parented: it stops at once.
+                if os.getppid() != parent:
+                    os._exit(3)
+                answers.append(_run_task(task))
         finally:
             _close_dirs()
         if _cache is not None and answers:

@@ -28,7 +28,7 @@ from hatch_pyc._commit import (
     tmp_name,
     write_name,
 )
-from hatch_pyc._errors import CommitFailed
+from hatch_pyc._errors import CommitFailed, OutputFailed
 
 
 def _dead_pid() -> int:
@@ -734,3 +734,26 @@ def test_a_zombie_is_told_from_the_living_whatever_its_name_and_a_gone_process_i
     assert not _commit._dead_but_not_reaped(os.getpid())  # alive
     monkeypatch.setattr(_commit, "open", lambda *a, **k: __import__("io").BytesIO(b"7 (cut"), raising=False)
     assert not _commit._dead_but_not_reaped(os.getpid())  # no state after the name
+
+
+def test_a_leftover_that_cannot_be_removed_stops_the_run_naming_it(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A killed run's temporary that cannot be removed (an immutable file, a read-only directory) ends the run with
+    one error naming the whole path and saying it was the clean-up, not a bare ``a.pyc: Operation not permitted``."""
+    from hatch_pyc import _commit
+
+    leftover = tmp_path / f".a.pyc.{_dead_pid()}-deadbeef.hatch-pyc-tmp"
+    leftover.write_text("half\n")
+
+    def refuse(path: Path) -> None:
+        raise PermissionError(1, "Operation not permitted", path.name)
+
+    monkeypatch.setattr(_commit, "_unlink", refuse)
+    with pytest.raises(OutputFailed) as failed:
+        recover([tmp_path], lambda path: path == tmp_path / "a.pyc")
+    assert str(failed.value) == (
+        f"{leftover}: cannot remove this leftover of a killed run (Operation not permitted); "
+        "the run stopped there, before its own work"
+    )
+    assert leftover.exists()

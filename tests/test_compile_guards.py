@@ -427,9 +427,9 @@ def test_names_like_a_killed_runs_leftovers_that_hold_what_no_run_makes_are_left
     done = run_cli("compile", "--strip", str(site / "pkg"))
     assert done.returncode == 0, done.stderr
     assert "0 set-aside files restored, 2 temporaries removed" in done.stderr
-    assert sorted(line for line in done.stderr.splitlines() if "left alone" in line) == sorted(
-        f"hatch-pyc: warning: {path}: named like a killed run's leftover but not one; left alone"
-        for path in (user_dir, user_cache, site / f"pkg/.mod.pyc.{dead}.hatch-pyc-tmp")
+    assert sorted(line for line in done.stderr.splitlines() if "not one" in line) == sorted(
+        f"hatch-pyc: warning: {path}: named like a killed run's leftover but not one; taken for the user's"
+        for path in (user_cache, site / f"pkg/.mod.pyc.{dead}.hatch-pyc-tmp")  # user_dir: no name a run sets aside
     )
     assert os.listdir(user_dir) == ["inner.py"]  # never renamed to pkg/data; walked: not importable, so kept
     assert "1 kept as source (outside packages" in done.stderr
@@ -1165,3 +1165,118 @@ def test_a_source_saved_after_the_commits_last_look_is_not_claimed_removed(
     ]
     assert sorted(os.listdir(tree / "app")) == ["__init__.pyc", "core.py", "core.pyc"]
     assert (tree / "app/core.py").read_text() == "Y = 3\n"
+
+
+_ORPHANED = """
+import json, os, sys
+from hatch_pyc import PycOptions
+from hatch_pyc._commit import new_token
+from hatch_pyc._compile import _tasks
+from hatch_pyc._plan import plan_compile
+from hatch_pyc._pool import _Worker
+
+plan = plan_compile([sys.argv[1]], PycOptions(strip=True, cache=False))
+_, _, tasks, _ = _tasks(plan, plan.sources, new_token())
+worker = _Worker(plan.interpreter)
+worker.proc.stdin.write(json.dumps([task for _, task in tasks]).encode() + b"\\n")
+worker.proc.stdin.flush()
+print(worker.proc.pid, flush=True)
+os._exit(0)  # as a SIGKILL would end it: the worker is neither told nor waited for
+"""
+
+
+def test_a_worker_whose_run_was_killed_writes_nothing_more(tmp_path: Path) -> None:
+    """Found by an adversarial review: ``kill -9`` ends only the run's own process. Its workers went on with the
+    batch they had, writing temporaries named for the dead run after the next run had cleaned up. A worker now checks
+    before each module that the run that started it is still there, and stops if not: here the run dies with a batch
+    of 40 modules sent and none begun, and not one temporary appears."""
+    tree = write_tree(tmp_path / "tree", {"pkg/__init__.py": "", **{f"pkg/m{n}.py": f"N = {n}\n" for n in range(40)}})
+    done = subprocess.run(
+        [sys.executable, "-c", _ORPHANED, str(tree)], capture_output=True, text=True, check=True, timeout=60
+    )
+    proc = Path(f"/proc/{int(done.stdout)}")
+    deadline = time.monotonic() + 30
+    while proc.exists() and (proc / "stat").read_text().rsplit(")", 1)[1].split()[0] != "Z":
+        assert time.monotonic() < deadline, "the orphaned worker is still running"
+        time.sleep(0.05)
+    assert sorted(os.listdir(tree / "pkg")) == ["__init__.py", *sorted(f"m{n}.py" for n in range(40))]
+
+
+def test_the_clean_up_keeps_to_what_a_run_leaves_where_the_user_pointed(tmp_path: Path) -> None:
+    """Found by an adversarial review of the clean-up after a killed run; each case failed before its fix:
+
+    - a ``.dist-info`` that is a link is not looked into (its leftovers were deleted where it pointed, outside the
+      tree, before the run refused the link);
+    - in a ``.dist-info`` the walk goes into (the site-packages named), only a RECORD's leftovers are touched (a
+      set-aside ``LICENSE`` was renamed back; here one named as a source's, which a tree's rules would put back);
+    - beside a file the user named, only that module's leftovers are (a sibling's set-aside source came back);
+    - in a tree, only what a run sets aside is put back: a source, a pyc, a stub (a ``notes.txt`` came back);
+    - a file with the name of a staged ``__pycache__`` (a run makes only a directory so named) stays;
+    - a name ending in a newline after the form (``re.match``'s ``$`` took it) stays, and a killed run's leftover
+      of a name holding a newline (``.`` did not match it) is put back.
+    """
+    dead = f"{_dead_pid()}-deadbeef"
+    site = write_tree(
+        tmp_path / "site",
+        {
+            "pkg/__init__.py": "",
+            "pkg/a.py": "A = 1\n",
+            "pkg/b.pyc": "a sibling's pyc",
+            f"pkg/.b.py.{dead}.hatch-pyc-old": "B = 1\n",
+            "pkg-1.0.dist-info/RECORD": "pkg/__init__.py,,\npkg/a.py,,\npkg-1.0.dist-info/RECORD,,\n",
+            f"pkg-1.0.dist-info/.LICENSE.py.{dead}.hatch-pyc-old": "a user's (a run writes only a RECORD here)\n",
+            f"top/.__pycache__.{dead}.hatch-pyc-tmp": "a file, not a staged directory\n",
+            f"top/.notes.py.{dead}.hatch-pyc-old\n": "a user's file\n",
+            f"top/.notes.txt.{dead}.hatch-pyc-old": "a run sets aside only sources, pycs and stubs\n",
+            f"top/.we\nird.py.{dead}.hatch-pyc-old": "W = 1\n",
+            "top/t.py": "T = 1\n",
+        },
+    )
+    outside = write_tree(tmp_path / "outside", {f"real.dist-info/.RECORD.{dead}.hatch-pyc-tmp": "not the tree's\n"})
+    (site / "other-1.0.dist-info").symlink_to(outside / "real.dist-info", target_is_directory=True)
+    before = full_snapshot(outside)
+
+    done = run_cli("compile", "--strip", str(site / "pkg/a.py"))  # one file named
+    assert done.returncode == 0, done.stderr
+    assert sorted(os.listdir(site / "pkg")) == sorted(["__init__.py", "a.pyc", "b.pyc", f".b.py.{dead}.hatch-pyc-old"])
+
+    done = run_cli("compile", "--strip", str(site))
+    assert done.returncode == 0, done.stderr
+    assert full_snapshot(outside) == before
+    assert f".LICENSE.py.{dead}.hatch-pyc-old" in os.listdir(site / "pkg-1.0.dist-info")
+    assert (site / "pkg/b.py").exists() is False and (site / "pkg/b.pyc").read_bytes() != b"a sibling's pyc"
+    top = sorted(os.listdir(site / "top"))
+    user = [
+        f".__pycache__.{dead}.hatch-pyc-tmp",
+        f".notes.py.{dead}.hatch-pyc-old\n",
+        f".notes.txt.{dead}.hatch-pyc-old",
+    ]
+    assert top == sorted([*user, "t.pyc", "we\nird.pyc"])
+    assert f"{site / 'top' / f'.__pycache__.{dead}.hatch-pyc-tmp'}: named like a killed run's leftover" in done.stderr
+
+
+def test_what_the_clean_up_did_is_said_even_when_the_run_then_fails(tmp_path: Path) -> None:
+    """Found by an adversarial review: a run that put back a killed run's set-aside source and then failed (a
+    syntax error) said only "nothing was changed". The clean-up is now said as it is done, before the run's own
+    work; a dry run says what it would put right, and changes nothing."""
+    dead = f"{_dead_pid()}-deadbeef"
+    tree = write_tree(
+        tmp_path / "tree",
+        {"pkg/__init__.py": "", "pkg/bad.py": "x = = 1\n", f"pkg/.e.py.{dead}.hatch-pyc-old": "E = 1\n"},
+    )
+    before = full_snapshot(tree)
+    dry = run_cli("compile", "--strip", "--dry-run", str(tree))
+    assert dry.returncode == 0, dry.stderr
+    assert dry.stderr.splitlines()[0] == (
+        "hatch-pyc: would put right what a killed run left: 1 set-aside files restored, 0 temporaries removed "
+        "(the restored sources are compiled too)"
+    )
+    assert full_snapshot(tree) == before
+    done = run_cli("compile", "--strip", str(tree))
+    assert done.returncode == 1
+    assert done.stderr.splitlines() == [
+        "hatch-pyc: put right what a killed run left: 1 set-aside files restored, 0 temporaries removed",
+        f"hatch-pyc: error: {tree / 'pkg/bad.py'}:1: SyntaxError: invalid syntax; nothing was changed "
+        "(--on-error keep-source keeps it as source)",
+    ]
+    assert (tree / "pkg/e.py").read_text() == "E = 1\n"

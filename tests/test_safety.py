@@ -239,17 +239,20 @@ def test_user_files_that_look_like_temporaries_are_kept(tmp_path: Path) -> None:
         "pkg/notes.hatch-pyc-tmp": "mine\n",
         "pkg/.mod.pyc.hatch-pyc-tmp": "mine too\n",
         f"pkg/.mod.pyc.{live}-0123abcd.hatch-pyc-tmp": "another run's\n",
-        "pkg/.other.pyc.999999999-0123abcd.hatch-pyc-tmp": "not for a file this run writes\n",
+        "pkg/.other.txt.999999999-0123abcd.hatch-pyc-tmp": "not for a file a run writes\n",
     }
     tree = write_tree(tmp_path / "tree", files)
     dead = tree / "pkg/.mod.pyc.999999999-0123abcd.hatch-pyc-tmp"  # what a killed run left: removed
     dead.write_bytes(b"partial")
+    # a killed run's temporary for a pyc this run does not write (its module was stripped since): removed all the same
+    stripped = tree / "pkg/.other.pyc.999999999-0123abcd.hatch-pyc-tmp"
+    stripped.write_bytes(b"partial")
     run_cli("compile", "--strip", str(tree), check=True)
     for rel, content in files.items():
         if rel.endswith(".py"):
             continue
         assert (tree / rel).read_text() == content, rel
-    assert not dead.exists()
+    assert not dead.exists() and not stripped.exists()
 
 
 @pytest.mark.parametrize("suffix", [".hatch-pyc-tmp", ".hatch-pyc-old"])
