@@ -116,6 +116,10 @@ def run_compile(args: argparse.Namespace) -> int:
     from hatch_pyc._plan import plan_compile
 
     options = _options_from(args)
+    if not args.dry_run:
+        from hatch_pyc._compile import put_back_named
+
+        _say_recovery(put_back_named(args.paths))
     plan = plan_compile(
         args.paths, options, python=args.python, stdlib=args.stdlib, allow_other_python=args.allow_other_python
     )
@@ -202,7 +206,11 @@ def _say_recovery(recovery: Recovery, *, dry_run: bool = False) -> None:
         say(
             f"hatch-pyc: {'would put' if dry_run else 'put'} right what a killed run left: "
             f"{len(recovery.restored)} set-aside files restored, {len(recovery.removed)} temporaries removed"
-            + (" (the restored sources are compiled too)" if dry_run and recovery.restored else "")
+            + (
+                " (the restored sources are compiled too)"
+                if dry_run and any(p.suffix == ".py" for p in recovery.restored)
+                else ""
+            )
         )
     for kept in recovery.kept:
         say(f"hatch-pyc: warning: {kept}: a file a killed run set aside, kept because its name is taken now")

@@ -59,19 +59,55 @@ def is_staged(name: str, final: str) -> bool:
     return match is not None and match["name"] == final
 
 
+def set_aside_by_a_dead_run(path: Path) -> list[Path]:
+    """The hidden names under which a run no longer running set ``path`` aside (its commit was killed)."""
+    try:
+        names = os.listdir(path.parent)
+    except OSError:
+        return []
+    found = []
+    for name in sorted(names):
+        match = _OURS.fullmatch(name)
+        if match is not None and match["kind"] == "old" and match["name"] == path.name:
+            try:
+                made = (path.parent / name).lstat().st_ctime
+            except OSError:
+                continue
+            if not _owner_running(int(match["pid"]), made):
+                found.append(path.parent / name)
+    return found
+
+
 def tmp_name(final: Path, token: str) -> Path:
     """The hidden name a new file is written under until the commit."""
     return final.with_name(f".{final.name}.{token}{TMP_SUFFIX}")
 
 
-def write_name(final: Path) -> Path:
+def write_name(final: Path, *, directory: bool = False) -> Path:
     """Where to write ``final`` so that it appears whole: a new temporary beside it, or ``final``
     itself when it is already one of these hidden names (an output staged by a caller that
-    renames it into place). Temporaries a killed run left for ``final`` are removed first."""
+    renames it into place). Temporaries a killed run left for ``final`` are removed first: a
+    regular file, or with ``directory`` (an output staged as a directory, an OCI layout) also a
+    directory with what it holds; anything else of that name is the user's, and stays."""
     if _OURS.fullmatch(final.name):
         return final
-    recover([final.parent], lambda path: path == final)
+    recover([final.parent], lambda path: path == final, staged=_staged_dir if directory else is_regular_file)
     return tmp_name(final, new_token())
+
+
+def is_regular_file(found: Path) -> bool:
+    """Whether ``found`` is a regular file, not through a link (a temporary a run writes is one)."""
+    try:
+        return stat.S_ISREG(found.lstat().st_mode)
+    except OSError:
+        return False
+
+
+def _staged_dir(found: Path) -> bool:
+    try:
+        return stat.S_ISREG(found.lstat().st_mode) or (found.is_dir() and not found.is_symlink())
+    except OSError:
+        return False
 
 
 def old_name(path: Path, token: str) -> Path:
@@ -344,8 +380,11 @@ def recover(
                 continue
             found = directory / name
             original = directory / match["name"]
-            ours = match["kind"] == "old" and set_aside and original.name.endswith(SET_ASIDE_SUFFIXES)
-            if not (ours or planned(original)):
+            if match["kind"] == "old" and set_aside:  # only a source, a pyc or a stub is ever set aside there
+                ours = original.name.endswith(SET_ASIDE_SUFFIXES)
+            else:
+                ours = planned(original)
+            if not ours:
                 continue  # not this run's business: a name like ours for a file it does not write
             try:
                 info = found.lstat()
@@ -354,7 +393,6 @@ def recover(
             if _owner_running(int(match["pid"]), info.st_ctime):  # a rename or a link sets it; the mtime is the file's
                 continue
             verdict = _verdict(found, original, match["kind"], info, planned=planned, staged=staged)
-            getattr(recovery, verdict).append(original if verdict == "restored" else found)
             try:
                 if dry_run:
                     pass
@@ -363,10 +401,16 @@ def recover(
                 elif verdict == "restored":
                     os.rename(found, original)
             except OSError as exc:
+                done = (
+                    f" (it had put back {len(recovery.restored)} and removed {len(recovery.removed)} of them)"
+                    if recovery.restored or recovery.removed
+                    else ""
+                )
                 raise OutputFailed(
-                    f"{found}: cannot {'put back' if match['kind'] == 'old' else 'remove'} this leftover of a killed "
-                    f"run ({exc.strerror or exc}); the run stopped there, before its own work"
+                    f"{found}: cannot {'put back' if verdict == 'restored' else 'remove'} this leftover of a killed "
+                    f"run ({exc.strerror or exc}); the clean-up stopped there{done}, before the run's own work"
                 ) from exc
+            getattr(recovery, verdict).append(original if verdict == "restored" else found)
     return recovery
 
 

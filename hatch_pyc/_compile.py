@@ -24,6 +24,7 @@ from hatch_pyc._cache import open_cache, read_regular_file, record_run
 from hatch_pyc._commit import (
     TMP_SUFFIX,
     Recovery,
+    is_regular_file,
     is_staged,
     new_token,
     old_name,
@@ -127,6 +128,17 @@ def _check_unchanged(removed: dict[Path, Path | None], compiled_from: dict[str, 
 
 
 _tmp_name = tmp_name
+
+
+def put_back_named(paths: Sequence[str | os.PathLike[str]]) -> Recovery:
+    """Put back each named source that a killed run set aside (its commit had removed it from its path): before the
+    plan, which could not find it, so that running the same command again completes that run's work."""
+    recovery = Recovery()
+    for given in paths:
+        path = Path(given).absolute()
+        if path.name.endswith(".py") and not os.path.lexists(path):
+            recovery.extend(recover([path.parent], path.__eq__, staged=is_regular_file))
+    return recovery
 
 
 def would_recover(plan: CompilePlan) -> Recovery:
@@ -595,8 +607,9 @@ def _recover(plan: CompilePlan, *, dry_run: bool = False) -> Recovery:
     removed when they were made for a file such a run writes there (a pyc, a ``__pycache__``, a stub), whether this
     run writes it or not (a module stripped since has no source left to plan, and its pyc's temporary would stay
     for ever), and its set-aside sources, pycs and stubs are put back or removed. Beside a file the user named (not
-    in a named tree), only the leftovers of that module and its outputs are touched, and in each import root's
-    ``.dist-info`` (a directory, never a link) only those of the RECORD: nothing else a run writes there. Of the
+    in a named tree), only the leftovers of that module (its source, sourceless pyc and stub) and of this run's
+    outputs are touched, and in each import root's ``.dist-info`` (a directory, never a link; the walk does not go
+    into one) only those of the RECORD: nothing else a run writes there. Of the
     walked directories, only those whose listing showed such a name are listed again, with every ``__pycache__``
     (the walk does not list them).
     """
@@ -605,7 +618,12 @@ def _recover(plan: CompilePlan, *, dry_run: bool = False) -> Recovery:
     if plan.with_leftovers is not None and plan.with_pycache is not None:  # what the walk saw
         caches, directories = plan.with_pycache, set(plan.with_leftovers)
     trees = tuple(os.path.join(root.walk, "") for root in plan.roots if not root.walk.is_file())
-    named = {os.path.normpath(root.walk) for root in plan.roots if root.walk.is_file()}
+    named = {  # each named module's source, its sourceless pyc and its stub
+        os.path.normpath(root.walk.with_suffix(suffix))
+        for root in plan.roots
+        if root.walk.is_file()
+        for suffix in (".py", ".pyc", ".pyi")
+    }
     for directory in caches:
         cache = directory / "__pycache__"
         if cache.is_dir() and not cache.is_symlink():
@@ -632,7 +650,7 @@ def _recover(plan: CompilePlan, *, dry_run: bool = False) -> Recovery:
         return os.path.normpath(path) in outputs
 
     def any_pyc(path: Path) -> bool:
-        return path.name.endswith(".pyc") or path.name == "__pycache__" or is_planned(path)
+        return path.name.endswith((".pyc", ".pyi")) or path.name == "__pycache__" or is_planned(path)
 
     recovery = recover(in_trees, any_pyc, set_aside=True, staged=_made_by_a_run, dry_run=dry_run)
     recovery.extend(
@@ -707,7 +725,11 @@ def compile_tree(
     Raises :class:`~hatch_pyc.Interrupted` (after completing it) when SIGINT or SIGTERM arrived
     during the commit.
     """
+    put_back = put_back_named(paths)
     plan = plan_compile(
         paths, options or PycOptions(), python=python, stdlib=stdlib, allow_other_python=allow_other_python
     )
-    return compile_plan(plan, progress=progress)
+    result = compile_plan(plan, progress=progress)
+    put_back.extend(result.recovery)
+    result.recovery = put_back
+    return result

@@ -125,7 +125,7 @@ class StagedOutputs:
                 places,
                 lambda path: path in own or (path.parent == blobs and _DIGEST_HEX.fullmatch(path.name) is not None),
             )
-        staged = write_name(final)
+        staged = write_name(final, directory=True)
         self._staged[final] = staged
         return staged
 

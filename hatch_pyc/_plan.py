@@ -9,7 +9,7 @@ from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from hatch_pyc._commit import is_ours, is_staged
+from hatch_pyc._commit import is_ours, is_staged, set_aside_by_a_dead_run
 from hatch_pyc._errors import InvalidInput, InvalidOptions
 from hatch_pyc._layout import cache_name, outside_packages, sourceless_path
 from hatch_pyc._options import PycOptions
@@ -224,6 +224,12 @@ def find_roots(paths: Sequence[Path], interpreter: Interpreter, *, stdlib: bool 
     roots: list[Root] = []
     for given in paths:
         if not given.exists():
+            aside = set_aside_by_a_dead_run(given.absolute())
+            if aside:  # a dry run (a real one puts it back first: see hatch_pyc._compile.put_back_named)
+                raise InvalidInput(
+                    f"{given}: no such file; a killed run set it aside as {aside[0].name}, which the run (not a dry "
+                    "run) puts back first"
+                )
             raise InvalidInput(f"{given}: no such file or directory")
         path = given.absolute()
         if path.is_file():
@@ -252,8 +258,8 @@ def _walk_sources(
 
     Notes what the listings showed, so that no directory is listed twice: each walked directory, those holding
     a ``__pycache__`` and those holding a name of hatch-pyc's temporary and set-aside files (see
-    :class:`CompilePlan`). A ``__pycache__`` staged under such a name is not walked into, as ``__pycache__`` is not;
-    any other directory is, whatever its name.
+    :class:`CompilePlan`). A ``__pycache__`` staged under such a name is not walked into, as ``__pycache__`` is not,
+    nor is a distribution's ``.dist-info`` (no module is there); any other directory is, whatever its name.
     """
     base = str(root.import_root)
     if root.walk.is_file():
@@ -274,7 +280,10 @@ def _walk_sources(
         dirnames[:] = sorted(
             d
             for d in dirnames
-            if d != "__pycache__" and not is_staged(d, "__pycache__") and not (skip_dirs and (here / d) in skip_dirs)
+            if d != "__pycache__"
+            and not d.endswith(".dist-info")  # metadata: nothing there is imported, and only its RECORD is written
+            and not is_staged(d, "__pycache__")
+            and not (skip_dirs and (here / d) in skip_dirs)
         )
         rel = _relative(dirpath, base)
         for name in sorted(filenames):

@@ -213,7 +213,7 @@ def test_a_directory_is_never_taken_for_a_file_a_run_set_aside(tmp_path: Path) -
     aside = tmp_path / f".image.{_dead_pid()}-deadbeef.hatch-pyc-old"
     (aside / "blobs").mkdir(parents=True)
     before = full_snapshot(tmp_path)
-    recovery = recover([tmp_path], lambda path: path == tmp_path / "image", set_aside=True)
+    recovery = recover([tmp_path], lambda path: path == tmp_path / "image")
     assert (recovery.restored, recovery.removed, recovery.strange) == ([], [], [aside])
     assert full_snapshot(tmp_path) == before
 
@@ -743,7 +743,10 @@ def test_a_leftover_that_cannot_be_removed_stops_the_run_naming_it(
     one error naming the whole path and saying it was the clean-up, not a bare ``a.pyc: Operation not permitted``."""
     from hatch_pyc import _commit
 
-    leftover = tmp_path / f".a.pyc.{_dead_pid()}-deadbeef.hatch-pyc-tmp"
+    dead = _dead_pid()
+    aside = tmp_path / f".a.py.{dead}-deadbeef.hatch-pyc-old"
+    aside.write_text("A = 1\n")
+    leftover = tmp_path / f".b.pyc.{dead}-deadbeef.hatch-pyc-tmp"
     leftover.write_text("half\n")
 
     def refuse(path: Path) -> None:
@@ -751,9 +754,27 @@ def test_a_leftover_that_cannot_be_removed_stops_the_run_naming_it(
 
     monkeypatch.setattr(_commit, "_unlink", refuse)
     with pytest.raises(OutputFailed) as failed:
-        recover([tmp_path], lambda path: path == tmp_path / "a.pyc")
-    assert str(failed.value) == (
-        f"{leftover}: cannot remove this leftover of a killed run (Operation not permitted); "
-        "the run stopped there, before its own work"
+        recover([tmp_path], lambda path: path == tmp_path / "b.pyc", set_aside=True)
+    assert str(failed.value) == (  # and what it did before is said, not hidden
+        f"{leftover}: cannot remove this leftover of a killed run (Operation not permitted); the clean-up stopped "
+        "there (it had put back 1 and removed 0 of them), before the run's own work"
     )
-    assert leftover.exists()
+    assert leftover.exists() and (tmp_path / "a.py").read_text() == "A = 1\n"
+
+
+def test_an_output_is_written_anew_without_taking_a_users_directory_for_a_temporary(tmp_path: Path) -> None:
+    """Found by an adversarial review: ``write_name`` (every output a command writes whole: a wheel, a layer, a
+    JSON report) removed whatever had its temporary's name, a user's directory with all it held included. A run
+    makes a file there (or, for an OCI layout, a directory): anything else stays."""
+    dead = _dead_pid()
+    half = tmp_path / f".a.whl.{dead}-deadbeef.hatch-pyc-tmp"
+    half.write_bytes(b"half a wheel")
+    users = tmp_path / f".b.whl.{dead}-deadbeef.hatch-pyc-tmp"
+    (users / "keep").mkdir(parents=True)
+    write_name(tmp_path / "a.whl")
+    write_name(tmp_path / "b.whl")
+    assert not half.exists() and (users / "keep").is_dir()
+    layout = tmp_path / f".image.{dead}-deadbeef.hatch-pyc-tmp"
+    (layout / "blobs").mkdir(parents=True)
+    write_name(tmp_path / "image", directory=True)
+    assert not layout.exists()

@@ -1211,7 +1211,10 @@ def test_the_clean_up_keeps_to_what_a_run_leaves_where_the_user_pointed(tmp_path
       set-aside ``LICENSE`` was renamed back; here one named as a source's, which a tree's rules would put back);
     - beside a file the user named, only that module's leftovers are (a sibling's set-aside source came back);
     - in a tree, only what a run sets aside is put back: a source, a pyc, a stub (a ``notes.txt`` came back);
-    - a file with the name of a staged ``__pycache__`` (a run makes only a directory so named) stays;
+    - a file with the name of a staged ``__pycache__`` (a run makes only a directory so named) stays, and one named
+      as a ``__pycache__`` set aside is not renamed to ``__pycache__`` (no run sets one aside);
+    - a ``.py`` in a ``.dist-info`` is not compiled or stripped (the walk went in, the clean-up did not);
+    - a killed run's stub temporary goes, though this run writes no stub;
     - a name ending in a newline after the form (``re.match``'s ``$`` took it) stays, and a killed run's leftover
       of a name holding a newline (``.`` did not match it) is put back.
     """
@@ -1223,9 +1226,12 @@ def test_the_clean_up_keeps_to_what_a_run_leaves_where_the_user_pointed(tmp_path
             "pkg/a.py": "A = 1\n",
             "pkg/b.pyc": "a sibling's pyc",
             f"pkg/.b.py.{dead}.hatch-pyc-old": "B = 1\n",
-            "pkg-1.0.dist-info/RECORD": "pkg/__init__.py,,\npkg/a.py,,\npkg-1.0.dist-info/RECORD,,\n",
+            "pkg-1.0.dist-info/RECORD": "pkg/__init__.py,,\npkg/a.py,,\npkg-1.0.dist-info/top.py,,\n",
+            "pkg-1.0.dist-info/top.py": "metadata, not a module: neither compiled nor stripped\n",
             f"pkg-1.0.dist-info/.LICENSE.py.{dead}.hatch-pyc-old": "a user's (a run writes only a RECORD here)\n",
             f"top/.__pycache__.{dead}.hatch-pyc-tmp": "a file, not a staged directory\n",
+            f"top/.__pycache__.{dead}.hatch-pyc-old": "a file: no run sets a __pycache__ aside\n",
+            f"top/.t.pyi.{dead}.hatch-pyc-tmp": "a killed run's stub: removed, though this run writes none\n",
             f"top/.notes.py.{dead}.hatch-pyc-old\n": "a user's file\n",
             f"top/.notes.txt.{dead}.hatch-pyc-old": "a run sets aside only sources, pycs and stubs\n",
             f"top/.we\nird.py.{dead}.hatch-pyc-old": "W = 1\n",
@@ -1243,14 +1249,11 @@ def test_the_clean_up_keeps_to_what_a_run_leaves_where_the_user_pointed(tmp_path
     done = run_cli("compile", "--strip", str(site))
     assert done.returncode == 0, done.stderr
     assert full_snapshot(outside) == before
-    assert f".LICENSE.py.{dead}.hatch-pyc-old" in os.listdir(site / "pkg-1.0.dist-info")
+    assert sorted(os.listdir(site / "pkg-1.0.dist-info")) == [f".LICENSE.py.{dead}.hatch-pyc-old", "RECORD", "top.py"]
     assert (site / "pkg/b.py").exists() is False and (site / "pkg/b.pyc").read_bytes() != b"a sibling's pyc"
     top = sorted(os.listdir(site / "top"))
-    user = [
-        f".__pycache__.{dead}.hatch-pyc-tmp",
-        f".notes.py.{dead}.hatch-pyc-old\n",
-        f".notes.txt.{dead}.hatch-pyc-old",
-    ]
+    user = [f".__pycache__.{dead}.hatch-pyc-{kind}" for kind in ("tmp", "old")]
+    user += [f".notes.py.{dead}.hatch-pyc-old\n", f".notes.txt.{dead}.hatch-pyc-old"]
     assert top == sorted([*user, "t.pyc", "we\nird.pyc"])
     assert f"{site / 'top' / f'.__pycache__.{dead}.hatch-pyc-tmp'}: named like a killed run's leftover" in done.stderr
 
@@ -1280,3 +1283,24 @@ def test_what_the_clean_up_did_is_said_even_when_the_run_then_fails(tmp_path: Pa
         "(--on-error keep-source keeps it as source)",
     ]
     assert (tree / "pkg/e.py").read_text() == "E = 1\n"
+
+
+def test_running_the_same_command_again_completes_a_killed_strip_of_one_file(tmp_path: Path) -> None:
+    """Found by an adversarial review: a strip of one named file, killed once its source was set aside, could never
+    be completed by running the same command again: the plan found no such file and failed before the clean-up.
+    Now a named source a killed run set aside is put back first; a dry run says what happened and changes nothing."""
+    dead = f"{_dead_pid()}-deadbeef"
+    tree = write_tree(tmp_path / "tree", {"pkg/__init__.py": "", f"pkg/.a.py.{dead}.hatch-pyc-old": "A = 1\n"})
+    named = tree / "pkg/a.py"
+    dry = run_cli("compile", "--strip", "--dry-run", str(named))
+    assert (dry.returncode, dry.stderr) == (
+        2,
+        f"hatch-pyc: error: {named}: no such file; a killed run set it aside as .a.py.{dead}.hatch-pyc-old, which "
+        "the run (not a dry run) puts back first\n",
+    )
+    done = run_cli("compile", "--strip", str(named))
+    assert done.returncode == 0, done.stderr
+    assert done.stderr.startswith(
+        "hatch-pyc: put right what a killed run left: 1 set-aside files restored, 0 temporaries removed\n"
+    )
+    assert sorted(os.listdir(tree / "pkg")) == ["__init__.py", "a.pyc"]
