@@ -60,22 +60,20 @@ def is_staged(name: str, final: str) -> bool:
 
 
 def set_aside_by_a_dead_run(path: Path) -> list[Path]:
-    """The hidden names under which a run no longer running set ``path`` aside (its commit was killed)."""
+    """The hidden names under which a run no longer running set the file ``path`` aside (its commit was killed),
+    the newest first."""
     try:
         names = os.listdir(path.parent)
     except OSError:
         return []
-    found = []
-    for name in sorted(names):
-        match = _OURS.fullmatch(name)
-        if match is not None and match["kind"] == "old" and match["name"] == path.name:
-            try:
-                made = (path.parent / name).lstat().st_ctime
-            except OSError:
-                continue
-            if not _owner_running(int(match["pid"]), made):
-                found.append(path.parent / name)
-    return found
+    return [
+        found
+        for match, found, info in _newest_first(path.parent, names)
+        if match["kind"] == "old"
+        and match["name"] == path.name
+        and not stat.S_ISDIR(info.st_mode)  # a run sets aside only files
+        and not _owner_running(int(match["pid"]), info.st_ctime)
+    ]
 
 
 def tmp_name(final: Path, token: str) -> Path:
@@ -83,15 +81,15 @@ def tmp_name(final: Path, token: str) -> Path:
     return final.with_name(f".{final.name}.{token}{TMP_SUFFIX}")
 
 
-def write_name(final: Path, *, directory: bool = False) -> Path:
+def write_name(final: Path, *, staged: Callable[[Path], bool] | None = None) -> Path:
     """Where to write ``final`` so that it appears whole: a new temporary beside it, or ``final``
     itself when it is already one of these hidden names (an output staged by a caller that
     renames it into place). Temporaries a killed run left for ``final`` are removed first: a
-    regular file, or with ``directory`` (an output staged as a directory, an OCI layout) also a
-    directory with what it holds; anything else of that name is the user's, and stays."""
+    regular file, or what ``staged`` accepts (an OCI layout staged as a directory); anything else
+    of that name is the user's, and stays."""
     if _OURS.fullmatch(final.name):
         return final
-    recover([final.parent], lambda path: path == final, staged=_staged_dir if directory else is_regular_file)
+    recover([final.parent], lambda path: path == final, staged=staged or is_regular_file)
     return tmp_name(final, new_token())
 
 
@@ -99,13 +97,6 @@ def is_regular_file(found: Path) -> bool:
     """Whether ``found`` is a regular file, not through a link (a temporary a run writes is one)."""
     try:
         return stat.S_ISREG(found.lstat().st_mode)
-    except OSError:
-        return False
-
-
-def _staged_dir(found: Path) -> bool:
-    try:
-        return stat.S_ISREG(found.lstat().st_mode) or (found.is_dir() and not found.is_symlink())
     except OSError:
         return False
 
@@ -339,11 +330,14 @@ class Recovery:
     strange: list[Path] = field(default_factory=list)
 
     def extend(self, other: Recovery) -> None:
-        """Add what another clean-up did."""
-        self.restored.extend(other.restored)
-        self.removed.extend(other.removed)
-        self.kept.extend(other.kept)
-        self.strange.extend(other.strange)
+        """Add what another clean-up did (a file both found is listed once)."""
+        for mine, theirs in (
+            (self.restored, other.restored),
+            (self.removed, other.removed),
+            (self.kept, other.kept),
+            (self.strange, other.strange),
+        ):
+            mine.extend(path for path in theirs if path not in mine)
 
 
 def recover(
@@ -353,6 +347,7 @@ def recover(
     set_aside: bool = False,
     staged: Callable[[Path], bool] | None = None,
     dry_run: bool = False,
+    into: Recovery | None = None,
 ) -> Recovery:
     """Undo what a killed run left in ``directories``, touching only names such a run makes.
 
@@ -366,30 +361,23 @@ def recover(
     anyway); anything else is kept and reported. A run never sets a directory aside: one named so,
     like a temporary ``staged`` refuses, is left alone (in ``strange``). With ``dry_run`` nothing is
     changed: the result says what would be. A leftover that cannot be removed or put back raises
-    :class:`OutputFailed` naming it.
+    :class:`OutputFailed` naming it and what the clean-up had done (into ``into``, when given: one clean-up made of
+    several calls). Of several files set aside for one name, the newest is put back first.
     """
-    recovery = Recovery()
+    recovery = Recovery() if into is None else into
     for directory in sorted(set(directories)):
         try:
             names = sorted(os.listdir(directory))
         except OSError:
             continue
-        for name in names:
-            match = _OURS.fullmatch(name)
-            if match is None:
-                continue
-            found = directory / name
+        for match, found, info in _newest_first(directory, names):
             original = directory / match["name"]
             if match["kind"] == "old" and set_aside:  # only a source, a pyc or a stub is ever set aside there
                 ours = original.name.endswith(SET_ASIDE_SUFFIXES)
             else:
                 ours = planned(original)
-            if not ours:
-                continue  # not this run's business: a name like ours for a file it does not write
-            try:
-                info = found.lstat()
-            except OSError:
-                continue
+            if not ours or not os.path.lexists(found):
+                continue  # not this run's business (a name like ours for a file it does not write), or gone since
             if _owner_running(int(match["pid"]), info.st_ctime):  # a rename or a link sets it; the mtime is the file's
                 continue
             verdict = _verdict(found, original, match["kind"], info, planned=planned, staged=staged)
@@ -397,9 +385,11 @@ def recover(
                 if dry_run:
                     pass
                 elif verdict == "removed":
-                    _unlink(found)
+                    _unlink(found)  # gone meanwhile (another run's clean-up): removed all the same
                 elif verdict == "restored":
                     os.rename(found, original)
+            except FileNotFoundError:
+                continue  # gone meanwhile
             except OSError as exc:
                 done = (
                     f" (it had put back {len(recovery.restored)} and removed {len(recovery.removed)} of them)"
@@ -412,6 +402,20 @@ def recover(
                 ) from exc
             getattr(recovery, verdict).append(original if verdict == "restored" else found)
     return recovery
+
+
+def _newest_first(directory: Path, names: Iterable[str]) -> list[tuple[re.Match[str], Path, os.stat_result]]:
+    """Each name of the form a run gives, with its path and ``lstat``: by the name it was made for, the newest first
+    (a rename or a link sets the ctime; the mtime is the file's own)."""
+    found = []
+    for name in names:
+        match = _OURS.fullmatch(name)
+        if match is not None:
+            try:
+                found.append((match, directory / name, (directory / name).lstat()))
+            except OSError:
+                continue
+    return sorted(found, key=lambda item: (item[0]["name"], -item[2].st_ctime, item[1].name))
 
 
 def _verdict(

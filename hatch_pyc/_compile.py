@@ -24,7 +24,6 @@ from hatch_pyc._cache import open_cache, read_regular_file, record_run
 from hatch_pyc._commit import (
     TMP_SUFFIX,
     Recovery,
-    is_regular_file,
     is_staged,
     new_token,
     old_name,
@@ -136,8 +135,9 @@ def put_back_named(paths: Sequence[str | os.PathLike[str]]) -> Recovery:
     recovery = Recovery()
     for given in paths:
         path = Path(given).absolute()
-        if path.name.endswith(".py") and not os.path.lexists(path):
-            recovery.extend(recover([path.parent], path.__eq__, staged=is_regular_file))
+        # never through a link: the run writes nothing through one either (it would fail, having changed this)
+        if path.name.endswith(".py") and not os.path.lexists(path) and not os.path.islink(path.parent):
+            recover([path.parent], path.__eq__, staged=lambda _: False, into=recovery)  # no run makes a .py temporary
     return recovery
 
 
@@ -628,7 +628,8 @@ def _recover(plan: CompilePlan, *, dry_run: bool = False) -> Recovery:
         cache = directory / "__pycache__"
         if cache.is_dir() and not cache.is_symlink():
             directories.add(cache)
-    directories = {d for d in directories if not d.name.endswith(".dist-info")}  # see below
+    metadata_dirs = {root.import_root for root in plan.roots}
+    directories = {d for d in directories if not (d.name.endswith(".dist-info") and d.parent in metadata_dirs)}
     in_trees = {d for d in directories if os.path.join(d, "").startswith(trees)}
     beside_named = directories - in_trees
     records: set[str] = set()  # in the distributions' metadata, only a RECORD is ever written
@@ -653,21 +654,19 @@ def _recover(plan: CompilePlan, *, dry_run: bool = False) -> Recovery:
         return path.name.endswith((".pyc", ".pyi")) or path.name == "__pycache__" or is_planned(path)
 
     recovery = recover(in_trees, any_pyc, set_aside=True, staged=_made_by_a_run, dry_run=dry_run)
-    recovery.extend(
-        recover(
-            beside_named,
-            lambda path: os.path.normpath(path) in named or is_planned(path),
-            staged=_made_by_a_run,
-            dry_run=dry_run,
-        )
+    recover(
+        beside_named,
+        lambda path: os.path.normpath(path) in named or is_planned(path),
+        staged=_made_by_a_run,
+        dry_run=dry_run,
+        into=recovery,
     )
-    recovery.extend(
-        recover(
-            {Path(record).parent for record in records},
-            lambda path: os.path.normpath(path) in records,
-            staged=_made_by_a_run,
-            dry_run=dry_run,
-        )
+    recover(
+        {Path(record).parent for record in records},
+        lambda path: os.path.normpath(path) in records,
+        staged=_made_by_a_run,
+        dry_run=dry_run,
+        into=recovery,
     )
     return recovery
 

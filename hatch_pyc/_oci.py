@@ -22,13 +22,14 @@ import os
 import re
 import shutil
 import signal
+import stat
 import tarfile
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from hatch_pyc._commit import Commit, make_parents, new_token, one_commit, recover, write_name
+from hatch_pyc._commit import Commit, is_regular_file, make_parents, new_token, one_commit, recover, write_name
 from hatch_pyc._errors import InvalidInput
 from hatch_pyc._layer import DEFAULT_EPOCH, LayerResult
 from hatch_pyc._oci_base import (
@@ -89,6 +90,36 @@ def check_outputs(paths: list[Path]) -> None:
             )
 
 
+# What a run writes in an OCI layout directory: each directory's files (None: blobs, named by their digest) and
+# subdirectories.
+_LAYOUT_TREE: dict[str, tuple[frozenset[str] | None, frozenset[str]]] = {
+    ".": (frozenset({"oci-layout", "index.json", "manifest.json"}), frozenset({"blobs"})),
+    "blobs": (frozenset(), frozenset({"sha256"})),
+    "blobs/sha256": (None, frozenset()),
+}
+
+
+def _staged_layout(found: Path) -> bool:
+    """Whether ``found`` (a killed run's temporary for an OCI layout directory) holds nothing but what a run writes
+    there: the layout's own files and ``blobs/sha256/<digest>``, regular files, no link. Anything else is a
+    user's, and stays."""
+    try:
+        if not stat.S_ISDIR(found.lstat().st_mode):
+            return False
+        for here, dirs, files in os.walk(found):
+            names, subdirs = _LAYOUT_TREE.get(Path(here).relative_to(found).as_posix(), (frozenset(), frozenset()))
+            if not set(dirs) <= subdirs or any(os.path.islink(os.path.join(here, d)) for d in dirs):
+                return False
+            for name in files:
+                if (name not in names) if names is not None else (_DIGEST_HEX.fullmatch(name) is None):
+                    return False
+                if not stat.S_ISREG(os.lstat(os.path.join(here, name)).st_mode):
+                    return False
+    except OSError:
+        return False
+    return True
+
+
 class StagedOutputs:
     """Outputs written beside their final names and moved into place together by :meth:`commit`.
 
@@ -104,8 +135,9 @@ class StagedOutputs:
         self._made: list[Path] = []  # directories created for outputs, deepest first
         self._staged: dict[Path, Path] = {}  # final path -> staged path
 
-    def path(self, final: str | os.PathLike[str]) -> Path:
-        """Where to write ``final`` for now: a hidden name in its directory (created if missing).
+    def path(self, final: str | os.PathLike[str], *, layout: bool = False) -> Path:
+        """Where to write ``final`` for now: a hidden name in its directory (created if missing); ``layout``: an OCI
+        layout directory (a killed run's staged one is removed only if it holds nothing but a layout's files).
 
         Refused (:func:`check_outputs`): a path inside another output of this run, or holding one,
         and an existing directory that is not an OCI layout.
@@ -124,8 +156,9 @@ class StagedOutputs:
             recover(
                 places,
                 lambda path: path in own or (path.parent == blobs and _DIGEST_HEX.fullmatch(path.name) is not None),
+                staged=is_regular_file,
             )
-        staged = write_name(final, directory=True)
+        staged = write_name(final, staged=_staged_layout if layout else None)
         self._staged[final] = staged
         return staged
 
@@ -270,7 +303,7 @@ def _write_image(
         for blob in layers:
             files[_blob_path(Path(), blob.digest).as_posix()] = blob.source
         if layout:
-            out = outputs.path(layout)
+            out = outputs.path(layout, layout=Path(layout).suffix != ".tar")
             if Path(layout).suffix == ".tar":
                 _write_tar(files, out, epoch)
             else:

@@ -224,7 +224,9 @@ def find_roots(paths: Sequence[Path], interpreter: Interpreter, *, stdlib: bool 
     roots: list[Root] = []
     for given in paths:
         if not given.exists():
-            aside = set_aside_by_a_dead_run(given.absolute())
+            aside = set_aside_by_a_dead_run(given.absolute()) if given.name.endswith(".py") else []
+            if aside and os.path.islink(given.absolute().parent):  # the run writes nothing through a link
+                raise InvalidInput(f"{given}: no such file; a killed run set it aside as {aside[0]}")
             if aside:  # a dry run (a real one puts it back first: see hatch_pyc._compile.put_back_named)
                 raise InvalidInput(
                     f"{given}: no such file; a killed run set it aside as {aside[0].name}, which the run (not a dry "
@@ -259,7 +261,8 @@ def _walk_sources(
     Notes what the listings showed, so that no directory is listed twice: each walked directory, those holding
     a ``__pycache__`` and those holding a name of hatch-pyc's temporary and set-aside files (see
     :class:`CompilePlan`). A ``__pycache__`` staged under such a name is not walked into, as ``__pycache__`` is not,
-    nor is a distribution's ``.dist-info`` (no module is there); any other directory is, whatever its name.
+    nor is a distribution's ``.dist-info`` at the import root (no module is there); any other directory is,
+    whatever its name.
     """
     base = str(root.import_root)
     if root.walk.is_file():
@@ -281,7 +284,7 @@ def _walk_sources(
             d
             for d in dirnames
             if d != "__pycache__"
-            and not d.endswith(".dist-info")  # metadata: nothing there is imported, and only its RECORD is written
+            and not (d.endswith(".dist-info") and here == root.import_root)  # metadata: no module, only a RECORD
             and not is_staged(d, "__pycache__")
             and not (skip_dirs and (here / d) in skip_dirs)
         )

@@ -18,6 +18,7 @@ from test_safety import full_snapshot
 from hatch_pyc import Interpreter, _commit
 from hatch_pyc._commit import (
     Commit,
+    Recovery,
     _owner_running,
     _process_start,
     held_signals,
@@ -765,7 +766,7 @@ def test_a_leftover_that_cannot_be_removed_stops_the_run_naming_it(
 def test_an_output_is_written_anew_without_taking_a_users_directory_for_a_temporary(tmp_path: Path) -> None:
     """Found by an adversarial review: ``write_name`` (every output a command writes whole: a wheel, a layer, a
     JSON report) removed whatever had its temporary's name, a user's directory with all it held included. A run
-    makes a file there (or, for an OCI layout, a directory): anything else stays."""
+    makes a file there: anything else stays (an OCI layout's directory: see ``tests/test_oci_hostile.py``)."""
     dead = _dead_pid()
     half = tmp_path / f".a.whl.{dead}-deadbeef.hatch-pyc-tmp"
     half.write_bytes(b"half a wheel")
@@ -774,7 +775,54 @@ def test_an_output_is_written_anew_without_taking_a_users_directory_for_a_tempor
     write_name(tmp_path / "a.whl")
     write_name(tmp_path / "b.whl")
     assert not half.exists() and (users / "keep").is_dir()
-    layout = tmp_path / f".image.{dead}-deadbeef.hatch-pyc-tmp"
-    (layout / "blobs").mkdir(parents=True)
-    write_name(tmp_path / "image", directory=True)
-    assert not layout.exists()
+
+
+def test_of_several_files_set_aside_for_one_name_the_newest_comes_back(tmp_path: Path) -> None:
+    """Found by an adversarial review: two killed runs set ``a.py`` aside in turn; the clean-up put back the one whose
+    name sorted first (the older here), compiled it, and a second run then put back the other. The newest comes
+    back, the older is kept and named once."""
+    dead = _dead_pid()
+    older = tmp_path / f".a.py.{dead}-00000000.hatch-pyc-old"
+    older.write_text("V = 'OLD'\n")
+    time.sleep(0.01)  # ctimes a hundredth of a second apart
+    newer = tmp_path / f".a.py.{dead}-ffffffff.hatch-pyc-old"
+    newer.write_text("V = 'NEW'\n")
+    recovery = recover([tmp_path], lambda path: False, set_aside=True)
+    recovery.extend(recover([tmp_path], lambda path: False, set_aside=True))  # a second look: listed once
+    assert (tmp_path / "a.py").read_text() == "V = 'NEW'\n"
+    assert (recovery.restored, recovery.kept) == ([tmp_path / "a.py"], [older])
+
+
+def test_a_named_source_is_put_back_only_as_a_run_would_write_it(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``put_back_named`` (found by an adversarial review): never through a directory that is a link (the run then
+    refuses to write there, having changed it); never a ``.py`` temporary (no run writes one); and a put-back that
+    fails says the one done before it, in another named directory."""
+    from hatch_pyc import _commit
+    from hatch_pyc._compile import put_back_named
+
+    dead = f"{_dead_pid()}-deadbeef"
+    tree = write_tree(
+        tmp_path / "tree",
+        {
+            f"pkg/.a.py.{dead}.hatch-pyc-old": "A = 1\n",
+            f"pkg/.a.py.{dead}.hatch-pyc-tmp": "a user's file: no run writes a .py temporary\n",
+            f"pkg/sub/.d.py.{dead}.hatch-pyc-old": "D = 1\n",
+        },
+    )
+    (tmp_path / "link").symlink_to(tree / "pkg", target_is_directory=True)
+    assert put_back_named([tmp_path / "link/a.py"]) == Recovery()
+    real_rename = os.rename
+
+    def refuse_in_sub(src: object, dst: object) -> None:
+        if "sub" in str(src):
+            raise PermissionError(1, "Operation not permitted", str(src))
+        real_rename(src, dst)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(_commit.os, "rename", refuse_in_sub)
+    with pytest.raises(OutputFailed, match=r"\(it had put back 1 and removed 0 of them\)"):
+        put_back_named([tree / "pkg/a.py", tree / "pkg/sub/d.py"])
+    monkeypatch.undo()
+    assert (tree / "pkg/a.py").read_text() == "A = 1\n"
+    assert (tree / f"pkg/.a.py.{dead}.hatch-pyc-tmp").exists()

@@ -1213,7 +1213,8 @@ def test_the_clean_up_keeps_to_what_a_run_leaves_where_the_user_pointed(tmp_path
     - in a tree, only what a run sets aside is put back: a source, a pyc, a stub (a ``notes.txt`` came back);
     - a file with the name of a staged ``__pycache__`` (a run makes only a directory so named) stays, and one named
       as a ``__pycache__`` set aside is not renamed to ``__pycache__`` (no run sets one aside);
-    - a ``.py`` in a ``.dist-info`` is not compiled or stripped (the walk went in, the clean-up did not);
+    - a ``.py`` in a ``.dist-info`` at the import root is not compiled or stripped (the walk went in, the clean-up
+      did not); one deeper in a package is walked as any other directory (here kept: outside packages);
     - a killed run's stub temporary goes, though this run writes no stub;
     - a name ending in a newline after the form (``re.match``'s ``$`` took it) stays, and a killed run's leftover
       of a name holding a newline (``.`` did not match it) is put back.
@@ -1228,6 +1229,7 @@ def test_the_clean_up_keeps_to_what_a_run_leaves_where_the_user_pointed(tmp_path
             f"pkg/.b.py.{dead}.hatch-pyc-old": "B = 1\n",
             "pkg-1.0.dist-info/RECORD": "pkg/__init__.py,,\npkg/a.py,,\npkg-1.0.dist-info/top.py,,\n",
             "pkg-1.0.dist-info/top.py": "metadata, not a module: neither compiled nor stripped\n",
+            "pkg/data/x-1.0.dist-info/helper.py": "H = 1\n",  # not at the import root: walked as any other
             f"pkg-1.0.dist-info/.LICENSE.py.{dead}.hatch-pyc-old": "a user's (a run writes only a RECORD here)\n",
             f"top/.__pycache__.{dead}.hatch-pyc-tmp": "a file, not a staged directory\n",
             f"top/.__pycache__.{dead}.hatch-pyc-old": "a file: no run sets a __pycache__ aside\n",
@@ -1244,12 +1246,15 @@ def test_the_clean_up_keeps_to_what_a_run_leaves_where_the_user_pointed(tmp_path
 
     done = run_cli("compile", "--strip", str(site / "pkg/a.py"))  # one file named
     assert done.returncode == 0, done.stderr
-    assert sorted(os.listdir(site / "pkg")) == sorted(["__init__.py", "a.pyc", "b.pyc", f".b.py.{dead}.hatch-pyc-old"])
+    assert sorted(os.listdir(site / "pkg")) == sorted(
+        ["__init__.py", "a.pyc", "b.pyc", f".b.py.{dead}.hatch-pyc-old", "data"]
+    )
 
     done = run_cli("compile", "--strip", str(site))
     assert done.returncode == 0, done.stderr
     assert full_snapshot(outside) == before
     assert sorted(os.listdir(site / "pkg-1.0.dist-info")) == [f".LICENSE.py.{dead}.hatch-pyc-old", "RECORD", "top.py"]
+    assert "; 1 kept as source (outside packages: templates or data);" in done.stderr  # pkg/data/x-1.0.dist-info
     assert (site / "pkg/b.py").exists() is False and (site / "pkg/b.pyc").read_bytes() != b"a sibling's pyc"
     top = sorted(os.listdir(site / "top"))
     user = [f".__pycache__.{dead}.hatch-pyc-{kind}" for kind in ("tmp", "old")]

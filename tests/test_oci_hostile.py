@@ -402,3 +402,32 @@ def test_outputs_inside_each_other_are_refused(wheel: Path, tmp_path: Path, insi
     line = _one_error(layer_cli(wheel, layer, "--oci-layout", str(layout)))
     assert line == f"hatch-pyc: error: {layer} and {layout}: one output inside the other; give each its own place"
     assert snapshot(tmp_path) == before
+
+
+def test_a_users_directory_named_like_an_outputs_temporary_stays(tmp_path: Path) -> None:
+    """Found by an adversarial review: ``layer -o FILE`` took a directory with its output's temporary name (a killed
+    run's pid, gone) for a staged OCI layout, and removed it with all it held. A file output's temporary is only ever
+    a file; a layout's is removed only if it holds nothing but a layout's files."""
+    from test_commit import _dead_pid
+
+    from hatch_pyc._oci import StagedOutputs
+
+    dead = f"{_dead_pid()}-deadbeef"
+    users = tmp_path / f".layer.tar.gz.{dead}.hatch-pyc-tmp"
+    (users / "photos").mkdir(parents=True)
+    (users / "photos/p1").write_text("mine\n")
+    not_a_layout = tmp_path / f".mine.{dead}.hatch-pyc-tmp"
+    (not_a_layout / "blobs/sha256").mkdir(parents=True)
+    (not_a_layout / "mydata.txt").write_text("mine\n")
+    killed = tmp_path / f".image.{dead}.hatch-pyc-tmp"
+    (killed / "blobs/sha256").mkdir(parents=True)
+    (killed / "oci-layout").write_text("{}")
+    (killed / "blobs/sha256" / ("0" * 64)).write_bytes(b"half a blob")
+    outputs = StagedOutputs()
+    outputs.path(tmp_path / "layer.tar.gz")
+    outputs.path(tmp_path / "mine", layout=True)
+    outputs.path(tmp_path / "image", layout=True)
+    outputs.discard()
+    assert (users / "photos/p1").read_text() == "mine\n"
+    assert (not_a_layout / "mydata.txt").read_text() == "mine\n"
+    assert not killed.exists()
