@@ -826,3 +826,44 @@ def test_a_named_source_is_put_back_only_as_a_run_would_write_it(
     monkeypatch.undo()
     assert (tree / "pkg/a.py").read_text() == "A = 1\n"
     assert (tree / f"pkg/.a.py.{dead}.hatch-pyc-tmp").exists()
+
+
+def test_an_undone_set_aside_puts_a_link_back_as_a_link(tmp_path: Path) -> None:
+    """A source that is a symbolic link, set aside and put back by the undo, is the same link again: never a hard
+    link to what it points at."""
+    target = tmp_path / "real.py"
+    target.write_text("R = 1\n")
+    (tmp_path / "mod.py").symlink_to(target)
+    commit = Commit(new_token())
+    commit.set_aside(tmp_path / "mod.py")
+    commit.roll_back()
+    assert os.readlink(tmp_path / "mod.py") == str(target)
+
+
+def test_a_leftover_another_clean_up_puts_back_first_is_passed_over_not_the_rest(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Two runs clean up one directory: a set-aside file the other run put back first (the rename finds it gone)
+    is passed over, and the next leftover is still cleaned up. Likewise a name listed that is gone before it is
+    looked at."""
+    from hatch_pyc import _commit
+
+    dead = _dead_pid()
+    aside = tmp_path / f".a.py.{dead}-deadbeef.hatch-pyc-old"
+    aside.write_text("A = 1\n")
+    half = tmp_path / f".b.pyc.{dead}-deadbeef.hatch-pyc-tmp"
+    half.write_text("half\n")
+    real_rename = os.rename
+
+    def rename(src: str | os.PathLike[str], dst: str | os.PathLike[str]) -> None:
+        real_rename(src, dst)  # the other run
+        real_rename(src, dst)
+
+    monkeypatch.setattr(_commit.os, "rename", rename)
+    recovery = recover([tmp_path], lambda path: path == tmp_path / "b.pyc", set_aside=True)
+    monkeypatch.undo()
+    assert (recovery.restored, recovery.removed) == ([], [half])
+    assert sorted(os.listdir(tmp_path)) == ["a.py"]
+    ghost = f".c.pyc.{dead}-deadbeef.hatch-pyc-tmp"  # listed, then gone
+    half.write_text("half\n")
+    assert [found for _, found, _ in _commit._newest_first(tmp_path, [ghost, half.name])] == [half]
