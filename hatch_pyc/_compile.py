@@ -24,6 +24,7 @@ from hatch_pyc._cache import open_cache, read_regular_file, record_run
 from hatch_pyc._commit import (
     TMP_SUFFIX,
     Recovery,
+    is_regular_file,
     is_staged,
     new_token,
     old_name,
@@ -675,9 +676,9 @@ def _made_by_a_run(found: Path) -> bool:
     """Whether ``found`` (a temporary's name, its process gone) is what a run makes under that name: a regular file,
     or a ``__pycache__`` staged whole holding nothing but pycs and their temporaries. Anything else (a link, a
     directory of another name, a staged ``__pycache__`` holding a user's file) is the user's, and is left alone."""
+    if not is_staged(found.name, "__pycache__"):
+        return is_regular_file(found)
     try:
-        if not is_staged(found.name, "__pycache__"):
-            return stat.S_ISREG(found.lstat().st_mode)
         if not stat.S_ISDIR(found.lstat().st_mode):
             return False
         with os.scandir(found) as entries:
