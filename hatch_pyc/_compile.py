@@ -16,7 +16,6 @@ import stat
 import struct
 import time
 from collections.abc import Callable, Iterable, Sequence
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -171,8 +170,9 @@ def compile_plan(
     todo: list[PlannedSource] = []
     quick_check = not options.force and not plan.sourceless and mode == "timestamp"
     quick_check = quick_check and options.source_date_epoch is None
+    with_pycache = _with_pycache(plan)
     for item in plan.sources:
-        if quick_check and _may_have_pycache(plan, item) and _timestamp_current(item, interp.magic):
+        if quick_check and _may_have_pycache(with_pycache, item) and _timestamp_current(item, interp.magic):
             result.up_to_date.append(item)
             continue
         todo.append(item)
@@ -262,13 +262,23 @@ def compile_plan(
             progress(done, total)
 
     try:
-        with ThreadPoolExecutor(max_workers=1, thread_name_prefix="hatch-pyc-stubs") as background:
-            stubs_made = background.submit(_make_stubs, stub_jobs, interp, options) if stub_jobs else None
+        # Stubs are made beside the compile, by mypy's stubgen in a thread of their own (concurrent.futures, with
+        # the logging it imports, is only imported then: about 5 ms of every run's start-up).
+        background = None
+        if stub_jobs:
+            from concurrent.futures import ThreadPoolExecutor
+
+            background = ThreadPoolExecutor(max_workers=1, thread_name_prefix="hatch-pyc-stubs")
+        try:
+            stubs_made = background.submit(_make_stubs, stub_jobs, interp, options) if background else None
             run_tasks(
                 interp, tasks, options.worker_count, on_answer, cache=cache, compact=options.compact, started=workers
             )
             if stubs_made is not None:
                 stub_result = stubs_made.result()
+        finally:
+            if background is not None:
+                background.shutdown(wait=True)
         if cache is not None:
             record_run(cache, result.cache_hits, result.cache_misses)
         if input_errors:
@@ -421,7 +431,8 @@ def _tasks(
     staged = _staging(plan, todo, token)
     tmps: dict[Path, Path] = {}
     if not plan.deliver:  # a delivered pyc comes back in the answer: it has no temporary file
-        tmps = {final: _tmp_of(item, final, staged, token) for item in todo for _, final in item.outputs}
+        by_dir = {os.fspath(directory): hidden for directory, hidden in staged.items()}
+        tmps = {final: _tmp_of(item, final, by_dir, token) for item in todo for _, final in item.outputs}
     by_src: dict[str, PlannedSource] = {}
     tasks: list[tuple[int, Task]] = []
     for item in todo:
@@ -448,9 +459,20 @@ def _tasks(
     return staged, tmps, tasks, by_src
 
 
-def _may_have_pycache(plan: CompilePlan, item: PlannedSource) -> bool:
+def _dir_of(item: PlannedSource) -> str:
+    """``str(item.source.parent)``, without making a Path (and hashing it) for each of thousands of sources."""
+    return os.path.dirname(item.source) or "."
+
+
+def _with_pycache(plan: CompilePlan) -> frozenset[str] | None:
+    """The directories that held a ``__pycache__`` when the plan was made, as :func:`_dir_of` names them (None: not
+    known)."""
+    return None if plan.with_pycache is None else frozenset(map(os.fspath, plan.with_pycache))
+
+
+def _may_have_pycache(with_pycache: frozenset[str] | None, item: PlannedSource) -> bool:
     """Whether the directory of ``item``'s source held a ``__pycache__`` when the plan was made (if not known: yes)."""
-    return plan.with_pycache is None or item.source.parent in plan.with_pycache
+    return with_pycache is None or _dir_of(item) in with_pycache
 
 
 def _staging(plan: CompilePlan, todo: Sequence[PlannedSource], token: str) -> dict[Path, Path]:
@@ -460,21 +482,23 @@ def _staging(plan: CompilePlan, todo: Sequence[PlannedSource], token: str) -> di
     if plan.deliver or plan.sourceless:
         return {}
     staged: dict[Path, Path] = {}
-    seen: set[Path] = set()
+    seen: set[str] = set()
+    with_pycache = _with_pycache(plan)
     for item in todo:
-        directory = item.source.parent
-        if directory in seen:
+        name = _dir_of(item)
+        if name in seen:
             continue
-        seen.add(directory)
-        if not _may_have_pycache(plan, item) or not os.path.lexists(directory / "__pycache__"):
+        seen.add(name)
+        directory = item.source.parent
+        if not _may_have_pycache(with_pycache, item) or not os.path.lexists(directory / "__pycache__"):
             staged[directory] = tmp_name(directory / "__pycache__", token)
     return staged
 
 
-def _tmp_of(item: PlannedSource, final: Path, staged: dict[Path, Path], token: str) -> Path:
-    """Where a worker writes the pyc ``final`` of ``item``: in its staged ``__pycache__``, else under a temporary name
-    beside it."""
-    hidden = staged.get(item.source.parent)
+def _tmp_of(item: PlannedSource, final: Path, staged: dict[str, Path], token: str) -> Path:
+    """Where a worker writes the pyc ``final`` of ``item``: in its staged ``__pycache__`` (``staged`` by
+    :func:`_dir_of`), else under a temporary name beside it."""
+    hidden = staged.get(_dir_of(item))
     return hidden / final.name if hidden is not None else tmp_name(final, token)
 
 

@@ -37,6 +37,8 @@ class InstalledDistribution:
     dist_info: Path
     rows: list[list[str]]
     newline: str = "\n"  # kept as the installer wrote it (pip writes "\r\n")
+    # each row's own text, as the installer wrote it: a line the run does not change is written back as it was
+    lines: list[str] = field(default_factory=list)
     # normalised absolute path -> index of its row
     index: dict[str, int] = field(default_factory=dict)
 
@@ -71,16 +73,38 @@ def find_distributions(site_dirs: Iterable[Path]) -> list[InstalledDistribution]
                     text = handle.read()
             except OSError as exc:
                 raise InvalidInput(f"{record}: cannot read it ({exc.strerror or exc})") from exc
+            dist = InstalledDistribution(dist_info, [], "\r\n" if "\r\n" in text else "\n")
+            lines = io.StringIO(text).readlines()  # split at "\n" only, as csv reads them
             try:
-                rows = [row for row in csv.reader(io.StringIO(text)) if row]
+                rows = list(csv.reader(lines))
+                if len(rows) != len(lines):  # a quoted field with a line break in it: which lines are each row's
+                    reader = csv.reader(lines)
+                    spans = [(reader.line_num, row) for row in reader]
+                    starts = [0] + [end for end, _ in spans[:-1]]
+                    rows = [row for _, row in spans]
+                    lines = ["".join(lines[a:b]) for a, (b, _) in zip(starts, spans, strict=True)]
             except csv.Error as exc:  # a bare CR in an unquoted field, a NUL byte (3.10)
                 raise InvalidInput(
                     f"{record}: not a CSV file installers can read ({exc}); nothing was changed"
                 ) from exc
-            dist = InstalledDistribution(dist_info, rows, "\r\n" if "\r\n" in text else "\n")
-            base = os.fspath(site)
-            for i, row in enumerate(rows):
-                dist.index[os.path.normpath(os.path.join(base, row[0]))] = i
+            dist.rows = [row for row in rows if row]
+            dist.lines = [line for row, line in zip(rows, lines, strict=True) if row]
+            base = os.path.normpath(os.fspath(site))
+            prefix = base if base.endswith(os.sep) else base + os.sep
+            # A path that needs no normalising (relative, no empty part, no part that begins with a dot, no
+            # trailing slash) is joined as it is: normpath on every line of a big RECORD costs more than the rest.
+            slow = os.sep != "/"
+            dist.index = {
+                prefix + path
+                if not slow
+                and path
+                and path[0] not in "./"
+                and path[-1] != "/"
+                and "/." not in path
+                and "//" not in path
+                else os.path.normpath(os.path.join(base, path)): i
+                for i, path in enumerate(row[0] for row in dist.rows)
+            }
             found.append(dist)
     return found
 
@@ -92,12 +116,12 @@ def file_hash(path: Path) -> tuple[str, str]:
     return f"sha256={digest}", str(len(data))
 
 
-def _relative(path: Path, site: Path) -> str:
-    """``path`` as RECORD lists it: relative to ``site``, posix (``../`` leads out of it)."""
-    text, base = os.path.normpath(path), os.path.join(os.path.normpath(site), "")
-    if text.startswith(base):  # what a run writes is in its import roots: relpath would make both absolute first
-        return text[len(base) :].replace(os.sep, "/")
-    return os.path.relpath(path, site).replace(os.sep, "/")
+def _relative(key: str, base: str) -> str:
+    """The normalised path ``key`` as RECORD lists it: relative to ``base`` (normalised, ending in a separator),
+    posix (``../`` leads out of it)."""
+    if key.startswith(base):  # what a run writes is in its import roots: relpath would make both absolute first
+        return key[len(base) :].replace(os.sep, "/")
+    return os.path.relpath(key, base).replace(os.sep, "/")
 
 
 def updated_record(
@@ -114,66 +138,69 @@ def updated_record(
     ``cached``: :func:`pycs_by_source` of ``written`` (computed here when not given: a run with
     many distributions computes it once). A pyc is added only for a source the distribution lists.
     ``beside``: normalised removed path -> files written in its place besides its pyc (its ``.pyi`` stub).
+    A line the run does not change is written back as the installer wrote it.
     """
-    site = dist.dist_info.parent
-    rows = [list(row) for row in dist.rows]
-    changed = False
+    base = os.path.join(os.path.normpath(dist.dist_info.parent), "")
+    rows = dist.rows
+    index = dist.index
     replaced: dict[int, list[list[str]]] = {}  # row index -> the rows that take its place
-    listed = set(dist.index)
+    listed: set[str] = set()  # pycs and stubs that take a removed source's line: not added after it again
 
-    def row_for(final: Path) -> list[str]:
-        key = _key(final)
+    def row_for(key: str) -> list[str]:
         _, holder, hashed = written[key]
         if hashed:
             digest, size = file_hash(holder)
-            return [_relative(final, site), digest, size]
-        return [_relative(final, site), "", ""]
+            return [_relative(key, base), digest, size]
+        return [_relative(key, base), "", ""]
 
     # The sourceless pycs that take the place of sources this distribution lists: a line the RECORD
     # already has for one of them (a sourceless install compiled again) gives way to the source's.
-    taking_place = {_key(pyc) for k in dist.index if (pyc := removed.get(k)) is not None}
-    for key, i in dist.index.items():
-        if key in taking_place and key not in removed:
-            changed = True
-            replaced[i] = []
-        elif key in removed:
-            changed = True
-            pyc = removed[key]
-            replaced[i] = [row_for(pyc)] if pyc is not None and _key(pyc) in written else []
-            if pyc is not None:
-                listed.add(_key(pyc))
-            for extra in (beside or {}).get(key, []):
-                if _key(extra) in written:
-                    replaced[i].append(row_for(extra))
-                    listed.add(_key(extra))
-        elif key in written:
-            changed = True
-            final = written[key][0]
-            old = rows[i]
-            replaced[i] = [row_for(final) if len(old) < 2 or old[1] else [old[0], "", ""]]
+    taking_place = {_key(pyc) for k in removed.keys() & index.keys() if (pyc := removed[k]) is not None}
+    for key in removed.keys() & index.keys():
+        i = index[key]
+        pyc = removed[key]
+        replaced[i] = [row_for(_key(pyc))] if pyc is not None and _key(pyc) in written else []
+        if pyc is not None:
+            listed.add(_key(pyc))
+        for extra in (beside or {}).get(key, []):
+            if _key(extra) in written:
+                replaced[i].append(row_for(_key(extra)))
+                listed.add(_key(extra))
+    for key in taking_place & index.keys():
+        if key not in removed:
+            replaced[index[key]] = []
+    for key in written.keys() & index.keys():
+        i = index[key]
+        if i in replaced:  # taking a source's place, or removed: that decides
+            continue
+        old = rows[i]
+        replaced[i] = [row_for(key) if len(old) < 2 or old[1] else [old[0], "", ""]]
     # pycs written for a source this distribution lists (a __pycache__ entry, or a sourceless
     # pyc whose source stays because of --on-error keep-source is never written, so not here)
     if cached is None:
         cached = pycs_by_source(written)
-    by_source = {
-        source: new
-        for source, keys in cached.items()
-        if source in dist.index and source not in removed and (new := [k for k in keys if k not in listed])
-    }
-    for source, keys in by_source.items():
-        i = dist.index[source]
-        current = replaced.get(i, [rows[i]])
-        replaced[i] = current + [row_for(written[k][0]) for k in sorted(keys)]
-        changed = True
-    if not changed:
-        return None
+    sources = cached.keys() & index.keys() if len(cached) < len(index) else index.keys() & cached.keys()
+    for source in sources:
+        if source in removed:
+            continue
+        new = [k for k in cached[source] if k not in index and k not in listed]
+        if new:
+            i = index[source]
+            replaced[i] = replaced.get(i, [rows[i]]) + [row_for(k) for k in sorted(new)]
+    changes = {i: new for i, new in replaced.items() if new != [rows[i]]}
+    if not changes:
+        return None  # no line changed (pycs pip had compiled, recompiled: listed as they are)
     out = io.StringIO()
     writer = csv.writer(out, lineterminator=dist.newline)
+    lines = dist.lines if len(dist.lines) == len(rows) else None
     for i, row in enumerate(rows):
-        for new in replaced.get(i, [row]):
-            writer.writerow(new)
-    if all(replaced.get(i, [row]) == [row] for i, row in enumerate(rows)):
-        return None  # every changed file was listed as it is now (pycs pip had compiled, recompiled)
+        new_rows = changes.get(i)
+        if new_rows is not None:
+            writer.writerows(new_rows)
+        elif lines is None:
+            writer.writerow(row)
+        else:  # the last line may have no line break
+            out.write(lines[i] if lines[i].endswith("\n") else lines[i].rstrip("\r") + dist.newline)
     return out.getvalue()
 
 
@@ -182,12 +209,24 @@ def pycs_by_source(written: Iterable[str]) -> dict[str, list[str]]:
     (``pkg/__pycache__/m.cpython-312.opt-1.pyc`` -> ``pkg/m.py``)."""
     found: dict[str, list[str]] = {}
     for key in written:
-        cache, name = os.path.split(key)
-        directory, last = os.path.split(cache)
-        if last != "__pycache__":
+        cache, _, name = key.rpartition(os.sep)
+        directory, sep, last = cache.rpartition(os.sep)
+        if last != "__pycache__" or not name.endswith(".pyc"):
             continue
-        # the stem is everything before the tag (``foo.bar.cpython-312.pyc`` is the pyc of ``foo.bar.py``)
-        stem = next((name[:i] for i, c in enumerate(name) if c == "." and is_cache_of(name, name[:i])), None)
+        stem = _stem_of(name)
         if stem is not None:
-            found.setdefault(os.path.join(directory, stem + ".py"), []).append(key)
+            found.setdefault(f"{directory}{sep}{stem}.py", []).append(key)
     return found
+
+
+def _stem_of(name: str) -> str | None:
+    """The module a ``__pycache__`` entry belongs to: everything before its tag (``foo.bar.cpython-312.pyc`` is
+    the pyc of ``foo.bar.py``); None if it is not a pyc's name."""
+    # The tag and level are the last one or two dotted parts; the longest that can be is tried first. A shorter
+    # stem leaves more dots after it than a pyc's name has.
+    head, _, last = name[: -len(".pyc")].rpartition(".")
+    if last.startswith("opt-"):
+        head = head.rpartition(".")[0]
+    if head and is_cache_of(name, head):
+        return head
+    return next((name[:i] for i, c in enumerate(name) if c == "." and is_cache_of(name, name[:i])), None)

@@ -19,7 +19,16 @@ from test_compile import python_that_obeys_permissions
 from hatch_pyc import CompilePlan, Interpreter, PycOptions, compile_plan, find_interpreter, plan_compile
 from hatch_pyc._errors import InvalidOptions
 from hatch_pyc._layout import cache_path
-from hatch_pyc._plan import PlannedSource, Root, TreeOwner, find_roots, import_root_of, site_root_of, tree_owner
+from hatch_pyc._plan import (
+    PlannedSource,
+    Root,
+    TreeOwner,
+    _walk_sources,
+    find_roots,
+    import_root_of,
+    site_root_of,
+    tree_owner,
+)
 
 HERE = find_interpreter(sys.executable)
 
@@ -396,3 +405,78 @@ def test_a_directory_above_a_venvs_site_packages_is_walked_into_it(tmp_path: Pat
         f"__init__.{HERE.cache_tag}.pyc",
         f"mod.{HERE.cache_tag}.pyc",
     ]
+
+
+def _walk_as_os_walk_does(root: Root) -> tuple[list[tuple[Path, Path, str]], list[Path], set[Path], set[Path]]:
+    """The walk's rules, written over ``os.walk`` (as the walk was until it listed directories by hand)."""
+    from hatch_pyc._commit import is_ours, is_staged
+
+    found, directories, with_pycache, with_leftovers = [], [], set(), set()
+    for dirpath, dirnames, filenames in os.walk(root.walk):
+        here = Path(dirpath)
+        directories.append(here)
+        if "__pycache__" in dirnames or "__pycache__" in filenames:
+            with_pycache.add(here)
+        if any(is_ours(name) for name in (*filenames, *dirnames)):
+            with_leftovers.add(here)
+        dirnames[:] = sorted(
+            d
+            for d in dirnames
+            if d != "__pycache__"
+            and not (d.endswith(".dist-info") and here == root.import_root)
+            and not is_staged(d, "__pycache__")
+        )
+        rel = os.path.relpath(dirpath, root.import_root).replace(os.sep, "/")
+        for name in sorted(filenames):
+            if name.endswith(".py"):
+                found.append((here, here / name, name if rel == "." else f"{rel}/{name}"))
+    return found, directories, with_pycache, with_leftovers
+
+
+def test_the_walk_lists_what_os_walk_would_in_its_order(tmp_path: Path) -> None:
+    """The walk lists directories by hand (a third of a warm run's planning was os.walk and Path objects): what it
+    yields, in which order, and what it notes (every walked directory, those with a ``__pycache__`` and those with a
+    killed run's leftover) are os.walk's. Links are not followed, a staged ``__pycache__`` and an import-root
+    ``.dist-info`` are not walked into, a directory named like a module is walked and not compiled."""
+    site = write_tree(
+        tmp_path / "site",
+        {
+            "b/__init__.py": "",
+            "b/z.py": "",
+            "b/a.py": "",
+            "b/__pycache__/stale.py": "",
+            "b/deep/c.py": "",
+            "b/deep/x-1.0.dist-info/inside.py": "",
+            "b/odd.py/inner.py": "",
+            "b/.hidden/h.py": "",
+            "a.py": "",
+            "A.py": "",
+            "x-1.0.dist-info/RECORD": "",
+            "x-1.0.dist-info/m.py": "",
+            "b/.__pycache__.123-0123abcd.hatch-pyc-tmp/t.cpython-312.pyc": b"",
+            "b/deep/.c.py.123-0123abcd.hatch-pyc-old": "",
+            "b/data.txt": "",
+        },
+    )
+    (site / "b/linked").symlink_to(site / "b/deep", target_is_directory=True)
+    (site / "b/link.py").symlink_to(site / "b/a.py")
+    (site / "b/gone.py").symlink_to(site / "nowhere.py")
+    for walk in (site, site / "b"):
+        root = Root(site, walk)
+        directories: list[Path] = []
+        with_pycache: set[Path] = set()
+        with_leftovers: set[Path] = set()
+        listed = list(_walk_sources(root, frozenset(), directories, with_pycache, with_leftovers))
+        assert (listed, directories, with_pycache, with_leftovers) == _walk_as_os_walk_does(root)
+    assert [rel for _, _, rel in listed] == [
+        "b/__init__.py",
+        "b/a.py",
+        "b/gone.py",
+        "b/link.py",
+        "b/z.py",
+        "b/.hidden/h.py",
+        "b/deep/c.py",
+        "b/deep/x-1.0.dist-info/inside.py",
+        "b/odd.py/inner.py",
+    ]
+    assert with_leftovers == {site / "b", site / "b/deep"} and with_pycache == {site / "b"}

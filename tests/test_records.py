@@ -6,6 +6,7 @@ import base64
 import contextlib
 import csv
 import hashlib
+import itertools
 import os
 import sys
 import tempfile
@@ -369,3 +370,55 @@ def test_the_cache_pyc_of_a_module_with_a_dot_in_its_name_is_listed(tmp_path: Pa
         f"demo/__pycache__/{pyc.name},,",
         "demo-1.0.dist-info/RECORD,,",
     ]
+
+
+def test_lines_the_run_does_not_change_are_written_back_byte_for_byte(tmp_path: Path) -> None:
+    """Only a changed file's line is written anew: every other line keeps the installer's own quoting, a quoted
+    name with a line break in it included; a last line without a line break gets one."""
+    site = _site(tmp_path)
+    kept = (
+        '"demo/keep.py",sha256=ccc,30\n'  # quoted with no need
+        '"demo/two\nlines.py",sha256=ddd,40\n'
+        "\n"  # a blank line: no row, dropped as before
+    )
+    record = site / "demo-1.0.dist-info/RECORD"
+    record.write_bytes(("demo/__init__.py,sha256=aaa,10\n" + kept + "demo-1.0.dist-info/RECORD,,").encode())
+    (dist,) = find_distributions([site])
+    new = site / "demo/__pycache__/__init__.cpython-312.pyc"
+    text = updated_record(dist, {str(new): (new, new, False)}, {})
+    assert text == (
+        "demo/__init__.py,sha256=aaa,10\n"
+        "demo/__pycache__/__init__.cpython-312.pyc,,\n"
+        '"demo/keep.py",sha256=ccc,30\n'
+        '"demo/two\nlines.py",sha256=ddd,40\n'
+        "demo-1.0.dist-info/RECORD,,\n"
+    )
+
+
+@pytest.mark.parametrize("listed", ["demo/./keep.py", "demo//keep.py", "./demo/keep.py", "x/../demo/keep.py"])
+def test_a_source_listed_by_a_path_that_needs_normalising_still_gets_its_pycs_line(tmp_path: Path, listed: str) -> None:
+    """Most lines are joined to the site directory as they are; one that is not a plain relative path (a dot part,
+    an empty part) is normalised first, so its source is still found."""
+    site = _site(tmp_path)
+    (site / "demo-1.0.dist-info/RECORD").write_text(f"{listed},sha256=ccc,30\n.hidden/h.py,sha256=hhh,1\n")
+    (dist,) = find_distributions([site])
+    new = site / "demo/__pycache__/keep.cpython-312.pyc"
+    hidden = site / ".hidden/__pycache__/h.cpython-312.pyc"
+    text = updated_record(dist, {str(p): (p, p, False) for p in (new, hidden)}, {})
+    assert text == (
+        f"{listed},sha256=ccc,30\ndemo/__pycache__/keep.cpython-312.pyc,,\n"
+        ".hidden/h.py,sha256=hhh,1\n.hidden/__pycache__/h.cpython-312.pyc,,\n"
+    )
+
+
+def test_a_cache_pycs_module_is_everything_before_its_tag() -> None:
+    """pycs_by_source tries the tag and level as the last one or two dotted parts first, and else every dot: both
+    give the module ``is_cache_of`` gives, for names built of awkward parts."""
+    from hatch_pyc._layout import is_cache_of
+
+    parts = ["m", "", "opt-1", "opt-", "cpython-312", "pyc", "a.b", ".opt-2"]
+    names = [".".join(combo) + ".pyc" for k in range(1, 5) for combo in itertools.product(parts, repeat=k)]
+    for name in names:
+        expected = next((name[:i] for i, c in enumerate(name) if c == "." and is_cache_of(name, name[:i])), None)
+        key = os.path.join("/site/pkg/__pycache__", name)
+        assert pycs_by_source([key]) == ({} if expected is None else {f"/site/pkg/{expected}.py": [key]}), name
