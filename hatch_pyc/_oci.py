@@ -75,7 +75,7 @@ def check_outputs(paths: list[Path]) -> None:
     """Refuse outputs one run cannot write: one inside another (``-o lay/index.json --oci-layout lay``
     would overwrite a file of the layout) or a directory output that exists and is not an OCI layout
     (a layout is merged into; any other directory would get ``blobs/`` and an ``index.json`` mixed into it)."""
-    absolute = [Path(os.path.abspath(p)) for p in paths]
+    absolute = [Path(os.path.realpath(p)) for p in paths]  # as the system names them: a link and ".." hide nothing
     for i, one in enumerate(absolute):
         for j in range(i + 1, len(absolute)):
             other = absolute[j]

@@ -97,6 +97,24 @@ def plan_touches(plan: CompilePlan, path: str | os.PathLike[str]) -> bool:
     return target in {os.path.realpath(f) for f in files}
 
 
+def without_dot_dot(path: Path) -> Path:
+    """``path`` without its ``..`` parts, made absolute, naming what the system would open: a pyc's file name and a
+    RECORD's lines come from the path, so ``pkg/../pkg`` and ``pkg`` must give the same bytes. The part up to the
+    last ``..`` is taken by its spelling when that names the same directory, else (a link before a ``..``) by
+    resolving its links; the rest is kept as it is. A path with no ``..`` is returned as it is."""
+    parts = path.parts
+    if ".." not in parts:
+        return path
+    last = len(parts) - 1 - parts[::-1].index("..")
+    head = Path(*parts[: last + 1]).absolute()
+    plain = Path(os.path.normpath(head))
+    try:
+        same = os.path.samefile(plain, head)
+    except OSError:  # not there (``gone/..`` is not there either): refused as it was given
+        return path
+    return (plain if same else Path(os.path.realpath(head))).joinpath(*parts[last + 1 :])
+
+
 def import_root_of(directory: Path) -> Path:
     """Walk up past package directories (those with ``__init__.py``) to where imports start."""
     outside = (part for part in (directory, *directory.parents) if not (part / "__init__.py").is_file())
@@ -286,23 +304,31 @@ def _walk_sources(
             continue
         dirnames: list[str] = []
         sources: list[str] = []
-        with listing:
-            for entry in listing:
-                name = entry.name
-                if name == "__pycache__":
-                    with_pycache.add(here)
-                elif name.endswith(_OUR_SUFFIXES) and is_ours(name):
-                    with_leftovers.add(here)
-                try:
-                    is_dir = entry.is_dir()
-                except OSError:
-                    is_dir = False
-                if is_dir:
-                    if name != "__pycache__" and not is_staged(name, "__pycache__"):
-                        dirnames.append(name)
-                elif name.endswith(".py"):
-                    sources.append(name)
+        has_pycache = has_leftovers = False
+        try:
+            with listing:
+                for entry in listing:
+                    name = entry.name
+                    if name == "__pycache__":
+                        has_pycache = True
+                    elif name.endswith(_OUR_SUFFIXES) and is_ours(name):
+                        has_leftovers = True
+                    try:
+                        is_dir = entry.is_dir()
+                    except OSError:
+                        is_dir = False
+                    if is_dir:
+                        if name != "__pycache__" and not is_staged(name, "__pycache__"):
+                            dirnames.append(name)
+                    elif name.endswith(".py"):
+                        sources.append(name)
+        except OSError:  # gone while it was listed
+            continue
         directories.append(here)
+        if has_pycache:
+            with_pycache.add(here)
+        if has_leftovers:
+            with_leftovers.add(here)
         if at_import_root:  # metadata: no module, only a RECORD
             dirnames = [d for d in dirnames if not d.endswith(".dist-info")]
             at_import_root = False
@@ -341,7 +367,7 @@ def plan_compile(
     a device never end), a ``__pycache__`` that is a link (pycs would be written, and stale ones
     removed, wherever it points).
     """
-    as_paths = [Path(p) for p in paths]
+    as_paths = [without_dot_dot(Path(p)) for p in paths]
     if not as_paths and not stdlib:
         raise InvalidOptions("nothing to compile: give a path (or --stdlib)")
     if stdlib and options.strip:

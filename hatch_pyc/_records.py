@@ -39,8 +39,10 @@ class InstalledDistribution:
     newline: str = "\n"  # kept as the installer wrote it (pip writes "\r\n")
     # each row's own text, as the installer wrote it: a line the run does not change is written back as it was
     lines: list[str] = field(default_factory=list)
-    # normalised absolute path -> index of its row
+    # normalised absolute path -> index of its row (its last, if it is listed more than once)
     index: dict[str, int] = field(default_factory=dict)
+    # a path listed more than once -> its rows before the last
+    earlier: dict[str, list[int]] = field(default_factory=dict)
 
     @property
     def record(self) -> Path:
@@ -94,7 +96,7 @@ def find_distributions(site_dirs: Iterable[Path]) -> list[InstalledDistribution]
             # A path that needs no normalising (relative, no empty part, no part that begins with a dot, no
             # trailing slash) is joined as it is: normpath on every line of a big RECORD costs more than the rest.
             slow = os.sep != "/"
-            dist.index = {
+            keys = [
                 prefix + path
                 if not slow
                 and path
@@ -102,9 +104,14 @@ def find_distributions(site_dirs: Iterable[Path]) -> list[InstalledDistribution]
                 and path[-1] != "/"
                 and "/." not in path
                 and "//" not in path
-                else os.path.normpath(os.path.join(base, path)): i
-                for i, path in enumerate(row[0] for row in dist.rows)
-            }
+                else os.path.normpath(os.path.join(base, path))
+                for path in (row[0] for row in dist.rows)
+            ]
+            dist.index = {key: i for i, key in enumerate(keys)}
+            if len(dist.index) < len(keys):  # a path listed twice (or spelt two ways)
+                for i, key in enumerate(keys):
+                    if dist.index[key] != i:
+                        dist.earlier.setdefault(key, []).append(i)
             found.append(dist)
     return found
 
@@ -175,6 +182,12 @@ def updated_record(
             continue
         old = rows[i]
         replaced[i] = [row_for(key) if len(old) < 2 or old[1] else [old[0], "", ""]]
+    # A file the run removes or rewrites that RECORD lists more than once is listed once, as the run leaves it (the
+    # last line decides; a removed source's earlier line would list a file that is gone).
+    for key, before in dist.earlier.items():
+        if index[key] in replaced:
+            for j in before:
+                replaced[j] = []
     # pycs written for a source this distribution lists (a __pycache__ entry, or a sourceless
     # pyc whose source stays because of --on-error keep-source is never written, so not here)
     if cached is None:

@@ -391,13 +391,21 @@ def test_a_directory_that_is_not_a_layout_is_refused_as_the_layout(wheel: Path, 
     assert json.loads((empty / "oci-layout").read_text()) == {"imageLayoutVersion": "1.0.0"}
 
 
-@pytest.mark.parametrize("inside", ["layer-in-layout", "layout-in-layer"])
+@pytest.mark.parametrize("inside", ["layer-in-layout", "layout-in-layer", "through-a-link"])
 def test_outputs_inside_each_other_are_refused(wheel: Path, tmp_path: Path, inside: str) -> None:
     """``-o lay/index.json --oci-layout lay`` would overwrite the layout's own index with the layer (and
-    ``-o x --oci-layout x/lay`` needs x both a file and a directory): refused before any work."""
+    ``-o x --oci-layout x/lay`` needs x both a file and a directory): refused before any work. So is the first named
+    through a link and ``..`` (``links/blobs/../index.json`` is ``lay/index.json`` when ``links/blobs`` is
+    ``lay/blobs``), which the names' spelling alone does not show."""
     lay = tmp_path / "lay"
     assert layer_cli(wheel, tmp_path / "first.tar.gz", "--oci-layout", str(lay)).returncode == 0
-    layer, layout = (lay / "index.json", lay) if inside == "layer-in-layout" else (tmp_path / "x", tmp_path / "x/lay")
+    (tmp_path / "links").mkdir()
+    (tmp_path / "links/blobs").symlink_to(lay / "blobs", target_is_directory=True)
+    layer, layout = {
+        "layer-in-layout": (lay / "index.json", lay),
+        "layout-in-layer": (tmp_path / "x", tmp_path / "x/lay"),
+        "through-a-link": (tmp_path / "links/blobs/../index.json", lay),
+    }[inside]
     before = snapshot(tmp_path)
     line = _one_error(layer_cli(wheel, layer, "--oci-layout", str(layout)))
     assert line == f"hatch-pyc: error: {layer} and {layout}: one output inside the other; give each its own place"

@@ -480,3 +480,40 @@ def test_the_walk_lists_what_os_walk_would_in_its_order(tmp_path: Path) -> None:
         "b/odd.py/inner.py",
     ]
     assert with_leftovers == {site / "b", site / "b/deep"} and with_pycache == {site / "b"}
+
+
+def test_a_directory_gone_while_it_is_listed_is_passed_over_as_os_walk_does(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Found by an adversarial review (a race, so the listing's error is made here by a stand-in for os.scandir):
+    a directory whose listing fails after it was opened (removed meanwhile: ENOENT) is passed over, as os.walk
+    passes it over, instead of ending the run with a traceback."""
+    site = write_tree(tmp_path / "site", {"a/m.py": "", "b/n.py": "", "b/deep/o.py": "", "c.py": ""})
+    real_scandir = os.scandir
+
+    class Failing:
+        def __init__(self, path: str) -> None:
+            self.listing = real_scandir(path)
+
+        def __enter__(self) -> Failing:
+            return self
+
+        def __exit__(self, *exc: object) -> None:
+            self.listing.close()
+
+        def __iter__(self) -> Failing:
+            return self
+
+        def __next__(self) -> os.DirEntry[str]:
+            next(self.listing)  # one entry read, then the directory is gone
+            raise FileNotFoundError(2, "No such file or directory")
+
+    def scandir(path: str) -> object:
+        return Failing(path) if os.fspath(path) == os.fspath(site / "b") else real_scandir(path)
+
+    monkeypatch.setattr(os, "scandir", scandir)
+    root = Root(site, site)
+    directories: list[Path] = []
+    listed = list(_walk_sources(root, frozenset(), directories, set(), set()))
+    assert (listed, directories, set(), set()) == _walk_as_os_walk_does(root)
+    assert [rel for _, _, rel in listed] == ["c.py", "a/m.py"]

@@ -422,3 +422,50 @@ def test_a_cache_pycs_module_is_everything_before_its_tag() -> None:
         expected = next((name[:i] for i, c in enumerate(name) if c == "." and is_cache_of(name, name[:i])), None)
         key = os.path.join("/site/pkg/__pycache__", name)
         assert pycs_by_source([key]) == ({} if expected is None else {f"/site/pkg/{expected}.py": [key]}), name
+
+
+def test_a_file_listed_twice_that_the_run_removes_is_listed_once_as_its_pyc(tmp_path: Path) -> None:
+    """Found by an adversarial review: a RECORD that lists a source twice (or spells it two ways) kept a line for
+    the removed source beside its pyc's, a file no longer there. Every line of a file the run removes or rewrites
+    goes but the last, which takes the new line."""
+    site = _site(tmp_path)
+    record = site / "demo-1.0.dist-info/RECORD"
+    record.write_text("demo/keep.py,sha256=ccc,30\n./demo/keep.py,sha256=ccc,30\nother.py,,\ndemo/keep.py,,\n")
+    (dist,) = find_distributions([site])
+    pyc, tmp = site / "demo/keep.pyc", tmp_path / "t"
+    tmp.write_bytes(b"pyc")
+    text = updated_record(dist, {str(pyc): (pyc, tmp, True)}, {str(site / "demo/keep.py"): pyc})
+    assert text == f"other.py,,\ndemo/keep.pyc,{_digest(b'pyc')},3\n"
+    listed_twice = site / "demo/__pycache__/__init__.cpython-312.pyc"  # rewritten: its one line has no hash
+    record.write_text(f"demo/__init__.py,,\n{listed_twice.relative_to(site)},sha256=x,1\n" * 2)
+    (dist,) = find_distributions([site])
+    text = updated_record(dist, {str(listed_twice): (listed_twice, listed_twice, False)}, {})
+    assert text == "demo/__init__.py,,\ndemo/__init__.py,,\ndemo/__pycache__/__init__.cpython-312.pyc,,\n"
+
+
+def test_the_same_tree_named_through_dot_dot_or_a_link_gives_the_same_bytes(tmp_path: Path) -> None:
+    """Found by an adversarial review: ``compile --strip pkg/../pkg`` wrote ``co_filename`` ``pkg/../pkg/m.py``, a
+    different pyc from the one ``compile --strip pkg`` writes. A ``..`` is taken out as the system takes it: by the
+    spelling when that names the same directory, else (a link before it) by resolving the link."""
+    files = {
+        "site-packages/toy/__init__.py": "",
+        "site-packages/toy/m.py": "def f():\n    return 1\n",
+        "site-packages/toy-1.0.dist-info/RECORD": "toy/__init__.py,,\ntoy/m.py,,\ntoy-1.0.dist-info/RECORD,,\n",
+    }
+    trees = [write_tree(tmp_path / name, files) for name in ("plain", "dots", "linked")]
+    (tmp_path / "links").mkdir()
+    (tmp_path / "links/lnk").symlink_to(trees[2] / "site-packages/toy", target_is_directory=True)
+    named = [trees[0] / "site-packages/toy", trees[1] / "site-packages/toy/../toy", tmp_path / "links/lnk/../toy"]
+    for tree, path in zip(trees, named, strict=True):
+        os.utime(tree / "site-packages/toy/m.py", (1_700_000_000, 1_700_000_000))
+        run_cli("compile", "--strip", str(path), check=True)
+    outputs = [
+        {
+            rel: (tree / "site-packages" / rel).read_bytes()
+            for rel in ("toy/m.pyc", "toy/__init__.pyc", "toy-1.0.dist-info/RECORD")
+        }
+        for tree in trees
+    ]
+    assert outputs[0] == outputs[1] == outputs[2]
+    assert b"toy/m.py" in outputs[0]["toy/m.pyc"] and b".." not in outputs[0]["toy/m.pyc"]
+    assert not (tmp_path / "links/toy").exists()
