@@ -178,10 +178,9 @@ def updated_record(
             replaced[index[key]] = []
     for key in written.keys() & index.keys():
         i = index[key]
-        if i in replaced:  # taking a source's place, or removed: that decides
-            continue
-        old = rows[i]
-        replaced[i] = [row_for(key) if len(old) < 2 or old[1] else [old[0], "", ""]]
+        if i not in replaced:  # else taking a source's place, or removed: that decides
+            old = rows[i]
+            replaced[i] = [row_for(key) if len(old) < 2 or old[1] else [old[0], "", ""]]
     # A file the run removes or rewrites that RECORD lists more than once is listed once, as the run leaves it (the
     # last line decides; a removed source's earlier line would list a file that is gone).
     for key, before in dist.earlier.items():
@@ -193,9 +192,7 @@ def updated_record(
     if cached is None:
         cached = pycs_by_source(written)
     sources = cached.keys() & index.keys() if len(cached) < len(index) else index.keys() & cached.keys()
-    for source in sources:
-        if source in removed:
-            continue
+    for source in [source for source in sources if source not in removed]:
         new = [k for k in cached[source] if k not in index and k not in listed]
         if new:
             i = index[source]

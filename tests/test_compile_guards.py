@@ -1309,3 +1309,21 @@ def test_running_the_same_command_again_completes_a_killed_strip_of_one_file(tmp
         "hatch-pyc: put right what a killed run left: 1 set-aside files restored, 0 temporaries removed\n"
     )
     assert sorted(os.listdir(tree / "pkg")) == ["__init__.py", "a.pyc"]
+
+
+def test_a_named_source_set_aside_behind_a_link_is_named_not_put_back(tmp_path: Path) -> None:
+    """A named source a killed run set aside in a directory reached through a link is not put back (the run writes
+    nothing through a link): the error names the newest of the set-aside copies, whole, which the user can put back."""
+    older, newer = f"{_dead_pid()}-deadbeef", f"{_dead_pid()}-feedbeef"
+    tree = write_tree(tmp_path / "tree", {"pkg/__init__.py": "", f"pkg/.a.py.{older}.hatch-pyc-old": "A = 0\n"})
+    time.sleep(0.05)  # the copies are told apart by when they were set aside
+    (tree / f"pkg/.a.py.{newer}.hatch-pyc-old").write_text("A = 1\n")
+    (tmp_path / "link").symlink_to(tree / "pkg", target_is_directory=True)
+    before = full_snapshot(tree)
+    done = run_cli("compile", "--strip", str(tmp_path / "link/a.py"))
+    assert (done.returncode, done.stderr) == (
+        2,
+        f"hatch-pyc: error: {tmp_path / 'link/a.py'}: no such file; a killed run set it aside as "
+        f"{tmp_path / 'link' / f'.a.py.{newer}.hatch-pyc-old'}\n",
+    )
+    assert full_snapshot(tree) == before

@@ -482,13 +482,15 @@ def test_the_walk_lists_what_os_walk_would_in_its_order(tmp_path: Path) -> None:
     assert with_leftovers == {site / "b", site / "b/deep"} and with_pycache == {site / "b"}
 
 
+@pytest.mark.parametrize("when", ["opened", "listed"])
 def test_a_directory_gone_while_it_is_listed_is_passed_over_as_os_walk_does(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, when: str
 ) -> None:
     """Found by an adversarial review (a race, so the listing's error is made here by a stand-in for os.scandir):
     a directory whose listing fails after it was opened (removed meanwhile: ENOENT) is passed over, as os.walk
-    passes it over, instead of ending the run with a traceback."""
-    site = write_tree(tmp_path / "site", {"a/m.py": "", "b/n.py": "", "b/deep/o.py": "", "c.py": ""})
+    passes it over, instead of ending the run with a traceback; so is one that cannot be opened, and the walk goes
+    on to the directories after it."""
+    site = write_tree(tmp_path / "site", {"a/m.py": "", "b/n.py": "", "b/deep/o.py": "", "c.py": "", "d/p.py": ""})
     real_scandir = os.scandir
 
     class Failing:
@@ -509,11 +511,38 @@ def test_a_directory_gone_while_it_is_listed_is_passed_over_as_os_walk_does(
             raise FileNotFoundError(2, "No such file or directory")
 
     def scandir(path: str) -> object:
-        return Failing(path) if os.fspath(path) == os.fspath(site / "b") else real_scandir(path)
+        if os.fspath(path) != os.fspath(site / "b"):
+            return real_scandir(path)
+        if when == "opened":
+            raise PermissionError(13, "Permission denied")
+        return Failing(path)
 
     monkeypatch.setattr(os, "scandir", scandir)
     root = Root(site, site)
     directories: list[Path] = []
     listed = list(_walk_sources(root, frozenset(), directories, set(), set()))
     assert (listed, directories, set(), set()) == _walk_as_os_walk_does(root)
-    assert [rel for _, _, rel in listed] == ["c.py", "a/m.py"]
+    assert [rel for _, _, rel in listed] == ["c.py", "a/m.py", "d/p.py"]
+
+
+def test_the_walk_passes_over_the_directories_it_is_told_to_skip_and_goes_on(tmp_path: Path) -> None:
+    """A stdlib walk skips the site-packages inside the standard library (``skip_dirs``); the directories after it
+    are still walked."""
+    site = write_tree(tmp_path / "lib", {"a/m.py": "", "site-packages/x/n.py": "", "z/o.py": ""})
+    listed = list(_walk_sources(Root(site, site), frozenset({site / "site-packages"}), [], set(), set()))
+    assert [rel for _, _, rel in listed] == ["a/m.py", "z/o.py"]
+
+
+def test_a_dot_dot_is_taken_out_as_the_system_takes_it_and_the_rest_is_kept_as_named(tmp_path: Path) -> None:
+    """Through a link, ``link/..`` is the link's target's parent, not the directory holding the link; what comes
+    after the last ``..`` is kept as it is spelt, a link included (it is what the user named)."""
+    from hatch_pyc._plan import without_dot_dot
+
+    write_tree(tmp_path, {"real/pkg/__init__.py": "", "elsewhere/.keep": ""})
+    (tmp_path / "elsewhere/link").symlink_to(tmp_path / "real/pkg", target_is_directory=True)
+    (tmp_path / "real/alias").symlink_to(tmp_path / "real/pkg", target_is_directory=True)
+    assert without_dot_dot(tmp_path / "real/pkg/../pkg") == tmp_path / "real/pkg"
+    assert without_dot_dot(tmp_path / "elsewhere/link/../alias") == tmp_path / "real/alias"
+    assert without_dot_dot(tmp_path / "elsewhere/link/../pkg/__init__.py") == tmp_path / "real/pkg/__init__.py"
+    assert without_dot_dot(tmp_path / "gone/../real") == tmp_path / "gone/../real"  # refused later, as given
+    assert without_dot_dot(Path("relative/name")) == Path("relative/name")

@@ -377,28 +377,30 @@ def test_lines_the_run_does_not_change_are_written_back_byte_for_byte(tmp_path: 
     name with a line break in it included; a last line without a line break gets one."""
     site = _site(tmp_path)
     kept = (
+        '"demo/two\nlines.py",sha256=ddd,40\n'  # the first row, two lines long
         '"demo/keep.py",sha256=ccc,30\n'  # quoted with no need
-        '"demo/two\nlines.py",sha256=ddd,40\n'
         "\n"  # a blank line: no row, dropped as before
     )
     record = site / "demo-1.0.dist-info/RECORD"
-    record.write_bytes(("demo/__init__.py,sha256=aaa,10\n" + kept + "demo-1.0.dist-info/RECORD,,").encode())
+    record.write_bytes((kept + "demo/__init__.py,sha256=aaa,10\n" + "demo-1.0.dist-info/RECORD,,").encode())
     (dist,) = find_distributions([site])
     new = site / "demo/__pycache__/__init__.cpython-312.pyc"
     text = updated_record(dist, {str(new): (new, new, False)}, {})
     assert text == (
+        '"demo/two\nlines.py",sha256=ddd,40\n'
+        '"demo/keep.py",sha256=ccc,30\n'
         "demo/__init__.py,sha256=aaa,10\n"
         "demo/__pycache__/__init__.cpython-312.pyc,,\n"
-        '"demo/keep.py",sha256=ccc,30\n'
-        '"demo/two\nlines.py",sha256=ddd,40\n'
         "demo-1.0.dist-info/RECORD,,\n"
     )
 
 
-@pytest.mark.parametrize("listed", ["demo/./keep.py", "demo//keep.py", "./demo/keep.py", "x/../demo/keep.py"])
+@pytest.mark.parametrize(
+    "listed", ["demo/./keep.py", "demo//keep.py", "./demo/keep.py", "x/../demo/keep.py", "demo/keep.py/"]
+)
 def test_a_source_listed_by_a_path_that_needs_normalising_still_gets_its_pycs_line(tmp_path: Path, listed: str) -> None:
     """Most lines are joined to the site directory as they are; one that is not a plain relative path (a dot part,
-    an empty part) is normalised first, so its source is still found."""
+    an empty part, a trailing slash) is normalised first, so its source is still found."""
     site = _site(tmp_path)
     (site / "demo-1.0.dist-info/RECORD").write_text(f"{listed},sha256=ccc,30\n.hidden/h.py,sha256=hhh,1\n")
     (dist,) = find_distributions([site])
