@@ -185,6 +185,10 @@ def compile_plan(
     cache, why_not = open_cache(options.cache, options.cache_dir) if todo else (None, "")
     if why_not:
         result.notes.append(why_not)
+    result.notes.extend(
+        f"{directory}: cannot be listed ({why}); any sources in it were left as they are"
+        for directory, why in plan.unlisted
+    )
     if options.compact and interp.version < (3, 11):
         result.notes.append(f"CPython {interp.minor} pycs have no column positions: compact changes nothing")
     stub_jobs = _stub_jobs(plan, todo)

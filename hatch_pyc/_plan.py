@@ -73,6 +73,9 @@ class CompilePlan:
     # have left). None: not known (a plan not made by a walk), so every directory is looked at.
     with_pycache: set[Path] | None = None
     with_leftovers: set[Path] | None = None
+    # Directories of the tree the walk could not list (permissions, gone meanwhile) and why: passed over, as os.walk
+    # and compileall pass them over, and named in the run's warnings (any sources in them were not compiled).
+    unlisted: list[tuple[Path, str]] = field(default_factory=list)
     # Sourceless pycs are always rewritten and read back; ``remove_sources`` deletes each
     # source once every pyc is in place (off when the pycs go to another tree, as for wheels).
     sourceless: bool = False
@@ -108,10 +111,12 @@ def without_dot_dot(path: Path) -> Path:
     last = len(parts) - 1 - parts[::-1].index("..")
     head = Path(*parts[: last + 1]).absolute()
     plain = Path(os.path.normpath(head))
+    if not os.path.exists(head):  # not there (``gone/..`` is not there either): refused as it was given
+        return path
     try:
         same = os.path.samefile(plain, head)
-    except OSError:  # not there (``gone/..`` is not there either): refused as it was given
-        return path
+    except OSError:  # the spelling names nothing (``link/../d/e/..``, where ``d`` is only beside the link's target)
+        same = False
     return (plain if same else Path(os.path.realpath(head))).joinpath(*parts[last + 1 :])
 
 
@@ -273,7 +278,13 @@ def find_roots(paths: Sequence[Path], interpreter: Interpreter, *, stdlib: bool 
 
 
 def _walk_sources(
-    root: Root, skip_dirs: frozenset[Path], directories: list[Path], with_pycache: set[Path], with_leftovers: set[Path]
+    root: Root,
+    skip_dirs: frozenset[Path],
+    directories: list[Path],
+    with_pycache: set[Path],
+    with_leftovers: set[Path],
+    *,
+    unlisted: list[tuple[Path, str]] | None = None,
 ) -> Iterator[tuple[Path, Path, str]]:
     """Each ``.py`` under ``root.walk``: (its directory, the source, its path from the import root, posix).
 
@@ -300,7 +311,9 @@ def _walk_sources(
         dirpath, here = stack.pop()
         try:
             listing = os.scandir(dirpath)
-        except OSError:
+        except OSError as exc:
+            if unlisted is not None:
+                unlisted.append((here, exc.strerror or str(exc)))
             continue
         dirnames: list[str] = []
         sources: list[str] = []
@@ -322,7 +335,9 @@ def _walk_sources(
                             dirnames.append(name)
                     elif name.endswith(".py"):
                         sources.append(name)
-        except OSError:  # gone while it was listed
+        except OSError as exc:  # gone while it was listed
+            if unlisted is not None:
+                unlisted.append((here, exc.strerror or str(exc)))
             continue
         directories.append(here)
         if has_pycache:
@@ -415,7 +430,8 @@ def plan_compile(
                 packages[rel] = (root.import_root / rel / "__init__.py").is_file()
             return packages[rel]
 
-        for here, source, relpath in _walk_sources(root, skip, plan.directories, with_pycache, with_leftovers):
+        walk = _walk_sources(root, skip, plan.directories, with_pycache, with_leftovers, unlisted=plan.unlisted)
+        for here, source, relpath in walk:
             if overlap:  # one walk yields a file once; walks of several roots may meet
                 if source in seen:
                     continue

@@ -412,6 +412,19 @@ def test_outputs_inside_each_other_are_refused(wheel: Path, tmp_path: Path, insi
     assert snapshot(tmp_path) == before
 
 
+def test_an_output_named_by_a_link_replaces_the_link_and_is_not_taken_for_one_inside_the_other(
+    wheel: Path, tmp_path: Path
+) -> None:
+    """Found by an adversarial review: outputs compared through their own last link were refused as one inside the
+    other (``-o dl --oci-layout lay``, ``dl`` a link to ``lay/index.json``), untrue: an output replaces a link at its
+    name and never writes through it. Its directory is still taken as the system names it."""
+    (tmp_path / "dl").symlink_to(tmp_path / "lay/index.json")
+    proc = layer_cli(wheel, tmp_path / "dl", "--oci-layout", str(tmp_path / "lay"))
+    assert proc.returncode == 0, proc.stderr
+    assert not (tmp_path / "dl").is_symlink() and (tmp_path / "dl").stat().st_size > 0
+    assert json.loads((tmp_path / "lay/index.json").read_text())["manifests"]
+
+
 def test_a_users_directory_named_like_an_outputs_temporary_stays(tmp_path: Path) -> None:
     """Found by an adversarial review: ``layer -o FILE`` took a directory with its output's temporary name (a killed
     run's pid, gone) for a staged OCI layout, and removed it with all it held. A file output's temporary is only ever

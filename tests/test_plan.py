@@ -181,6 +181,36 @@ def test_an_unreadable_directory_above_the_tree_is_passed_over(tmp_path: Path) -
         assert sorted(p.name for p in (tree / "pkg").iterdir()) == ["__init__.pyc", "mod.pyc"]
 
 
+def test_a_directory_of_the_tree_that_cannot_be_listed_is_named_in_a_warning(tmp_path: Path) -> None:
+    """Found by an adversarial review: a directory of the tree that cannot be listed (mode ``0311``, read by a user
+    who is not root) was passed over without a word, and ``--strip`` said it had compiled every source while that
+    directory's kept theirs. It is still passed over (as os.walk and compileall do), and a warning names it."""
+    with tempfile.TemporaryDirectory() as scratch:
+        base = Path(scratch)
+        base.chmod(0o755)
+        tree = write_tree(base / "tree", {"pkg/__init__.py": "", "pkg/mod.py": "X = 1\n", "pkg/sec/hidden.py": ""})
+        python = python_that_obeys_permissions(base)  # root lists any directory: then run as ``nobody``
+        (tree / "pkg/sec").chmod(0o311)  # enter, not list
+        env = {**os.environ, "PYTHONPATH": str(base / "lib"), "HOME": scratch, "PYTHONDONTWRITEBYTECODE": "1"}
+        try:
+            done = subprocess.run(
+                [*python, "-m", "hatch_pyc", "compile", "--strip", str(tree / "pkg"), "--python", python[-1]],
+                check=False,
+                capture_output=True,
+                text=True,
+                env=env,
+            )
+        finally:
+            (tree / "pkg/sec").chmod(0o755)
+        assert done.returncode == 0, done.stderr
+        assert (
+            f"hatch-pyc: warning: {tree / 'pkg/sec'}: cannot be listed (Permission denied); any sources in it were "
+            "left as they are"
+        ) in done.stderr.splitlines()
+        assert sorted(p.name for p in (tree / "pkg").iterdir()) == ["__init__.pyc", "mod.pyc", "sec"]
+        assert (tree / "pkg/sec/hidden.py").exists()
+
+
 # The interpreter a tree belongs to.
 
 
@@ -538,11 +568,14 @@ def test_a_dot_dot_is_taken_out_as_the_system_takes_it_and_the_rest_is_kept_as_n
     after the last ``..`` is kept as it is spelt, a link included (it is what the user named)."""
     from hatch_pyc._plan import without_dot_dot
 
-    write_tree(tmp_path, {"real/pkg/__init__.py": "", "elsewhere/.keep": ""})
+    write_tree(tmp_path, {"real/pkg/__init__.py": "", "real/pkg/inner/deeper/m.py": "", "elsewhere/.keep": ""})
     (tmp_path / "elsewhere/link").symlink_to(tmp_path / "real/pkg", target_is_directory=True)
     (tmp_path / "real/alias").symlink_to(tmp_path / "real/pkg", target_is_directory=True)
     assert without_dot_dot(tmp_path / "real/pkg/../pkg") == tmp_path / "real/pkg"
     assert without_dot_dot(tmp_path / "elsewhere/link/../alias") == tmp_path / "real/alias"
     assert without_dot_dot(tmp_path / "elsewhere/link/../pkg/__init__.py") == tmp_path / "real/pkg/__init__.py"
+    # Found by an adversarial review: spelt, this names nothing (there is no elsewhere/inner), yet the system opens
+    # real/pkg/inner; it was kept as given, and the run took its venv and its import root from the spelling.
+    assert without_dot_dot(tmp_path / "elsewhere/link/../pkg/inner/deeper/../m.py") == tmp_path / "real/pkg/inner/m.py"
     assert without_dot_dot(tmp_path / "gone/../real") == tmp_path / "gone/../real"  # refused later, as given
     assert without_dot_dot(Path("relative/name")) == Path("relative/name")
