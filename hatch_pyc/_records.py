@@ -160,9 +160,6 @@ def updated_record(
             return [_relative(key, base), digest, size]
         return [_relative(key, base), "", ""]
 
-    # The sourceless pycs that take the place of sources this distribution lists: a line the RECORD
-    # already has for one of them (a sourceless install compiled again) gives way to the source's.
-    taking_place = {_key(pyc) for k in removed.keys() & index.keys() if (pyc := removed[k]) is not None}
     for key in removed.keys() & index.keys():
         i = index[key]
         pyc = removed[key]
@@ -173,7 +170,10 @@ def updated_record(
             if _key(extra) in written:
                 replaced[i].append(row_for(_key(extra)))
                 listed.add(_key(extra))
-    for key in taking_place & index.keys():
+    # What takes the place of a source this distribution lists (its sourceless pyc, its stub): a line the RECORD
+    # already has for one of them (a sourceless install compiled again, a stub listed but gone) gives way to the
+    # source's.
+    for key in listed & index.keys():
         if key not in removed:
             replaced[index[key]] = []
     for key in written.keys() & index.keys():

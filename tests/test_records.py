@@ -471,3 +471,22 @@ def test_the_same_tree_named_through_dot_dot_or_a_link_gives_the_same_bytes(tmp_
     assert outputs[0] == outputs[1] == outputs[2]
     assert b"toy/m.py" in outputs[0]["toy/m.pyc"] and b".." not in outputs[0]["toy/m.pyc"]
     assert not (tmp_path / "links/toy").exists()
+
+
+def test_a_stub_listed_already_that_the_run_writes_beside_its_source_is_listed_once(tmp_path: Path) -> None:
+    """Seen by an adversarial review: a RECORD that lists ``keep.pyi`` (gone from the disk, so the run writes a new
+    one beside the stripped ``keep.py``) listed the stub twice: beside the source's pyc, and at its own old line.
+    Like a listed pyc that takes a source's place, its own line gives way."""
+    site = _site(tmp_path)
+    (site / "demo-1.0.dist-info/RECORD").write_text("demo/keep.py,sha256=ccc,30\ndemo/keep.pyi,sha256=old,9\n")
+    (dist,) = find_distributions([site])
+    pyc, stub = site / "demo/keep.pyc", site / "demo/keep.pyi"
+    pyc_tmp, stub_tmp = tmp_path / "t1", tmp_path / "t2"
+    pyc_tmp.write_bytes(b"pyc")
+    stub_tmp.write_bytes(b"def f() -> int: ...\n")
+    written = {str(pyc): (pyc, pyc_tmp, True), str(stub): (stub, stub_tmp, True)}
+    source = str(site / "demo/keep.py")
+    text = updated_record(dist, written, {source: pyc}, beside={source: [stub]})
+    assert text == (
+        f"demo/keep.pyc,{_digest(b'pyc')},3\ndemo/keep.pyi,{_digest(b'def f() -> int: ...' + bytes([10]))},20\n"
+    )
