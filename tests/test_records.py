@@ -36,6 +36,16 @@ def _site(tmp_path: Path) -> Path:
     )
 
 
+def _held(tmp_path: Path, files: dict[Path, bytes]) -> dict[str, tuple[Path, Path, bool]]:
+    """``updated_record``'s ``written`` for ``files`` (final path -> bytes), each held in a file of its own, hashed."""
+    written = {}
+    for n, (final, data) in enumerate(files.items()):
+        holder = tmp_path / f"held-{n}"
+        holder.write_bytes(data)
+        written[str(final)] = (final, holder, True)
+    return written
+
+
 def _digest(data: bytes) -> str:
     return "sha256=" + base64.urlsafe_b64encode(hashlib.sha256(data).digest()).rstrip(b"=").decode()
 
@@ -44,10 +54,7 @@ def test_a_stripped_source_becomes_its_pyc_and_its_stale_cache_lines_go(tmp_path
     site = _site(tmp_path)
     (dist,) = find_distributions([site])
     pyc_init, pyc_odd = site / "demo/__init__.pyc", site / "demo/odd, name.pyc"
-    tmp_init, tmp_odd = tmp_path / "t1", tmp_path / "t2"
-    tmp_init.write_bytes(b"init pyc")
-    tmp_odd.write_bytes(b"odd pyc!")
-    written = {str(pyc_init): (pyc_init, tmp_init, True), str(pyc_odd): (pyc_odd, tmp_odd, True)}
+    written = _held(tmp_path, {pyc_init: b"init pyc", pyc_odd: b"odd pyc!"})
     removed = {
         str(site / "demo/__init__.py"): pyc_init,
         str(site / "demo/odd, name.py"): pyc_odd,
@@ -481,10 +488,7 @@ def test_a_stub_listed_already_that_the_run_writes_beside_its_source_is_listed_o
     (site / "demo-1.0.dist-info/RECORD").write_text("demo/keep.py,sha256=ccc,30\ndemo/keep.pyi,sha256=old,9\n")
     (dist,) = find_distributions([site])
     pyc, stub = site / "demo/keep.pyc", site / "demo/keep.pyi"
-    pyc_tmp, stub_tmp = tmp_path / "t1", tmp_path / "t2"
-    pyc_tmp.write_bytes(b"pyc")
-    stub_tmp.write_bytes(b"def f() -> int: ...\n")
-    written = {str(pyc): (pyc, pyc_tmp, True), str(stub): (stub, stub_tmp, True)}
+    written = _held(tmp_path, {pyc: b"pyc", stub: b"def f() -> int: ...\n"})
     source = str(site / "demo/keep.py")
     text = updated_record(dist, written, {source: pyc}, beside={source: [stub]})
     assert text == (
