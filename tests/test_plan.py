@@ -550,9 +550,13 @@ def test_a_directory_gone_while_it_is_listed_is_passed_over_as_os_walk_does(
     monkeypatch.setattr(os, "scandir", scandir)
     root = Root(site, site)
     directories: list[Path] = []
-    listed = list(_walk_sources(root, frozenset(), directories, set(), set()))
-    assert (listed, directories, set(), set()) == _walk_as_os_walk_does(root)
+    with_pycache: set[Path] = set()
+    with_leftovers: set[Path] = set()
+    unlisted: list[tuple[Path, str]] = []
+    listed = list(_walk_sources(root, frozenset(), directories, with_pycache, with_leftovers, unlisted=unlisted))
+    assert (listed, directories, with_pycache, with_leftovers) == _walk_as_os_walk_does(root)
     assert [rel for _, _, rel in listed] == ["c.py", "a/m.py", "d/p.py"]
+    assert unlisted == [(site / "b", "Permission denied" if when == "opened" else "No such file or directory")]
 
 
 def test_the_walk_passes_over_the_directories_it_is_told_to_skip_and_goes_on(tmp_path: Path) -> None:
