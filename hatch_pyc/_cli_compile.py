@@ -134,6 +134,10 @@ def run_compile(args: argparse.Namespace) -> int:
         from hatch_pyc._compile import would_recover
 
         _say_recovery(would_recover(plan), dry_run=True)
+        from hatch_pyc._plan import unlisted_notes
+
+        for note in unlisted_notes(plan):
+            say(f"hatch-pyc: warning: {note}")
         say(f"hatch-pyc: would compile {len(plan.sources)} sources for {plan.interpreter} (dry run)")
         return EXIT_OK
     from hatch_pyc._compile import CompileResult, compile_plan
@@ -279,6 +283,7 @@ def _result_json(result: CompileResult) -> dict[str, object]:
         "up_to_date": len(result.up_to_date),
         "excluded": [str(p) for p in plan.excluded],
         "outside_packages": [str(p) for p in plan.outside],
+        "unlisted": [str(d) for d, _ in plan.unlisted],
         "records": [str(p) for p in result.records],
         "kept_source": [str(e) for e in result.kept_source],
         "stripped": len(result.stripped),

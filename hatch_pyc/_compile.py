@@ -42,7 +42,7 @@ from hatch_pyc._errors import (
 )
 from hatch_pyc._layout import is_cache_of
 from hatch_pyc._options import PycOptions
-from hatch_pyc._plan import CompilePlan, PlannedSource, plan_compile
+from hatch_pyc._plan import CompilePlan, PlannedSource, plan_compile, unlisted_notes
 from hatch_pyc._pool import Task, Workers, run_tasks, worker_count
 from hatch_pyc._records import find_distributions, pycs_by_source, updated_record
 from hatch_pyc._stubs import StubResult, make_stubs, merge, package_dirs, stubgen_missing, typed_packages, wants_stub
@@ -185,10 +185,7 @@ def compile_plan(
     cache, why_not = open_cache(options.cache, options.cache_dir) if todo else (None, "")
     if why_not:
         result.notes.append(why_not)
-    result.notes.extend(
-        f"{directory}: cannot be listed ({why}); any sources in it were left as they are"
-        for directory, why in plan.unlisted
-    )
+    result.notes.extend(unlisted_notes(plan))
     if options.compact and interp.version < (3, 11):
         result.notes.append(f"CPython {interp.minor} pycs have no column positions: compact changes nothing")
     stub_jobs = _stub_jobs(plan, todo)

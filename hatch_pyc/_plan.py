@@ -100,6 +100,11 @@ def plan_touches(plan: CompilePlan, path: str | os.PathLike[str]) -> bool:
     return target in {os.path.realpath(f) for f in files}
 
 
+def unlisted_notes(plan: CompilePlan) -> list[str]:
+    """A warning for each directory of the tree the walk could not list: what a run or a dry run says of it."""
+    return [f"{d}: cannot be listed ({why}); any sources in it were left as they are" for d, why in plan.unlisted]
+
+
 def without_dot_dot(path: Path) -> Path:
     """``path`` without its ``..`` parts, made absolute, naming what the system would open: a pyc's file name and a
     RECORD's lines come from the path, so ``pkg/../pkg`` and ``pkg`` must give the same bytes. The part up to the

@@ -192,21 +192,23 @@ def test_a_directory_of_the_tree_that_cannot_be_listed_is_named_in_a_warning(tmp
         python = python_that_obeys_permissions(base)  # root lists any directory: then run as ``nobody``
         (tree / "pkg/sec").chmod(0o311)  # enter, not list
         env = {**os.environ, "PYTHONPATH": str(base / "lib"), "HOME": scratch, "PYTHONDONTWRITEBYTECODE": "1"}
+        command = [*python, "-m", "hatch_pyc", "compile", "--strip", str(tree / "pkg"), "--python", python[-1]]
+        summary = base / "summary.json"
         try:
-            done = subprocess.run(
-                [*python, "-m", "hatch_pyc", "compile", "--strip", str(tree / "pkg"), "--python", python[-1]],
-                check=False,
-                capture_output=True,
-                text=True,
-                env=env,
+            dry, done = (
+                subprocess.run(command + extra, check=False, capture_output=True, text=True, env=env)
+                for extra in (["--dry-run"], ["--json", str(summary)])
             )
         finally:
             (tree / "pkg/sec").chmod(0o755)
-        assert done.returncode == 0, done.stderr
-        assert (
+        warning = (
             f"hatch-pyc: warning: {tree / 'pkg/sec'}: cannot be listed (Permission denied); any sources in it were "
             "left as they are"
-        ) in done.stderr.splitlines()
+        )
+        assert dry.returncode == 0 and warning in dry.stderr.splitlines(), dry.stderr  # a dry run says so too
+        assert done.returncode == 0, done.stderr
+        assert warning in done.stderr.splitlines()
+        assert json.loads(summary.read_text())["unlisted"] == [str(tree / "pkg/sec")]
         assert sorted(p.name for p in (tree / "pkg").iterdir()) == ["__init__.pyc", "mod.pyc", "sec"]
         assert (tree / "pkg/sec/hidden.py").exists()
 
