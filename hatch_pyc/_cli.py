@@ -70,7 +70,28 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for command in _COMMANDS:
         command.add_parser(sub)
+    _refuse_empty_paths(parser)
     return parser
+
+
+def _refuse_empty_paths(parser: argparse.ArgumentParser) -> None:
+    """Give every argument that names a file or directory, in every command, the check of :func:`_named_path`."""
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            for command_parser in action.choices.values():
+                _refuse_empty_paths(command_parser)
+        elif action.metavar in _PATH_METAVARS and action.type is None:
+            action.type = _named_path
+
+
+# Every argument that names a file or directory, in every command: an empty one is refused (Path("") is ".").
+_PATH_METAVARS = frozenset({"PATH", "FILE", "DIR", "WHEEL", "TARGET", "FILE.pyc"})
+
+
+def _named_path(text: str) -> str:
+    if not text:
+        raise argparse.ArgumentTypeError("an empty path names nothing (an unset variable?)")
+    return text
 
 
 def _on_sigterm(signum: int, frame: object) -> None:

@@ -387,6 +387,12 @@ def plan_compile(
     a device never end), a ``__pycache__`` that is a link (pycs would be written, and stale ones
     removed, wherever it points).
     """
+    for given in paths:
+        text = os.fspath(given)
+        if not text:  # Path("") is ".": an unset variable must not name the current directory
+            raise InvalidOptions("an empty path (an unset variable?) names nothing; give . for the current directory")
+        if text.endswith("/") and not os.path.isdir(text) and os.path.lexists(text.rstrip("/")):
+            raise InvalidInput(f"{text}: not a directory")  # Path("m.py/") is m.py: the system refuses that name
     as_paths = [without_dot_dot(Path(p)) for p in paths]
     if not as_paths and not stdlib:
         raise InvalidOptions("nothing to compile: give a path (or --stdlib)")

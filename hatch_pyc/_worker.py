@@ -89,6 +89,9 @@ def _declares_other_encoding(source):
     head = source if second < 0 else source[:second]
     if b"coding" not in head:
         return False
+    # Lines end as CPython's tokenizer ends them: at \r\n, \n or a lone \r (the first two such lines are inside
+    # ``head``, which ends at the second \n).
+    head = b"\n".join(head.replace(b"\r\n", b"\n").replace(b"\r", b"\n").split(b"\n", 2)[:2])
     match = _CODING.search(head)
     if match is None:
         return False
@@ -208,9 +211,11 @@ def _share(value, memo):
     if kind is tuple:
         value = tuple([_share(v, memo) for v in value])
     elif kind is frozenset:
-        if _SET_ORDER_FROM_HISTORY:
-            # 3.10 writes a set in table order: rebuilt from its own iteration order (what compile()
-            # may do to it once more), then settled into an order that does not depend on history.
+        if _SET_ORDER_FROM_HISTORY and any(type(v) is str and _NAME_LIKE(v) for v in value):
+            # 3.10 writes a set in table order. compile() rebuilds a set from its own iteration order
+            # once more when interning replaced one of its name-like strings (intern_string_constants),
+            # which depends on history: such a set is rebuilt, then settled into an order that does not.
+            # A set without one is never rebuilt by compile(): it is kept as it is, below.
             value = _settled_set(frozenset([_share(v, memo) for v in value]))
         # 3.11+ writes a set's items sorted by their own serialization, which carries marshal's
         # back-reference flag, set when an item's reference count is above one: sharing or holding
@@ -224,7 +229,7 @@ def _share(value, memo):
         # object depends on the history), under a key of the items' keys' reprs: new strings, which
         # hold no reference to the items. (Set items are marshalled in an order of their own here, so
         # equal sets are interchangeable whatever order they iterate in.)
-        else:
+        else:  # 3.11+, and on 3.10 a set compile() does not rebuild
             for item in value:
                 if type(item) is str and _NAME_LIKE(item):
                     memo[("held", id(item))] = item
@@ -235,7 +240,10 @@ def _share(value, memo):
                 return value
             return memo.setdefault(key, value)
     elif kind is slice:
-        value = slice(_share(value.start, memo), _share(value.stop, memo), _share(value.step, memo))
+        # 3.14+: CPython's compiler interns no string of a slice constant (x["abc":"de"])
+        value = slice(
+            *[_held(v, memo) if type(v) is str else _share(v, memo) for v in (value.start, value.stop, value.step)]
+        )
     try:
         key = _const_key(value)
     except TypeError:  # a NaN, or a kind of constant with no type-strict key: never merged
@@ -977,10 +985,15 @@ def _run_task(task):
 
 def main():
     global _cache
-    # One-character strings are process-wide singletons whose "interned" mark (which
-    # marshal writes) depends on history; interning them all up front fixes it.
+    # One-character strings are process-wide singletons: their "interned" mark (which marshal writes, and which on
+    # 3.11+ decides where a string sorts inside a set constant) is whatever the process did to them before. 3.13+
+    # interns all 256 at start-up. Before 3.13 CPython's compiler interns those of name characters (a constant
+    # "a" is always interned) and no other ('-' and ' ' are written as plain strings): the same is done here up
+    # front, so that the mark does not depend on which modules a worker compiled before. (A one-character
+    # non-ASCII identifier, as in ``µ = 1``, interns its letter in CPython's compiling process as in a worker.)
     for i in range(256):
-        sys.intern(chr(i))
+        if sys.version_info >= (3, 13) or _NAME_LIKE(chr(i)):
+            sys.intern(chr(i))
     sys.intern("")
     args = sys.argv[2:]
     parent = os.getppid()  # the parent that started it, unless it says which (it may be gone before this line)

@@ -159,3 +159,55 @@ def test_sigkill_mid_write_leaves_no_partial_output(tmp_path: Path, command: str
     subprocess.run(cmd, check=True, capture_output=True)
     assert final.exists()
     assert sorted(p.name for p in out.iterdir()) == [final.name]  # and it removes what the killed run left
+
+
+# Every argument that names a file or a directory, by command (found by an adversarial review: `compile --strip
+# "$SITE"` with SITE unset stripped the current directory).
+EMPTY_PATHS = [
+    ("compile", "--strip", ""),
+    ("compile", "--json", "", "."),
+    ("compile", "--cache-dir", "", "."),
+    ("wheel", "-o", "out", ""),
+    ("wheel", "-o", "", "x.whl"),
+    ("layer", "--python", sys.executable, "-o", "", "x.whl"),
+    ("report", ""),
+    ("images", "--json", "", "a", "b"),
+    ("verify", ""),
+    ("inspect", ""),
+    ("cache", "--cache-dir", ""),
+]
+
+
+@pytest.mark.parametrize("args", EMPTY_PATHS, ids=[" ".join(a) or "''" for a in EMPTY_PATHS])
+def test_an_empty_path_is_refused_not_taken_for_the_current_directory(tmp_path: Path, args: tuple[str, ...]) -> None:
+    write_tree(tmp_path, {"important.py": "Y = 1\n", "pkg/__init__.py": "", "pkg/m.py": "X = 1\n"})
+    before = snapshot(tmp_path)
+    proc = subprocess.run(
+        [sys.executable, "-m", "hatch_pyc", *args],
+        capture_output=True,
+        text=True,
+        cwd=tmp_path,
+        env={**os.environ, "CI": "true", "HATCH_PYC_CACHE_DIR": str(tmp_path / "cache")},
+        check=False,
+    )
+    assert proc.returncode == 2, proc.stderr
+    assert "an empty path names nothing" in proc.stderr and len(proc.stderr.splitlines()) == 1, proc.stderr
+    assert snapshot(tmp_path) == before
+
+
+def test_the_api_refuses_an_empty_path_and_a_file_named_as_a_directory(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from hatch_pyc import InvalidInput, InvalidOptions, PycOptions, compile_tree
+
+    write_tree(tmp_path, {"important.py": "Y = 1\n"})
+    monkeypatch.chdir(tmp_path)
+    before = snapshot(tmp_path)
+    with pytest.raises(InvalidOptions, match="an empty path"):
+        compile_tree([""], PycOptions(strip=True, cache=False))
+    with pytest.raises(InvalidInput, match=r"important\.py/: not a directory"):
+        compile_tree(["important.py/"], PycOptions(strip=True, cache=False))
+    assert snapshot(tmp_path) == before
+    line = _one_error_line(run_cli("compile", "--strip", str(tmp_path / "important.py") + "/"), 2)
+    assert line.endswith("important.py/: not a directory"), line
+    assert snapshot(tmp_path) == before

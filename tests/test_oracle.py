@@ -42,6 +42,9 @@ ADVERSARIAL = {
         def orders2(): return [n for n in {16, 8}]
         def orders3(x): return [n for n in {28, 2396}], x[:5] in {'pass ', 'PASS '}, 'PASS '
         def orders4(): return [t for t in {('=on', 'A'), ('=off', 'B'), ('', 'A'), ('=', 'A')}], ('=on', 'A')
+        def orders5(): return [c for c in {'-', '+', '/', '%', ':', 1, 2, 3, 17, 33}]
+        def orders6(): return [n for n in {21, 13}], [n for n in {0.5, 7, 12}]
+        def sliced(x): return x["abc":"de"]
         def n(x):
             """A docstring."""
             assert x, "no"
@@ -56,6 +59,8 @@ ADVERSARIAL = {
     # ASCII bytes that spell ``assert`` and ``__debug__`` only once decoded: -O must change this module.
     "adv/utf7.py": b'# coding: utf-7\nDEBUG = +AF8AXw-debug+AF8AXw-\ndef check():\n    +AGE-ssert False, "asserts are on"\n',
     "adv/escaped.py": b"# -*- coding: unicode_escape -*-\nDEBUG = \\x5f_debug__\n",
+    # The same after a blank first line ended by a lone \r (old Mac line endings): line 2 is still the cookie's.
+    "adv/cr7.py": b'\r# coding: utf-7\rDEBUG = +AF8AXw-debug+AF8AXw-\rdef check():\r    +AGE-ssert False, "asserts on"\r',
 }
 CHECK_BEHAVIOUR = """
 import adv
@@ -82,17 +87,30 @@ assert adv.orders() == ns["orders"](), (adv.orders(), ns["orders"]())
 assert adv.orders2() == ns["orders2"](), (adv.orders2(), ns["orders2"]())
 assert adv.orders3("x") == ns["orders3"]("x"), (adv.orders3("x"), ns["orders3"]("x"))
 assert adv.orders4() == ns["orders4"](), (adv.orders4(), ns["orders4"]())
-import adv.utf7, adv.escaped
-assert adv.utf7.DEBUG is __debug__ and adv.escaped.DEBUG is __debug__
-if __debug__:
-    try:
-        adv.utf7.check()
-    except AssertionError:
-        pass
+# ... and as CPython's own pyc, written by py_compile in a process of its own: strings CPython does not intern
+# ('-', ':') sort elsewhere in a 3.11+ set than interned ones; a 3.10 set of numbers is never rebuilt.
+cpy = {}
+exec(marshal.loads(open(CPYC, "rb").read()[16:]), cpy)
+assert adv.orders5() == cpy["orders5"](), (adv.orders5(), cpy["orders5"]())
+assert adv.orders6() == cpy["orders6"](), (adv.orders6(), cpy["orders6"]())
+import sys
+if sys.version_info >= (3, 14):  # a slice constant's strings are not interned
+    def start(f):
+        return next(c for c in f.__code__.co_consts if type(c) is slice).start
+    assert sys._is_interned(start(adv.sliced)) == sys._is_interned(start(cpy["sliced"])) == False
+import adv.utf7, adv.escaped, adv.cr7
+for module in (adv.utf7, adv.escaped, adv.cr7):
+    assert module.DEBUG is __debug__, module
+for module in (adv.utf7, adv.cr7):
+    if __debug__:
+        try:
+            module.check()
+        except AssertionError:
+            pass
+        else:
+            raise SystemExit("assert did not run")
     else:
-        raise SystemExit("assert did not run")
-else:
-    adv.utf7.check()
+        module.check()
 print("ok")
 """
 
@@ -123,9 +141,15 @@ NAN_BY_BITS = {
     '        if value != value:\n            raise TypeError("a NaN is only ever itself")\n        return (kind, _pack_double(value))': "        return (kind, _pack_double(value))",
 }
 # hatch-pyc <= 0.1.0 rebuilt 3.10's set constants in a sorted order: {8, 16} then iterated as 16, 8.
-SETS_SORTED = {
-    "            value = _settled_set(frozenset([_share(v, memo) for v in value]))": "            value = frozenset(sorted([_share(v, memo) for v in value], key=repr))"
+SETS_SETTLED = {
+    "        if _SET_ORDER_FROM_HISTORY and any(type(v) is str and _NAME_LIKE(v) for v in value):": "        if _SET_ORDER_FROM_HISTORY:"
 }
+SETS_SORTED = {
+    **SETS_SETTLED,
+    "            value = _settled_set(frozenset([_share(v, memo) for v in value]))": "            value = frozenset(sorted([_share(v, memo) for v in value], key=repr))",
+}
+# hatch-pyc 0.1.x settled every 3.10 set into a history-free order, also those compile() never rebuilds: {21, 13}
+# then iterated as 21, 13 (CPython's own pyc: 13, 21). (SETS_SETTLED, above)
 # 3.11+: a set's items referred to by a merge key raise their reference counts, which moves them
 # in marshal's sorted order: {28, 2396} then loaded as 28, 2396 (CPython's own pyc: 2396, 28).
 SET_ITEMS_HELD = {
@@ -148,12 +172,17 @@ def _only_slices(source: Path) -> None:
 def test_adversarial_constants_match_compile_on_every_target(target: Interpreter, tmp_path: Path) -> None:
     tree = write_tree(tmp_path / "src", ADVERSARIAL)
     report = check_against_cpython([tree], target, tmp_path / "scratch")
-    assert report.modules == 4 and report.pycs == 12
+    assert report.modules == 5 and report.pycs == 15
     assert report.differences == []
     # and the sourceless build behaves as the source does, at every level
     source = tmp_path / "adv_init.py"
     source.write_bytes((tree / "adv/__init__.py").read_bytes())
-    check = CHECK_BEHAVIOUR.replace("SOURCE", repr(str(source)))
+    cpyc = tmp_path / "adv_init.cpython.pyc"
+    seed = worker_env()["PYTHONHASHSEED"]
+    run_python(
+        target, f"import py_compile; py_compile.compile({str(source)!r}, {str(cpyc)!r}, doraise=True)", hash_seed=seed
+    )
+    check = CHECK_BEHAVIOUR.replace("SOURCE", repr(str(source))).replace("CPYC", repr(str(cpyc)))
     for level in (0, 1, 2):
         copy = tmp_path / f"sourceless-{level}"
         shutil.copytree(tree, copy)
@@ -162,7 +191,7 @@ def test_adversarial_constants_match_compile_on_every_target(target: Interpreter
         flags = ("-O",) * min(level, 1) + ("-OO",) * (level == 2)
         # CPython's own pyc of a set constant depends on the hash seed (the order compile() merges
         # its items with equal constants in): compared under the workers' seed, as the oracle is.
-        proc = run_python(target, check, path=copy, args=flags[-1:], hash_seed=worker_env()["PYTHONHASHSEED"])
+        proc = run_python(target, check, path=copy, args=flags[-1:], hash_seed=seed)
         assert proc.stdout.strip() == "ok", (level, proc.stdout, proc.stderr)
 
 
@@ -277,11 +306,12 @@ def test_oracle_probe_runs_isolated_from_the_callers_environment(
     [
         (NAN_BY_BITS, "NaN constants"),
         (SETS_SORTED, "co_consts"),
+        (SETS_SETTLED, "orders6: co_consts"),
         (SET_ITEMS_HELD, "co_consts"),
         (BYTES_ONLY, "co_code differs"),
         (STALE_HEADER, "header"),
     ],
-    ids=["nans-merged", "sets-reordered", "set-items-held", "encoding-ignored", "stale-header"],
+    ids=["nans-merged", "sets-reordered", "sets-settled", "set-items-held", "encoding-ignored", "stale-header"],
 )
 def test_the_oracle_fails_workers_with_the_bugs_an_attack_found(
     target: Interpreter, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, mutation: dict[str, str], detail: str
@@ -289,7 +319,7 @@ def test_the_oracle_fails_workers_with_the_bugs_an_attack_found(
     tree = write_tree(tmp_path / "src", ADVERSARIAL)
     monkeypatch.setattr(hatch_pyc._pool, "WORKER_SCRIPT", _mutant_worker(tmp_path, mutation))
     report = check_against_cpython([tree], target, tmp_path / "scratch")
-    if mutation is SETS_SORTED and target.version[:2] >= (3, 11):
+    if mutation in (SETS_SORTED, SETS_SETTLED) and target.version[:2] >= (3, 11):
         # 3.11+ marshal writes a set's items in an order of its own (cpython#81777): the order
         # a worker builds a set in cannot reach the pyc there.
         assert report.differences == []
