@@ -432,6 +432,8 @@ def plan_compile(
     )
     seen: set[Path] = set()
     overlap = len(roots) > 1
+    first_names: dict[Path, bool] = {}  # see _first_name_of
+    directories_met: set[tuple[int, int]] = set()
     pycache_of: dict[Path, Path] = {}  # a directory with sources -> its __pycache__ (checked: not a link)
     for root in roots:
         packages: dict[str, bool] = {}
@@ -444,7 +446,7 @@ def plan_compile(
         walk = _walk_sources(root, skip, plan.directories, with_pycache, with_leftovers, unlisted=plan.unlisted)
         for here, source, relpath in walk:
             if overlap:  # one walk yields a file once; walks of several roots may meet
-                if source in seen:
+                if source in seen or not _first_name_of(here, first_names, directories_met):
                     continue
                 seen.add(source)
             if spec is not None and spec.match_file(relpath):
@@ -475,6 +477,25 @@ def plan_compile(
             dfile = f"{options.ddir.rstrip('/')}/{relpath}" if options.ddir else relpath
             plan.sources.append(PlannedSource(source, relpath, dfile, outputs, info.st_size, info.st_mtime))
     return plan
+
+
+def _first_name_of(directory: Path, first: dict[Path, bool], met: set[tuple[int, int]]) -> bool:
+    """Whether ``directory`` is the first spelling met of the directory it is: paths given together may name one
+    tree twice, through a link (``venv venv/lib64/python3.12/site-packages``), whose modules are then planned once.
+    Directories are compared, never files: two sources hard-linked to one file (uv links them from its cache) are
+    two modules, each compiled. ``first`` keeps the answer by spelling, ``met`` the directories met."""
+    answer = first.get(directory)
+    if answer is None:
+        try:
+            info = os.stat(directory)
+        except OSError:  # gone meanwhile: the run says so where it reads it
+            answer = True
+        else:
+            ident = (info.st_dev, info.st_ino)
+            answer = ident not in met
+            met.add(ident)
+        first[directory] = answer
+    return answer
 
 
 def _check_cache_dir(cache: Path) -> None:

@@ -585,3 +585,28 @@ def test_a_dot_dot_is_taken_out_as_the_system_takes_it_and_the_rest_is_kept_as_n
     assert without_dot_dot(tmp_path / "elsewhere/link/../pkg/inner/deeper/../m.py") == tmp_path / "real/pkg/inner/m.py"
     assert without_dot_dot(tmp_path / "gone/../real") == tmp_path / "gone/../real"  # refused later, as given
     assert without_dot_dot(Path("relative/name")) == Path("relative/name")
+
+
+def test_one_tree_named_twice_through_a_link_is_planned_once(tmp_path: Path) -> None:
+    """Found by an adversarial review: ``venv venv/lib64/python3.X/site-packages`` (lib64 a link to lib) planned
+    every module twice, and the run failed with "File exists". A directory met again under another name is
+    passed over, whichever name comes first; the run compiles each module once."""
+    tree = write_tree(tmp_path / "real", {"pkg/__init__.py": "", "pkg/m.py": "X = 1\n", "top.py": "Y = 2\n"})
+    (tmp_path / "alias").symlink_to(tree)
+    for paths in ([tree, tmp_path / "alias/pkg"], [tmp_path / "alias/pkg", tree]):
+        plan = plan_compile(paths, PycOptions(cache=False))
+        assert len(plan.sources) == 3
+        assert len({os.path.realpath(item.source) for item in plan.sources}) == 3
+    result = compile_plan(plan_compile([tree, tmp_path / "alias/pkg"], PycOptions(strip=True, cache=False)))
+    assert result.pyc_written == 3
+    assert sorted(p.name for p in tree.rglob("*.py*")) == ["__init__.pyc", "m.pyc", "top.pyc"]
+
+
+def test_sources_hard_linked_to_one_file_are_each_compiled(tmp_path: Path) -> None:
+    """uv links a venv's files from its cache: two venvs' sources can be one file. Only directories are
+    compared to find a tree named twice, so each of them is still compiled."""
+    first = write_tree(tmp_path / "a", {"m.py": "X = 1\n"})
+    (tmp_path / "b").mkdir()
+    os.link(first / "m.py", tmp_path / "b/m.py")
+    plan = plan_compile([first, tmp_path / "b"], PycOptions(cache=False))
+    assert sorted(str(item.source) for item in plan.sources) == [str(first / "m.py"), str(tmp_path / "b/m.py")]
