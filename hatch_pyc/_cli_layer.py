@@ -145,6 +145,12 @@ def _check_outputs(args: argparse.Namespace, image: bool) -> None:
 
     if args.base and not image:
         raise InvalidOptions("--base is the base of --oci-layout or --docker; give one of them, or drop --base")
+    from hatch_pyc._overlap import refuse_outputs_over_inputs
+
+    refuse_outputs_over_inputs(
+        [*(("WHEEL", wheel) for wheel in args.wheels), ("--base", args.base)],
+        [("-o", args.output), ("--oci-layout", args.oci_layout)],
+    )
     if os.path.isdir(args.output):
         raise InvalidOptions(f"-o {args.output}: a directory; give the layer file's name")
     if args.oci_layout:

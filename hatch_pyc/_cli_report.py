@@ -134,9 +134,14 @@ def run_report(args: argparse.Namespace) -> int:
     import json
 
     from hatch_pyc._errors import InvalidInput, InvalidOptions
+    from hatch_pyc._overlap import refuse_outputs_over_inputs
     from hatch_pyc._render import render_html, render_markdown, render_terminal
     from hatch_pyc._report import SCHEMA_ID, build_report, compare
 
+    refuse_outputs_over_inputs(
+        [("TARGET", args.target), ("--baseline", args.baseline)],
+        [("--json", args.json), ("--markdown", args.markdown), ("--html", args.html)],
+    )
     baseline = None
     if args.baseline:
         try:

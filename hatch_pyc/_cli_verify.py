@@ -55,11 +55,13 @@ def run_verify(args: argparse.Namespace) -> int:
     import tempfile
     from pathlib import Path
 
+    from hatch_pyc._overlap import refuse_outputs_over_inputs
     from hatch_pyc._plan import resolve_target
     from hatch_pyc._targets import find_interpreter
     from hatch_pyc._variants import stage_target
     from hatch_pyc._verify import verify_tree
 
+    refuse_outputs_over_inputs([("TARGET", args.target)], [("--json", args.json)])
     target = Path(args.target)
     interp = resolve_target([target], args.python) if target.is_dir() else find_interpreter(args.python)
     options = PycOptions(levels=(args.optimize,), strip=True, exclude=tuple(args.exclude or ()), workers=args.workers)

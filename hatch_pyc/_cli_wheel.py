@@ -69,11 +69,14 @@ def run_wheel(args: argparse.Namespace) -> int:
         outside_packages=args.outside_packages,
         **stub_options(args),
     )
+    from hatch_pyc._overlap import refuse_outputs_over_inputs
+
+    refuse_outputs_over_inputs([("WHEEL", wheel) for wheel in args.wheels], [("--json", args.json)])
     # Every (wheel, target) pair is checked before anything is written; all outputs or none.
     # The --json file is opened first too: one that cannot be written fails the run before it starts.
     with reserved_output(args.json) as json_out:
         try:
-            outputs = convert_wheels(args.wheels, args.output, targets, options)
+            outputs = convert_wheels(args.wheels, args.output, targets, options, also_written=args.json)
         except Interrupted as exc:  # it arrived while the outputs were renamed into place, which was finished
             outputs = exc.result  # type: ignore[assignment]
             args.changed = f"{len(outputs)} wheel(s) written"

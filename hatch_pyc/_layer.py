@@ -55,20 +55,34 @@ class ImagePaths:
 
 def image_paths(prefix: str, interp: Interpreter, scripts: str | None = None, python: str | None = None) -> ImagePaths:
     """Paths in the image for site-packages ``prefix`` (``/usr/local/lib/python3.12/site-packages``)."""
-    site = PurePosixPath(prefix)
-    if not site.is_absolute():
-        raise InvalidInput(f"--prefix {prefix}: must be an absolute path inside the image")
+    site = _image_path("--prefix", prefix)
     match = _SITE.match(str(site))
     base = PurePosixPath(match.group("base")) if match else site
     if match and match.group("minor") != interp.minor:
         raise InvalidInput(f"--prefix {prefix} is for Python {match.group('minor')}, but the target is {interp.minor}")
     return ImagePaths(
         purelib=site,
-        scripts=PurePosixPath(scripts) if scripts else base / "bin",
+        scripts=_image_path("--scripts-dir", scripts) if scripts is not None else base / "bin",
         data=base,
         headers=base / "include" / f"python{interp.minor}",
-        interpreter=PurePosixPath(python) if python else base / "bin" / f"python{interp.minor}",
+        interpreter=_image_path("--interpreter-path", python)
+        if python is not None
+        else base / "bin" / f"python{interp.minor}",
     )
+
+
+def _image_path(option: str, value: str) -> PurePosixPath:
+    """A path inside the image, as given to ``option``: absolute, without ``..`` (the layer is built under a
+    staging root on this machine, so ``/../../tmp`` would reach outside it) and without control characters (the
+    interpreter's path is written into each script's first line)."""
+    path = PurePosixPath(value)
+    if not path.is_absolute():
+        raise InvalidInput(f"{option} {value!r}: must be an absolute path inside the image")
+    if ".." in path.parts:
+        raise InvalidInput(f"{option} {value!r}: must not contain '..' (a path inside the image, spelled out)")
+    if any(ord(c) < 0x20 or ord(c) == 0x7F for c in value):
+        raise InvalidInput(f"{option} {value!r}: must not contain control characters")
+    return path
 
 
 def _install(wheels: Sequence[Path], root: Path, paths: ImagePaths, interp: Interpreter) -> None:
@@ -79,7 +93,10 @@ def _install(wheels: Sequence[Path], root: Path, paths: ImagePaths, interp: Inte
     from hatch_pyc._wheelcheck import open_wheel
 
     def inside(p: PurePosixPath) -> str:
-        return str(root / p.relative_to("/"))
+        where = os.path.normpath(root / p.relative_to("/"))
+        if os.path.commonpath([where, os.path.normpath(root)]) != os.path.normpath(root):  # image_paths refused it
+            raise InvalidInput(f"{p}: not a path inside the image")
+        return where
 
     scheme = {
         "purelib": inside(paths.purelib),

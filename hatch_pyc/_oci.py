@@ -43,6 +43,7 @@ from hatch_pyc._oci_base import (
     _reason,
     read_base,
 )
+from hatch_pyc._overlap import as_written
 
 
 @dataclass(frozen=True)
@@ -71,20 +72,11 @@ def _full_reference(tag: str) -> str:
 _DIGEST_HEX = re.compile(r"[0-9a-f]{64}")
 
 
-def _as_written(path: Path) -> Path:
-    """Where an output lands: its directory as the system names it (a link and ``..`` hide nothing), then its own
-    name, which is not followed (an output replaces a link at its name, it never writes through it)."""
-    head, name = os.path.split(os.fspath(path))
-    if name in ("", ".", ".."):
-        return Path(os.path.realpath(path))
-    return Path(os.path.realpath(head or os.curdir)) / name
-
-
 def check_outputs(paths: list[Path]) -> None:
     """Refuse outputs one run cannot write: one inside another (``-o lay/index.json --oci-layout lay``
     would overwrite a file of the layout) or a directory output that exists and is not an OCI layout
     (a layout is merged into; any other directory would get ``blobs/`` and an ``index.json`` mixed into it)."""
-    absolute = [_as_written(p) for p in paths]
+    absolute = [as_written(p) for p in paths]
     for i, one in enumerate(absolute):
         for j in range(i + 1, len(absolute)):
             other = absolute[j]

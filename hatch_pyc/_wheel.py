@@ -37,6 +37,7 @@ from hatch_pyc._compile import DeliveredPyc, compile_plan
 from hatch_pyc._errors import CompileFailed, HatchPycError, Interrupted, InvalidInput, first_problem
 from hatch_pyc._layout import outside_packages
 from hatch_pyc._options import PycOptions
+from hatch_pyc._overlap import as_written
 from hatch_pyc._plan import CompilePlan, PlannedSource
 from hatch_pyc._stubs import (
     StubResult,
@@ -49,7 +50,7 @@ from hatch_pyc._stubs import (
     wants_stub,
 )
 from hatch_pyc._targets import Interpreter
-from hatch_pyc._wheelcheck import CheckedWheel, InvalidWheel, _install_path, open_wheel, retag
+from hatch_pyc._wheelcheck import CheckedWheel, InvalidWheel, _check_install_paths, _install_path, open_wheel, retag
 
 if TYPE_CHECKING:
     from installer.records import RecordEntry
@@ -323,17 +324,21 @@ def convert_wheels(
     out_dir: str | os.PathLike[str],
     targets: Sequence[Interpreter],
     options: PycOptions | None = None,
+    *,
+    also_written: str | os.PathLike[str] | None = None,
 ) -> list[WheelConversion]:
     """Convert every wheel for every target, or write nothing.
 
     Every (wheel, target) pair is checked first (the gate, the tags, ``Requires-Python``,
-    two outputs with one name); a refusal names the pair and nothing is written. The outputs
-    are then written to hidden temporary files and renamed into place only when all are done.
+    two outputs with one name, an output where ``also_written`` goes: a --json); a refusal names the pair and
+    nothing is written. The outputs are then written to hidden temporary files and renamed into place only when
+    all are done.
     """
     options = _check_options(options, targets, None)
     problems: list[str] = []
     outputs: dict[str, Path] = {}
     inputs = {Path(w).resolve() for w in wheels}
+    other = as_written(also_written) if also_written is not None else None
     first: CheckedWheel | None = None  # kept open: converted first, it is not opened and checked twice
     try:
         for wheel in wheels:
@@ -352,6 +357,8 @@ def convert_wheels(
                         problems.append(
                             f"{checked.path}: its output {final} would replace an input wheel; choose another -o"
                         )
+                    if other is not None and as_written(final) == other:
+                        problems.append(f"{checked.path}: its output {final} is where --json {also_written} goes")
                     if name in outputs and outputs[name] != checked.path:
                         problems.append(f"{outputs[name]} and {checked.path} would both be written as {name}")
                     outputs[name] = checked.path
@@ -525,8 +532,26 @@ def _convert(
             # a module without its stub is kept as source: its types stay
             compiled = {a for a in sources if str(archive / a) not in kept and a not in stubs.failed}
             new_stubs = {a: data for a, data in stubs.stubs.items() if a in compiled}
-            # A shipped mod.pyc beside a compiled mod.py: replaced, so no name is written twice.
-            replaced = sorted(a[:-3] + ".pyc" for a in compiled if a[:-3] + ".pyc" in names)
+            # A shipped pyc where a compiled module's pyc installs (beside its mod.py, or the same path through
+            # <name>.data/purelib): replaced, so no path is written twice.
+            pyc_of = {a: a[:-3] + ".pyc" for a in compiled}
+            installs = {_install_path(pyc, f"{data_dir}/") for pyc in pyc_of.values()}
+            replaced = sorted(n for n in names if n.endswith(".pyc") and _install_path(n, f"{data_dir}/") in installs)
+            # What the sourceless wheel holds must install as the wheel did: no two entries at one path, no file
+            # where a directory goes, no two names one file where the wheel may be installed (pkg/A.py beside a
+            # shipped pkg/a.pyc becomes A.pyc and a.pyc).
+            unchanged = [
+                m.info.filename for m in members if m.info.filename not in replaced and m.info.filename not in pyc_of
+            ]
+            try:
+                _check_install_paths(
+                    [*unchanged, *pyc_of.values(), *(stub_name(a) for a in new_stubs)],
+                    f"{data_dir}/",
+                    frozenset(new_tags),
+                    path,
+                )
+            except InvalidWheel as exc:
+                raise InvalidWheel(f"{exc} once its modules are compiled; nothing was written") from None
             conversion = WheelConversion(
                 path,
                 final,

@@ -211,3 +211,53 @@ def test_the_api_refuses_an_empty_path_and_a_file_named_as_a_directory(
     line = _one_error_line(run_cli("compile", "--strip", str(tmp_path / "important.py") + "/"), 2)
     assert line.endswith("important.py/: not a directory"), line
     assert snapshot(tmp_path) == before
+
+
+# (command line, with IN for the input wheel, TREE for a package tree, OUT for an output directory)
+OVER_INPUTS = {
+    "layer -o": ["layer", "IN", "--python", "PY", "--prefix", "PREFIX", "-o", "IN"],
+    "layer --oci-layout": [
+        "layer",
+        "IN",
+        "--python",
+        "PY",
+        "--prefix",
+        "PREFIX",
+        "-o",
+        "OUT/l.tar.gz",
+        "--oci-layout",
+        "IN",
+    ],
+    "verify --json": ["verify", "IN", "--json", "IN"],
+    "report --json": ["report", "IN", "--sizes-only", "--json", "IN"],
+    "report --markdown": ["report", "IN", "--sizes-only", "--markdown", "IN"],
+    "report --json over a module of the tree": ["report", "TREE", "--sizes-only", "--json", "TREE/pkg/m.py"],
+    "verify --json over a pyc of the tree": ["verify", "TREE", "--json", "TREE/pkg/__pycache__/m.cpython-3.pyc"],
+    "wheel --json": ["wheel", "IN", "-o", "OUT", "--json", "IN"],
+    "wheel --json at its output": ["wheel", "IN", "-o", "OUT", "--json", "OUT/demo-1.0-TAG-none-any.whl"],
+    "report --json and --html": ["report", "IN", "--sizes-only", "--json", "OUT/r", "--html", "OUT/r"],
+}
+
+
+@pytest.mark.parametrize("name", list(OVER_INPUTS))
+def test_an_output_over_an_input_or_another_output_is_refused(tmp_path: Path, name: str) -> None:
+    """Found by an adversarial review: these replaced the input wheel (or the output wheel) with a layer or a JSON
+    text, and exited 0."""
+    (tmp_path / "in").mkdir()
+    wheel = make_wheel(tmp_path / "in", {"demo/__init__.py": "X = 1\n"})
+    tree = write_tree(tmp_path / "tree", {"pkg/__init__.py": "", "pkg/m.py": "M = 1\n"})
+    (tree / "pkg/__pycache__").mkdir()
+    (tmp_path / "out").mkdir()
+    minor = f"{sys.version_info[0]}.{sys.version_info[1]}"
+    tag = f"cp{sys.version_info[0]}{sys.version_info[1]}"
+    swap = {"IN": str(wheel), "PY": minor, "PREFIX": f"/usr/local/lib/python{minor}/site-packages"}
+
+    def filled(arg: str) -> str:
+        text = swap.get(arg, arg).replace("TREE", str(tree)).replace("OUT", str(tmp_path / "out")).replace("TAG", tag)
+        return text.replace("cpython-3.pyc", f"{sys.implementation.cache_tag}.pyc")
+
+    args = [filled(arg) for arg in OVER_INPUTS[name]]
+    before = snapshot(tmp_path)
+    line = _one_error_line(run_cli(*args, "-q"), 2)
+    assert "write elsewhere" in line or "its own path" in line or "is where --json" in line, line
+    assert snapshot(tmp_path) == before

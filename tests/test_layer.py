@@ -365,3 +365,32 @@ def test_rerun_into_a_layout_directory_replaces_its_image(wheel: Path, tmp_path:
     (docker_entry,) = json.loads((tmp_path / "image/manifest.json").read_text())
     assert docker_entry["RepoTags"] == ["app:2"]
     assert not [p for p in tmp_path.rglob("*") if p.name.endswith(".hatch-pyc-tmp")]
+
+
+UP = "../" * 12
+
+
+@pytest.mark.parametrize(
+    ("option", "value", "reason"),
+    [
+        ("--prefix", f"{PREFIX}/{UP}ESCAPE/lib/python{MINOR}/site-packages", "must not contain '..'"),
+        ("--scripts-dir", f"/{UP}ESCAPE", "must not contain '..'"),
+        ("--scripts-dir", "bin", "must be an absolute path"),
+        ("--interpreter-path", "/usr/bin/python3\nimport os; os.system('id')", "must not contain control characters"),
+        ("--interpreter-path", f"/{UP}ESCAPE/python", "must not contain '..'"),
+    ],
+    ids=["prefix-dotdot", "scripts-dotdot", "scripts-relative", "interpreter-newline", "interpreter-dotdot"],
+)
+def test_an_image_path_that_leaves_the_image_is_refused(
+    wheel: Path, tmp_path: Path, option: str, value: str, reason: str
+) -> None:
+    """Found by an adversarial review: the layer is built under a staging root on this machine, and `..` in
+    --prefix or --scripts-dir reached out of it (a wheel's files were installed on the host); a relative
+    --scripts-dir ended in a traceback; a newline in --interpreter-path went into every script's first line."""
+    escape = tmp_path / "ESCAPE"
+    value = value.replace("ESCAPE", str(escape).lstrip("/"))
+    args = [a for a in ("--prefix", PREFIX) if option != "--prefix"]
+    proc = run_cli("layer", str(wheel), "--python", MINOR, *args, option, value, "-o", str(tmp_path / "l.tar.gz"))
+    assert proc.returncode == 2, proc.stderr
+    assert reason in proc.stderr and len(proc.stderr.strip().splitlines()) == 1, proc.stderr
+    assert not escape.exists() and not (tmp_path / "l.tar.gz").exists()

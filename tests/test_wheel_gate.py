@@ -660,3 +660,50 @@ def test_tag_lines_in_any_letter_case_are_replaced(tmp_path: Path) -> None:
     cp = f"cp{sys.version_info[0]}{sys.version_info[1]}"
     assert BytesParser().parsebytes(text).get_all("Tag") == [f"{cp}-none-any"]
     assert b"TAG-CONTINUED" not in text
+
+
+def test_a_shipped_pyc_at_a_compiled_modules_install_path_is_replaced(tmp_path: Path) -> None:
+    """Found by an adversarial review: ``demo/mod.py`` beside a shipped ``demo-1.0.data/purelib/demo/mod.pyc``
+    (one install path, two entries) gave a wheel with both pycs; pip installed the shipped one last, and the module
+    failed to import (bad magic number). The shipped pyc is replaced, as one beside its source is."""
+    stale = b"\x00" * 16 + b"not bytecode"
+    wheel = make_wheel(
+        tmp_path, {"demo/__init__.py": "", "demo/mod.py": "VALUE = 42\n", "demo-1.0.data/purelib/demo/mod.pyc": stale}
+    )
+    out = tmp_path / "out"
+    proc = run_cli("wheel", str(wheel), "-o", str(out), "--python", RUNNING, check=True)
+    assert "1 shipped .pyc replaced by the compiled module (demo-1.0.data/purelib/demo/mod.pyc)" in proc.stderr
+    (converted,) = out.iterdir()
+    with zipfile.ZipFile(converted) as zf:
+        assert [n for n in zf.namelist() if n.endswith("mod.pyc")] == ["demo/mod.pyc"]
+    site = tmp_path / "site"
+    subprocess.run(
+        [*pip_for(find_interpreter(RUNNING)), "install", "-q", "--no-deps", "--target", str(site), str(converted)],
+        check=True,
+        capture_output=True,
+    )
+    assert run_python(sys.executable, "import demo.mod; print(demo.mod.VALUE)", path=site).stdout.strip() == "42"
+
+
+@pytest.mark.parametrize(
+    ("files", "why"),
+    [
+        ({"demo/mod.py": "M = 1\n", "demo/mod.pyc/x.txt": "x\n"}, "is a file where"),
+        ({"demo/A.py": "A = 1\n", "demo/a.pyc": b"\x00" * 20}, "install to the same path"),
+    ],
+    ids=["pyc-where-a-directory-goes", "case-folded-pair"],
+)
+def test_a_wheel_whose_sourceless_form_could_not_be_installed_is_refused(
+    tmp_path: Path, files: dict[str, str | bytes], why: str
+) -> None:
+    """The sourceless wheel's names go through the gate's install-path rules too: ``demo/mod.pyc/x.txt`` beside
+    ``demo/mod.py`` (pip: Not a directory, a half-done install), ``demo/A.py`` beside ``demo/a.pyc`` in a ``-any``
+    wheel (two names one file on macOS and Windows)."""
+    wheel = make_wheel(tmp_path, {"demo/__init__.py": "", **files})
+    out = tmp_path / "out"
+    out.mkdir()
+    before = snapshot(tmp_path)
+    proc = run_cli("wheel", str(wheel), "-o", str(out), "--python", RUNNING)
+    assert proc.returncode != 0 and why in proc.stderr and "once its modules are compiled" in proc.stderr, proc.stderr
+    assert "Traceback" not in proc.stderr and len(proc.stderr.strip().splitlines()) == 1, proc.stderr
+    assert snapshot(tmp_path) == before
