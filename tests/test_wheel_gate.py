@@ -279,6 +279,16 @@ def test_names_are_compared_normalised(tmp_path: Path) -> None:
         assert checked.name == "my-pkg"
 
 
+def _installed_value(converted: Path, site: Path) -> str:
+    """``demo.mod.VALUE`` once pip has installed ``converted`` into ``site``."""
+    subprocess.run(
+        [*pip_for(find_interpreter(RUNNING)), "install", "-q", "--no-deps", "--target", str(site), str(converted)],
+        check=True,
+        capture_output=True,
+    )
+    return run_python(sys.executable, "import demo.mod; print(demo.mod.VALUE)", path=site).stdout.strip()
+
+
 def test_a_shipped_pyc_beside_its_source_is_replaced_and_said(tmp_path: Path) -> None:
     """Item 1: ``pkg/mod.py`` + ``pkg/mod.pyc`` gives one ``pkg/mod.pyc``, the compiled one; pip installs it."""
     stale = b"\x00" * 16 + b"not bytecode"  # never loaded beside its source; would break the module
@@ -292,13 +302,7 @@ def test_a_shipped_pyc_beside_its_source_is_replaced_and_said(tmp_path: Path) ->
         assert names.count("demo/mod.pyc") == 1 and zf.read("demo/mod.pyc") != stale
         record = zf.read("demo-1.0.dist-info/RECORD").decode()
     assert record.count("demo/mod.pyc,") == 1
-    site = tmp_path / "site"
-    subprocess.run(
-        [*pip_for(find_interpreter(RUNNING)), "install", "-q", "--no-deps", "--target", str(site), str(converted)],
-        check=True,
-        capture_output=True,
-    )
-    assert run_python(sys.executable, "import demo.mod; print(demo.mod.VALUE)", path=site).stdout.strip() == "42"
+    assert _installed_value(converted, tmp_path / "site") == "42"
 
 
 def test_a_shipped_pyc_beside_an_excluded_source_stays(tmp_path: Path) -> None:
@@ -676,13 +680,7 @@ def test_a_shipped_pyc_at_a_compiled_modules_install_path_is_replaced(tmp_path: 
     (converted,) = out.iterdir()
     with zipfile.ZipFile(converted) as zf:
         assert [n for n in zf.namelist() if n.endswith("mod.pyc")] == ["demo/mod.pyc"]
-    site = tmp_path / "site"
-    subprocess.run(
-        [*pip_for(find_interpreter(RUNNING)), "install", "-q", "--no-deps", "--target", str(site), str(converted)],
-        check=True,
-        capture_output=True,
-    )
-    assert run_python(sys.executable, "import demo.mod; print(demo.mod.VALUE)", path=site).stdout.strip() == "42"
+    assert _installed_value(converted, tmp_path / "site") == "42"
 
 
 @pytest.mark.parametrize(
