@@ -131,26 +131,16 @@ def _add_json_and_markdown(parser: argparse.ArgumentParser, what: str, schema: s
 
 def run_report(args: argparse.Namespace) -> int:
     """Measure TARGET's variants, check the thresholds, write and print the report."""
-    import json
-
     from hatch_pyc._errors import InvalidInput, InvalidOptions
     from hatch_pyc._overlap import refuse_outputs_over_inputs
     from hatch_pyc._render import render_html, render_markdown, render_terminal
-    from hatch_pyc._report import SCHEMA_ID, build_report, compare
+    from hatch_pyc._report import build_report, compare, read_baseline
 
     refuse_outputs_over_inputs(
         [("TARGET", args.target), ("--baseline", args.baseline)],
         [("--json", args.json), ("--markdown", args.markdown), ("--html", args.html)],
     )
-    baseline = None
-    if args.baseline:
-        try:
-            with open(args.baseline, encoding="utf-8") as handle:
-                baseline = json.load(handle)
-        except (OSError, ValueError) as exc:
-            raise InvalidInput(f"{args.baseline}: cannot read the baseline report ({exc})") from exc
-        if not isinstance(baseline, dict) or baseline.get("$schema") != SCHEMA_ID:
-            raise InvalidInput(f"{args.baseline}: not a hatch-pyc report ($schema {SCHEMA_ID})")
+    baseline = read_baseline(args.baseline) if args.baseline else None
     if args.sizes_only and args.max_import_regression is not None:
         raise InvalidOptions("--max-import-regression needs import times: leave out --sizes-only")
     with progress_bar(show_progress(args), "measuring import times") as bar:
@@ -188,7 +178,7 @@ def run_report(args: argparse.Namespace) -> int:
         render_terminal(report, lines)
     elif lines:  # -q hides the tables, never a verdict
         show("\n".join(lines))
-    return EXIT_FAILED if gate and gate.failures else EXIT_OK
+    return EXIT_FAILED if gate and not gate.passed else EXIT_OK
 
 
 def run_images(args: argparse.Namespace) -> int:
@@ -226,7 +216,7 @@ def run_images(args: argparse.Namespace) -> int:
         render_images_terminal(report, lines)
     elif lines:
         show("\n".join(lines))
-    return EXIT_FAILED if gate and gate.failures else EXIT_OK
+    return EXIT_FAILED if gate and not gate.passed else EXIT_OK
 
 
 def _gate_lines(gate: GateResult | None, report: dict[str, Any]) -> list[str]:

@@ -67,8 +67,13 @@ class GateResult:
         return [c.line for c in self.checks if c.verdict in (NOISE, NOT_CHECKED)]
 
     @property
+    def nothing_checked(self) -> bool:
+        """Whether no threshold could be checked at all (every check was not made): never a pass."""
+        return bool(self.checks) and all(c.verdict == NOT_CHECKED for c in self.checks)
+
+    @property
     def passed(self) -> bool:
-        return not any(c.verdict == FAIL for c in self.checks)
+        return not any(c.verdict == FAIL for c in self.checks) and not self.nothing_checked
 
     def lines(self) -> list[str]:
         """Failures first, then the rest in the order checked; a verdict line last."""
@@ -76,6 +81,8 @@ class GateResult:
         failed, made = len(self.failures), len(self.checks)
         plural = "s" if made != 1 else ""
         verdict = f"gate: {failed} of {made} check{plural} failed" if failed else f"gate: passed ({made} check{plural})"
+        if self.nothing_checked:
+            verdict = f"gate: failed: none of the {made} check{plural} could be made (see above)"
         return [c.line for c in ordered] + [verdict]
 
     def to_json(self) -> dict[str, Any]:

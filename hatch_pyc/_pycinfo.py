@@ -153,7 +153,19 @@ try:
         sys.exit("ValueError: the pyc holds a %s, not a code object" % type(code).__name__)
     out = io.StringIO()
     if sys.argv[2] == "1":
-        dis.dis(code, file=out)
+        breaks = "\n\r\x0b\x0c\x1c\x1d\x1e\x85\u2028\u2029"  # where str.splitlines() ends a line
+        def esc(name):
+            return "".join(repr(c)[1:-1] if c in breaks else c for c in name)
+        def shown(code):
+            # the code with a line break in any name written as an escape: dis prints names as they are, and one
+            # crafted name would otherwise forge lines of the listing
+            consts = tuple(shown(c) if type(c) is type(code) else c for c in code.co_consts)
+            try:
+                return code.replace(co_consts=consts, co_names=tuple(map(esc, code.co_names)),
+                                    co_varnames=tuple(map(esc, code.co_varnames)), co_name=esc(code.co_name))
+            except (TypeError, ValueError):
+                return code
+        dis.dis(shown(code), file=out)
     text = json.dumps({"filename": code.co_filename, "name": code.co_name,
                        "python": "%d.%d.%d" % sys.version_info[:3], "dis": out.getvalue()})
 except MemoryError:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import html
 import os
+import re
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
@@ -131,21 +132,40 @@ def render_terminal(report: Report, gate_lines: list[str] | None = None) -> None
         print(line)  # not through rich: CI logs must not wrap or style these lines
 
 
+# What Markdown (and the HTML GitHub renders inside it) makes of a name: a module, file or target name is shown as
+# text, never as markup or as a line of its own (a name holding "\n**gate: PASS**" forged a line of the summary).
+_MD_SPECIAL = re.compile(r"([\\`*_\[\]<>#|!])")
+
+
+def md_text(text: str) -> str:
+    """``text`` as Markdown shows it literally: characters that are not printable escaped as Python writes them
+    (``\\n``, ``\\u202e``), Markdown's and HTML's punctuation backslash-escaped."""
+    shown = "".join(c if c.isprintable() else repr(c)[1:-1] for c in text)
+    return _MD_SPECIAL.sub(r"\\\1", shown)
+
+
+def _md_cell(cell: str) -> str:
+    """A table cell: a code span (`...`, made here) as it is but for ``|``; any other text through :func:`md_text`."""
+    if len(cell) > 1 and cell.startswith("`") and cell.endswith("`") and cell.isprintable():
+        return cell.replace("|", "\\|")
+    return md_text(cell)
+
+
 def _md_table(headers: list[str], rows: list[list[str]]) -> str:
     out = [
         "| " + " | ".join(headers) + " |",
         "|" + "|".join("---" if i == 0 else "---:" for i in range(len(headers))) + "|",
     ]
-    out += ["| " + " | ".join(cell.replace("|", "\\|") for cell in row) + " |" for row in rows]
+    out += ["| " + " | ".join(_md_cell(cell) for cell in row) + " |" for row in rows]
     return "\n".join(out)
 
 
 def render_markdown(report: Report, gate_lines: list[str] | None = None) -> str:
     """GitHub-flavoured Markdown: fits a step summary and a PR comment."""
     parts = [
-        f"### hatch-pyc report: {report['target']['name']}",
+        f"### hatch-pyc report: {md_text(report['target']['name'])}",
         "",
-        _header(report),
+        md_text(_header(report)),
         "",
         "**Size**",
         "",
@@ -171,7 +191,7 @@ def render_markdown(report: Report, gate_lines: list[str] | None = None) -> str:
             f"-OO (no docstrings) saves {_size(d['bytes'])} of pyc ({_signed_pct(d['pct'])} vs {d['compared']}).",
         ]
     if gate_lines:
-        parts += ["", *[f"- {line}" for line in gate_lines]]
+        parts += ["", *[f"- {md_text(line)}" for line in gate_lines]]
     return "\n".join(parts) + "\n"
 
 
@@ -182,7 +202,7 @@ def _slowest_md(report: Report) -> str:
             if timing.get("slowest"):
                 rows = [[r["module"], f"{r['self_ms']:.2f}", f"{r['cumulative_ms']:.2f}"] for r in timing["slowest"]]
                 blocks.append(
-                    f"`{variant['name']}` / `import {module}`\n\n"
+                    f"{md_text(variant['name'])} / import {md_text(module)}\n\n"
                     + _md_table(["module", "self ms", "cumulative ms"], rows)
                 )
     return "\n\n".join(blocks)

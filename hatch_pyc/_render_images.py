@@ -5,7 +5,7 @@ from __future__ import annotations
 import shlex
 from typing import Any
 
-from hatch_pyc._render import _md_table, _signed_pct, _size, table_console
+from hatch_pyc._render import _md_table, _signed_pct, _size, md_text, table_console
 
 ImagesReport = dict[str, Any]
 
@@ -116,15 +116,16 @@ def render_images_terminal(report: ImagesReport, gate_lines: list[str] | None = 
 
 def render_images_markdown(report: ImagesReport, gate_lines: list[str] | None = None) -> str:
     """GitHub-flavoured Markdown: fits a step summary and a PR comment."""
-    names = " vs ".join(f"`{image['name']}`" for image in report["images"])
-    parts = [f"### hatch-pyc images: {names}", "", _header(report), "", "**Size**", ""]
+    names = " vs ".join(md_text(image["name"]) for image in report["images"])
+    parts = [f"### hatch-pyc images: {names}", "", md_text(_header(report)), "", "**Size**", ""]
     parts.append(_md_table(SIZE_HEADERS, size_rows(report)))
     if report["measurement"]["runs"]:
         parts += ["", "**Start-up**", "", _md_table(STARTUP_HEADERS, startup_rows(report))]
     for image in report["images"]:
         rows = [[f"`{step}`" if "`" not in step else step, size] for step, size in layer_rows(image)]
-        parts += ["", f"<details><summary>{_layers_title(image)}</summary>", "", _md_table(LAYER_HEADERS, rows)]
+        title = md_text(_layers_title(image))
+        parts += ["", f"<details><summary>{title}</summary>", "", _md_table(LAYER_HEADERS, rows)]
         parts += ["", "</details>"]
     if gate_lines:
-        parts += ["", *[f"- {line}" for line in gate_lines]]
+        parts += ["", *[f"- {md_text(line)}" for line in gate_lines]]
     return "\n".join(parts) + "\n"

@@ -3,11 +3,15 @@
 from __future__ import annotations
 
 import datetime
+import json
+import os
 import tempfile
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
+from hatch_pyc._cache import read_regular_file
+from hatch_pyc._errors import InvalidInput
 from hatch_pyc._gate import FAIL, GateCheck, GateResult, Ratio, not_checked, size_check, slowdown_check
 from hatch_pyc._gate import pct as _pct
 from hatch_pyc._measure import (
@@ -152,6 +156,45 @@ def _version() -> str:
     from hatch_pyc import __version__
 
     return __version__
+
+
+_MAX_BASELINE_BYTES = 64 * 1024 * 1024
+
+
+def read_baseline(path: str | os.PathLike[str]) -> Report:
+    """An earlier ``--json`` report to gate against, checked where the gate reads it: a regular file (a FIFO would
+    block, ``/dev/zero`` never end) of JSON with this schema, whose variants' sizes are whole numbers of bytes. A
+    crafted baseline (sizes ``Infinity``, ``true`` or negative) made every size check pass or be skipped."""
+    data = read_regular_file(path, -1, max_size=_MAX_BASELINE_BYTES, follow_links=True)
+    if data is None:
+        raise InvalidInput(
+            f"{path}: cannot read the baseline report (not a regular file of at most 64 MiB, or unreadable)"
+        )
+    try:
+        baseline = json.loads(data, parse_constant=_no_constant)
+    except ValueError as exc:
+        raise InvalidInput(f"{path}: cannot read the baseline report ({exc})") from None
+    if not isinstance(baseline, dict) or baseline.get("$schema") != SCHEMA_ID:
+        raise InvalidInput(f"{path}: not a hatch-pyc report ($schema {SCHEMA_ID})")
+    variants = baseline.get("variants")
+    if not isinstance(variants, list):
+        raise InvalidInput(f"{path}: not a hatch-pyc report (no list of variants)")
+    for variant in variants:
+        name = variant.get("name") if isinstance(variant, dict) else None
+        size = variant.get("size") if isinstance(variant, dict) else None
+        if not isinstance(name, str) or not isinstance(size, dict):
+            raise InvalidInput(f"{path}: not a hatch-pyc report (a variant without a name or a size)")
+        for key in ("bytes", "wheel_bytes"):
+            if type(size.get(key)) is not int or size[key] < 0:
+                raise InvalidInput(
+                    f"{path}: not a hatch-pyc report (variant {name!r}: size {key} is {size.get(key)!r}, not a "
+                    "whole number of bytes)"
+                )
+    return baseline
+
+
+def _no_constant(name: str) -> None:
+    raise ValueError(f"{name} is not a number JSON allows")
 
 
 def compare(

@@ -11,7 +11,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from conftest import run_python
+from conftest import run_cli, run_python
 
 from hatch_pyc import Interpreter, InvalidPyc, parse_header, read_code_info, read_header
 from hatch_pyc._pycinfo import RELEASED_MAGIC, decode_limits, python_version_of_magic
@@ -252,3 +252,20 @@ def test_a_pyc_nested_deeper_than_dis_can_follow_is_refused_by_name(tmp_path: Pa
     assert str(caught.value) == (
         f"{pyc}: decoding it nests objects deeper than the interpreter can follow; refused (a damaged or hostile pyc)"
     )
+
+
+def test_a_name_with_a_line_break_does_not_forge_lines_of_the_listing(tmp_path: Path, target: Interpreter) -> None:
+    """Found by an adversarial review: ``inspect --dis`` escaped control characters but printed a newline inside a
+    name as it was, so a crafted pyc could add lines of its own to the listing."""
+    pyc = tmp_path / "names.pyc"
+    run_python(
+        target,
+        "import importlib.util, marshal\n"
+        "code = compile('def f(a):\\n    return a.b\\nx = f\\n', 'm.py', 'exec')\n"
+        "code = code.replace(co_names=tuple(n + '\\nFORGED line' for n in code.co_names))\n"
+        f"open({str(pyc)!r}, 'wb').write(importlib.util.MAGIC_NUMBER + bytes(12) + marshal.dumps(code))\n",
+    )
+    proc = run_cli("inspect", str(pyc), "--dis", check=True)
+    lines = proc.stdout.splitlines()
+    assert any("\\nFORGED line" in line for line in lines), proc.stdout
+    assert not any(line.startswith("FORGED") for line in lines), proc.stdout

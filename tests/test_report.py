@@ -391,3 +391,83 @@ def test_report_on_a_wheel_and_a_project(tmp_path: Path) -> None:
     from_wheel = build_report(str(wheel), levels=(0,), measure_time=False)
     assert from_wheel["target"]["kind"] == "wheel"
     assert from_wheel["variants"][0]["size"]["files"] == report["variants"][0]["size"]["files"]
+
+
+def _sizes_baseline(tmp_path: Path) -> tuple[Path, dict[str, Any]]:
+    tree = write_tree(tmp_path / "tree", {"okpkg/__init__.py": "X = 1\n", "okpkg/m.py": "def f():\n    return 1\n"})
+    run_cli("report", str(tree), "--sizes-only", "-q", "--json", str(tmp_path / "base.json"), check=True)
+    return tree, json.loads((tmp_path / "base.json").read_text())
+
+
+@pytest.mark.parametrize("value", ["Infinity", "true", "-5", "1.5", '"12"'])
+def test_a_crafted_baseline_is_refused_not_passed(tmp_path: Path, value: str) -> None:
+    """Found by an adversarial review: sizes of Infinity (which Python's JSON reader takes), true or a negative
+    number made every size check pass or be skipped, and the gate said "passed"."""
+    tree, report = _sizes_baseline(tmp_path)
+    text = json.dumps(report).replace('"bytes": ', '"bytes": X', 1)
+    text = re.sub(r'"bytes": X\d+', f'"bytes": {value}', text)
+    (tmp_path / "crafted.json").write_text(text)
+    proc = run_cli(
+        "report",
+        str(tree),
+        "--sizes-only",
+        "-q",
+        "--baseline",
+        str(tmp_path / "crafted.json"),
+        "--max-size-increase",
+        "5",
+    )
+    assert proc.returncode == 2, proc.stderr
+    assert "crafted.json" in proc.stderr and "Traceback" not in proc.stderr, proc.stderr
+    assert len(proc.stderr.strip().splitlines()) == 1, proc.stderr
+
+
+def test_a_gate_that_could_check_nothing_fails(tmp_path: Path) -> None:
+    """A baseline whose every size is 0 (nothing to compare with): no check can be made, and the gate must not say
+    it passed."""
+    tree, report = _sizes_baseline(tmp_path)
+    for variant in report["variants"]:
+        variant["size"]["bytes"] = variant["size"]["wheel_bytes"] = 0
+    (tmp_path / "zero.json").write_text(json.dumps(report))
+    proc = run_cli(
+        "report", str(tree), "--sizes-only", "--baseline", str(tmp_path / "zero.json"), "--max-size-increase", "5"
+    )
+    assert proc.returncode == 1, proc.stdout + proc.stderr
+    assert "gate: failed: none of the" in proc.stdout + proc.stderr
+
+
+def test_a_baseline_that_is_not_a_regular_file_is_refused_without_blocking(tmp_path: Path) -> None:
+    tree, _ = _sizes_baseline(tmp_path)
+    os.mkfifo(tmp_path / "fifo.json")
+    for baseline in (tmp_path / "fifo.json", Path("/dev/zero")):
+        proc = subprocess.run(
+            [
+                sys.executable,
+                "-m",
+                "hatch_pyc",
+                "report",
+                str(tree),
+                "--sizes-only",
+                "-q",
+                "--baseline",
+                str(baseline),
+                "--max-size-increase",
+                "5",
+            ],
+            capture_output=True,
+            text=True,
+            timeout=120,
+            check=False,
+        )
+        assert proc.returncode == 2 and "not a regular file" in proc.stderr, proc.stderr
+
+
+def test_markdown_shows_a_hostile_name_as_text(tmp_path: Path) -> None:
+    """Found by an adversarial review: a target named with newlines and HTML forged a line of the step summary."""
+    name = "t5\n\n**gate: PASS (all thresholds met)**\n\n<img src=x onerror=alert(1)>"
+    tree = write_tree(tmp_path / name, {"okpkg/__init__.py": "X = 1\n"})
+    run_cli("report", str(tree), "--sizes-only", "-q", "--markdown", str(tmp_path / "r.md"), check=True)
+    text = (tmp_path / "r.md").read_text()
+    assert re.search(r"(?<!\\)<img", text) is None and re.search(r"(?<!\\)\*\*gate", text) is None, text
+    assert not any(line.startswith(("**gate", "<img")) for line in text.splitlines()), text
+    assert text.splitlines()[0].startswith("### hatch-pyc report: t5\\\\n\\\\n\\*\\*gate: PASS"), text.splitlines()[0]
