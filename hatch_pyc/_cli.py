@@ -30,16 +30,12 @@ from hatch_pyc import (
     _cli_wheel,
 )
 from hatch_pyc._cli_shared import EXIT_FAILED, EXIT_USAGE, say
-from hatch_pyc._errors import CompileFailed, HatchPycError, ImageCommandFailed
+from hatch_pyc._errors import CompileFailed, HatchPycError, ImageCommandFailed, Terminated
 
 EXIT_PIPE = 128 + signal.SIGPIPE  # what a tool killed by SIGPIPE exits with
 
 # In the order ``hatch-pyc --help`` lists them.
 _COMMANDS = (_cli_compile, _cli_wheel, _cli_report, _cli_layer, _cli_verify, _cli_inspect, _cli_cache)
-
-
-class _Terminated(Exception):
-    """SIGTERM, turned into an exception so cleanup runs as it does for Ctrl-C."""
 
 
 class _Parser(argparse.ArgumentParser):
@@ -94,10 +90,6 @@ def _named_path(text: str) -> str:
     return text
 
 
-def _on_sigterm(signum: int, frame: object) -> None:
-    raise _Terminated
-
-
 def _say_failed(exc: CompileFailed) -> None:
     """What did not compile: one line for one source (the file, the reason, what was done), else a line for each
     and one saying what was done."""
@@ -123,9 +115,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     # traceback after the work is done; stderr already behaves so.
     if hasattr(sys.stdout, "reconfigure"):
         sys.stdout.reconfigure(errors="backslashreplace")
-    previous = signal.signal(signal.SIGTERM, _on_sigterm)
+    # SIGTERM stops a run as Ctrl-C does: the exception ends it, and one that Python dropped (raised where a
+    # handler's exception is ignored) still stops its commit (hatch_pyc._commit.signals_as_exceptions).
+    from hatch_pyc._commit import signals_as_exceptions
+
     try:
-        code: int = args.func(args)
+        with signals_as_exceptions():
+            code: int = args.func(args)
         return code
     except CompileFailed as exc:
         _say_failed(exc)
@@ -144,7 +140,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             + (f" after the run had completed ({done})" if done else "")
         )
         return EXIT_USAGE
-    except (KeyboardInterrupt, _Terminated) as exc:
+    except (KeyboardInterrupt, Terminated) as exc:
         what, code = ("interrupted", 130) if isinstance(exc, KeyboardInterrupt) else ("terminated", 143)
         # compile: a commit holds signals until it is done (see _cli_compile); ``changed`` is set
         # once it is, so a signal that lands here came before it, or while reporting after it.
@@ -156,8 +152,6 @@ def main(argv: Sequence[str] | None = None) -> int:
             truth = "nothing was changed" if args.command == "compile" else "no output was left half-written"
         say(f"hatch-pyc: {what}; {truth}")
         return code
-    finally:
-        signal.signal(signal.SIGTERM, previous)
 
 
 def _stdout_went_away(args: argparse.Namespace) -> int:

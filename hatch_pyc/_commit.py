@@ -10,6 +10,9 @@ want of permission (removing a file one may rename).
 
 SIGINT and SIGTERM are held from the first step to the last and acted on afterwards, so an
 interrupt lands before the commit (nothing changed) or after it (all of it done), never inside.
+A commit does not begin after a signal that :func:`signals_as_exceptions` heard but whose exception
+never ended the run (Python drops an exception raised in a weakref callback or a ``__del__``, where a
+handler may happen to run).
 SIGKILL cannot be held: a killed commit leaves its temporaries and set-aside files under names
 that say which run made them; the next run on the tree puts set-aside files back where they
 were (when nothing has taken their place) and removes the rest, so re-running the command
@@ -34,7 +37,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from hatch_pyc._errors import CommitFailed, OutputFailed
+from hatch_pyc._errors import CommitFailed, OutputFailed, Terminated
 
 TMP_SUFFIX = ".hatch-pyc-tmp"
 OLD_SUFFIX = ".hatch-pyc-old"
@@ -215,6 +218,7 @@ def one_commit(token: str) -> Iterator[Commit]:
     arrived: list[int] = []
     try:
         with held_signals() as arrived:
+            _act_on_a_dropped_signal()
             try:
                 yield commit
             except BaseException:
@@ -249,6 +253,40 @@ def make_parents(path: Path) -> list[Path]:
         parent = parent.parent
     path.parent.mkdir(parents=True, exist_ok=True)
     return missing
+
+
+_HEARD: list[int] = []  # what the handlers of signals_as_exceptions() were called for, while it is in force
+
+
+@contextmanager
+def signals_as_exceptions() -> Iterator[None]:
+    """SIGTERM raises :class:`~hatch_pyc._errors.Terminated` and SIGINT ``KeyboardInterrupt`` (unless the process
+    ignores it) while the block runs, and each is remembered: if its exception is dropped (raised inside a weakref
+    callback or a ``__del__``, which Python reports and ignores, so the run goes on), :func:`one_commit` raises it
+    before its first step instead of committing a run its user stopped. Main thread only (the CLI's)."""
+
+    def on_signal(signum: int, frame: object) -> None:
+        _HEARD.append(signum)
+        raise Terminated if signum == signal.SIGTERM else KeyboardInterrupt
+
+    previous = {sig: signal.getsignal(sig) for sig in (signal.SIGINT, signal.SIGTERM)}
+    _HEARD.clear()
+    for sig, handler in previous.items():
+        if handler is not signal.SIG_IGN:
+            signal.signal(sig, on_signal)
+    try:
+        yield
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler if handler is not None else signal.SIG_DFL)
+        _HEARD.clear()
+
+
+def _act_on_a_dropped_signal() -> None:
+    """Raise the exception of a signal heard before this commit (see :func:`signals_as_exceptions`): had it not
+    been dropped, it would have ended the run already."""
+    if _HEARD:
+        raise Terminated if _HEARD[0] == signal.SIGTERM else KeyboardInterrupt
 
 
 @contextmanager

@@ -74,6 +74,11 @@ class Interrupted(HatchPycError):
         super().__init__(f"signal {signum} arrived during the commit, which was completed first")
 
 
+class Terminated(BaseException):
+    """SIGTERM, raised as Ctrl-C raises ``KeyboardInterrupt`` (a ``BaseException`` for the same reason: an
+    ``except Exception`` meant for errors must not swallow it), so a run stops and cleans up the same way."""
+
+
 class ImageCommandFailed(HatchPycError, RuntimeError):
     """A command run in a container image did not exit 0: the image fails the check, not the usage."""
 

@@ -161,6 +161,50 @@ def test_sigterm_mid_strip_leaves_the_tree_as_it_was(tmp_path: Path) -> None:
     assert snapshot(root) == before
 
 
+_DROPS_A_SIGTERM = """
+import os, signal, sys, weakref
+from hatch_pyc import _cli, _compile
+
+def drop_a_sigterm():
+    # SIGTERM from inside a weakref callback: its handler runs there and Python reports and ignores what it
+    # raises (it happened in importlib's own callback when a run was SIGTERM-ed at random moments)
+    class Token:
+        pass
+    token = Token()
+    def callback(_):
+        os.kill(os.getpid(), signal.SIGTERM)
+        for _ in range(100_000):
+            pass
+    ref = weakref.ref(token, callback)
+    del token
+
+real = _compile._commit
+def commit_after_a_dropped_sigterm(*args, **kwargs):
+    drop_a_sigterm()
+    return real(*args, **kwargs)
+_compile._commit = commit_after_a_dropped_sigterm
+sys.exit(_cli.main(sys.argv[1:]))
+"""
+
+
+@pytest.mark.once  # the order of the run's steps, one code on every CPython
+def test_a_sigterm_whose_exception_python_dropped_still_stops_the_commit(make_tree) -> None:
+    """Found by SIGTERM-ing ``compile --strip`` at random moments: once in about 40 runs the handler ran in a
+    weakref callback, Python dropped its exception, and the run stripped the tree and exited 0."""
+    tree = make_tree({"pkg/__init__.py": "", "pkg/a.py": "A = 1\n"})
+    before = snapshot(tree)
+    proc = subprocess.run(
+        [sys.executable, "-c", _DROPS_A_SIGTERM, "compile", "--strip", str(tree)],
+        check=False,
+        capture_output=True,
+        text=True,
+    )
+    assert "Exception ignored" in proc.stderr, proc.stderr  # the stand-in did drop it
+    assert proc.returncode == 143, proc.stderr
+    assert proc.stderr.splitlines()[-1] == "hatch-pyc: terminated; nothing was changed"
+    assert snapshot(tree) == before
+
+
 @pytest.mark.slow
 @pytest.mark.once  # SIGKILL: the outcome is the order of file operations, one code on every CPython
 def test_sigkill_mid_strip_loses_nothing_and_a_rerun_cleans_up(tmp_path: Path) -> None:

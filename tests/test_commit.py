@@ -9,6 +9,7 @@ import signal
 import subprocess
 import sys
 import time
+import weakref
 from pathlib import Path
 
 import pytest
@@ -26,10 +27,11 @@ from hatch_pyc._commit import (
     old_name,
     one_commit,
     recover,
+    signals_as_exceptions,
     tmp_name,
     write_name,
 )
-from hatch_pyc._errors import CommitFailed, OutputFailed
+from hatch_pyc._errors import CommitFailed, OutputFailed, Terminated
 
 
 def _dead_pid() -> int:
@@ -143,6 +145,44 @@ def test_an_ignored_signal_stays_ignored() -> None:
         assert arrived == [] and signal.getsignal(signal.SIGINT) is signal.SIG_IGN
     finally:
         signal.signal(signal.SIGINT, previous)
+
+
+def _drop_a_signal(signum: int) -> None:
+    """Send ``signum`` to this process from inside a weakref callback, where its handler runs and Python reports
+    and ignores the exception the handler raises: the run goes on as if no signal had come."""
+
+    class Token:
+        pass
+
+    token = Token()
+
+    def callback(_: object) -> None:
+        os.kill(os.getpid(), signum)
+        for _ in range(100_000):  # the handler runs at one of these steps
+            pass
+
+    ref = weakref.ref(token, callback)
+    del token  # the callback runs now
+    assert ref() is None
+
+
+@pytest.mark.filterwarnings("ignore::pytest.PytestUnraisableExceptionWarning")  # the dropped exception, reported
+@pytest.mark.parametrize(("signum", "raised"), [(signal.SIGTERM, Terminated), (signal.SIGINT, KeyboardInterrupt)])
+def test_a_commit_does_not_begin_after_a_signal_whose_exception_was_dropped(
+    tmp_path: Path, signum: int, raised: type[BaseException]
+) -> None:
+    """Found by SIGTERM-ing `compile --strip` at random moments: once in ~40 runs the handler ran in importlib's
+    weakref callback, its exception was dropped, and the run stripped the tree and exited 0."""
+    (tmp_path / "a.py").write_text("A = 1\n")
+    before = signal.getsignal(signum)
+    with signals_as_exceptions():
+        _drop_a_signal(signum)  # the run went on
+        with pytest.raises(raised), one_commit(new_token()) as commit:
+            commit.set_aside(tmp_path / "a.py")
+    assert os.listdir(tmp_path) == ["a.py"]
+    assert signal.getsignal(signum) is before
+    with signals_as_exceptions(), one_commit(new_token()):  # heard by an earlier run: forgotten
+        pass
 
 
 def test_a_reused_pid_is_not_taken_for_the_run_that_made_a_file() -> None:
