@@ -144,6 +144,13 @@ def md_text(text: str) -> str:
     return _MD_SPECIAL.sub(r"\\\1", shown)
 
 
+def md_code(text: str) -> str:
+    """``text`` as a code span where one can hold it (printable, no backtick), else as :func:`md_text`."""
+    if text and text.isprintable() and "`" not in text:
+        return f"`{text}`"
+    return md_text(text)
+
+
 def _md_cell(cell: str) -> str:
     """A table cell: a code span (`...`, made here) as it is but for ``|``; any other text through :func:`md_text`."""
     if len(cell) > 1 and cell.startswith("`") and cell.endswith("`") and cell.isprintable():

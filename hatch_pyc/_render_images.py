@@ -5,7 +5,7 @@ from __future__ import annotations
 import shlex
 from typing import Any
 
-from hatch_pyc._render import _md_table, _signed_pct, _size, md_text, table_console
+from hatch_pyc._render import _md_table, _signed_pct, _size, md_code, md_text, table_console
 
 ImagesReport = dict[str, Any]
 
@@ -14,13 +14,18 @@ STARTUP_HEADERS = ["image", "median [95% CI]", "min-max", "IQR", "vs baseline"]
 LAYER_HEADERS = ["created by", "size"]
 
 
-def _header(report: ImagesReport) -> str:
+def _header(report: ImagesReport, markdown: bool = False) -> str:
     measured = report["measurement"]
     engine = f"Docker {report['engine']['version']}"
+    if markdown:
+        engine = md_text(engine)
     if not measured["runs"]:
         return f"{len(report['images'])} image(s), sizes only; {engine}; the first is the baseline"
     command = report["command"]
-    what = f"`{shlex.join(command)}`" if command else "each image's default command"
+    if not command:
+        what = "each image's default command"
+    else:
+        what = md_code(shlex.join(command)) if markdown else f"`{shlex.join(command)}`"
     return (
         f"start-up of {what}: {measured['runs']} interleaved runs per image after {measured['warmup']} warm-up, "
         f"fresh containers with --network none, host wall clock from start to exit; {engine}; "
@@ -116,8 +121,8 @@ def render_images_terminal(report: ImagesReport, gate_lines: list[str] | None = 
 
 def render_images_markdown(report: ImagesReport, gate_lines: list[str] | None = None) -> str:
     """GitHub-flavoured Markdown: fits a step summary and a PR comment."""
-    names = " vs ".join(md_text(image["name"]) for image in report["images"])
-    parts = [f"### hatch-pyc images: {names}", "", md_text(_header(report)), "", "**Size**", ""]
+    names = " vs ".join(md_code(image["name"]) for image in report["images"])
+    parts = [f"### hatch-pyc images: {names}", "", _header(report, markdown=True), "", "**Size**", ""]
     parts.append(_md_table(SIZE_HEADERS, size_rows(report)))
     if report["measurement"]["runs"]:
         parts += ["", "**Start-up**", "", _md_table(STARTUP_HEADERS, startup_rows(report))]

@@ -471,3 +471,37 @@ def test_markdown_shows_a_hostile_name_as_text(tmp_path: Path) -> None:
     assert re.search(r"(?<!\\)<img", text) is None and re.search(r"(?<!\\)\*\*gate", text) is None, text
     assert not any(line.startswith(("**gate", "<img")) for line in text.splitlines()), text
     assert text.splitlines()[0].startswith("### hatch-pyc report: t5\\\\n\\\\n\\*\\*gate: PASS"), text.splitlines()[0]
+
+
+def test_images_markdown_shows_names_as_code_and_a_hostile_one_as_text() -> None:
+    """Image names and the measured command are code spans where one can hold them; a name or command with a
+    backtick or a line break is escaped text, so neither can forge a line of the step summary."""
+    from hatch_pyc._render_images import render_images_markdown
+
+    def image(name: str) -> dict[str, object]:
+        startup = {"median_ms": 100.0, "ci_ms": [90.0, 110.0], "min_ms": 90.0, "max_ms": 110.0, "iqr_ms": 5.0}
+        return {
+            "name": name,
+            "bytes": 1000,
+            "rootfs_layers": 1,
+            "vs_baseline": None,
+            "layers": [],
+            "empty_entries": 0,
+            "startup": startup,
+        }
+
+    def report(name: str, command: list[str]) -> dict[str, object]:
+        return {
+            "images": [image("app:plain"), image(name)],
+            "command": command,
+            "engine": {"version": "27.0"},
+            "measurement": {"runs": 3, "warmup": 1},
+        }
+
+    plain = render_images_markdown(report("app:pyc", ["python3", "-c", "import app"]))
+    assert plain.startswith("### hatch-pyc images: `app:plain` vs `app:pyc`\n"), plain
+    assert "start-up of `python3 -c 'import app'`: 3 interleaved runs" in plain
+    hostile = "x`\n\n**gate: PASS**\n<img src=x>"
+    text = render_images_markdown(report(hostile, ["sh", "-c", "`\n**gate: PASS**"]))
+    assert re.search(r"(?<!\\)<img", text) is None and re.search(r"(?<!\\)\*\*gate", text) is None, text
+    assert not any(line.startswith(("**gate", "<img")) for line in text.splitlines()), text
