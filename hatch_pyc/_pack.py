@@ -10,8 +10,9 @@ against its digest when it is read, so a damaged or half-written pack serves not
 whole under a temporary name, then renamed.
 """
 
-from __future__ import annotations
-
+# No ``from __future__ import annotations``: turning annotations into strings makes CPython 3.10 intern "{" and "}"
+# for the rest of the process, and a worker that loads this file would write them marked interned in every module it
+# compiles (see _ONE_CHARS in _worker.py). Names only type checkers import are quoted.
 import hashlib
 import os
 import struct
@@ -61,7 +62,7 @@ def _digest(key: bytes, payload: bytes | memoryview) -> bytes:
 class PackWriter:
     """Writes a pack to ``handle`` one entry at a time; :meth:`finish` adds the index."""
 
-    def __init__(self, handle: BinaryIO) -> None:
+    def __init__(self, handle: "BinaryIO") -> None:
         self.handle = handle
         handle.write(MAGIC)
         self.size = len(MAGIC)
@@ -82,7 +83,7 @@ class PackWriter:
         return len(self.index)
 
 
-def write_pack(handle: BinaryIO, entries: Iterable[tuple[bytes, bytes]]) -> int:
+def write_pack(handle: "BinaryIO", entries: "Iterable[tuple[bytes, bytes]]") -> int:
     """Write a pack of ``entries`` (``(key, entry)`` pairs, any iterable) to ``handle``; returns how many."""
     writer = PackWriter(handle)
     for key, entry in entries:
@@ -145,7 +146,7 @@ def pack_index(fd: int, size: int) -> list[tuple[bytes, int, int]] | None:
     return records if expected == index.end else None
 
 
-def pack_entries(fd: int, size: int) -> Iterator[tuple[bytes, bytes]]:
+def pack_entries(fd: int, size: int) -> "Iterator[tuple[bytes, bytes]]":
     """``(key, entry)`` of every whole entry of the pack open at ``fd`` (``size`` bytes long), in order: reading
     them costs at most the pack's size (:func:`pack_index` holds them to it)."""
     for key, offset, length in pack_index(fd, size) or ():

@@ -96,7 +96,20 @@ class _Worker:
 
     def ask(self, batch: list[Task]) -> list[Answer]:
         """The answers to ``batch``: one per task. Bytes a worker sends after its line (``"payload": n``: the next
-        n bytes are that answer's) are put in the answer as ``"payload"``."""
+        n bytes are that answer's) are put in the answer as ``"payload"``.
+
+        A worker answers ``{"again": true}`` for the tasks of a batch it left once a module changed which
+        one-character strings its process had interned (it then starts afresh: ``_worker.main``): they are asked
+        again, until each has its answer. Each round answers at least the first task asked."""
+        answers = self._ask(batch)
+        again = [i for i, answer in enumerate(answers) if answer.get("again")]
+        while again:
+            for i, answer in zip(again, self._ask([batch[i] for i in again]), strict=True):
+                answers[i] = answer
+            again = [i for i in again if answers[i].get("again")]
+        return answers
+
+    def _ask(self, batch: list[Task]) -> list[Answer]:
         assert self.proc.stdin is not None and self.proc.stdout is not None
         try:
             self.proc.stdin.write(json.dumps(batch).encode("utf-8") + b"\n")

@@ -421,11 +421,13 @@ def _starts_with(path, header):
 
 
 def _read_back(path, expected):
+    global _looked_at
     with open(path, "rb") as handle:
         data = handle.read()
     if data != expected or data[:4] != MAGIC:
         raise OSError("read-back of %s does not match what was written" % path)
     marshal.loads(data[16:])
+    _looked_at = False  # loading interns what the code marks interned
 
 
 class _Unfaithful(Exception):
@@ -871,7 +873,16 @@ def _compiled(source, dfile, level, deflate=False):
                 _cache.hits += 1
                 return has_doc, body, stored
         _cache.misses += 1
+    global _looked_at
     code = compile(source, dfile, "exec", dont_inherit=True, optimize=level)
+    _looked_at = False
+    if _drifted and _uses(code, _drifted):
+        if _first_task:  # the worker itself interned them (its start, this task's cache lookup): afresh is no better
+            raise _Unfaithful(
+                "the compile worker interned %s before compiling this module, which CPython would write otherwise; "
+                "please report this" % ", ".join(sorted(map(repr, _drifted)))
+            )
+        raise _Again
     has_doc = _may_have_docstring(code)
     body = _canonical_marshal(code)
     if not _VERIFIED:
@@ -886,7 +897,9 @@ def _compiled(source, dfile, level, deflate=False):
 
 def _kept_deflated(packed, has_doc, body):
     """``body`` deflated on its own, once it has loaded; kept in the cache under ``packed`` (if there is one)."""
+    global _looked_at
     marshal.loads(body)  # it loads: what the read-back checks for a written pyc
+    _looked_at = False  # loading interns what the code marks interned
     deflated = _deflate_body(body)
     if packed is not None:
         _cache.put(packed, has_doc, deflated)
@@ -967,6 +980,14 @@ def _run_task(task):
             # removes still holds it (an edit made meanwhile would be lost with it)
             answer["source"] = hashlib.sha256(source).hexdigest()
         return answer
+    except _Again:  # asked again of the worker as it starts afresh, which writes each file anew
+        if not task.get("deliver"):
+            for _, tmp in task["outs"]:
+                try:
+                    os.unlink(tmp)
+                except OSError:
+                    pass
+        raise
     except _WriteError as exc:
         return {"error": {"kind": "OSError", "msg": str(exc), "lineno": None, "write": True}}
     except _BadInput as exc:
@@ -983,18 +1004,93 @@ def _run_task(task):
         return {"error": {"kind": type(exc).__name__, "msg": str(exc), "lineno": None}}
 
 
+# Whether a one-character string is interned is process-wide (they are singletons) and marshal writes it: a module
+# compiled after another whose compile() interned one (3.10 interns "{" and "}" when it turns an annotation into a
+# string under ``from __future__ import annotations``; an identifier ``é`` interns "é") would be written with that
+# string marked interned, and on 3.11 in another place inside a set constant, where CPython compiling it in a process
+# of its own writes it plain. So before each task a worker notes which of them were interned since it started (where
+# anything since it last looked may have: a compile(), a marshal.loads(), a batch answered), and a module with such a
+# string among its constants is not written here: it is answered "again" with the rest of the batch, the worker
+# starts afresh (os.execv: same process, pipes and arguments) and the parent asks again (_pool.Worker.ask). Modules
+# without one, the great majority, are written as they are. From 3.13 on all 256 are interned at start-up.
+_ONE_CHARS = tuple(map(chr, range(256)))
+_marks = None  # how they were marshalled when last looked at (None from 3.13 on)
+_started = ()  # each one's marshal type when the worker started
+_drifted = frozenset()  # those interned since the worker started, as of the task's start
+_looked_at = False  # nothing that could intern one has run since they were last looked at
+_first_task = True  # no task answered yet since the worker started
+
+
+class _Again(BaseException):
+    """This module is to be compiled by the worker as it starts afresh (see _ONE_CHARS); a BaseException, which no
+    handler of a module's errors takes for one."""
+
+
+def _start_marks():
+    global _marks, _started
+    if sys.version_info < (3, 13):
+        _marks = marshal.dumps(_ONE_CHARS)
+        _started = [marshal.dumps(c)[0] & 0x7F for c in _ONE_CHARS]
+
+
+def _note_drift():
+    """Before a task: note which one-character strings are interned now that were not when the worker started (one
+    marshal.dumps of them, about 12 us, where anything since the last look may have interned one)."""
+    global _marks, _drifted, _looked_at
+    if _marks is None or _looked_at:
+        return
+    _looked_at = True
+    now = marshal.dumps(_ONE_CHARS)
+    if now != _marks:
+        _marks = now
+        _drifted = frozenset(c for c, then in zip(_ONE_CHARS, _started) if marshal.dumps(c)[0] & 0x7F != then)
+
+
+def _uses(code, strings):
+    """Whether ``code`` has one of ``strings`` among its constants, at any depth."""
+    for const in code.co_consts:
+        kind = type(const)
+        if kind is str:
+            if const in strings:
+                return True
+        elif kind is _CodeType:
+            if _uses(const, strings):
+                return True
+        elif (kind is tuple or kind is frozenset) and _uses_in(const, strings):
+            return True
+    return False
+
+
+def _uses_in(items, strings):
+    for item in items:
+        kind = type(item)
+        if kind is str:
+            if item in strings:
+                return True
+        elif (kind is tuple or kind is frozenset) and _uses_in(item, strings):
+            return True
+    return False
+
+
 def main():
-    global _cache
+    global _cache, _first_task, _looked_at
     # One-character strings are process-wide singletons: their "interned" mark (which marshal writes, and which on
     # 3.11+ decides where a string sorts inside a set constant) is whatever the process did to them before. 3.13+
     # interns all 256 at start-up. Before 3.13 CPython's compiler interns those of name characters (a constant
     # "a" is always interned) and no other ('-' and ' ' are written as plain strings): the same is done here up
-    # front, so that the mark does not depend on which modules a worker compiled before. (A one-character
-    # non-ASCII identifier, as in ``µ = 1``, interns its letter in CPython's compiling process as in a worker.)
+    # front, so that the mark does not depend on which modules a worker compiled before (for what a module's own
+    # compile() interns, see _ONE_CHARS).
     for i in range(256):
         if sys.version_info >= (3, 13) or _NAME_LIKE(chr(i)):
             sys.intern(chr(i))
     sys.intern("")
+    # Nor may the worker's own answers intern one: 3.10 and 3.11's C JSON encoder interns "[", "]", "{" and "}" the
+    # first time it writes a list or a dict, so every module a worker compiled after its first batch had those
+    # strings marked interned (and, in a set constant, sorted elsewhere). The answers are written by json's own
+    # Python encoder there, which interns nothing.
+    if sys.version_info < (3, 12):
+        json.encoder.c_make_encoder = None
+    _start_marks()
     args = sys.argv[2:]
     parent = os.getppid()  # the parent that started it, unless it says which (it may be gone before this line)
     if args[:1] == ["--parent"] and len(args) > 1:
@@ -1005,13 +1101,23 @@ def main():
     for line in sys.stdin:
         batch = json.loads(line)
         answers = []
+        fresh_start = False
         try:
             for task in batch:
                 # A parent killed (SIGKILL) mid-batch cannot end its workers: one writing on would leave temporaries
                 # in the tree after the next run's clean-up. An orphan is re-parented: it stops at once.
                 if os.getppid() != parent:
                     os._exit(3)
-                answers.append(_run_task(task))
+                if fresh_start:  # see below: asked again, of this worker as it starts afresh
+                    answers.append({"again": True})
+                    continue
+                _note_drift()
+                try:
+                    answers.append(_run_task(task))
+                except _Again:
+                    answers.append({"again": True})
+                    fresh_start = True
+                _first_task = False
         finally:
             _close_dirs()
         if _cache is not None and answers:
@@ -1035,6 +1141,12 @@ def main():
         for stream in streams:
             out.write(stream)
         out.flush()
+        _looked_at = False  # the batch answered: whatever that did is looked at before the next task
+        if fresh_start:
+            if _cache is not None:
+                _cache.flush()
+            sys.stderr.flush()
+            os.execv(sys.executable, [sys.executable, *sys.orig_argv[1:]])  # same process, pipes and arguments
     if _cache is not None:
         _cache.flush()
     sys.stderr.flush()
