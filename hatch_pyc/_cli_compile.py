@@ -25,6 +25,7 @@ from hatch_pyc._cli_shared import (
 from hatch_pyc._options import INVALIDATION_MODES, PycOptions
 
 if TYPE_CHECKING:
+    from collections.abc import Callable
     from pathlib import Path
 
     from hatch_pyc._commit import Recovery
@@ -120,10 +121,10 @@ def run_compile(args: argparse.Namespace) -> int:
         from hatch_pyc._compile import put_back_named
 
         _say_recovery(put_back_named(args.paths))
-    plan = plan_compile(
-        args.paths, options, python=args.python, stdlib=args.stdlib, allow_other_python=args.allow_other_python
-    )
     if args.dry_run:
+        plan = plan_compile(
+            args.paths, options, python=args.python, stdlib=args.stdlib, allow_other_python=args.allow_other_python
+        )
         for item in plan.sources:
             outs = ", ".join(str(path) for _, path in item.outputs)
             show(f"{item.source} -> {outs}" + ("  (source removed)" if options.strip else ""), lines=False)
@@ -140,29 +141,56 @@ def run_compile(args: argparse.Namespace) -> int:
             say(f"hatch-pyc: warning: {note}")
         say(f"hatch-pyc: would compile {len(plan.sources)} sources for {plan.interpreter} (dry run)")
         return EXIT_OK
-    from hatch_pyc._compile import CompileResult, compile_plan
+    from contextlib import ExitStack
+
+    from hatch_pyc._compile import CompileResult
     from hatch_pyc._errors import Interrupted, InvalidOptions
     from hatch_pyc._plan import plan_touches
+    from hatch_pyc._streamed import compile_streamed
 
-    if args.json and plan_touches(plan, args.json):
-        raise InvalidOptions(f"--json {args.json}: a file this run compiles or writes, or a module in its tree")
+    outputs = ExitStack()  # the --json file, reserved once the plan is accepted, written at the end
+    json_out: list[TextIO | None] = [None]
+    bar = ExitStack()
+    draw: list[Callable[[int, int], None] | None] = [None]
 
-    # Every output is opened before the tree changes: a --json that cannot be written fails now.
-    with reserved_output(args.json) as json_out:
+    def accept(plan: CompilePlan) -> None:
+        """The whole plan, before anything is committed (the workers may have begun under temporary names)."""
+        if args.json and plan_touches(plan, args.json):
+            raise InvalidOptions(f"--json {args.json}: a file this run compiles or writes, or a module in its tree")
+        # Every output is opened before the tree changes: a --json that cannot be written fails now.
+        json_out[0] = outputs.enter_context(reserved_output(args.json))
+        label = f"compiling for CPython {plan.interpreter.minor}"
+        draw[0] = bar.enter_context(progress_bar(show_progress(args), label))
+
+    def progress(done: int, total: int) -> None:
+        if draw[0] is not None:
+            draw[0](done, total)
+
+    with outputs:
         try:
-            with progress_bar(show_progress(args), f"compiling for CPython {plan.interpreter.minor}") as bar:
-                result = compile_plan(plan, progress=bar, on_recovery=_say_recovery)
+            with bar:
+                result = compile_streamed(
+                    args.paths,
+                    options,
+                    python=args.python,
+                    stdlib=args.stdlib,
+                    allow_other_python=args.allow_other_python,
+                    progress=progress,
+                    on_recovery=_say_recovery,
+                    check_plan=accept,
+                )
         except Interrupted as exc:
             done = exc.result
             assert isinstance(done, CompileResult)
             args.changed = _summary(done)
-            _report(args, done, json_out)
+            _report(args, done, json_out[0])
             what = "interrupted" if exc.signum == signal.SIGINT else "terminated"
             say(f"hatch-pyc: {what} during the commit, which was completed first: {_summary(done)}")
             return 128 + exc.signum
         # From here on the tree is compiled: an error or a signal while reporting must say so (_cli.main).
         args.changed = _summary(result)
-        _report(args, result, json_out)
+        _report(args, result, json_out[0])
+    plan = result.plan
     if not args.quiet:
         say(_summary(result))
     if not plan.sources:

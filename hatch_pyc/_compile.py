@@ -42,7 +42,7 @@ from hatch_pyc._errors import (
 )
 from hatch_pyc._layout import is_cache_of
 from hatch_pyc._options import PycOptions
-from hatch_pyc._plan import CompilePlan, PlannedSource, plan_compile, unlisted_notes
+from hatch_pyc._plan import CompilePlan, PlannedSource, unlisted_notes
 from hatch_pyc._pool import Task, Workers, run_tasks, worker_count
 from hatch_pyc._records import find_distributions, pycs_by_source, updated_record
 from hatch_pyc._stubs import StubResult, make_stubs, merge, package_dirs, stubgen_missing, typed_packages, wants_stub
@@ -154,70 +154,162 @@ def compile_plan(
 
     ``on_recovery`` hears what was put right of a killed run's leftovers as soon as it is done, before the run's
     own work: an error that ends the run afterwards (nothing of its own changed) does not hide it."""
-    started = time.perf_counter()
-    options = plan.options
-    interp = plan.interpreter
-    result = CompileResult(plan)
-    mode = options.invalidation_mode
-    token = new_token()
-
+    run = Run(plan, progress)
     if not plan.deliver:
-        result.recovery = _recover(plan)
-        if on_recovery is not None:
-            on_recovery(result.recovery)
-        if result.recovery.restored and plan.replan is not None:
-            plan = result.plan = plan.replan()  # the restored sources are to be compiled too
-    todo: list[PlannedSource] = []
-    quick_check = not options.force and not plan.sourceless and mode == "timestamp"
-    quick_check = quick_check and options.source_date_epoch is None
-    with_pycache = _with_pycache(plan)
-    for item in plan.sources:
-        if quick_check and _may_have_pycache(with_pycache, item) and _timestamp_current(item, interp.magic):
-            result.up_to_date.append(item)
-            continue
-        todo.append(item)
-
-    total = len(plan.sources)
-    done = len(result.up_to_date)
-    if progress:
-        progress(done, total)
-    records: list[tuple[Path, Path]] = []  # (tmp, RECORD)
-    cache, why_not = open_cache(options.cache, options.cache_dir) if todo else (None, "")
-    if why_not:
-        result.notes.append(why_not)
-    result.notes.extend(unlisted_notes(plan))
-    if options.compact and interp.version < (3, 11):
-        result.notes.append(f"CPython {interp.minor} pycs have no column positions: compact changes nothing")
-    stub_jobs = _stub_jobs(plan, todo)
-    stub_sources = [source for job in stub_jobs for source in job.sources.values()]
-    stub_result = StubResult()
-    stubs: dict[Path, tuple[Path, Path]] = {}
+        run.recover(on_recovery)
+    todo = run.skip_current(run.plan.sources)
+    run.open_cache(bool(todo))
+    run.planned()
+    stub_jobs = _stub_jobs(run.plan, todo)
+    run.stub_sources = [source for job in stub_jobs for source in job.sources.values()]
+    options = run.plan.options
+    interp = run.plan.interpreter
     # The workers start now, while their tasks are made (in a warm run each takes about as long as the other).
     workers = (
-        Workers(interp, worker_count([i.size for i in todo], options.worker_count), cache, options.compact)
+        Workers(interp, worker_count([i.size for i in todo], options.worker_count), run.cache, options.compact)
         if todo
         else None
     )
     try:
-        staged, tmps, tasks, by_src = _tasks(plan, todo, token)
+        tasks = run.tasks_for(todo)
     except BaseException:
         if workers is not None:
             workers.close(kill=True)
         raise
+    try:
+        # Stubs are made beside the compile, by mypy's stubgen in a thread of their own (concurrent.futures, with
+        # the logging it imports, is only imported then: about 5 ms of every run's start-up).
+        background = None
+        stub_result = StubResult()
+        if stub_jobs:
+            from concurrent.futures import ThreadPoolExecutor
 
-    errors: list[SourceError] = []
-    write_errors: list[str] = []
-    input_errors: list[str] = []
-    written: list[tuple[Path, Path]] = []  # (tmp, final)
-    compiled_from: dict[str, str] = {}  # a source a sourceless run removes -> the SHA-256 of what was compiled
+            background = ThreadPoolExecutor(max_workers=1, thread_name_prefix="hatch-pyc-stubs")
+        try:
+            stubs_made = background.submit(_make_stubs, stub_jobs, interp, options) if background else None
+            run_tasks(
+                interp,
+                tasks,
+                options.worker_count,
+                run.on_answer,
+                cache=run.cache,
+                compact=options.compact,
+                started=workers,
+            )
+            if stubs_made is not None:
+                stub_result = stubs_made.result()
+        finally:
+            if background is not None:
+                background.shutdown(wait=True)
+        run.commit(stub_result)
+    finally:
+        if workers is not None:
+            workers.close(kill=True)  # those run_tasks did not take (it closes its own)
+        run.clean_up()
+    return run.outcome()
 
-    def on_answer(task: Task, answer: dict[str, object]) -> None:
-        nonlocal done
+
+class Run:
+    """One run of a plan, step by step: what :func:`compile_plan` does, for a caller that hands its tasks to the
+    workers as the plan is made (:mod:`hatch_pyc._streamed`). ``plan`` may still be growing until :meth:`planned`.
+    """
+
+    def __init__(self, plan: CompilePlan, progress: Progress | None = None) -> None:
+        self.started = time.perf_counter()
+        self.plan = plan
+        self.result = CompileResult(plan)
+        self.progress = progress
+        self.token = new_token()
+        self.total: int | None = None  # known once the plan is whole
+        self.skipped = 0  # found current before any task was made
+        self.done = 0  # answered
+        self.cache: Path | None = None
+        self.cache_opened = False
+        self.stub_sources: list[Path] = []
+        self.staged: dict[Path, Path] = {}  # a directory -> the hidden __pycache__ its pycs are written in
+        self.tmps: dict[Path, Path] = {}  # final pyc -> where a worker writes it
+        self.by_src: dict[str, PlannedSource] = {}
+        self.records: list[tuple[Path, Path]] = []  # (tmp, RECORD)
+        self.errors: list[SourceError] = []
+        self.write_errors: list[str] = []
+        self.input_errors: list[str] = []
+        self.written: list[tuple[Path, Path]] = []  # (tmp, final)
+        self.compiled_from: dict[str, str] = {}  # a source a sourceless run removes -> the SHA-256 of its bytes
+        self.strip: list[PlannedSource] = []
+        self.stubs: dict[Path, tuple[Path, Path]] = {}
+        self.arrived: list[int] = []
+        mode = plan.options.invalidation_mode
+        self.quick_check = (
+            not plan.options.force
+            and not plan.sourceless
+            and mode == "timestamp"
+            and plan.options.source_date_epoch is None
+        )
+
+    def recover(self, on_recovery: Callable[[Recovery], None] | None) -> None:
+        """Put right what a killed run left (see :func:`_recover`); plan again if that put sources back."""
+        self.result.recovery = _recover(self.plan)
+        if on_recovery is not None:
+            on_recovery(self.result.recovery)
+        if self.result.recovery.restored and self.plan.replan is not None:
+            self.plan = self.result.plan = self.plan.replan()  # the restored sources are to be compiled too
+
+    def skip_current(
+        self, items: Sequence[PlannedSource], with_pycache: frozenset[str] | None = None
+    ) -> list[PlannedSource]:
+        """The sources of ``items`` to compile: those whose timestamp pycs are current are counted as up to date.
+        ``with_pycache``: the directories known to hold a ``__pycache__`` (default: the plan's, as it is now)."""
+        if not self.quick_check:
+            return list(items)
+        if with_pycache is None:
+            with_pycache = _with_pycache(self.plan)
+        todo = []
+        magic = self.plan.interpreter.magic
+        for item in items:
+            if _may_have_pycache(with_pycache, item) and _timestamp_current(item, magic):
+                self.result.up_to_date.append(item)
+                self.skipped += 1
+            else:
+                todo.append(item)
+        return todo
+
+    def planned(self) -> None:
+        """The plan is whole: progress can be told, and the notes that depend on it made."""
+        self.total = len(self.plan.sources)
+        self.result.notes.extend(unlisted_notes(self.plan))
+        if self.plan.options.compact and self.plan.interpreter.version < (3, 11):
+            self.result.notes.append(
+                f"CPython {self.plan.interpreter.minor} pycs have no column positions: compact changes nothing"
+            )
+        if self.progress:
+            self.progress(self.skipped + self.done, self.total)
+
+    def open_cache(self, wanted: bool) -> None:
+        """Open the compile cache (once) if there is anything to compile."""
+        if self.cache_opened or not wanted:
+            return
+        self.cache_opened = True
+        options = self.plan.options
+        self.cache, why_not = open_cache(options.cache, options.cache_dir)
+        if why_not:
+            self.result.notes.append(why_not)
+
+    def tasks_for(self, todo: Sequence[PlannedSource]) -> list[tuple[int, Task]]:
+        """The workers' tasks for ``todo`` (where each pyc is written is kept for the commit)."""
+        staged, tmps, tasks, by_src = _tasks(self.plan, todo, self.token)
+        self.staged.update(staged)
+        self.tmps.update(tmps)
+        self.by_src.update(by_src)
+        return tasks
+
+    def on_answer(self, task: Task, answer: dict[str, object]) -> None:
+        """A worker's answer to ``task`` (called from pool threads, one at a time)."""
+        result = self.result
         counts = answer.get("cache")
         if isinstance(counts, list):
             result.cache_hits += counts[0]
             result.cache_misses += counts[1]
-        item = by_src[task["src"]]
+        item = self.by_src[task["src"]]
         if "current" in answer:
             result.up_to_date.append(item)
         elif "error" in answer:
@@ -225,14 +317,14 @@ def compile_plan(
             assert isinstance(err, dict)
             if err.get("write"):
                 message = str(err["msg"])
-                hidden = staged.get(item.source.parent)
+                hidden = self.staged.get(item.source.parent)
                 if hidden is not None:  # named as the __pycache__ it was staged for
                     message = message.replace(os.fspath(hidden), os.fspath(hidden.parent / "__pycache__"), 1)
-                write_errors.append(message)
+                self.write_errors.append(message)
             elif err.get("input"):
-                input_errors.append(f"{item.archive}: {err['msg']}")
+                self.input_errors.append(f"{item.archive}: {err['msg']}")
             else:
-                errors.append(SourceError(str(item.source), err.get("lineno"), err["kind"], err["msg"]))
+                self.errors.append(SourceError(str(item.source), err.get("lineno"), err["kind"], err["msg"]))
         else:
             outcomes = answer["ok"]
             assert isinstance(outcomes, list)
@@ -250,98 +342,94 @@ def compile_plan(
                     start = end
                     result.pyc_written += 1
                     continue
-                written.append((tmps[finals[level]], finals[level]))
+                self.written.append((self.tmps[finals[level]], finals[level]))
                 if how == "linked":
                     result.pyc_linked += 1
                 else:
                     result.pyc_written += 1
             result.compiled.append(item)
             if "source" in answer:
-                compiled_from[task["src"]] = str(answer["source"])
-        done += 1
-        if progress:
-            progress(done, total)
+                self.compiled_from[task["src"]] = str(answer["source"])
+        self.done += 1
+        if self.progress and self.total is not None:
+            self.progress(self.skipped + self.done, self.total)
 
-    try:
-        # Stubs are made beside the compile, by mypy's stubgen in a thread of their own (concurrent.futures, with
-        # the logging it imports, is only imported then: about 5 ms of every run's start-up).
-        background = None
-        if stub_jobs:
-            from concurrent.futures import ThreadPoolExecutor
-
-            background = ThreadPoolExecutor(max_workers=1, thread_name_prefix="hatch-pyc-stubs")
-        try:
-            stubs_made = background.submit(_make_stubs, stub_jobs, interp, options) if background else None
-            run_tasks(
-                interp, tasks, options.worker_count, on_answer, cache=cache, compact=options.compact, started=workers
-            )
-            if stubs_made is not None:
-                stub_result = stubs_made.result()
-        finally:
-            if background is not None:
-                background.shutdown(wait=True)
-        if cache is not None:
-            record_run(cache, result.cache_hits, result.cache_misses)
-        if input_errors:
-            raise InvalidInput(first_problem(sorted(input_errors)))
-        if write_errors:
-            raise OutputFailed(f"cannot write pycs in {sorted(write_errors)[0]}; nothing was changed")
+    def commit(self, stub_result: StubResult) -> None:
+        """Every answer is in: check them, then write the RECORDs and commit (all or nothing)."""
+        plan = self.plan
+        options = plan.options
+        result = self.result
+        if self.cache is not None:
+            record_run(self.cache, result.cache_hits, result.cache_misses)
+        if self.input_errors:
+            raise InvalidInput(first_problem(sorted(self.input_errors)))
+        if self.write_errors:
+            raise OutputFailed(f"cannot write pycs in {sorted(self.write_errors)[0]}; nothing was changed")
+        errors = self.errors
         errors.extend(stub_result.errors)  # a module without its stub keeps its source, like one that failed
         errors.sort(key=lambda e: e.path)
         if errors and options.on_error == "fail":
             raise CompileFailed(errors)
         failed = {e.path for e in errors}
+        written = self.written
         if stub_result.failed:  # its pyc was written, but the module stays as it was
             no_stub = stub_result.failed
             unwanted = {final for i in result.compiled if str(i.source) in no_stub for _, final in i.outputs}
             result.pyc_written -= sum(final in unwanted for _, final in written)
-            written = [(tmp, final) for tmp, final in written if final not in unwanted]
+            written = self.written = [(tmp, final) for tmp, final in written if final not in unwanted]
             result.compiled = [i for i in result.compiled if str(i.source) not in no_stub]
-        strip = [i for i in result.compiled if str(i.source) not in failed] if plan.remove_sources else []
-        stubs = _write_stubs(strip, stub_result, token)
-        written.extend(stubs.values())
+        strip = self.strip = [i for i in result.compiled if str(i.source) not in failed] if plan.remove_sources else []
+        self.stubs = _write_stubs(strip, stub_result, self.token)
+        written.extend(self.stubs.values())
         removed = _removals(strip)
         if not plan.deliver and (written or removed):
-            records = _new_records(plan, written, removed, token, {src: final for src, (_, final) in stubs.items()})
+            self.records = _new_records(
+                plan, written, removed, self.token, {src: final for src, (_, final) in self.stubs.items()}
+            )
         # The pycs of a module that failed part-way (kept as source after one of its levels was written) or whose
         # stub failed: removed first, so that none arrives with the staged directory it is in.
         moved = {tmp for tmp, _ in written}
-        _remove_quietly(tmp for tmp in tmps.values() if tmp not in moved)
-        arrived, result.leftovers = _commit(token, written, removed, records, staged, compiled_from=compiled_from)
-        tmps = {}  # committed: each was moved into place or removed just before
-    finally:
-        if workers is not None:
-            workers.close(kill=True)  # those run_tasks did not take (it closes its own)
-        # Whatever still has a temporary name of this run (the token is ours) when nothing was committed.
-        _remove_quietly(tmps.values())
-        _remove_quietly(tmp for tmp, _ in records)
-        _remove_quietly(_tmp_name(s.with_suffix(".pyi"), token) for s in stub_sources)
-        for directory in staged.values():  # placed by the commit (gone from here), else emptied just now
+        _remove_quietly(tmp for tmp in self.tmps.values() if tmp not in moved)
+        self.arrived, result.leftovers = _commit(
+            self.token, written, removed, self.records, self.staged, compiled_from=self.compiled_from
+        )
+        self.tmps = {}  # committed: each was moved into place or removed just before
+        result.kept_source = errors
+        result.stripped = [item.source for item in strip]
+        result.stub_cache_hits = stub_result.cache_hits
+
+    def clean_up(self) -> None:
+        """Whatever still has a temporary name of this run (the token is ours) when nothing was committed."""
+        _remove_quietly(self.tmps.values())
+        _remove_quietly(tmp for tmp, _ in self.records)
+        _remove_quietly(_tmp_name(s.with_suffix(".pyi"), self.token) for s in self.stub_sources)
+        for directory in self.staged.values():  # placed by the commit (gone from here), else emptied just now
             try:
                 directory.rmdir()
             except OSError:
                 pass  # gone: renamed into place
 
-    result.kept_source = errors
-    result.stripped = [item.source for item in strip]
-    if strip and not plan.deliver:  # a source saved anew after the commit's last look at it: never claimed removed
-        saved = [source for source in result.stripped if os.path.lexists(source)]
-        if saved:
-            kept = set(saved)
-            result.stripped = [source for source in result.stripped if source not in kept]
-            more = f" (and {len(saved) - 1} more)" if len(saved) > 1 else ""
-            result.notes.append(
-                f"{saved[0]}: saved again while the run removed it{more}; kept beside its pyc, which it hides "
-                "(run again to compile it as it is)"
-            )
-    result.stubs = sorted(final for _, final in stubs.values())
-    result.stub_cache_hits = stub_result.cache_hits
-    result.records = [record for _, record in records]
-    result.compiled.sort(key=lambda i: i.source)
-    result.seconds = time.perf_counter() - started
-    if arrived:
-        raise Interrupted(arrived[0], result)
-    return result
+    def outcome(self) -> CompileResult:
+        """The committed run's result (raises :class:`Interrupted` if a signal arrived during the commit)."""
+        result = self.result
+        plan = self.plan
+        if result.stripped and not plan.deliver:  # a source saved anew after the commit's last look at it
+            saved = [source for source in result.stripped if os.path.lexists(source)]
+            if saved:
+                kept = set(saved)
+                result.stripped = [source for source in result.stripped if source not in kept]
+                more = f" (and {len(saved) - 1} more)" if len(saved) > 1 else ""
+                result.notes.append(
+                    f"{saved[0]}: saved again while the run removed it{more}; kept beside its pyc, which it hides "
+                    "(run again to compile it as it is)"
+                )
+        result.stubs = sorted(final for _, final in self.stubs.values())
+        result.records = [record for _, record in self.records]
+        result.compiled.sort(key=lambda i: i.source)
+        result.seconds = time.perf_counter() - self.started
+        if self.arrived:
+            raise Interrupted(self.arrived[0], result)
+        return result
 
 
 @dataclass(frozen=True)
@@ -750,11 +838,17 @@ def compile_tree(
     Raises :class:`~hatch_pyc.Interrupted` (after completing it) when SIGINT or SIGTERM arrived
     during the commit.
     """
+    from hatch_pyc._streamed import compile_streamed
+
     put_back = put_back_named(paths)
-    plan = plan_compile(
-        paths, options or PycOptions(), python=python, stdlib=stdlib, allow_other_python=allow_other_python
+    result = compile_streamed(
+        paths,
+        options or PycOptions(),
+        python=python,
+        stdlib=stdlib,
+        allow_other_python=allow_other_python,
+        progress=progress,
     )
-    result = compile_plan(plan, progress=progress)
     put_back.extend(result.recovery)
     result.recovery = put_back
     return result

@@ -58,7 +58,8 @@ class Root:
 
 @dataclass
 class CompilePlan:
-    """Everything a run will do, decided before anything is written."""
+    """Everything a run will do, decided before anything is committed (workers may begin on it, under temporary
+    names, while it is made: :mod:`hatch_pyc._streamed`)."""
 
     interpreter: Interpreter
     options: PycOptions
@@ -378,11 +379,15 @@ def plan_compile(
     python: str | None = None,
     stdlib: bool = False,
     allow_other_python: bool = False,
+    on_source: Callable[[CompilePlan, PlannedSource], None] | None = None,
 ) -> CompilePlan:
     """Decide what a run compiles and where each pyc goes, without writing anything.
 
+    ``on_source`` hears each source as soon as it is planned, with the plan so far (see :mod:`hatch_pyc._streamed`):
+    every check of the walk up to it has passed, and those still to come may refuse the tree yet.
+
     Everything that would make the run write or read where it must not is refused here, before
-    anything is written: a target other than the tree's own interpreter (see
+    anything is written there: a target other than the tree's own interpreter (see
     :func:`resolve_target`), a ``.py`` that is not a regular file (a FIFO would block the run,
     a device never end), a ``__pycache__`` that is a link (pycs would be written, and stale ones
     removed, wherever it points).
@@ -475,7 +480,10 @@ def plan_compile(
                 stem = source.name[: -len(".py")]
                 outputs = tuple((lv, pycache / cache_name(stem, interpreter.cache_tag, lv)) for lv in options.levels)
             dfile = f"{options.ddir.rstrip('/')}/{relpath}" if options.ddir else relpath
-            plan.sources.append(PlannedSource(source, relpath, dfile, outputs, info.st_size, info.st_mtime))
+            planned = PlannedSource(source, relpath, dfile, outputs, info.st_size, info.st_mtime)
+            plan.sources.append(planned)
+            if on_source is not None:
+                on_source(plan, planned)
     return plan
 
 

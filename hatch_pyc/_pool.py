@@ -34,7 +34,7 @@ BOOT = (
     "import sys; del sys.path[0]; p = sys.argv[1]; from importlib.machinery import SourceFileLoader as L; "
     "exec(L('__main__', p).get_code('__main__'))"
 )
-_BATCH_BYTES = 128 * 1024
+BATCH_BYTES = 128 * 1024
 
 Task = dict[str, Any]
 Answer = dict[str, Any]
@@ -56,7 +56,7 @@ def worker_env() -> dict[str, str]:
     return env
 
 
-def make_batches(tasks: Sequence[tuple[int, Task]], batch_bytes: int = _BATCH_BYTES) -> list[list[tuple[int, Task]]]:
+def make_batches(tasks: Sequence[tuple[int, Task]], batch_bytes: int = BATCH_BYTES) -> list[list[tuple[int, Task]]]:
     """Group ``(size, task)`` pairs into batches of about ``batch_bytes``, largest first."""
     ordered = sorted(tasks, key=lambda pair: -pair[0])
     batches: list[list[tuple[int, Task]]] = []
@@ -220,44 +220,116 @@ def run_tasks(
             started.close()
         return
     batches = make_batches(tasks)
-    pending: queue.SimpleQueue[list[tuple[int, Task]]] = queue.SimpleQueue()
-    for batch in batches:
-        pending.put(batch)
-    lock = threading.Lock()
-    failures: list[BaseException] = []
-    stop = threading.Event()
-    if started is not None:
-        pool, started.pool = started.pool, []
-    else:
-        pool = [_Worker(interpreter, cache, compact) for _ in range(_used(workers, batches))]
-
-    def drive(worker: _Worker) -> None:
-        try:
-            while not stop.is_set():
-                try:
-                    batch = pending.get_nowait()
-                except queue.Empty:
-                    return
-                just_tasks = [task for _, task in batch]
-                answers = worker.ask(just_tasks)
-                with lock:
-                    for task, answer in zip(just_tasks, answers, strict=True):
-                        on_answer(task, answer)
-        except BaseException as exc:  # noqa: BLE001 - handed to the main thread
-            failures.append(exc)
-            stop.set()
-
-    threads = [threading.Thread(target=drive, args=(w,), daemon=True) for w in pool]
+    feed = Feed(interpreter, _used(workers, batches), on_answer, cache=cache, compact=compact, started=started)
     try:
-        for thread in threads:
-            thread.start()
-        for thread in threads:
-            while thread.is_alive():
-                thread.join(0.2)
+        for batch in batches:
+            feed.put([task for _, task in batch])
+        feed.finish()
     except BaseException:
-        stop.set()
-        close_all(pool, kill=True)
+        feed.abort()
         raise
-    close_all(pool, kill=bool(failures))
-    if failures:
-        raise failures[0]
+
+
+class Feed:
+    """Batches of tasks handed to worker processes as they are made: a caller may still be making the rest (see
+    :mod:`hatch_pyc._streamed`). A worker is started for each batch put while fewer than ``workers`` run, so a
+    run of one batch starts one process. ``on_answer`` is called from pool threads, one at a time.
+
+    :meth:`finish` once every batch is put (it raises the first failure), or :meth:`abort` (workers killed).
+    """
+
+    def __init__(
+        self,
+        interpreter: Interpreter,
+        workers: int,
+        on_answer: Callable[[Task, Answer], None],
+        *,
+        cache: Path | None = None,
+        compact: bool = False,
+        started: Workers | None = None,
+        for_now: int | None = None,
+    ) -> None:
+        self._interpreter = interpreter
+        self._most = max(1, workers)
+        # Workers started while the caller still makes batches (see :meth:`all_put`): it needs a CPU of its own.
+        self._now = self._most if for_now is None else max(1, min(for_now, self._most))
+        self._cache = cache
+        self._compact = compact
+        self._on_answer = on_answer
+        self._pending: queue.SimpleQueue[list[Task] | None] = queue.SimpleQueue()
+        self.lock = threading.Lock()  # held while on_answer runs
+        self._stop = threading.Event()
+        self.failures: list[BaseException] = []
+        self._pool: list[_Worker] = []
+        self._threads: list[threading.Thread] = []
+        self._batches = 0
+        self._closed = False
+        if started is not None:
+            pool, started.pool = started.pool, []
+            for worker in pool:
+                self._drive(worker)
+
+    def _drive(self, worker: _Worker) -> None:
+        self._pool.append(worker)
+        thread = threading.Thread(target=self._run, args=(worker,), daemon=True)
+        self._threads.append(thread)
+        thread.start()
+
+    def _run(self, worker: _Worker) -> None:
+        try:
+            while not self._stop.is_set():
+                batch = self._pending.get()
+                if batch is None or self._stop.is_set():
+                    return
+                answers = worker.ask(batch)
+                with self.lock:
+                    for task, answer in zip(batch, answers, strict=True):
+                        self._on_answer(task, answer)
+        except BaseException as exc:  # noqa: BLE001 - handed to the main thread
+            self.failures.append(exc)
+            self._stop.set()
+            for _ in self._threads:  # wakes the others: they stop
+                self._pending.put(None)
+
+    def put(self, batch: list[Task]) -> None:
+        """Hand ``batch`` to the first free worker (starting one if fewer than ``workers`` run)."""
+        self._batches += 1
+        if len(self._pool) < min(self._now, self._batches):
+            self._drive(_Worker(self._interpreter, self._cache, self._compact))
+        self._pending.put(batch)
+
+    def all_put(self) -> None:
+        """Every batch is put (the caller's CPU is free): up to ``workers`` processes for the batches not taken."""
+        self._now = self._most
+        while len(self._pool) < min(self._most, self._batches) and not self._pending.empty():
+            self._drive(_Worker(self._interpreter, self._cache, self._compact))
+
+    def finish(self) -> None:
+        """Every batch is put: wait for every answer, end the workers; raise the first failure (workers killed)."""
+        self.all_put()
+        for _ in self._threads:
+            self._pending.put(None)
+        try:
+            for thread in self._threads:
+                while thread.is_alive():
+                    thread.join(0.2)
+        except BaseException:
+            self.abort()
+            raise
+        self._close(kill=bool(self.failures))
+        if self.failures:
+            raise self.failures[0]
+
+    def abort(self) -> None:
+        """Kill the workers (what they wrote is the caller's to remove) and let their threads end."""
+        self._stop.set()
+        for _ in self._threads:
+            self._pending.put(None)
+        self._close(kill=True)
+        for thread in self._threads:
+            thread.join(10)
+
+    def _close(self, kill: bool) -> None:
+        if not self._closed:
+            self._closed = True
+            close_all(self._pool, kill=kill)

@@ -999,19 +999,15 @@ def test_the_pycs_of_a_module_that_failed_part_way_do_not_arrive_with_its_direct
     does not arrive with the staged ``__pycache__`` it is in, nor under its own name in an existing one."""
     import hatch_pyc._compile as engine
 
-    real_run_tasks = engine.run_tasks
+    real_on_answer = engine.Run.on_answer
 
-    def run_tasks(
-        interp: object, tasks: list[object], workers: int, on_answer: Callable[..., None], **kw: object
-    ) -> None:
-        def answer(task: dict[str, object], reply: dict[str, object]) -> None:
-            if str(task["src"]).endswith("b.py"):
-                reply = {"error": {"kind": "RecursionError", "msg": "injected", "lineno": None}}
-            on_answer(task, reply)
+    def on_answer(run: engine.Run, task: dict[str, object], reply: dict[str, object]) -> None:
+        if str(task["src"]).endswith("b.py"):
+            assert "ok" in reply  # its pyc was written
+            reply = {"error": {"kind": "RecursionError", "msg": "injected", "lineno": None}}
+        real_on_answer(run, task, reply)
 
-        real_run_tasks(interp, tasks, workers, answer, **kw)  # type: ignore[arg-type]
-
-    monkeypatch.setattr(engine, "run_tasks", run_tasks)
+    monkeypatch.setattr(engine.Run, "on_answer", on_answer)
     tree = write_tree(tmp_path / "tree", {"new/a.py": "A = 1\n", "new/b.py": "B = 1\n", "old/a.py": "", "old/b.py": ""})
     (tree / "old/__pycache__").mkdir()
     result = compile_tree([tree / "new", tree / "old"], PycOptions(on_error="keep-source", levels=(0, 1)))
