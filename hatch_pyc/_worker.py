@@ -874,8 +874,8 @@ def _compiled(source, dfile, level, deflate=False):
                 return has_doc, body, stored
         _cache.misses += 1
     global _looked_at
+    _looked_at = False  # compile() may intern one, and may do so before it fails (a SyntaxError after ``é = 1``)
     code = compile(source, dfile, "exec", dont_inherit=True, optimize=level)
-    _looked_at = False
     if _drifted and _uses(code, _drifted):
         if _first_task:  # the worker itself interned them (its start, this task's cache lookup): afresh is no better
             raise _Unfaithful(
@@ -1112,11 +1112,14 @@ def main():
                     answers.append({"again": True})
                     continue
                 _note_drift()
+                counted = (_cache.hits, _cache.misses) if _cache is not None else None
                 try:
                     answers.append(_run_task(task))
                 except _Again:
                     answers.append({"again": True})
                     fresh_start = True
+                    if counted is not None:  # counted when it is asked again
+                        _cache.hits, _cache.misses = counted
                 _first_task = False
         finally:
             _close_dirs()

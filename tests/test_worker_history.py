@@ -11,6 +11,7 @@ adversarial review of the streamed compile (the pyc of charset_normalizer/consta
 
 from __future__ import annotations
 
+import json
 import shutil
 from pathlib import Path
 
@@ -47,7 +48,22 @@ def test_a_modules_pyc_is_the_same_whatever_its_worker_compiled_before(
 
     def compiled(tree: Path, workers: str, cache_dir: Path) -> dict[str, bytes]:
         caching = ["--cache-dir", str(cache_dir)] if cache else ["--no-cache"]
-        run_cli("compile", "--python", target.executable, *caching, "--workers", workers, str(tree), check=True)
+        report = tree.parent / f"{tree.name}.json"
+        run_cli(
+            "compile",
+            "--python",
+            target.executable,
+            *caching,
+            "--workers",
+            workers,
+            "--json",
+            str(report),
+            str(tree),
+            check=True,
+        )
+        if cache and not cache_dir.name.startswith("warm"):  # each module looked up once, though some were asked again
+            counts = json.loads(report.read_text())
+            assert (counts["cache_hits"], counts["cache_misses"]) == (0, len(_pycs(tree))), counts
         return _pycs(tree)
 
     alone = {}
@@ -59,7 +75,8 @@ def test_a_modules_pyc_is_the_same_whatever_its_worker_compiled_before(
     for workers in ("1", "2"):
         runs[workers] = compiled(shutil.copytree(source, tmp_path / f"w{workers}"), workers, tmp_path / f"c{workers}")
     if cache:  # and a warm run, every module from the cache
-        runs["warm"] = compiled(shutil.copytree(source, tmp_path / "warm"), "1", tmp_path / "c2")
+        shutil.copytree(tmp_path / "c2", tmp_path / "warm-cache")
+        runs["warm"] = compiled(shutil.copytree(source, tmp_path / "warm"), "1", tmp_path / "warm-cache")
     for name, pycs in runs.items():
         assert pycs == alone, (name, sorted(n for n in alone if pycs.get(n) != alone[n]))
 
@@ -87,3 +104,25 @@ def test_a_wheels_pycs_are_the_same_whatever_their_workers_compiled_before(targe
         (made,) = out.glob("*.whl")
         wheels.append(made.read_bytes())
     assert wheels[0] == wheels[1]
+
+
+def test_what_a_module_that_fails_to_compile_interned_is_seen_too(target: Interpreter, tmp_path: Path) -> None:
+    """Found by an adversarial review: the parser interns ``é`` before the SyntaxError, and the next module's "é"
+    was written marked interned (and stored so in the cache)."""
+    files = {"a/bad.py": "é = 1\nx = (\n", "a/uses.py": 'M = "é"\nS = frozenset({"é", "-", "a"})\n'}
+    tree = write_tree(tmp_path / "t", files)
+    alone = write_tree(tmp_path / "alone", {"a/uses.py": files["a/uses.py"]})
+    for root in (tree, alone):
+        run_cli(
+            "compile",
+            "--python",
+            target.executable,
+            "--no-cache",
+            "--workers",
+            "1",
+            "--on-error",
+            "keep-source",
+            str(root),
+            check=True,
+        )
+    assert _pycs(tree) == _pycs(alone)
