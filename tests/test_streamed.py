@@ -41,6 +41,10 @@ def _tree(root: Path) -> Path:
     files = {f"pkg{p}/__init__.py": "" for p in "abc"}
     files.update({f"pkg{p}/m{i:02d}.py": MODULE for p in "abc" for i in range(20)})
     tree = write_tree(root, files)
+    for source in tree.rglob(
+        "*.py"
+    ):  # one mtime for every tree: timestamp pycs hold it (two trees may straddle a second)
+        os.utime(source, (1_700_000_000, 1_700_000_000))
     assert sum(f.stat().st_size for f in tree.rglob("*.py")) > 3 * BATCH_BYTES
     (tree / "pkgb/__pycache__").mkdir()  # one package compiled before: its pycs go beside the old ones
     return tree
