@@ -267,18 +267,13 @@ def signals_as_exceptions() -> Iterator[None]:
 
     def on_signal(signum: int, frame: object) -> None:
         _HEARD.append(signum)
-        raise Terminated if signum == signal.SIGTERM else KeyboardInterrupt
+        raise _exception_for(signum)
 
-    previous = {sig: signal.getsignal(sig) for sig in (signal.SIGINT, signal.SIGTERM)}
     _HEARD.clear()
-    for sig, handler in previous.items():
-        if handler is not signal.SIG_IGN:
-            signal.signal(sig, on_signal)
     try:
-        yield
+        with _handled_by(on_signal):
+            yield
     finally:
-        for sig, handler in previous.items():
-            signal.signal(sig, handler if handler is not None else signal.SIG_DFL)
         _HEARD.clear()
 
 
@@ -286,7 +281,11 @@ def _act_on_a_dropped_signal() -> None:
     """Raise the exception of a signal heard before this commit (see :func:`signals_as_exceptions`): had it not
     been dropped, it would have ended the run already."""
     if _HEARD:
-        raise Terminated if _HEARD[0] == signal.SIGTERM else KeyboardInterrupt
+        raise _exception_for(_HEARD[0])
+
+
+def _exception_for(signum: int) -> BaseException:
+    return Terminated() if signum == signal.SIGTERM else KeyboardInterrupt()
 
 
 @contextmanager
@@ -296,24 +295,32 @@ def held_signals() -> Iterator[list[int]]:
     Only the main thread can set handlers; elsewhere nothing is held (and nothing is listed).
     """
     arrived: list[int] = []
-    if threading.current_thread() is not threading.main_thread():
-        yield arrived
-        return
-    # A signal the process ignores (``nohup``, a background job's SIGINT) stays ignored.
-    previous = {sig: signal.getsignal(sig) for sig in (signal.SIGINT, signal.SIGTERM)}
-    wanted = [sig for sig, handler in previous.items() if handler is not signal.SIG_IGN]
 
     def hold(signum: int, frame: object) -> None:
         arrived.append(signum)
 
-    for sig in wanted:
-        signal.signal(sig, hold)
-    try:
+    with _handled_by(hold):
         yield arrived
+
+
+@contextmanager
+def _handled_by(handler: Callable[[int, object], None]) -> Iterator[None]:
+    """``handler`` for SIGINT and SIGTERM while the block runs, then the handlers before it. A signal the process
+    ignores (``nohup``, a background job's SIGINT) stays ignored; off the main thread, which cannot set handlers,
+    nothing is changed."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous = {sig: signal.getsignal(sig) for sig in (signal.SIGINT, signal.SIGTERM)}
+    wanted = [sig for sig, before in previous.items() if before is not signal.SIG_IGN]
+    for sig in wanted:
+        signal.signal(sig, handler)
+    try:
+        yield
     finally:
         for sig in wanted:
-            handler = previous[sig]
-            signal.signal(sig, handler if handler is not None else signal.SIG_DFL)
+            before = previous[sig]
+            signal.signal(sig, before if before is not None else signal.SIG_DFL)
 
 
 def _process_start(pid: int) -> float | None:

@@ -876,7 +876,7 @@ def _compiled(source, dfile, level, deflate=False):
     global _looked_at
     _looked_at = False  # compile() may intern one, and may do so before it fails (a SyntaxError after ``é = 1``)
     code = compile(source, dfile, "exec", dont_inherit=True, optimize=level)
-    if _drifted and _uses(code, _drifted):
+    if _drifted and _uses(code.co_consts, _drifted):
         if _first_task:  # the worker itself interned them (its start, this task's cache lookup): afresh is no better
             raise _Unfaithful(
                 "the compile worker interned %s before compiling this module, which CPython would write otherwise; "
@@ -1046,28 +1046,17 @@ def _note_drift():
         _drifted = frozenset(c for c, then in zip(_ONE_CHARS, _started) if marshal.dumps(c)[0] & 0x7F != then)
 
 
-def _uses(code, strings):
-    """Whether ``code`` has one of ``strings`` among its constants, at any depth."""
-    for const in code.co_consts:
+def _uses(consts, strings):
+    """Whether one of ``strings`` is among ``consts`` (a code object's constants), at any depth."""
+    for const in consts:
         kind = type(const)
         if kind is str:
             if const in strings:
                 return True
         elif kind is _CodeType:
-            if _uses(const, strings):
+            if _uses(const.co_consts, strings):
                 return True
-        elif (kind is tuple or kind is frozenset) and _uses_in(const, strings):
-            return True
-    return False
-
-
-def _uses_in(items, strings):
-    for item in items:
-        kind = type(item)
-        if kind is str:
-            if item in strings:
-                return True
-        elif (kind is tuple or kind is frozenset) and _uses_in(item, strings):
+        elif (kind is tuple or kind is frozenset) and _uses(const, strings):
             return True
     return False
 
