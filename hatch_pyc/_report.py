@@ -159,6 +159,7 @@ def _version() -> str:
 
 
 _MAX_BASELINE_BYTES = 64 * 1024 * 1024
+_MAX_SIZE = 2**63  # bytes: no file system holds a larger tree (10**400 overflowed the gate's percentages)
 
 
 def read_baseline(path: str | os.PathLike[str]) -> Report:
@@ -172,20 +173,24 @@ def read_baseline(path: str | os.PathLike[str]) -> Report:
         )
     try:
         baseline = json.loads(data, parse_constant=_no_constant)
-    except ValueError as exc:
+    except (ValueError, RecursionError) as exc:  # RecursionError: nested deeper than the reader follows
         raise InvalidInput(f"{path}: cannot read the baseline report ({exc})") from None
     if not isinstance(baseline, dict) or baseline.get("$schema") != SCHEMA_ID:
         raise InvalidInput(f"{path}: not a hatch-pyc report ($schema {SCHEMA_ID})")
     variants = baseline.get("variants")
     if not isinstance(variants, list):
         raise InvalidInput(f"{path}: not a hatch-pyc report (no list of variants)")
+    names = set()
     for variant in variants:
         name = variant.get("name") if isinstance(variant, dict) else None
         size = variant.get("size") if isinstance(variant, dict) else None
         if not isinstance(name, str) or not isinstance(size, dict):
             raise InvalidInput(f"{path}: not a hatch-pyc report (a variant without a name or a size)")
+        if name in names:  # the gate would compare with the last one only
+            raise InvalidInput(f"{path}: not a hatch-pyc report (variant {name!r} twice)")
+        names.add(name)
         for key in ("bytes", "wheel_bytes"):
-            if type(size.get(key)) is not int or size[key] < 0:
+            if type(size.get(key)) is not int or not 0 <= size[key] < _MAX_SIZE:
                 raise InvalidInput(
                     f"{path}: not a hatch-pyc report (variant {name!r}: size {key} is {size.get(key)!r}, not a "
                     "whole number of bytes)"

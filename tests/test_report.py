@@ -399,7 +399,7 @@ def _sizes_baseline(tmp_path: Path) -> tuple[Path, dict[str, Any]]:
     return tree, json.loads((tmp_path / "base.json").read_text())
 
 
-@pytest.mark.parametrize("value", ["Infinity", "true", "-5", "1.5", '"12"'])
+@pytest.mark.parametrize("value", ["Infinity", "true", "-5", "1.5", '"12"', "1" + "0" * 400, "[" * 1100 + "]" * 1100])
 def test_a_crafted_baseline_is_refused_not_passed(tmp_path: Path, value: str) -> None:
     """Found by an adversarial review: sizes of Infinity (which Python's JSON reader takes), true or a negative
     number made every size check pass or be skipped, and the gate said "passed"."""
@@ -420,6 +420,18 @@ def test_a_crafted_baseline_is_refused_not_passed(tmp_path: Path, value: str) ->
     assert proc.returncode == 2, proc.stderr
     assert "crafted.json" in proc.stderr and "Traceback" not in proc.stderr, proc.stderr
     assert len(proc.stderr.strip().splitlines()) == 1, proc.stderr
+
+
+def test_a_baseline_naming_a_variant_twice_is_refused(tmp_path: Path) -> None:
+    """Found by an adversarial review: the gate compared with the last of two variants of one name."""
+    tree, report = _sizes_baseline(tmp_path)
+    report["variants"].append(dict(report["variants"][0]))
+    (tmp_path / "twice.json").write_text(json.dumps(report))
+    proc = run_cli(
+        "report", str(tree), "--sizes-only", "-q", "--baseline", str(tmp_path / "twice.json"),
+        "--max-size-increase", "5",
+    )  # fmt: skip
+    assert proc.returncode == 2 and "twice" in proc.stderr and len(proc.stderr.splitlines()) == 1, proc.stderr
 
 
 def test_a_gate_that_could_check_nothing_fails(tmp_path: Path) -> None:
