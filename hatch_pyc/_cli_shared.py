@@ -1,7 +1,7 @@
 """What the ``hatch-pyc`` commands share: exit codes, messages, the progress bar, common options.
 
 Every command module is imported to build the parser, ``--version`` included, so this module
-and they import only the standard library and ``_options`` at module level; a handler imports
+and they import only the standard library, ``_options`` and ``_text`` at module level; a handler imports
 the core modules its command needs when it runs.
 """
 
@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import re
 import sys
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -17,30 +16,9 @@ from typing import Any, TextIO
 
 from hatch_pyc._errors import OutputFailed
 from hatch_pyc._options import ON_ERROR, OUTSIDE_PACKAGES, STUBS
+from hatch_pyc._text import terminal_safe
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
-
-
-# What a message may not send to a terminal as it is: control characters (an escape sequence in a
-# file name or an untrusted module's error rewrites the screen; a newline, or U+2028/U+2029, splits a
-# one-line error), bidirectional controls (U+202E shows "exe.png" for "gnp.exe") and lone surrogates
-# (a name that is not UTF-8, which cannot be printed at all).
-_UNSAFE = re.compile("[\x00-\x1f\x7f-\x9f\u061c\u200e\u200f\u2028-\u202e\u2066-\u2069\ud800-\udfff]")
-
-
-def _escaped(match: re.Match[str]) -> str:
-    char = match.group()
-    return f"\\x{ord(char):02x}" if ord(char) < 0x100 else f"\\u{ord(char):04x}"
-
-
-def terminal_safe(text: str, *, lines: bool = False) -> str:
-    """``text`` with control characters and lone surrogates written as escapes (``\\x1b``, ``\\udcff``).
-
-    ``lines=True`` keeps newlines (and tabs): for text that is several lines by design.
-    """
-    if lines:
-        return "\n".join(terminal_safe(line.replace("\t", "    ")) for line in text.split("\n"))
-    return _UNSAFE.sub(_escaped, text)
 
 
 def say(message: str, stream: TextIO | None = None) -> None:

@@ -7,6 +7,8 @@ import os
 import re
 from typing import TYPE_CHECKING, Any
 
+from hatch_pyc._text import terminal_safe
+
 if TYPE_CHECKING:
     from rich.console import Console
 
@@ -88,12 +90,13 @@ def import_rows(report: Report) -> tuple[list[str], list[list[str]]]:
 
 def table_console() -> Console:
     """A rich console for result tables on stdout. Off a terminal (a CI log, a file) tables print at their
-    natural width, never cut to 80 columns, unless ``COLUMNS`` sets a width."""
+    natural width, never cut to 80 columns, unless ``COLUMNS`` sets a width. Markup is off: every string given
+    to it (titles and cells, which hold the user's names) is shown as it is, never read as ``[style]``."""
     from rich.console import Console
 
-    console = Console(stderr=False)
+    console = Console(stderr=False, markup=False)
     if not console.is_terminal and "COLUMNS" not in os.environ:
-        console = Console(stderr=False, width=100_000)
+        console = Console(stderr=False, markup=False, width=100_000)
     console.on_broken_pipe = _broken_pipe  # type: ignore[method-assign]  # rich would exit 1: a failed check
     return console
 
@@ -103,45 +106,67 @@ def _broken_pipe() -> None:
     raise BrokenPipeError(32, "Broken pipe")
 
 
-def render_terminal(report: Report, gate_lines: list[str] | None = None) -> None:
-    """Print the report as tables with rich."""
+def print_title(console: Console, title: str, text: str) -> None:
+    """``title: text`` on one line, the title in bold, ``text`` escaped by :func:`~hatch_pyc._text.terminal_safe`."""
+    from rich.text import Text
+
+    console.print(Text.assemble((title, "bold"), ": ", terminal_safe(text)))
+
+
+def print_table(console: Console, title: str, headers: list[str], rows: list[list[str]], **column: Any) -> None:
+    """A table whose first column is left-aligned, the others right; every title, header and cell escaped by
+    :func:`~hatch_pyc._text.terminal_safe` (and the console has no markup)."""
     from rich.table import Table
 
-    console = table_console()
-    console.print(f"[bold]hatch-pyc report[/bold]: {_header(report)}")
-    table = Table(title="Size")
-    for i, name in enumerate(SIZE_HEADERS):
-        table.add_column(name, justify="left" if i == 0 else "right")
-    for row in size_rows(report):
-        table.add_row(*row)
+    table = Table(title=terminal_safe(title))
+    for i, name in enumerate(headers):
+        table.add_column(terminal_safe(name), justify="left" if i == 0 else "right", **column)
+    for row in rows:
+        table.add_row(*map(terminal_safe, row))
     console.print(table)
+
+
+def print_gate(gate_lines: list[str] | None) -> None:
+    """The gate's lines, not through rich (CI logs must not wrap or style them), each kept to one line."""
+    for line in gate_lines or []:
+        print(terminal_safe(line))
+
+
+def render_terminal(report: Report, gate_lines: list[str] | None = None) -> None:
+    """Print the report as tables with rich."""
+    console = table_console()
+    print_title(console, "hatch-pyc report", _header(report))
+    print_table(console, "Size", SIZE_HEADERS, size_rows(report))
     if report["measurement"]["repeat"]:
         headers, rows = import_rows(report)
-        timing = Table(title="Import time: median [95% CI] (speed-up vs sources only)")
-        for i, name in enumerate(headers):
-            timing.add_column(name, justify="left" if i == 0 else "right")
-        for row in rows:
-            timing.add_row(*row)
-        console.print(timing)
+        print_table(console, "Import time: median [95% CI] (speed-up vs sources only)", headers, rows)
     if report.get("docstrings"):
         d = report["docstrings"]
         console.print(
-            f"-OO (no docstrings) saves {_size(d['bytes'])} of pyc ({_signed_pct(d['pct'])} vs {d['compared']})"
+            terminal_safe(
+                f"-OO (no docstrings) saves {_size(d['bytes'])} of pyc ({_signed_pct(d['pct'])} vs {d['compared']})"
+            )
         )
-    for line in gate_lines or []:
-        print(line)  # not through rich: CI logs must not wrap or style these lines
+    print_gate(gate_lines)
 
 
 # What Markdown (and the HTML GitHub renders inside it) makes of a name: a module, file or target name is shown as
-# text, never as markup or as a line of its own (a name holding "\n**gate: PASS**" forged a line of the summary).
-_MD_SPECIAL = re.compile(r"([\\`*_\[\]<>#|!])")
+# text, never as markup or as a line of its own (a name holding "\n**gate: PASS**" forged a line of the summary;
+# "~~x~~" struck it through, "&#42;" became "*"). "&" and "~" are written as character references, which every
+# Markdown reads (Python-Markdown has no backslash escape for them); the rest of the punctuation is backslashed.
+_MD_SPECIAL = re.compile(r"[\\`*_\[\]<>#|!~&]")
+_MD_REFERENCE = {"&": "&amp;", "~": "&#126;"}
+
+
+def _md_escaped(match: re.Match[str]) -> str:
+    char = match.group()
+    return _MD_REFERENCE.get(char) or "\\" + char
 
 
 def md_text(text: str) -> str:
-    """``text`` as Markdown shows it literally: characters that are not printable escaped as Python writes them
-    (``\\n``, ``\\u202e``), Markdown's and HTML's punctuation backslash-escaped."""
-    shown = "".join(c if c.isprintable() else repr(c)[1:-1] for c in text)
-    return _MD_SPECIAL.sub(r"\\\1", shown)
+    """``text`` as Markdown shows it literally: control characters escaped (``\\x0a``, ``\\u202e``, see
+    :func:`~hatch_pyc._text.terminal_safe`), Markdown's and HTML's punctuation escaped."""
+    return _MD_SPECIAL.sub(_md_escaped, terminal_safe(text))
 
 
 def md_code(text: str) -> str:

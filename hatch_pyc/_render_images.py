@@ -5,7 +5,17 @@ from __future__ import annotations
 import shlex
 from typing import Any
 
-from hatch_pyc._render import _md_table, _signed_pct, _size, md_code, md_text, table_console
+from hatch_pyc._render import (
+    _md_table,
+    _signed_pct,
+    _size,
+    md_code,
+    md_text,
+    print_gate,
+    print_table,
+    print_title,
+    table_console,
+)
 
 ImagesReport = dict[str, Any]
 
@@ -97,26 +107,14 @@ def _layers_title(image: dict[str, Any]) -> str:
 
 def render_images_terminal(report: ImagesReport, gate_lines: list[str] | None = None) -> None:
     """Print the comparison as tables with rich."""
-    from rich.table import Table
-
     console = table_console()
-
-    def table(title: str, headers: list[str], rows: list[list[str]]) -> None:
-        out = Table(title=title)
-        for i, name in enumerate(headers):
-            out.add_column(name, justify="left" if i == 0 else "right", overflow="fold")
-        for row in rows:
-            out.add_row(*row)
-        console.print(out)
-
-    console.print(f"[bold]hatch-pyc images[/bold]: {_header(report)}")
-    table("Size", SIZE_HEADERS, size_rows(report))
+    print_title(console, "hatch-pyc images", _header(report))
+    print_table(console, "Size", SIZE_HEADERS, size_rows(report), overflow="fold")
     if report["measurement"]["runs"]:
-        table("Start-up", STARTUP_HEADERS, startup_rows(report))
+        print_table(console, "Start-up", STARTUP_HEADERS, startup_rows(report), overflow="fold")
     for image in report["images"]:
-        table(_layers_title(image), LAYER_HEADERS, layer_rows(image, width=60))
-    for line in gate_lines or []:
-        print(line)  # not through rich: CI logs must not wrap or style these lines
+        print_table(console, _layers_title(image), LAYER_HEADERS, layer_rows(image, width=60), overflow="fold")
+    print_gate(gate_lines)
 
 
 def render_images_markdown(report: ImagesReport, gate_lines: list[str] | None = None) -> str:

@@ -250,7 +250,7 @@ def test_version_imports_the_parser_and_no_command() -> None:
     """
     new = modules_imported_by(code)
     ours = {m.removeprefix("hatch_pyc.") for m in new if m.startswith("hatch_pyc.")}
-    assert {m for m in ours if not m.startswith("_cli")} == {"_errors", "_options"}
+    assert {m for m in ours if not m.startswith("_cli")} == {"_errors", "_options", "_text"}
     assert not new & {"subprocess", "json", "packaging", "pathspec", "installer", "rich", "docker"}
 
 

@@ -482,13 +482,43 @@ def test_markdown_shows_a_hostile_name_as_text(tmp_path: Path) -> None:
     text = (tmp_path / "r.md").read_text()
     assert re.search(r"(?<!\\)<img", text) is None and re.search(r"(?<!\\)\*\*gate", text) is None, text
     assert not any(line.startswith(("**gate", "<img")) for line in text.splitlines()), text
-    assert text.splitlines()[0].startswith("### hatch-pyc report: t5\\\\n\\\\n\\*\\*gate: PASS"), text.splitlines()[0]
+    assert text.splitlines()[0].startswith("### hatch-pyc report: t5\\\\x0a\\\\x0a\\*\\*gate: PASS"), text.splitlines()[
+        0
+    ]
 
 
-def test_images_markdown_shows_names_as_code_and_a_hostile_one_as_text() -> None:
+def test_terminal_report_shows_a_hostile_name_as_it_is(tmp_path: Path) -> None:
+    """Found by an adversarial review: the terminal header handed the target's name to rich as markup (a directory
+    named ``[bold red]R[blink]`` was styled, and its brackets were lost) and a line break in it added a line of its
+    own to the output, where a CI log reads "gate: passed"."""
+    name = "[bold red]R[blink]\ngate: passed (9 checks)\x1b[2K"
+    tree = write_tree(tmp_path / name, {"okpkg/__init__.py": "X = 1\n"})
+    proc = run_cli("report", str(tree), "--sizes-only", env={"COLUMNS": "400", "TERM": "xterm"}, check=True)
+    lines = proc.stdout.splitlines()
+    assert lines[0].startswith(
+        "hatch-pyc report: [bold red]R[blink]\\x0agate: passed (9 checks)\\x1b[2K (tree) for "
+    ), lines[0]
+    assert not any(line.startswith("gate") for line in lines), proc.stdout
+    assert "\x1b" not in proc.stdout, proc.stdout
+
+
+def test_markdown_escapes_strikethrough_and_entities() -> None:
+    """``~~x~~`` would render struck through and ``&#42;`` as ``*``: both are shown as typed."""
+    import markdown
+
+    from hatch_pyc._render import md_text
+
+    rendered = markdown.markdown(md_text("~~old~~ &#42;new&#42; &amp;"), extensions=["tables"])
+    assert "<del>" not in rendered and "<s>" not in rendered
+    assert html.unescape(re.sub("<[^>]+>", "", rendered)) == "~~old~~ &#42;new&#42; &amp;", rendered
+
+
+def test_images_markdown_shows_names_as_code_and_a_hostile_one_as_text(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
     """Image names and the measured command are code spans where one can hold them; a name or command with a
     backtick or a line break is escaped text, so neither can forge a line of the step summary."""
-    from hatch_pyc._render_images import render_images_markdown
+    from hatch_pyc._render_images import render_images_markdown, render_images_terminal
 
     def image(name: str) -> dict[str, object]:
         startup = {"median_ms": 100.0, "ci_ms": [90.0, 110.0], "min_ms": 90.0, "max_ms": 110.0, "iqr_ms": 5.0}
@@ -517,3 +547,11 @@ def test_images_markdown_shows_names_as_code_and_a_hostile_one_as_text() -> None
     text = render_images_markdown(report(hostile, ["sh", "-c", "`\n**gate: PASS**"]))
     assert re.search(r"(?<!\\)<img", text) is None and re.search(r"(?<!\\)\*\*gate", text) is None, text
     assert not any(line.startswith(("**gate", "<img")) for line in text.splitlines()), text
+    # The terminal tables: no markup read from a name, no line of its own (wide enough that no cell is folded).
+    monkeypatch.setenv("COLUMNS", "400")
+    render_images_terminal(report("[bold]app[blink]\ngate: passed", ["sh", "-c", "[red]x\ny"]), ["gate: ok\nforged"])
+    out = capsys.readouterr().out
+    assert "[bold]app[blink]\\x0agate: passed" in out and "`sh -c '[red]x\\x0ay'`" in out, out
+    assert "gate: ok\\x0aforged" in out and not any(
+        line.startswith(("gate: passed", "forged")) for line in out.splitlines()
+    )
