@@ -90,6 +90,15 @@ class CompileResult:
         return self.plan.excluded
 
 
+def _code_unseen_in_header(plan: CompilePlan) -> bool:
+    """Whether the run asks for code that a pyc's header cannot tell apart from what another run wrote: compact
+    code (``--compact``, on a CPython with column positions) or another file name in it (``--ddir``). Such a pyc is
+    current only if it holds what this run would write, code and all: the worker compares (with the cache, a
+    lookup), where the header alone said "already current" to a pyc without ``--compact``."""
+    options = plan.options
+    return bool(options.ddir) or (options.compact and plan.interpreter.version >= (3, 11))
+
+
 def _timestamp_current(item: PlannedSource, magic: bytes) -> bool:
     """Whether every timestamp pyc of ``item`` is valid for its source as it is now."""
     expected = magic + struct.pack("<III", 0, int(item.mtime) & 0xFFFFFFFF, item.size & 0xFFFFFFFF)
@@ -244,6 +253,7 @@ class Run:
             and not plan.sourceless
             and mode == "timestamp"
             and plan.options.source_date_epoch is None
+            and not _code_unseen_in_header(plan)
         )
 
     def recover(self, on_recovery: Callable[[Recovery], None] | None) -> None:
@@ -517,6 +527,7 @@ def _tasks(
     written (final -> temporary), the ``(size, task)`` pairs, and each task's source by its ``src``."""
     options = plan.options
     mode = options.invalidation_mode
+    code_unseen = _code_unseen_in_header(plan)
     staged = _staging(plan, todo, token)
     tmps: dict[Path, Path] = {}
     if not plan.deliver:  # a delivered pyc comes back in the answer: it has no temporary file
@@ -541,8 +552,10 @@ def _tasks(
             task["mtime"] = item.mtime
         if options.source_date_epoch is not None:
             task["mtime"] = options.source_date_epoch
-        if mode != "timestamp" and not options.force and not plan.sourceless:
+        if (mode != "timestamp" or code_unseen) and not options.force and not plan.sourceless:
             task["check"] = [str(final) for _, final in item.outputs]
+            if code_unseen:
+                task["whole"] = True
         by_src[task["src"]] = item
         tasks.append((item.size, task))
     return staged, tmps, tasks, by_src

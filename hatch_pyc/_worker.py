@@ -5,7 +5,8 @@ whichever CPython the bytecode is for. It reads one JSON batch per line on stdin
 one JSON line per batch on stdout, so the parent keeps a few long-lived workers busy
 instead of paying interpreter start-up per file.
 
-A task is ``{"src", "dfile", "mode", "outs": [[level, tmp_path], ...], "verify", "mtime"?}``; a module
+A task is ``{"src", "dfile", "mode", "outs": [[level, tmp_path], ...], "verify", "mtime"?, "check"?, "whole"?}``
+(``check``: the final pycs, left as they are if their headers are current, and with ``whole`` their code too); a module
 inside a wheel adds ``"archive", "member", "digest", "size"`` (read from the zip, checked against RECORD).
 With ``"deliver": true`` nothing is written: each pyc comes back in the answer, deflated for a zip (its bytes
 follow the answer's line).
@@ -924,8 +925,12 @@ def _compile_one(task):
         mtime = task.get("mtime", info.st_mtime)
         file_mode = (info.st_mode | 0o200) & 0o666
     header = _header(task["mode"], source, mtime, len(source))
-    if task.get("check") and all(_starts_with(path, header) for path in task["check"]):
-        return None  # every pyc is current for this source, level, mode and interpreter
+    if task.get("check") and (
+        _hold_what_is_written(task, source, header)
+        if task.get("whole")
+        else all(_starts_with(path, header) for path in task["check"])
+    ):
+        return None  # every pyc is current for this source, level, mode and interpreter (and code)
     dfile = task["dfile"]
     asserts_possible = None  # decided when a second level needs it
 
@@ -973,6 +978,19 @@ def _compile_one(task):
         last_level = level
         last_data = data
     return results, source
+
+
+def _hold_what_is_written(task, source, header):
+    """Whether each pyc named by ``task["check"]`` holds what this run would write there, code and all: what decides
+    the code but not the header (``--compact``, ``--ddir``) is seen only in the code."""
+    for (level, _), path in zip(task["outs"], task["check"]):
+        try:
+            existing = _read_regular(path)
+        except (OSError, _NotRegular):
+            return False
+        if existing[: len(header)] != header or existing[len(header) :] != _compiled(source, task["dfile"], level)[1]:
+            return False
+    return True
 
 
 def _run_task(task):

@@ -172,3 +172,30 @@ def test_report_shows_the_compact_saving_as_its_own_variant(tmp_path: Path) -> N
         assert compact["files"] == full["files"]
         if sys.version_info >= (3, 11):
             assert compact["wheel_bytes"] < full["wheel_bytes"]
+
+
+@pytest.mark.parametrize("mode", ["timestamp", "unchecked-hash"])
+@pytest.mark.parametrize("asked", [["--compact"], ["--ddir", "/srv/app"]], ids=["compact", "ddir"])
+def test_a_tree_compiled_otherwise_is_recompiled_as_asked(
+    tmp_path: Path, target: Interpreter, asked: list[str], mode: str
+) -> None:
+    """Found by an adversarial review: ``compile --compact`` (or ``--ddir``) on a tree whose pycs were current said
+    "already current" and left them as they were, full (or naming other files): the header cannot tell. Such pycs
+    are now compared code and all, and rewritten; a second run with the same options finds them current."""
+    tree = write_tree(tmp_path / "t", SOURCES)
+    fresh = write_tree(tmp_path / "fresh", SOURCES)
+
+    def code(root: Path) -> dict[Path, bytes]:  # each pyc after its header (which holds the source's mtime)
+        return {p.relative_to(root): p.read_bytes()[16:] for p in root.rglob("*.pyc")}
+
+    base = ["compile", "--python", target.executable, "--invalidation-mode", mode]
+    run_cli(*base, str(tree), check=True)
+    before = code(tree)
+    proc = run_cli(*base, *asked, str(tree), check=True)
+    run_cli(*base, *asked, str(fresh), check=True)
+    assert code(tree) == code(fresh)
+    changes = asked[0] == "--ddir" or target.version >= (3, 11)  # 3.10 has no column positions
+    assert (code(tree) != before) == changes
+    assert ("already current" in proc.stderr) != changes, proc.stderr
+    again = run_cli(*base, *asked, str(tree), check=True)
+    assert "2 already current" in again.stderr, again.stderr
