@@ -172,7 +172,8 @@ def run_report(args: argparse.Namespace) -> int:
     lines = _gate_lines(gate, report)
     _write_report(args, report, render_markdown(report, lines))
     if args.html:
-        with open(args.html, "w", encoding="utf-8") as handle:
+        # a name that is not UTF-8 (a lone surrogate) is written escaped, as in the Markdown, not a traceback
+        with open(args.html, "w", encoding="utf-8", errors="backslashreplace") as handle:
             handle.write(render_html(report, lines))
     if not args.quiet:
         render_terminal(report, lines)

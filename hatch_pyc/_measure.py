@@ -22,12 +22,17 @@ from typing import TypeVar
 from hatch_pyc._targets import Interpreter
 from hatch_pyc._variants import Variant
 
+# The measurement is the line after the import marked as the timer's; the process then ends at once (os._exit), so
+# nothing the module registered to run at exit (an atexit print, a thread joined) can add to its output or its time.
+_MARK = "hatch-pyc import ms:"
 _TIMER = (
-    "import sys, time\n"
+    "import os, sys, time\n"
     "sys.path.insert(0, sys.argv[1])\n"
     "t = time.perf_counter()\n"
     "import importlib; importlib.import_module(sys.argv[2])\n"
-    "print(f'{(time.perf_counter() - t) * 1e3:.6f}')\n"
+    f"sys.stdout.write(f'\\n{_MARK} {{(time.perf_counter() - t) * 1e3:.6f}}\\n')\n"
+    "sys.stdout.flush()\n"
+    "os._exit(0)\n"
 )
 T = TypeVar("T")
 MIN_ROUNDS = 6  # the fewest samples whose median has a 95% order-statistic interval
@@ -156,14 +161,35 @@ def _time_import(interp: Interpreter, variant: Variant, module: str) -> float:
     proc = subprocess.run(
         [interp.executable, *_BASE_FLAGS, *variant.run_flags, "-c", _TIMER, str(variant.root), module],
         capture_output=True,
-        text=True,
+        encoding="utf-8",
+        errors="replace",  # a module may write any bytes
         env=_env(),
         check=False,
     )
     if proc.returncode != 0:
         last = (proc.stderr.strip().splitlines() or ["no output"])[-1]
         raise ImportFailed(last)
-    return float(proc.stdout.strip().splitlines()[-1])
+    return _measured(proc.stdout)
+
+
+def _measured(stdout: str) -> float:
+    """The import time the timer printed (the last line it marked); ImportFailed if there is none, as when the
+    module ended the process itself (``os._exit(0)`` during its import)."""
+    for line in reversed(stdout.splitlines()):
+        if line.startswith(_MARK):
+            try:
+                value = float(line[len(_MARK) :])
+            except ValueError:
+                break
+            if math.isfinite(value) and value >= 0:
+                return value
+            break
+    raise ImportFailed("the interpreter ended without finishing the import (the module exited the process?)")
+
+
+def is_module_name(name: str) -> bool:
+    """Whether ``name`` is a module's dotted name (``pkg.sub``: identifiers, joined by dots)."""
+    return all(part.isidentifier() for part in name.split("."))
 
 
 def _time_startup(interp: Interpreter) -> float:
@@ -194,7 +220,8 @@ def _importtime(
                 module,
             ],
             capture_output=True,
-            text=True,
+            encoding="utf-8",
+            errors="replace",  # a module may write any bytes
             env=_env(),
             check=False,
         )
@@ -205,9 +232,12 @@ def _importtime(
                 _, self_us, cumulative_us, name = (
                     part.strip() for part in line.replace("import time:", "|", 1).split("|")
                 )
-                per_module.setdefault(name.strip(), []).append((float(self_us) / 1e3, float(cumulative_us) / 1e3))
+                times = (float(self_us) / 1e3, float(cumulative_us) / 1e3)
             except ValueError:
                 continue
+            # CPython writes a module's dotted name; a line in another form was written by the code imported
+            if is_module_name(name) and all(map(math.isfinite, times)):
+                per_module.setdefault(name, []).append(times)
     rows = [
         (name, statistics.median(s for s, _ in values), statistics.median(c for _, c in values))
         for name, values in per_module.items()

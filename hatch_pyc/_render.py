@@ -90,13 +90,14 @@ def import_rows(report: Report) -> tuple[list[str], list[list[str]]]:
 
 def table_console() -> Console:
     """A rich console for result tables on stdout. Off a terminal (a CI log, a file) tables print at their
-    natural width, never cut to 80 columns, unless ``COLUMNS`` sets a width. Markup is off: every string given
-    to it (titles and cells, which hold the user's names) is shown as it is, never read as ``[style]``."""
+    natural width, never cut to 80 columns, unless ``COLUMNS`` sets a width. Markup and emoji codes are off: every
+    string given to it (titles and cells, which hold the user's names) is shown as it is, never read as ``[style]``
+    or ``:emoji:``."""
     from rich.console import Console
 
-    console = Console(stderr=False, markup=False)
+    console = Console(stderr=False, markup=False, emoji=False)
     if not console.is_terminal and "COLUMNS" not in os.environ:
-        console = Console(stderr=False, markup=False, width=100_000)
+        console = Console(stderr=False, markup=False, emoji=False, width=100_000)
     console.on_broken_pipe = _broken_pipe  # type: ignore[method-assign]  # rich would exit 1: a failed check
     return console
 
@@ -107,10 +108,17 @@ def _broken_pipe() -> None:
 
 
 def print_title(console: Console, title: str, text: str) -> None:
-    """``title: text`` on one line, the title in bold, ``text`` escaped by :func:`~hatch_pyc._text.terminal_safe`."""
+    """``title: text``, the title in bold, ``text`` escaped by :func:`~hatch_pyc._text.terminal_safe`. Wider than the
+    console, it is cut at the width and each further line is indented: no name can begin a line of its own (a
+    "gate: passed" placed where a word-wrap would break the line, or a CI runner's ``::command::``)."""
     from rich.text import Text
 
-    console.print(Text.assemble((title, "bold"), ": ", terminal_safe(text)))
+    line = Text.assemble((title, "bold"), ": ", terminal_safe(text))
+    width = max(console.width, 20)
+    pieces = [line[:width]]
+    pieces += [Text("  ") + line[start : start + width - 2] for start in range(width, len(line), width - 2)]
+    for piece in pieces:
+        console.print(piece, soft_wrap=True)
 
 
 def print_table(console: Console, title: str, headers: list[str], rows: list[list[str]], **column: Any) -> None:
@@ -154,8 +162,11 @@ def render_terminal(report: Report, gate_lines: list[str] | None = None) -> None
 # text, never as markup or as a line of its own (a name holding "\n**gate: PASS**" forged a line of the summary;
 # "~~x~~" struck it through, "&#42;" became "*"). "&" and "~" are written as character references, which every
 # Markdown reads (Python-Markdown has no backslash escape for them); the rest of the punctuation is backslashed.
+# What would begin a block where the text begins a line ("- gate: passed" a list item, "1." or "1)" a numbered
+# one, four spaces a code block) is escaped too, at its start (the text is one line: that is its only start).
 _MD_SPECIAL = re.compile(r"[\\`*_\[\]<>#|!~&]")
 _MD_REFERENCE = {"&": "&amp;", "~": "&#126;"}
+_MD_START = re.compile(r"^(?: +|[-+]|\d+[.)])")
 
 
 def _md_escaped(match: re.Match[str]) -> str:
@@ -163,10 +174,24 @@ def _md_escaped(match: re.Match[str]) -> str:
     return _MD_REFERENCE.get(char) or "\\" + char
 
 
+def _md_start(match: re.Match[str]) -> str:
+    start = match.group()
+    if start.startswith(" "):
+        return "&#32;" * len(start)
+    return start[:-1] + "\\" + start[-1]
+
+
 def md_text(text: str) -> str:
-    """``text`` as Markdown shows it literally: control characters escaped (``\\x0a``, ``\\u202e``, see
-    :func:`~hatch_pyc._text.terminal_safe`), Markdown's and HTML's punctuation escaped."""
-    return _MD_SPECIAL.sub(_md_escaped, terminal_safe(text))
+    """``text`` as Markdown shows it literally, wherever it stands: control characters escaped (``\\x0a``,
+    ``\\u202e``, see :func:`~hatch_pyc._text.terminal_safe`), Markdown's and HTML's punctuation escaped, and
+    nothing at its start read as a list, a numbered list or a code block."""
+    return _MD_START.sub(_md_start, _MD_SPECIAL.sub(_md_escaped, terminal_safe(text)))
+
+
+def md_html(text: str) -> str:
+    """``text`` inside an HTML block of Markdown (``<summary>``), where Markdown reads nothing and shows a backslash
+    as one: control characters escaped (:func:`~hatch_pyc._text.terminal_safe`), then HTML's characters."""
+    return html.escape(terminal_safe(text))
 
 
 def md_code(text: str) -> str:
@@ -177,15 +202,17 @@ def md_code(text: str) -> str:
 
 
 def _md_cell(cell: str) -> str:
-    """A table cell: a code span (`...`, made here) as it is but for ``|``; any other text through :func:`md_text`."""
-    if len(cell) > 1 and cell.startswith("`") and cell.endswith("`") and cell.isprintable():
+    """A table cell: one code span (`...`, nothing but printable text between its two backticks, where Markdown reads
+    nothing) as it is but for ``|``; any other text through :func:`md_text` (a cell `x` <img> `y` is two spans with
+    HTML between them)."""
+    if len(cell) > 1 and cell.startswith("`") and cell.endswith("`") and cell.count("`") == 2 and cell.isprintable():
         return cell.replace("|", "\\|")
     return md_text(cell)
 
 
 def _md_table(headers: list[str], rows: list[list[str]]) -> str:
     out = [
-        "| " + " | ".join(headers) + " |",
+        "| " + " | ".join(map(_md_cell, headers)) + " |",
         "|" + "|".join("---" if i == 0 else "---:" for i in range(len(headers))) + "|",
     ]
     out += ["| " + " | ".join(_md_cell(cell) for cell in row) + " |" for row in rows]

@@ -10,6 +10,7 @@ from hatch_pyc._render import (
     _signed_pct,
     _size,
     md_code,
+    md_html,
     md_text,
     print_gate,
     print_table,
@@ -126,7 +127,7 @@ def render_images_markdown(report: ImagesReport, gate_lines: list[str] | None = 
         parts += ["", "**Start-up**", "", _md_table(STARTUP_HEADERS, startup_rows(report))]
     for image in report["images"]:
         rows = [[f"`{step}`" if "`" not in step else step, size] for step, size in layer_rows(image)]
-        title = md_text(_layers_title(image))
+        title = md_html(_layers_title(image))
         parts += ["", f"<details><summary>{title}</summary>", "", _md_table(LAYER_HEADERS, rows)]
         parts += ["", "</details>"]
     if gate_lines:

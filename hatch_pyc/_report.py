@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from hatch_pyc._cache import read_regular_file
-from hatch_pyc._errors import InvalidInput
+from hatch_pyc._errors import InvalidInput, InvalidOptions
 from hatch_pyc._gate import FAIL, GateCheck, GateResult, Ratio, not_checked, size_check, slowdown_check
 from hatch_pyc._gate import pct as _pct
 from hatch_pyc._measure import (
@@ -19,6 +19,7 @@ from hatch_pyc._measure import (
     Timing,
     TimingPlan,
     choose_repeat,
+    is_module_name,
     measure_imports,
     measure_size,
     median_ci_level,
@@ -84,6 +85,9 @@ def build_report(
     """Stage ``target``, build its variants in scratch copies, measure them, return the report.
 
     ``compact``: also the sourceless variants of compact pycs (no column positions), to show their saving."""
+    for module in modules:  # what ``import`` takes: a module the child cannot even name is not timed
+        if not is_module_name(module):
+            raise InvalidOptions(f"--import {module!r}: not a module name (dotted identifiers, as import takes)")
     interp: Interpreter = resolve_target([Path(target)], python) if Path(target).is_dir() else find_interpreter(python)
     levels = tuple(sorted(set(levels))) or (0,)
     with tempfile.TemporaryDirectory(prefix="hatch-pyc-report-") as scratch_dir:

@@ -10,8 +10,11 @@ import re
 # What a message may not send to a terminal as it is: control characters (an escape sequence in a
 # file name or an untrusted module's error rewrites the screen; a newline, or U+2028/U+2029, splits a
 # one-line error), bidirectional controls (U+202E shows "exe.png" for "gnp.exe") and lone surrogates
-# (a name that is not UTF-8, which cannot be printed at all).
-_UNSAFE = re.compile("[\x00-\x1f\x7f-\x9f\u061c\u200e\u200f\u2028-\u202e\u2066-\u2069\ud800-\udfff]")
+# (a name that is not UTF-8, which cannot be printed at all), and the invisible ones that could hide text inside a
+# name (zero-width spaces and joiners, the soft hyphen, the byte order mark).
+_UNSAFE = re.compile(
+    "[\x00-\x1f\x7f-\x9f\xad\u061c\u200b-\u200f\u2028-\u202e\u2060-\u2064\u2066-\u2069\ufeff\ud800-\udfff]"
+)
 
 
 def _escaped(match: re.Match[str]) -> str:

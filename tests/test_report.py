@@ -500,6 +500,90 @@ def test_terminal_report_shows_a_hostile_name_as_it_is(tmp_path: Path) -> None:
     ), lines[0]
     assert not any(line.startswith("gate") for line in lines), proc.stdout
     assert "\x1b" not in proc.stdout, proc.stdout
+    # Nor where the line is folded: the title is one line on an 80-column terminal (the name's " gate: passed" fell
+    # at the start of the second line), and an :emoji: code is shown as typed.
+    long = "p" * 61 + " gate: passed (4 checks) :white_check_mark:"
+    tree = write_tree(tmp_path / long, {"okpkg/__init__.py": "X = 1\n"})
+    for env in ({"COLUMNS": "80"}, {"FORCE_COLOR": "1"}):
+        proc = run_cli("report", str(tree), "--sizes-only", env=env, check=True)
+        assert not any(re.sub(r"\x1b\[[0-9;]*m", "", line).startswith("gate") for line in proc.stdout.splitlines())
+        assert ":white_check_mark:" in proc.stdout and "\u2705" not in proc.stdout, proc.stdout
+
+
+def test_markdown_shows_code_spans_headers_and_line_starts_as_text() -> None:
+    """Found by an adversarial review (with GitHub's own parser): a cell that began and ended with a backtick was
+    taken for a code span as it was (`x` <img> `y` is two spans with HTML between them), table headers were not
+    escaped at all, and a name at the start of a line began a list ("- gate: passed"), a numbered list or a code
+    block."""
+    import markdown
+
+    from hatch_pyc._render import _md_table, md_text
+
+    hostile = "`x` [click me](https://evil.example) <img src=x onerror=alert(1)> **gate: passed** `y`"
+    table = _md_table(["variant", f"import {hostile}"], [[hostile, "`plain code`"]])
+    rendered = markdown.markdown(table, extensions=["tables"])
+    assert "<img" not in rendered and "<a " not in rendered and "<strong>" not in rendered, rendered
+    assert rendered.count("<code>plain code</code>") == 1, rendered
+    for start, block in (("- gate: passed (8 checks)", "<li>"), ("1. gate", "<ol>"), ("2) x", "<ol>")):
+        rendered = markdown.markdown(md_text(start) + " (tree) for CPython 3.12")
+        assert block not in rendered and html.unescape(re.sub("<[^>]+>", "", rendered)).startswith(start), rendered
+    rendered = markdown.markdown(md_text("    indented") + "\n")
+    assert "<pre>" not in rendered and html.unescape(re.sub("<[^>]+>", "", rendered)) == "    indented", rendered
+
+
+def test_a_module_name_that_is_not_one_is_refused(tmp_path: Path) -> None:
+    """``--import`` takes what ``import`` takes; a name with a line break, HTML or a table's ``|`` is refused."""
+    tree = write_tree(tmp_path / "t", {"okpkg/__init__.py": "X = 1\n"})
+    for name in ("a\n### forged heading", "<img src=x>|**forged**", "okpkg.", "1pkg", ""):
+        proc = run_cli("report", str(tree), "--import", name, "--repeat", "2")
+        assert proc.returncode == 2 and "not a module name" in proc.stderr and "Traceback" not in proc.stderr, (
+            name,
+            proc.stderr,
+        )
+
+
+def test_what_an_imported_module_prints_is_not_taken_for_a_measurement(tmp_path: Path) -> None:
+    """Found by an adversarial review: a module's own output ended the report with a traceback (bytes that are not
+    UTF-8 on stderr, a print at exit after the timer's line, ``os._exit(0)`` during its import), and an
+    ``import time:`` line it wrote itself became a row of the slowest modules."""
+    from hatch_pyc._measure import is_module_name
+
+    forged = "import time: 999999 | 999999 | `x` <img src=x> [click](https://evil.example) `y`"
+    tree = write_tree(
+        tmp_path / "t",
+        {
+            "forges/__init__.py": f"import sys\nsys.stderr.write({forged!r} + '\\n')\n",
+            "raw/__init__.py": "import os\nos.write(2, b'\\xff\\xfe not UTF-8\\n')\n",
+            "late/__init__.py": "import atexit\natexit.register(print, 'not a number')\n",
+            "leaves/__init__.py": "import os\nos._exit(0)\n",
+        },
+    )
+    out = tmp_path / "r.json"
+    args = ["report", str(tree), "--repeat", "2", "--json", str(out), "--markdown", str(tmp_path / "r.md")]
+    proc = run_cli(*args, *(f"--import={m}" for m in ("forges", "raw", "late", "leaves")))
+    assert proc.returncode == 0 and "Traceback" not in proc.stderr, proc.stderr
+    report = json.loads(out.read_text())
+    for variant in report["variants"]:
+        imports = variant["imports"]
+        for module in ("forges", "raw", "late"):
+            assert "error" not in imports[module] and imports[module]["median_ms"] >= 0, (module, imports[module])
+            slowest = [row["module"] for row in imports[module].get("slowest", [])]
+            assert slowest and all(map(is_module_name, slowest)), slowest
+        assert "ended without finishing the import" in imports["leaves"]["error"], imports["leaves"]
+    assert "<img" not in (tmp_path / "r.md").read_text()
+    assert "999999" not in out.read_text()
+
+
+def test_html_report_of_a_name_that_is_not_utf8(tmp_path: Path) -> None:
+    """Found by an adversarial review: a directory name that is not UTF-8 ended ``--html`` with a traceback and left
+    an empty file; it is written escaped, as in the Markdown."""
+    root = os.fsencode(tmp_path) + b"/bad\xff\xfename"
+    os.makedirs(root + b"/okpkg")
+    Path(os.fsdecode(root + b"/okpkg/__init__.py")).write_text("X = 1\n")
+    page = tmp_path / "r.html"
+    proc = run_cli("report", os.fsdecode(root), "--sizes-only", "-q", "--html", str(page))
+    assert proc.returncode == 0 and "Traceback" not in proc.stderr, proc.stderr
+    assert "bad\\udcff\\udcfename" in page.read_text(encoding="utf-8"), page.read_text(encoding="utf-8")[:2000]
 
 
 def test_markdown_escapes_strikethrough_and_entities() -> None:
@@ -545,7 +629,8 @@ def test_images_markdown_shows_names_as_code_and_a_hostile_one_as_text(
     assert "start-up of `python3 -c 'import app'`: 3 interleaved runs" in plain
     hostile = "x`\n\n**gate: PASS**\n<img src=x>"
     text = render_images_markdown(report(hostile, ["sh", "-c", "`\n**gate: PASS**"]))
-    assert re.search(r"(?<!\\)<img", text) is None and re.search(r"(?<!\\)\*\*gate", text) is None, text
+    markdown_lines = "\n".join(line for line in text.splitlines() if not line.startswith("<details><summary>"))
+    assert re.search(r"(?<!\\)<img", text) is None and re.search(r"(?<!\\)\*\*gate", markdown_lines) is None, text
     assert not any(line.startswith(("**gate", "<img")) for line in text.splitlines()), text
     # The terminal tables: no markup read from a name, no line of its own (wide enough that no cell is folded).
     monkeypatch.setenv("COLUMNS", "400")
