@@ -28,6 +28,8 @@ import json
 import marshal
 import os
 import re
+import select
+import signal
 import stat
 import struct
 import sys
@@ -337,6 +339,8 @@ def _open_dir(directory):
 
 
 def _write(path, data, mode):
+    if _parent is not None and os.getppid() != _parent:
+        os._exit(3)  # orphaned while it compiled (its parent was killed): the next run may have cleaned up already
     directory, name = os.path.split(path)
     try:
         if not _DIR_FD:
@@ -925,8 +929,9 @@ def _compile_one(task):
         mtime = task.get("mtime", info.st_mtime)
         file_mode = (info.st_mode | 0o200) & 0o666
     header = _header(task["mode"], source, mtime, len(source))
+    compiled = {}  # level -> what _compiled gave for it, when the check already compiled it
     if task.get("check") and (
-        _hold_what_is_written(task, source, header)
+        _hold_what_is_written(task, source, header, compiled)
         if task.get("whole")
         else all(_starts_with(path, header) for path in task["check"])
     ):
@@ -960,7 +965,7 @@ def _compile_one(task):
         if same:
             data = last_data
         else:
-            last_has_doc, body, _ = _compiled(source, dfile, level)
+            last_has_doc, body, _ = compiled.get(level) or _compiled(source, dfile, level)
             data = header + body
         link_to = next((path for other, path in produced if other == data), None)
         if link_to is not None:
@@ -980,15 +985,21 @@ def _compile_one(task):
     return results, source
 
 
-def _hold_what_is_written(task, source, header):
+def _hold_what_is_written(task, source, header, compiled):
     """Whether each pyc named by ``task["check"]`` holds what this run would write there, code and all: what decides
-    the code but not the header (``--compact``, ``--ddir``) is seen only in the code."""
+    the code but not the header (``--compact``, ``--ddir``) is seen only in the code. The header is read first, and
+    then no more than the pyc would hold (a file of gigabytes there is not read whole); each level's code is kept in
+    ``compiled`` for the run to write if it is not current."""
+    if not all(_starts_with(path, header) for path in task["check"]):
+        return False
     for (level, _), path in zip(task["outs"], task["check"]):
+        compiled[level] = found = _compiled(source, task["dfile"], level)
+        expected = header + found[1]
         try:
-            existing = _read_regular(path)
+            existing = _read_regular(path, len(expected) + 1)
         except (OSError, _NotRegular):
             return False
-        if existing[: len(header)] != header or existing[len(header) :] != _compiled(source, task["dfile"], level)[1]:
+        if existing != expected:
             return False
     return True
 
@@ -1045,6 +1056,7 @@ _drifted = frozenset()  # those interned since the worker started, as of the tas
 _looked_at = False  # nothing that could intern one has run since they were last looked at
 _first_task = True  # no task answered yet since the worker started
 _fresh = None  # the _FreshCopy that compiles such modules (before 3.13, where there is os.fork)
+_parent = None  # the parent's pid (main() sets it): an orphan stops before it writes
 
 
 class _Again(BaseException):
@@ -1068,7 +1080,12 @@ class _FreshCopy:
     def __init__(self):
         requests, self._requests = os.pipe()
         self._answers, answers = os.pipe()
-        pid = os.fork()
+        try:
+            pid = os.fork()
+        except OSError:
+            for fd in (requests, self._requests, self._answers, answers):
+                os.close(fd)
+            raise
         if pid == 0:  # the copy: nothing of the worker's pipes to its parent, which end with the worker alone
             try:
                 os.close(self._requests)
@@ -1150,12 +1167,30 @@ def _serve_fresh(requests, answers):
             finally:
                 os._exit(0)
         os.close(theirs)
-        answer = _read_exact(mine, 1 << 62)
+        answer = _answer_of(pid, mine, requests)
         os.close(mine)
         os.waitpid(pid, 0)
         if not answer:
             answer = marshal.dumps(("failed", "the child ended without an answer", None))
         _write_all(answers, struct.pack("<Q", len(answer)) + answer)
+
+
+def _answer_of(pid, answers, requests):
+    """What the child ``pid`` answers on ``answers``, read while it runs. The worker sends nothing more while it waits
+    for it: ``requests`` readable means the worker is gone (killed, or interrupted with the CLI), and then the child
+    is killed and the copy ends, so that nothing of the run goes on compiling once the run is over."""
+    parts = []
+    while True:
+        ready = select.select([answers, requests], [], [])[0]
+        if answers in ready:
+            part = os.read(answers, 1 << 20)
+            if not part:
+                return b"".join(parts)
+            parts.append(part)
+        elif requests in ready:
+            os.kill(pid, signal.SIGKILL)
+            os.waitpid(pid, 0)
+            os._exit(0)
 
 
 def _answer_fresh(request, answers):
@@ -1213,7 +1248,7 @@ def _uses(consts, strings):
 
 
 def main():
-    global _cache, _first_task, _looked_at, _fresh
+    global _cache, _first_task, _looked_at, _fresh, _parent
     # One-character strings are process-wide singletons: their "interned" mark (which marshal writes, and which on
     # 3.11+ decides where a string sorts inside a set constant) is whatever the process did to them before. 3.13+
     # interns all 256 at start-up. Before 3.13 CPython's compiler interns those of name characters (a constant
@@ -1232,11 +1267,15 @@ def main():
         json.encoder.c_make_encoder = None
     _start_marks()
     if _marks is not None and hasattr(os, "fork") and not os.environ.get("_HATCH_PYC_WORKER_NO_FORK"):
-        _fresh = _FreshCopy()
+        try:
+            _fresh = _FreshCopy()
+        except OSError:  # no process to spare (a pids limit): the worker starts afresh where it would ask the copy
+            _fresh = None
     args = sys.argv[2:]
     parent = os.getppid()  # the parent that started it, unless it says which (it may be gone before this line)
     if args[:1] == ["--parent"] and len(args) > 1:
         parent, args = int(args[1]), args[2:]
+    _parent = parent
     if args[:1] == ["--cache"] and len(args) > 1:
         _cache = _Cache(args[1])
     out = sys.stdout.buffer

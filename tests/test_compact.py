@@ -4,6 +4,7 @@ smaller, and the same program: tracebacks keep file and line and lose only the c
 from __future__ import annotations
 
 import io
+import json
 import subprocess
 import sys
 import zipfile
@@ -199,3 +200,47 @@ def test_a_tree_compiled_otherwise_is_recompiled_as_asked(
     assert ("already current" in proc.stderr) != changes, proc.stderr
     again = run_cli(*base, *asked, str(tree), check=True)
     assert "2 already current" in again.stderr, again.stderr
+
+
+def test_the_whole_pyc_check_compiles_once_and_reads_no_more_than_a_pyc(tmp_path: Path) -> None:
+    """Found by an adversarial review: the first ``--compact`` run over a current tree compiled each module twice
+    (once to compare, once to write; the cache counted both), and the comparison read whatever sat at the pyc's path
+    whole (a 4 GB file there took 48 s and 8 GB of memory, or failed the source with a MemoryError)."""
+    import resource
+
+    target = sys.executable
+    tree = write_tree(tmp_path / "t", SOURCES)
+    run_cli("compile", "--python", target, "--no-cache", str(tree), check=True)
+    (big,) = (tree / "calc/__pycache__").glob("ops.*.pyc")
+    with big.open("r+b") as handle:  # its header kept (current), then 3 GiB of nothing
+        handle.truncate(3 << 30)
+    report = tmp_path / "r.json"
+    limit = 1 << 31
+
+    def limited() -> None:
+        resource.setrlimit(resource.RLIMIT_AS, (limit, limit))
+
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "hatch_pyc",
+            "compile",
+            "--python",
+            target,
+            "--compact",
+            "--cache-dir",
+            str(tmp_path / "cache"),
+            "--json",
+            str(report),
+            str(tree),
+        ],
+        capture_output=True,
+        text=True,
+        preexec_fn=limited,
+        check=False,
+    )
+    assert proc.returncode == 0, proc.stderr
+    counts = json.loads(report.read_text())
+    assert (counts["cache_hits"], counts["cache_misses"]) == (0, 2), counts  # two modules, each compiled once
+    assert big.stat().st_size < 1 << 20

@@ -15,6 +15,7 @@ import json
 import os
 import shutil
 import signal
+import time
 from pathlib import Path
 
 import pytest
@@ -146,10 +147,12 @@ _HOLDS = 'B = "{"\nC = "}"\nM = "\u00e9"\nS = frozenset({"{", "\u00e9", "-", "a"
 TEXTS = {f"m{i:02}": (_INTERNS + "\u00e9 = 1\n" if i % 2 == 0 else "") + _HOLDS + f"N = {i}\n" for i in range(12)}
 
 
-def _ask_one_worker(target: Interpreter, tmp_path: Path, kill_the_copy: bool) -> list[dict[str, object]]:
+def _ask_one_worker(
+    target: Interpreter, tmp_path: Path, kill_the_copy: bool, copies: bool = True
+) -> list[dict[str, object]]:
     """TEXTS compiled at -O0 and -O2 by one worker in one batch, into ``tmp_path/out/<name>.<level>.pyc``: the
     answers of its first round. ``kill_the_copy``: the copy the worker made of itself is killed first; the rest of
-    the answers are asked for again, as the pool does."""
+    the answers are asked for again, as the pool does. ``copies``: whether the worker can make its copy."""
     from hatch_pyc._pool import _Worker
 
     tree = write_tree(tmp_path / "t", {f"{name}.py": text for name, text in TEXTS.items()})
@@ -169,7 +172,7 @@ def _ask_one_worker(target: Interpreter, tmp_path: Path, kill_the_copy: bool) ->
         worker._ask([])  # the worker has started, and made its copy where it makes one
         children = Path(f"/proc/{worker.proc.pid}/task/{worker.proc.pid}/children").read_text().split()
         # The copy is made before 3.13 only: from 3.13 on every one-character string is interned at start-up.
-        assert len(children) == (1 if target.version < (3, 13) else 0), children
+        assert len(children) == (1 if target.version < (3, 13) and copies else 0), children
         if kill_the_copy and children:
             os.kill(int(children[0]), signal.SIGKILL)
         first = worker._ask(batch)
@@ -234,3 +237,72 @@ def test_a_worker_whose_copy_is_gone_starts_afresh(target: Interpreter, tmp_path
     made = {p.name.removesuffix(".pyc"): p.read_bytes() for p in (tmp_path / "out").iterdir()}
     alone = _compiled_alone(target, tmp_path)
     assert made == alone, sorted(n for n in alone if made.get(n) != alone[n])
+
+
+def test_a_worker_that_cannot_fork_starts_afresh_instead(
+    target: Interpreter, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Found by an adversarial review: where a pids limit makes fork() fail (EAGAIN), every worker died making its
+    copy, and the whole run failed. It now goes on without one, starting afresh where it would have asked it."""
+    from hatch_pyc import _pool
+
+    refuse = "import os\ndef _refused():\n    raise BlockingIOError(11, 'Resource temporarily unavailable')\n"
+    monkeypatch.setattr(_pool, "BOOT", refuse + "os.fork = _refused\n" + _pool.BOOT)
+    first = _ask_one_worker(target, tmp_path, kill_the_copy=False, copies=False)
+    assert any(answer.get("again") for answer in first) == (target.version < (3, 13)), first
+    made = {p.name.removesuffix(".pyc"): p.read_bytes() for p in (tmp_path / "out").iterdir()}
+    alone = _compiled_alone(target, tmp_path)
+    assert made == alone, sorted(n for n in alone if made.get(n) != alone[n])
+
+
+def test_the_copy_and_its_child_end_with_the_worker(target: Interpreter, tmp_path: Path) -> None:
+    """Found by an adversarial review: a worker killed (Ctrl-C, the OOM killer) left its copy and the child compiling
+    a large module running on for seconds after the run had ended. The copy now kills its child and ends as soon as
+    the worker is gone."""
+    from hatch_pyc._pool import _Worker
+
+    big = "\n".join(f"x{i} = ('\u00e9', {i}, [{i}, {i} + 1])" for i in range(150_000)) + "\n"
+    tree = write_tree(tmp_path / "t", {"a.py": "\u00e9 = 1\n", "big.py": big})
+    batch = [
+        {
+            "src": str(tree / name),
+            "dfile": name,
+            "mode": "unchecked-hash",
+            "outs": [[0, str(tmp_path / name)]],
+            "verify": False,
+        }
+        for name in ("a.py", "big.py")
+    ]
+    worker = _Worker(target)
+    try:
+        worker._ask([])
+        copies = Path(f"/proc/{worker.proc.pid}/task/{worker.proc.pid}/children").read_text().split()
+        if target.version >= (3, 13):  # no copy to end: every one-character string is interned at start-up
+            assert copies == []
+            return
+        (copy,) = copies
+        assert worker.proc.stdin is not None
+        worker.proc.stdin.write(json.dumps(batch).encode() + b"\n")
+        worker.proc.stdin.flush()
+        deadline = time.monotonic() + 60
+        children: list[str] = []
+        while not children and time.monotonic() < deadline:  # the copy's child compiling big.py
+            children = Path(f"/proc/{copy}/task/{copy}/children").read_text().split()
+            time.sleep(0.01)
+        assert children, "big.py never reached the copy"
+        worker.proc.kill()
+        worker.proc.wait()
+    finally:
+        worker.end(kill=True)
+        worker.wait(kill=True)
+
+    def running(pid: str) -> bool:
+        try:
+            return "\nState:\tZ" not in Path(f"/proc/{pid}/status").read_text()
+        except OSError:
+            return False
+
+    deadline = time.monotonic() + 1  # the child compiles big.py for 2.5 s: a copy that waited for it is caught here
+    while (running(copy) or running(children[0])) and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert not running(copy) and not running(children[0])
