@@ -161,7 +161,7 @@ def test_hatch_pyc_images_compares_the_examples(engine: Any, image: Callable[[st
     versus = second["vs_baseline"]
     assert versus["delta_bytes"] < 0  # sourceless, and no wheels/ layer
     assert versus["shared_layers"] >= 1  # the base image's layer
-    assert "| image | median [95% CI] | min-max | IQR | vs baseline |" in md.read_text(encoding="utf-8")
+    assert "| image | median \\[95% CI\\] | min-max | IQR | vs baseline |" in md.read_text(encoding="utf-8")
 
 
 @pytest.mark.docker

@@ -134,7 +134,7 @@ def test_images_compares_sizes_layers_and_startup(engine: Any, images: dict[str,
     markdown = md.read_text(encoding="utf-8")
     assert markdown.startswith(f"### hatch-pyc images: `{base}` vs `{other}`")
     assert "| image | size | vs baseline | layers | shared with baseline |" in markdown
-    assert "| image | median [95% CI] | min-max | IQR | vs baseline |" in markdown
+    assert "| image | median \\[95% CI\\] | min-max | IQR | vs baseline |" in markdown
     assert f"<details><summary>Layers of {other} (oldest first; not shown: 1 history entries of 0 B" in markdown
     assert "`python3 -c 'import app'`: 3 interleaved runs per image after 1 warm-up" in markdown
     assert "Start-up" in proc.stdout and f"Layers of {base}" in proc.stdout  # the terminal tables
