@@ -202,15 +202,14 @@ def test_a_tree_compiled_otherwise_is_recompiled_as_asked(
     assert "2 already current" in again.stderr, again.stderr
 
 
-def test_the_whole_pyc_check_compiles_once_and_reads_no_more_than_a_pyc(tmp_path: Path) -> None:
+def test_the_whole_pyc_check_compiles_once_and_reads_no_more_than_a_pyc(tmp_path: Path, target: Interpreter) -> None:
     """Found by an adversarial review: the first ``--compact`` run over a current tree compiled each module twice
     (once to compare, once to write; the cache counted both), and the comparison read whatever sat at the pyc's path
     whole (a 4 GB file there took 48 s and 8 GB of memory, or failed the source with a MemoryError)."""
     import resource
 
-    target = sys.executable
     tree = write_tree(tmp_path / "t", SOURCES)
-    run_cli("compile", "--python", target, "--no-cache", str(tree), check=True)
+    run_cli("compile", "--python", target.executable, "--no-cache", str(tree), check=True)
     (big,) = (tree / "calc/__pycache__").glob("ops.*.pyc")
     with big.open("r+b") as handle:  # its header kept (current), then 3 GiB of nothing
         handle.truncate(3 << 30)
@@ -227,7 +226,7 @@ def test_the_whole_pyc_check_compiles_once_and_reads_no_more_than_a_pyc(tmp_path
             "hatch_pyc",
             "compile",
             "--python",
-            target,
+            target.executable,
             "--compact",
             "--cache-dir",
             str(tmp_path / "cache"),
@@ -242,5 +241,8 @@ def test_the_whole_pyc_check_compiles_once_and_reads_no_more_than_a_pyc(tmp_path
     )
     assert proc.returncode == 0, proc.stderr
     counts = json.loads(report.read_text())
+    if target.version < (3, 11):  # no column positions: nothing to compare, the headers are current
+        assert (counts["cache_hits"], counts["cache_misses"]) == (0, 0), counts
+        return
     assert (counts["cache_hits"], counts["cache_misses"]) == (0, 2), counts  # two modules, each compiled once
     assert big.stat().st_size < 1 << 20
