@@ -883,10 +883,7 @@ def _compiled(source, dfile, level, deflate=False):
     code = compile(source, dfile, "exec", dont_inherit=True, optimize=level)
     if _drifted and _uses(code.co_consts, _drifted):
         if _first_task:  # the worker itself interned them (its start, this task's cache lookup): afresh is no better
-            raise _Unfaithful(
-                "the compile worker interned %s before compiling this module, which CPython would write otherwise; "
-                "please report this" % ", ".join(sorted(map(repr, _drifted)))
-            )
+            raise _interned_by_itself()
         del code
         has_doc, body = _fresh.compiled(source, dfile, level) if _fresh is not None else _restart()
     else:
@@ -1068,6 +1065,15 @@ def _restart():
     raise _Again
 
 
+def _interned_by_itself():
+    """The error for a module whose strings the worker's own code interned before any module could (see
+    _ONE_CHARS): starting afresh would do the same again, so it is refused rather than written otherwise."""
+    return _Unfaithful(
+        "the compile worker interned %s before compiling this module, which CPython would write otherwise; "
+        "please report this" % ", ".join(sorted(map(repr, _drifted)))
+    )
+
+
 class _FreshCopy:
     """A copy of the worker made as it started (os.fork, before any task), kept idle: for each module it is asked
     for, it forks a child, which compiles the module with nothing interned since the worker started and answers
@@ -1199,11 +1205,8 @@ def _answer_fresh(request, answers):
     try:
         _note_drift()
         code = compile(source, dfile.decode("utf-8", "surrogatepass"), "exec", dont_inherit=True, optimize=level)
-        if _drifted and _uses(code.co_consts, _drifted):
-            raise _Unfaithful(
-                "the compile worker interned %s before compiling this module, which CPython would write otherwise; "
-                "please report this" % ", ".join(sorted(map(repr, _drifted)))
-            )
+        if _drifted and _uses(code.co_consts, _drifted):  # a fresh child: only the worker's own code can have
+            raise _interned_by_itself()
         answer = ("ok",) + _marshalled(code)
     except _Unfaithful as exc:
         answer = ("unfaithful", str(exc), None)
@@ -1272,10 +1275,9 @@ def main():
         except OSError:  # no process to spare (a pids limit): the worker starts afresh where it would ask the copy
             _fresh = None
     args = sys.argv[2:]
-    parent = os.getppid()  # the parent that started it, unless it says which (it may be gone before this line)
+    _parent = os.getppid()  # the parent that started it, unless it says which (it may be gone before this line)
     if args[:1] == ["--parent"] and len(args) > 1:
-        parent, args = int(args[1]), args[2:]
-    _parent = parent
+        _parent, args = int(args[1]), args[2:]
     if args[:1] == ["--cache"] and len(args) > 1:
         _cache = _Cache(args[1])
     out = sys.stdout.buffer
@@ -1287,7 +1289,7 @@ def main():
             for task in batch:
                 # A parent killed (SIGKILL) mid-batch cannot end its workers: one writing on would leave temporaries
                 # in the tree after the next run's clean-up. An orphan is re-parented: it stops at once.
-                if os.getppid() != parent:
+                if os.getppid() != _parent:
                     os._exit(3)
                 if fresh_start:  # see below: asked again, of this worker as it starts afresh
                     answers.append({"again": True})
